@@ -1,0 +1,145 @@
+import Foundation
+
+/// Body of `POST /chat`.
+public struct CreateChatRequest: Codable, Sendable, Equatable {
+    public var name: String
+    public var chatType: ChatType
+
+    public init(name: String, chatType: ChatType) {
+        self.name = name
+        self.chatType = chatType
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case chatType = "chat_type"
+    }
+}
+
+/// A member of a chat and how far they have read.
+public struct MemberPayload: Codable, Sendable, Equatable {
+    public var userID: UserID
+    public var name: String
+    /// The member has read every message with `seq` up to and including this one.
+    public var readSeq: Int64
+
+    public init(userID: UserID, name: String, readSeq: Int64) {
+        self.userID = userID
+        self.name = name
+        self.readSeq = readSeq
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case userID = "user_id"
+        case name
+        case readSeq = "read_seq"
+    }
+}
+
+/// A chat with its members (`POST /chat`, `GET /chats/{chat_id}`, add and remove member).
+public struct ChatPayload: Codable, Sendable, Equatable {
+    public var id: ChatID
+    public var name: String
+    public var chatType: ChatType
+    public var creatorID: UserID
+    public var createdAt: Date
+    /// `seq` of the newest message; 0 when the chat is empty.
+    public var lastSeq: Int64
+    public var members: [MemberPayload]
+
+    public init(
+        id: ChatID, name: String, chatType: ChatType, creatorID: UserID, createdAt: Date, lastSeq: Int64,
+        members: [MemberPayload]
+    ) {
+        self.id = id
+        self.name = name
+        self.chatType = chatType
+        self.creatorID = creatorID
+        self.createdAt = createdAt
+        self.lastSeq = lastSeq
+        self.members = members
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, members
+        case chatType = "chat_type"
+        case creatorID = "creator_id"
+        case createdAt = "created_at"
+        case lastSeq = "last_seq"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(ChatID.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        chatType = try container.decode(ChatType.self, forKey: .chatType)
+        creatorID = try container.decode(UserID.self, forKey: .creatorID)
+        createdAt = try container.decodeTimestamp(forKey: .createdAt)
+        lastSeq = try container.decode(Int64.self, forKey: .lastSeq)
+        members = try container.decode([MemberPayload].self, forKey: .members)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(chatType, forKey: .chatType)
+        try container.encode(creatorID, forKey: .creatorID)
+        try container.encodeTimestamp(createdAt, forKey: .createdAt)
+        try container.encode(lastSeq, forKey: .lastSeq)
+        try container.encode(members, forKey: .members)
+    }
+}
+
+/// One entry of `GET /chats`: a chat of the caller with what a chat list shows.
+public struct ChatSummaryPayload: Codable, Sendable, Equatable {
+    public var id: ChatID
+    public var name: String
+    public var chatType: ChatType
+    public var creatorID: UserID
+    public var lastSeq: Int64
+    /// The caller's read marker in this chat.
+    public var readSeq: Int64
+    /// Messages after the caller's read marker.
+    public var unreadCount: Int64
+    public var lastMessage: MessagePayload?
+
+    public init(
+        id: ChatID, name: String, chatType: ChatType, creatorID: UserID, lastSeq: Int64, readSeq: Int64,
+        unreadCount: Int64, lastMessage: MessagePayload?
+    ) {
+        self.id = id
+        self.name = name
+        self.chatType = chatType
+        self.creatorID = creatorID
+        self.lastSeq = lastSeq
+        self.readSeq = readSeq
+        self.unreadCount = unreadCount
+        self.lastMessage = lastMessage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name
+        case chatType = "chat_type"
+        case creatorID = "creator_id"
+        case lastSeq = "last_seq"
+        case readSeq = "read_seq"
+        case unreadCount = "unread_count"
+        case lastMessage = "last_message"
+    }
+}
+
+/// Response of the admin-only `GET /chat/sync/persistent`: what the database holds.
+public struct SyncReportPayload: Codable, Sendable, Equatable {
+    public var users: Int64
+    public var chats: Int64
+    public var members: Int64
+    public var messages: Int64
+
+    public init(users: Int64, chats: Int64, members: Int64, messages: Int64) {
+        self.users = users
+        self.chats = chats
+        self.members = members
+        self.messages = messages
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// Body of `POST /user`.
+public struct CreateUserRequest: Codable, Sendable, Equatable {
+    public var name: String
+    public var email: String
+    public var password: String
+
+    public init(name: String, email: String, password: String) {
+        self.name = name
+        self.email = email
+        self.password = password
+    }
+}
+
+/// The caller's own account (`POST /user`, `GET /users/me`). Never carries the password hash.
+public struct AccountPayload: Codable, Sendable, Equatable {
+    public var id: UserID
+    public var name: String
+    public var email: String
+    public var isAdmin: Bool
+    public var createdAt: Date
+
+    public init(id: UserID, name: String, email: String, isAdmin: Bool, createdAt: Date) {
+        self.id = id
+        self.name = name
+        self.email = email
+        self.isAdmin = isAdmin
+        self.createdAt = createdAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, email
+        case isAdmin = "is_admin"
+        case createdAt = "created_at"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(UserID.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        email = try container.decode(String.self, forKey: .email)
+        isAdmin = try container.decode(Bool.self, forKey: .isAdmin)
+        createdAt = try container.decodeTimestamp(forKey: .createdAt)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(email, forKey: .email)
+        try container.encode(isAdmin, forKey: .isAdmin)
+        try container.encodeTimestamp(createdAt, forKey: .createdAt)
+    }
+}
+
+/// Another user as others see them (`GET /users?q=`): no email.
+public struct UserPayload: Codable, Sendable, Equatable {
+    public var id: UserID
+    public var name: String
+
+    public init(id: UserID, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
+/// Response of `POST /auth/login`, the OAuth2 password grant's token response.
+public struct TokenPayload: Codable, Sendable, Equatable {
+    public var accessToken: String
+    public var tokenType: String
+    /// Lifetime of the token in seconds.
+    public var expiresIn: Int
+
+    public init(accessToken: String, tokenType: String = "bearer", expiresIn: Int) {
+        self.accessToken = accessToken
+        self.tokenType = tokenType
+        self.expiresIn = expiresIn
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case accessToken = "access_token"
+        case tokenType = "token_type"
+        case expiresIn = "expires_in"
+    }
+}

@@ -1,0 +1,119 @@
+import Hummingbird
+import Logging
+import NIOCore
+
+/// How `serve` prepares the database before it accepts requests.
+public struct StartupOptions: Sendable {
+    /// Apply pending migrations (under an advisory lock on PostgreSQL). When false, start-up
+    /// fails if any are pending.
+    public var migrate: Bool
+    /// Load the demo users and chats when the database has no users (local environment only).
+    public var seedDemoDataIntoEmptyDatabase: Bool
+
+    public init(migrate: Bool = true, seedDemoDataIntoEmptyDatabase: Bool = false) {
+        self.migrate = migrate
+        self.seedDemoDataIntoEmptyDatabase = seedDemoDataIntoEmptyDatabase
+    }
+}
+
+/// The services behind the routes, built once from configuration.
+public struct ChatComponents: Sendable {
+    public let config: ChatConfig
+    public let store: any ChatStore
+    public let hasher: PasswordHasher
+    public let accounts: AccountService
+    public let chats: ChatService
+
+    public init(config: ChatConfig, store: any ChatStore, logger: Logger) async throws {
+        self.config = config
+        self.store = store
+        self.hasher = PasswordHasher(
+            algorithm: config.passwordHashAlgorithm, bcryptCost: config.bcryptCost,
+            pbkdf2Iterations: config.pbkdf2Iterations)
+        let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
+        self.accounts = try await AccountService(
+            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, logger: logger)
+        self.chats = ChatService(store: store, rules: config.inputRules)
+    }
+}
+
+/// Builds the HTTP application: routes, the store as a service, and database preparation
+/// before the server starts listening.
+public func buildApplication(
+    config: ChatConfig, store: any ChatStore, options: StartupOptions, logger: Logger
+) async throws -> some ApplicationProtocol {
+    let components = try await ChatComponents(config: config, store: store, logger: logger)
+    var app = Application(
+        router: buildRouter(components),
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
+        services: [store],
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port ?? config.port
+            let host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
+            logger.notice("chat-server is ready at http://\(host):\(port)/ (API docs: http://\(host):\(port)/docs)")
+        },
+        logger: logger
+    )
+    app.beforeServerStarts {
+        try await prepareDatabase(components, options: options, logger: logger)
+    }
+    return app
+}
+
+/// Every route of the server in one place.
+public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestContext> {
+    let config = components.config
+    let router = Router(context: ChatRequestContext.self)
+    router.add(middleware: ErrorMiddleware())
+
+    let users = UserController(accounts: components.accounts, maxBodyBytes: config.maxBodyBytes)
+    let auth = AuthController(
+        accounts: components.accounts, maxBodyBytes: config.maxBodyBytes, cookieSecure: config.cookieSecure)
+    users.addPublicRoutes(to: router)
+    auth.addPublicRoutes(to: router)
+    APIDocsController().addPublicRoutes(to: router)
+
+    let authenticated = router.group()
+        .add(
+            middleware: AuthMiddleware(
+                accounts: components.accounts, originPolicy: OriginPolicy(allowedOrigins: config.allowedOrigins))
+        )
+        .group(context: AuthenticatedContext.self)
+    users.addRoutes(to: authenticated)
+    auth.addRoutes(to: authenticated)
+    ChatController(chats: components.chats, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
+    AdminController(store: components.store).addRoutes(to: authenticated)
+    return router
+}
+
+/// Applies migrations (or checks none are pending) and seeds demo data when asked.
+func prepareDatabase(_ components: ChatComponents, options: StartupOptions, logger: Logger) async throws {
+    let store = components.store
+    if options.migrate {
+        for migration in try await store.migrateUp() {
+            logger.notice("Applied migration \(migration.version) (\(migration.name))")
+        }
+    } else {
+        let pending = try await store.migrationStatus().filter { $0.appliedAt == nil }
+        guard pending.isEmpty else { throw StartupError.pendingMigrations(pending.map(\.migration.version)) }
+    }
+    if options.seedDemoDataIntoEmptyDatabase, try await store.counts().users == 0 {
+        try await DemoSeeder(store: store, hasher: components.hasher, rules: components.config.inputRules).seed()
+        logger.notice(
+            "Loaded demo data: log in as \(DemoSeeder.userNames.joined(separator: ", ")) with password \(DemoSeeder.password)"
+        )
+    }
+}
+
+/// Why the server refuses to start.
+public enum StartupError: Error, CustomStringConvertible {
+    case pendingMigrations([Int])
+
+    public var description: String {
+        switch self {
+        case .pendingMigrations(let versions):
+            "Migrations \(versions.map(String.init).joined(separator: ", ")) are pending and --no-migrate was given: "
+                + "run `chat-server migrate up` first."
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Configuration
+import Foundation
+import Logging
+import SystemPackage
+
+/// Every setting of the server, read once at start-up. Each has one environment variable
+/// (documented in docs/configuration.md); values may also come from `<CHAT_ENV>.env` in the
+/// working directory, with real environment variables taking precedence.
+public struct ChatConfig: Sendable {
+    /// Deployment environment, from `CHAT_ENV`.
+    public enum Environment: String, Sendable, CaseIterable {
+        case local, dev, test, prod
+    }
+
+    public var environment: Environment
+    /// Address to listen on (`CHAT_HOST`): 127.0.0.1 in local and test, 0.0.0.0 in dev and prod.
+    public var host: String
+    /// Port to listen on (`CHAT_PORT`, default 8000).
+    public var port: Int
+    /// `DATABASE_URL`, default `sqlite:chat.sqlite`.
+    public var database: DatabaseLocation
+    /// Most PostgreSQL connections this node opens (`CHAT_DATABASE_POOL_SIZE`, default 20).
+    public var databasePoolSize: Int
+    /// HMAC key for session tokens (`CHAT_JWT_SECRET`).
+    public var jwtSecret: String
+    /// True when no secret was configured and a random one was made for this process
+    /// (never in prod): tokens then stop working when the process restarts.
+    public var jwtSecretIsEphemeral: Bool
+    /// How long a session token is valid (`CHAT_TOKEN_LIFETIME_SECONDS`, default 86400).
+    public var tokenLifetime: Duration
+    /// Algorithm for new password hashes (`CHAT_PASSWORD_HASH`: bcrypt or pbkdf2-sha256).
+    public var passwordHashAlgorithm: PasswordHashAlgorithm
+    /// bcrypt work factor (`CHAT_BCRYPT_COST`, default 12).
+    public var bcryptCost: Int
+    /// PBKDF2 iterations (`CHAT_PBKDF2_ITERATIONS`, default 600000).
+    public var pbkdf2Iterations: Int
+    /// Input limits (`CHAT_PASSWORD_MIN_LENGTH`, `CHAT_MAX_MESSAGE_LENGTH`).
+    public var inputRules: InputRules
+    /// Largest accepted HTTP request body in bytes (`CHAT_MAX_BODY_BYTES`, default 65536).
+    public var maxBodyBytes: Int
+    /// Origins allowed to make cookie-authenticated requests besides the server's own
+    /// (`CHAT_ALLOWED_ORIGINS`, comma-separated).
+    public var allowedOrigins: [String]
+    /// Whether the session cookie is marked `Secure` (`CHAT_COOKIE_SECURE`; default on in prod).
+    public var cookieSecure: Bool
+    /// Log level (`CHAT_LOG_LEVEL`, default info).
+    public var logLevel: Logger.Level
+
+    /// The smallest secret accepted, in bytes: HS256's output size.
+    public static let minimumSecretBytes = 32
+    /// Secrets shipped in the repository's examples (docker-compose.yml, docs): never valid in prod.
+    public static let exampleSecrets: Set<String> = [
+        "change-me-to-a-long-random-secret-of-32-bytes-or-more"
+    ]
+
+    /// Reads the configuration from `environment` (the process environment by default) and the
+    /// `<CHAT_ENV>.env` file in `directory`, if there is one.
+    /// - Throws: ``ConfigError`` naming the variable when a value is invalid, or when prod is
+    ///   configured with a weak secret.
+    public static func load(
+        environment variables: [String: String] = ProcessInfo.processInfo.environment,
+        directory: String = FileManager.default.currentDirectoryPath
+    ) async throws -> ChatConfig {
+        let environmentName = variables["CHAT_ENV"] ?? Environment.local.rawValue
+        guard let environment = Environment(rawValue: environmentName) else {
+            throw ConfigError.invalid("CHAT_ENV", environmentName, "must be one of local, dev, test, prod")
+        }
+        let envFile = URL(fileURLWithPath: directory).appendingPathComponent("\(environment.rawValue).env").path
+        let reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider(environmentVariables: variables),
+            try await EnvironmentVariablesProvider(environmentFilePath: FilePath(envFile), allowMissing: true),
+        ])
+        return try ChatConfig(environment: environment, settings: Settings(reader: reader))
+    }
+
+    init(environment: Environment, settings: Settings) throws {
+        self.environment = environment
+        let isProd = environment == .prod
+        host = settings.string("CHAT_HOST") ?? (environment == .local || environment == .test ? "127.0.0.1" : "0.0.0.0")
+        port = try settings.int("CHAT_PORT", default: 8000, in: 1...65535)
+        database = try DatabaseLocation(url: settings.string("DATABASE_URL") ?? "sqlite:chat.sqlite")
+        databasePoolSize = try settings.int("CHAT_DATABASE_POOL_SIZE", default: 20, in: 1...1000)
+
+        if let secret = settings.string("CHAT_JWT_SECRET", isSecret: true) {
+            if isProd, Self.exampleSecrets.contains(secret) {
+                throw ConfigError.weakSecret(
+                    "CHAT_JWT_SECRET is the example value from the repository; generate one with `openssl rand -base64 48`."
+                )
+            }
+            // HS256 keys shorter than the hash output are weak, and JWTKit rejects them.
+            if secret.utf8.count < Self.minimumSecretBytes {
+                throw ConfigError.weakSecret(
+                    "CHAT_JWT_SECRET must be at least \(Self.minimumSecretBytes) bytes (it has \(secret.utf8.count)).")
+            }
+            jwtSecret = secret
+            jwtSecretIsEphemeral = false
+        } else if isProd {
+            throw ConfigError.weakSecret(
+                "CHAT_JWT_SECRET is not set; prod needs a random secret of at least \(Self.minimumSecretBytes) bytes (`openssl rand -base64 48`)."
+            )
+        } else {
+            jwtSecret = (0..<48).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
+            jwtSecretIsEphemeral = true
+        }
+        tokenLifetime = .seconds(try settings.int("CHAT_TOKEN_LIFETIME_SECONDS", default: 86_400, in: 60...31_536_000))
+
+        let algorithmName = settings.string("CHAT_PASSWORD_HASH") ?? PasswordHashAlgorithm.bcrypt.rawValue
+        guard let algorithm = PasswordHashAlgorithm(rawValue: algorithmName) else {
+            throw ConfigError.invalid("CHAT_PASSWORD_HASH", algorithmName, "must be bcrypt or pbkdf2-sha256")
+        }
+        passwordHashAlgorithm = algorithm
+        bcryptCost = try settings.int("CHAT_BCRYPT_COST", default: 12, in: (isProd ? 10 : 4)...31)
+        pbkdf2Iterations = try settings.int(
+            "CHAT_PBKDF2_ITERATIONS", default: 600_000, in: (isProd ? 210_000 : 1)...100_000_000)
+        inputRules = InputRules(
+            minPasswordLength: try settings.int(
+                "CHAT_PASSWORD_MIN_LENGTH", default: 8, in: 1...algorithm.maxPasswordBytes),
+            maxMessageLength: try settings.int("CHAT_MAX_MESSAGE_LENGTH", default: 4096, in: 1...1_000_000))
+        maxBodyBytes = try settings.int("CHAT_MAX_BODY_BYTES", default: 65_536, in: 1024...(64 << 20))
+        allowedOrigins = try (settings.string("CHAT_ALLOWED_ORIGINS") ?? "")
+            .split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+            .map { origin in
+                guard let url = URL(string: origin), url.scheme == "http" || url.scheme == "https", url.host != nil,
+                    url.path.isEmpty
+                else {
+                    throw ConfigError.invalid(
+                        "CHAT_ALLOWED_ORIGINS", origin, "each origin must look like https://chat.example.com")
+                }
+                return origin
+            }
+        cookieSecure = try settings.bool("CHAT_COOKIE_SECURE", default: isProd)
+        let levelName = settings.string("CHAT_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ConfigError.invalid(
+                "CHAT_LOG_LEVEL", levelName, "must be trace, debug, info, notice, warning, error or critical")
+        }
+        logLevel = level
+    }
+}
+
+/// A configuration value that cannot be used. The description names the variable and says
+/// what would be accepted.
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case invalid(_ variable: String, _ value: String, _ expectation: String)
+    case weakSecret(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let variable, let value, let expectation): "\(variable)=\"\(value)\" is invalid: \(expectation)."
+        case .weakSecret(let reason): "Refusing to start: \(reason)"
+        }
+    }
+}
+
+/// Typed, strict access to the raw settings: a value that is present but malformed is an
+/// error, never silently replaced by the default.
+struct Settings {
+    let reader: ConfigReader
+
+    func string(_ variable: String, isSecret: Bool = false) -> String? {
+        guard let value = reader.string(forKey: Self.key(variable), isSecret: isSecret) else { return nil }
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        return trimmed.isEmpty ? nil : trimmed
+    }
+
+    func int(_ variable: String, default defaultValue: Int, in range: ClosedRange<Int>) throws -> Int {
+        guard let text = string(variable) else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigError.invalid(
+                variable, text, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    func bool(_ variable: String, default defaultValue: Bool) throws -> Bool {
+        guard let text = string(variable) else { return defaultValue }
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigError.invalid(variable, text, "must be true or false")
+        }
+    }
+
+    /// swift-configuration's environment provider maps the key `chat.jwt_secret` to the variable
+    /// `CHAT_JWT_SECRET`; this goes the other way so the code can name variables as documented.
+    private static func key(_ variable: String) -> ConfigKey {
+        let parts = variable.lowercased().split(separator: "_", maxSplits: 1).map(String.init)
+        return ConfigKey(parts)
+    }
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Logging
+
+/// `chat-server`: the server and its admin subcommands. `serve` is the default.
+public struct ChatServerCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "chat-server",
+        abstract: "A real-time chat server: REST API, WebSocket delivery, PostgreSQL or embedded SQLite.",
+        discussion: "Settings come from environment variables and <CHAT_ENV>.env; see docs/configuration.md.",
+        subcommands: [ServeCommand.self, MigrateCommand.self, SeedCommand.self, AdminCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+
+    public init() {}
+}
+
+/// The logger every command uses, at the configured level.
+func makeLogger(_ config: ChatConfig) -> Logger {
+    var logger = Logger(label: "chat-server")
+    logger.logLevel = config.logLevel
+    return logger
+}
+
+/// Loads the configuration and runs `body` with the configured store open.
+func withConfiguredStore<T: Sendable>(
+    _ body: @Sendable (ChatConfig, any ChatStore, Logger) async throws -> T
+) async throws -> T {
+    let config = try await ChatConfig.load()
+    let logger = makeLogger(config)
+    let store = try await makeStore(for: config.database, poolSize: 2, logger: logger)
+    return try await withRunningStore(store) { store in try await body(config, store, logger) }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+
+/// `chat-server serve`: runs the server until SIGTERM or SIGINT.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the server (the default command).")
+
+    @Option(name: .long, help: "Address to listen on (default: CHAT_HOST, else 127.0.0.1 in local and test).")
+    var hostname: String?
+
+    @Option(name: .long, help: "Port to listen on (default: CHAT_PORT, else 8000).")
+    var port: Int?
+
+    @Flag(name: .long, help: "Do not apply pending migrations; refuse to start if any are pending.")
+    var noMigrate = false
+
+    func run() async throws {
+        var config = try await ChatConfig.load()
+        if let hostname { config.host = hostname }
+        if let port { config.port = port }
+        let logger = makeLogger(config)
+        if config.jwtSecretIsEphemeral {
+            logger.warning(
+                "CHAT_JWT_SECRET is not set: using a random secret, so sessions end when the server restarts.")
+        }
+        if case .sqlite = config.database {
+            logger.info("Using the embedded SQLite database \(config.database) (single node)")
+        } else {
+            logger.info("Using PostgreSQL at \(config.database)")
+        }
+        let store = try await makeStore(for: config.database, poolSize: config.databasePoolSize, logger: logger)
+        let options = StartupOptions(
+            migrate: !noMigrate, seedDemoDataIntoEmptyDatabase: config.environment == .local)
+        let app = try await buildApplication(config: config, store: store, options: options, logger: logger)
+        try await app.runService()
+    }
+}

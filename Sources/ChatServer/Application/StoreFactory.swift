@@ -1,0 +1,32 @@
+import Logging
+import ServiceLifecycle
+
+/// Opens the store that `location` names.
+public func makeStore(for location: DatabaseLocation, poolSize: Int, logger: Logger) async throws -> any ChatStore {
+    switch location {
+    case .sqlite(let path):
+        try await SQLiteChatStore.open(path: path, logger: logger)
+    case .postgres(let postgres):
+        try PostgresChatStore(location: postgres, maxConnections: poolSize, logger: logger)
+    }
+}
+
+/// Runs `body` with `store` running (its connections open), then shuts it down. For
+/// one-shot work such as the admin commands and tests.
+public func withRunningStore<T: Sendable>(
+    _ store: any ChatStore, _ body: @Sendable (any ChatStore) async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await store.run() }
+        do {
+            let result = try await body(store)
+            group.cancelAll()
+            try await group.waitForAll()
+            return result
+        } catch {
+            group.cancelAll()
+            try? await group.waitForAll()
+            throw error
+        }
+    }
+}

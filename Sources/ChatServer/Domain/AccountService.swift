@@ -1,0 +1,106 @@
+import ChatProtocol
+import Foundation
+import Logging
+
+/// An authenticated request's user and the token that proved it.
+public struct Session: Sendable, Equatable {
+    public let user: User
+    public let token: SessionToken
+
+    public init(user: User, token: SessionToken) {
+        self.user = user
+        self.token = token
+    }
+}
+
+/// Registration, log-in, sessions and user lookup.
+public struct AccountService: Sendable {
+    let store: any ChatStore
+    let hasher: PasswordHasher
+    let tokens: TokenService
+    let rules: InputRules
+    /// A hash of a random password, checked when a log-in names no user so that unknown
+    /// users and wrong passwords take the same time.
+    private let dummyHash: String
+    private let logger: Logger
+
+    /// Most users returned by one search.
+    public static let maxSearchResults = 50
+
+    public init(
+        store: any ChatStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules, logger: Logger
+    )
+        async throws
+    {
+        self.store = store
+        self.hasher = hasher
+        self.tokens = tokens
+        self.rules = rules
+        self.logger = logger
+        self.dummyHash = try await hasher.hash(UUID().uuidString)
+    }
+
+    /// Registers a user after validating every field against ``InputRules``.
+    public func register(name: String, email: String, password: String) async throws -> User {
+        let name = try rules.userName(name)
+        let email = try rules.email(email)
+        let password = try rules.newPassword(password, maxBytes: hasher.algorithm.maxPasswordBytes)
+        return try await store.createUser(
+            NewUser(name: name, email: email, passwordHash: try await hasher.hash(password)))
+    }
+
+    /// Checks a name-or-email and password and issues a session token. Upgrades the stored
+    /// hash when it was made with another algorithm or cost than the configured one.
+    /// - Throws: ``ChatError/invalidCredentials`` for an unknown user or a wrong password alike.
+    public func logIn(login: String, password: String) async throws -> (User, SessionToken) {
+        let password = password.precomposedStringWithCanonicalMapping
+        let loginKey = User.key(for: login.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard let credentials = try await store.credentials(loginKey: loginKey) else {
+            _ = try await hasher.verify(password, against: dummyHash)
+            throw ChatError.invalidCredentials
+        }
+        guard try await hasher.verify(password, against: credentials.passwordHash) else {
+            throw ChatError.invalidCredentials
+        }
+        let user = credentials.user
+        if hasher.needsUpgrade(credentials.passwordHash, password: password) {
+            try await store.updatePasswordHash(try await hasher.hash(password), for: user.id)
+            logger.info("Upgraded password hash", metadata: ["chat.user_id": "\(user.id)"])
+        }
+        return (user, try await tokens.issue(for: user.id))
+    }
+
+    /// The session behind a token.
+    /// - Throws: ``ChatError/notAuthenticated`` when the token is invalid, expired or revoked,
+    ///   or its user no longer exists.
+    public func authenticate(token: String) async throws -> Session {
+        let verified = try await tokens.verify(token)
+        guard let user = try await store.sessionUser(verified.userID, tokenID: verified.tokenID) else {
+            throw ChatError.notAuthenticated
+        }
+        return Session(user: user, token: verified)
+    }
+
+    /// Revokes the session's token on the server, so it stops working before it expires.
+    public func logOut(_ session: Session) async throws {
+        try await store.revokeToken(session.token.tokenID, of: session.user.id, expiresAt: session.token.expiresAt)
+    }
+
+    /// Users whose name starts with `query` (case-insensitive), by name.
+    public func searchUsers(query: String, limit: Int) async throws -> [User] {
+        guard (1...Self.maxSearchResults).contains(limit) else {
+            throw ChatError.invalidField("limit", "must be from 1 to \(Self.maxSearchResults)")
+        }
+        let prefix = User.key(for: query.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard prefix.count <= InputRules.maxNameLength else { return [] }
+        return try await store.users(nameKeyPrefix: prefix, limit: limit)
+    }
+
+    /// Grants or revokes admin rights by user name.
+    public func setAdmin(_ isAdmin: Bool, name: String) async throws -> User {
+        guard let user = try await store.setAdmin(isAdmin, nameKey: User.key(for: name)) else {
+            throw ChatError.userNotFound
+        }
+        return user
+    }
+}

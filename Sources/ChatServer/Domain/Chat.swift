@@ -1,0 +1,84 @@
+import ChatProtocol
+import Foundation
+
+/// A chat: private (two people at most) or group.
+public struct Chat: Sendable, Equatable {
+    public let id: ChatID
+    public let name: String
+    public let type: ChatType
+    /// The user who created the chat; only they manage its members.
+    public let creatorID: UserID
+    public let createdAt: Date
+    /// `seq` of the newest message, 0 when the chat is empty.
+    public let lastSeq: Int64
+
+    public init(id: ChatID, name: String, type: ChatType, creatorID: UserID, createdAt: Date, lastSeq: Int64) {
+        self.id = id
+        self.name = name
+        self.type = type
+        self.creatorID = creatorID
+        self.createdAt = createdAt
+        self.lastSeq = lastSeq
+    }
+
+    /// Most members the chat may have, or nil when unlimited.
+    public var memberLimit: Int? {
+        switch type {
+        case .private: 2
+        case .group: nil
+        }
+    }
+}
+
+/// A member of a chat with their read marker.
+public struct ChatMember: Sendable, Equatable {
+    public let userID: UserID
+    public let name: String
+    /// Every message with `seq <= readSeq` counts as read by this member.
+    public let readSeq: Int64
+
+    public init(userID: UserID, name: String, readSeq: Int64) {
+        self.userID = userID
+        self.name = name
+        self.readSeq = readSeq
+    }
+}
+
+/// A chat with its current members.
+public struct ChatDetails: Sendable, Equatable {
+    public let chat: Chat
+    public let members: [ChatMember]
+
+    public init(chat: Chat, members: [ChatMember]) {
+        self.chat = chat
+        self.members = members
+    }
+}
+
+/// A chat as a chat list shows it to one member.
+public struct ChatSummary: Sendable, Equatable {
+    public let chat: Chat
+    /// The viewer's read marker.
+    public let readSeq: Int64
+    public let lastMessage: Message?
+    /// The lowest read marker among members other than the last message's sender
+    /// (nil when there are none): decides whether the last message is read.
+    public let lowestOtherReadSeq: Int64?
+
+    public init(chat: Chat, readSeq: Int64, lastMessage: Message?, lowestOtherReadSeq: Int64?) {
+        self.chat = chat
+        self.readSeq = readSeq
+        self.lastMessage = lastMessage
+        self.lowestOtherReadSeq = lowestOtherReadSeq
+    }
+
+    /// Messages after the viewer's read marker. Sending moves the sender's own marker, so
+    /// these are all other people's messages.
+    public var unreadCount: Int64 { max(0, chat.lastSeq - readSeq) }
+
+    /// Whether the last message has been read (see ``ReadMarkers``).
+    public var isLastMessageRead: Bool {
+        guard let lastMessage, let lowestOtherReadSeq else { return false }
+        return lowestOtherReadSeq >= lastMessage.seq
+    }
+}

@@ -1,0 +1,63 @@
+/// Every way a request can fail for a reason the caller can act on. The HTTP and WebSocket
+/// layers map these to statuses and error frames; anything else is an internal error.
+public enum ChatError: Error, Equatable, Sendable {
+    /// A field is missing, malformed or outside its limits.
+    case invalidField(_ field: String, _ reason: String)
+    case nameTaken
+    case emailTaken
+    /// Unknown login or wrong password; deliberately indistinguishable.
+    case invalidCredentials
+    /// No token, or one that is invalid, expired, revoked, or whose user is gone.
+    case notAuthenticated
+    case adminOnly
+    case creatorOnly
+    /// The chat does not exist or the caller is not a member (the two are not distinguished).
+    case chatNotFound
+    case userNotFound
+    case notAMember
+    case alreadyMember
+    case privateChatFull
+    case creatorCannotBeRemoved
+    /// The database cannot be reached or failed; the request may be retried.
+    case storageUnavailable
+
+    /// Stable machine-readable code, shared by HTTP error bodies and WebSocket error frames.
+    public var code: String {
+        switch self {
+        case .invalidField: "validation_failed"
+        case .nameTaken: "name_taken"
+        case .emailTaken: "email_taken"
+        case .invalidCredentials: "invalid_credentials"
+        case .notAuthenticated: "not_authenticated"
+        case .adminOnly: "admin_only"
+        case .creatorOnly: "creator_only"
+        case .chatNotFound: "chat_not_found"
+        case .userNotFound: "user_not_found"
+        case .notAMember: "not_a_member"
+        case .alreadyMember: "already_member"
+        case .privateChatFull: "private_chat_full"
+        case .creatorCannotBeRemoved: "creator_cannot_be_removed"
+        case .storageUnavailable: "storage_unavailable"
+        }
+    }
+
+    /// A sentence safe to show to the user.
+    public var message: String {
+        switch self {
+        case .invalidField(let field, let reason): "\(field): \(reason)"
+        case .nameTaken: "That name is already taken."
+        case .emailTaken: "That email is already registered."
+        case .invalidCredentials: "Incorrect username or password."
+        case .notAuthenticated: "Not authenticated."
+        case .adminOnly: "Only administrators may do this."
+        case .creatorOnly: "Only the chat's creator may manage its members."
+        case .chatNotFound: "Chat not found."
+        case .userNotFound: "User not found."
+        case .notAMember: "That user is not a member of this chat."
+        case .alreadyMember: "That user is already a member of this chat."
+        case .privateChatFull: "A private chat has at most two members."
+        case .creatorCannotBeRemoved: "The chat's creator cannot be removed."
+        case .storageUnavailable: "The service is temporarily unavailable. Please retry."
+        }
+    }
+}

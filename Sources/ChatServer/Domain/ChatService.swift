@@ -1,0 +1,86 @@
+import ChatProtocol
+
+/// Chats, membership and history, with the rules that govern them: only members see a chat,
+/// only its creator manages members, the creator stays, and history is read by `seq`.
+public struct ChatService: Sendable {
+    let store: any ChatStore
+    let rules: InputRules
+
+    /// Largest page of history one request may ask for.
+    public static let maxHistoryLimit = 1000
+
+    public init(store: any ChatStore, rules: InputRules) {
+        self.store = store
+        self.rules = rules
+    }
+
+    public func createChat(name: String, type: ChatType, creator: UserID) async throws -> ChatDetails {
+        let chat = try await store.createChat(name: try rules.chatName(name), type: type, creator: creator)
+        return ChatDetails(chat: chat, members: try await store.members(of: chat.id))
+    }
+
+    /// A chat the viewer belongs to, with its members.
+    /// - Throws: ``ChatError/chatNotFound`` when it does not exist or the viewer is not a member.
+    public func details(of chatID: ChatID, viewer: UserID) async throws -> ChatDetails {
+        let chat = try await chat(chatID, member: viewer)
+        return ChatDetails(chat: chat, members: try await store.members(of: chat.id))
+    }
+
+    /// Adds `user` to the chat on behalf of `actor`, who must be its creator.
+    public func addMember(_ user: UserID, to chatID: ChatID, by actor: UserID) async throws -> ChatDetails {
+        let chat = try await chat(chatID, member: actor)
+        guard chat.creatorID == actor else { throw ChatError.creatorOnly }
+        try await store.addMember(user, to: chat.id)
+        return try await details(of: chat.id, viewer: actor)
+    }
+
+    /// Removes `user` from the chat on behalf of `actor`, who must be its creator.
+    public func removeMember(_ user: UserID, from chatID: ChatID, by actor: UserID) async throws -> ChatDetails {
+        let chat = try await chat(chatID, member: actor)
+        guard chat.creatorID == actor else { throw ChatError.creatorOnly }
+        guard user != chat.creatorID else { throw ChatError.creatorCannotBeRemoved }
+        try await store.removeMember(user, from: chat.id)
+        return try await details(of: chat.id, viewer: actor)
+    }
+
+    /// The user's chats, newest activity first.
+    public func chats(for user: UserID) async throws -> [ChatSummary] {
+        try await store.chatSummaries(for: user)
+    }
+
+    /// A page of history with read status, for a member of the chat.
+    public func history(of chatID: ChatID, viewer: UserID, query: HistoryQuery) async throws -> [HistoryItem] {
+        let (field, position, limit): (String, Int64, Int) =
+            switch query {
+            case .offset(let offset, let limit): ("offset", offset, limit)
+            case .before(let seq, let limit): ("before_seq", seq, limit)
+            case .after(let seq, let limit): ("after_seq", seq, limit)
+            }
+        guard (1...Self.maxHistoryLimit).contains(limit) else {
+            throw ChatError.invalidField("limit", "must be from 1 to \(Self.maxHistoryLimit)")
+        }
+        guard position >= 0 else { throw ChatError.invalidField(field, "must not be negative") }
+        let chat = try await chat(chatID, member: viewer)
+        let messages = try await store.messages(in: chat.id, query)
+        guard !messages.isEmpty else { return [] }
+        let markers = ReadMarkers(try await store.members(of: chat.id))
+        return messages.map { HistoryItem(message: $0, isRead: markers.isRead($0)) }
+    }
+
+    /// Validates and stores a message from a member.
+    public func send(
+        to chatID: ChatID, from sender: UserID, clientID: String?, text: String
+    ) async throws
+        -> AppendedMessage
+    {
+        let message = NewMessage(
+            chatID: chatID, senderID: sender, clientID: try clientID.map(rules.clientID),
+            text: try rules.messageText(text))
+        return try await store.appendMessage(message)
+    }
+
+    private func chat(_ id: ChatID, member: UserID) async throws -> Chat {
+        guard let chat = try await store.chat(id, member: member) else { throw ChatError.chatNotFound }
+        return chat
+    }
+}

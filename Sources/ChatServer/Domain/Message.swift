@@ -1,0 +1,79 @@
+import ChatProtocol
+import Foundation
+
+/// A stored message.
+public struct Message: Sendable, Equatable {
+    public let id: MessageID
+    public let chatID: ChatID
+    /// Gap-free position in the chat, assigned in the transaction that stored the message.
+    public let seq: Int64
+    public let senderID: UserID
+    /// The sender's id for the message; `(senderID, clientID)` is unique forever.
+    public let clientID: String?
+    public let text: String
+    public let createdAt: Date
+
+    public init(
+        id: MessageID, chatID: ChatID, seq: Int64, senderID: UserID, clientID: String?, text: String, createdAt: Date
+    ) {
+        self.id = id
+        self.chatID = chatID
+        self.seq = seq
+        self.senderID = senderID
+        self.clientID = clientID
+        self.text = text
+        self.createdAt = createdAt
+    }
+}
+
+/// A message to store. Text and client id are already validated.
+public struct NewMessage: Sendable, Equatable {
+    public let chatID: ChatID
+    public let senderID: UserID
+    public let clientID: String?
+    public let text: String
+
+    public init(chatID: ChatID, senderID: UserID, clientID: String?, text: String) {
+        self.chatID = chatID
+        self.senderID = senderID
+        self.clientID = clientID
+        self.text = text
+    }
+}
+
+/// The outcome of storing a message.
+public struct AppendedMessage: Sendable, Equatable {
+    /// The stored message: the new one, or the original when `duplicate` is true.
+    public let message: Message
+    /// True when `(sender, client_id)` was already stored: nothing new was written and no
+    /// `seq` was consumed.
+    public let duplicate: Bool
+
+    public init(message: Message, duplicate: Bool) {
+        self.message = message
+        self.duplicate = duplicate
+    }
+}
+
+/// A message with its read status, as history shows it.
+public struct HistoryItem: Sendable, Equatable {
+    public let message: Message
+    public let isRead: Bool
+
+    public init(message: Message, isRead: Bool) {
+        self.message = message
+        self.isRead = isRead
+    }
+}
+
+/// Which part of a chat's history to read. Every form is a range on the `(chat_id, seq)`
+/// index, so a deep page costs the same as the first.
+public enum HistoryQuery: Sendable, Equatable {
+    /// The original API's paging: skip `offset` messages from the start (messages with
+    /// `seq <= offset`), then take up to `limit`.
+    case offset(Int64, limit: Int)
+    /// Up to `limit` messages just before `seq`, oldest first.
+    case before(seq: Int64, limit: Int)
+    /// Up to `limit` messages just after `seq`, oldest first.
+    case after(seq: Int64, limit: Int)
+}

@@ -1,0 +1,37 @@
+import Hummingbird
+
+/// The request context of every route. ``AuthMiddleware`` fills in ``session`` when the
+/// request carries a valid token.
+public struct ChatRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The caller's session, if the request was authenticated.
+    public var session: Session?
+    /// How the session's token arrived; cookie-borne requests get CSRF checks.
+    public var credentialSource: CredentialSource?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+    }
+}
+
+/// Where a request's token came from.
+public enum CredentialSource: Sendable {
+    case bearerHeader
+    case cookie
+}
+
+/// The context of routes that need a logged-in user: the session is always there.
+public struct AuthenticatedContext: ChildRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let session: Session
+
+    /// - Throws: ``ChatError/notAuthenticated`` when no session was established.
+    public init(context: ChatRequestContext) throws {
+        guard let session = context.session else { throw ChatError.notAuthenticated }
+        self.coreContext = context.coreContext
+        self.session = session
+    }
+
+    /// The logged-in user.
+    public var user: User { session.user }
+}

@@ -1,0 +1,52 @@
+import ChatProtocol
+import Hummingbird
+
+/// `POST /auth/login` (OAuth2 password grant) and `POST /auth/logout`.
+struct AuthController {
+    let accounts: AccountService
+    let maxBodyBytes: Int
+    let cookieSecure: Bool
+
+    /// The form of the OAuth2 password grant (RFC 6749 §4.3); `username` is a name or email.
+    struct LoginForm: Decodable {
+        var grantType: String?
+        var username: String
+        var password: String
+
+        enum CodingKeys: String, CodingKey {
+            case grantType = "grant_type"
+            case username, password
+        }
+    }
+
+    func addPublicRoutes(to router: Router<ChatRequestContext>) {
+        router.post("/auth/login", use: logIn)
+    }
+
+    func addRoutes(to group: RouterGroup<AuthenticatedContext>) {
+        group.post("/auth/logout", use: logOut)
+    }
+
+    /// Checks the credentials; returns the token and sets it as an HttpOnly cookie.
+    @Sendable func logIn(request: Request, context: ChatRequestContext) async throws -> Response {
+        let form = try await request.decodeForm(as: LoginForm.self, maxBytes: maxBodyBytes)
+        if let grantType = form.grantType, grantType != "password" {
+            throw APIError(
+                status: .badRequest, code: "unsupported_grant_type", message: "grant_type must be \"password\".")
+        }
+        let (_, token) = try await accounts.logIn(login: form.username, password: form.password)
+        let lifetime = Int(accounts.tokens.lifetime.components.seconds)
+        var response = try JSONResponse.make(TokenPayload(accessToken: token.token, expiresIn: lifetime))
+        response.setCookie(SessionCookie.set(token, lifetimeSeconds: lifetime, secure: cookieSecure))
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    /// Revokes the token used for this request and clears the cookie; 204.
+    @Sendable func logOut(request: Request, context: AuthenticatedContext) async throws -> Response {
+        try await accounts.logOut(context.session)
+        var response = Response(status: .noContent)
+        response.setCookie(SessionCookie.cleared(secure: cookieSecure))
+        return response
+    }
+}

@@ -1,0 +1,18 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Builds JSON responses from the wire types in ChatProtocol, which stay free of any
+/// Hummingbird conformance.
+enum JSONResponse {
+    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

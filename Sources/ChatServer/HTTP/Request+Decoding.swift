@@ -1,0 +1,88 @@
+import ChatProtocol
+import Foundation
+import Hummingbird
+import NIOCore
+
+extension Request {
+    /// Decodes a JSON body of at most `maxBytes` bytes.
+    /// - Throws: 415 without a JSON content type, 413 when too large, 400 for malformed JSON,
+    ///   422 naming the field for a missing, null or mistyped value.
+    func decodeJSON<T: Decodable>(as type: T.Type, maxBytes: Int) async throws -> T {
+        guard hasContentType("application/json") else {
+            throw APIError.unsupportedMediaType(expected: "application/json")
+        }
+        let body = try await body.collect(upTo: maxBytes)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw Self.apiError(error)
+        }
+    }
+
+    /// Decodes an `application/x-www-form-urlencoded` body of at most `maxBytes` bytes.
+    func decodeForm<T: Decodable>(as type: T.Type, maxBytes: Int) async throws -> T {
+        guard hasContentType("application/x-www-form-urlencoded") else {
+            throw APIError.unsupportedMediaType(expected: "application/x-www-form-urlencoded")
+        }
+        let body = try await body.collect(upTo: maxBytes)
+        do {
+            return try URLEncodedFormDecoder().decode(T.self, from: String(buffer: body))
+        } catch let error as DecodingError {
+            throw Self.apiError(error)
+        }
+    }
+
+    /// An optional integer query parameter.
+    /// - Throws: 422 when present but not an integer.
+    func queryInteger(_ name: String) throws -> Int64? {
+        guard let text = uri.queryParameters.get(name) else { return nil }
+        guard let value = Int64(text) else { throw ChatError.invalidField(name, "must be an integer") }
+        return value
+    }
+
+    private func hasContentType(_ mediaType: String) -> Bool {
+        guard let value = headers[.contentType] else { return false }
+        let essence = value.split(separator: ";", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces) ?? ""
+        return essence.lowercased() == mediaType
+    }
+
+    private static func apiError(_ error: DecodingError) -> any Error {
+        func field(_ path: [any CodingKey]) -> String {
+            path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return ChatError.invalidField(field(context.codingPath + [key]), "is required")
+        case .valueNotFound(_, let context):
+            return ChatError.invalidField(field(context.codingPath), "must not be null")
+        case .typeMismatch(let type, let context):
+            return ChatError.invalidField(field(context.codingPath), "must be \(jsonTypeName(type))")
+        case .dataCorrupted(let context) where !context.codingPath.isEmpty:
+            // Raised by the wire types' own decoders (e.g. ChatType: "must be PRIVATE or GROUP").
+            return ChatError.invalidField(field(context.codingPath), context.debugDescription)
+        default:
+            return APIError.invalidJSON()
+        }
+    }
+
+    private static func jsonTypeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        case is any BinaryInteger.Type, is any BinaryFloatingPoint.Type: "a number"
+        case is [Any].Type: "an array"
+        default: "an object"
+        }
+    }
+}
+
+extension Int64Identifier {
+    /// Reads a path parameter.
+    /// - Throws: 422 when it is not an integer.
+    init(parameter name: String, in context: some RequestContext) throws {
+        guard let text = context.parameters.get(name), let value = Int64(text) else {
+            throw ChatError.invalidField(name, "must be an integer")
+        }
+        self.init(value)
+    }
+}

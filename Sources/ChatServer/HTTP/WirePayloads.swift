@@ -1,0 +1,49 @@
+import ChatProtocol
+
+// Domain values as the API shows them. The one place where domain types meet wire types.
+
+extension AccountPayload {
+    init(_ user: User) {
+        self.init(id: user.id, name: user.name, email: user.email, isAdmin: user.isAdmin, createdAt: user.createdAt)
+    }
+}
+
+extension UserPayload {
+    init(_ user: User) {
+        self.init(id: user.id, name: user.name)
+    }
+}
+
+extension MessagePayload {
+    init(_ message: Message, isRead: Bool) {
+        self.init(
+            id: message.id, chatID: message.chatID, seq: message.seq, senderID: message.senderID,
+            clientID: message.clientID, text: message.text, timestamp: message.createdAt, isRead: isRead)
+    }
+}
+
+extension ChatPayload {
+    init(_ details: ChatDetails) {
+        let chat = details.chat
+        self.init(
+            id: chat.id, name: chat.name, chatType: chat.type, creatorID: chat.creatorID, createdAt: chat.createdAt,
+            lastSeq: chat.lastSeq,
+            members: details.members.map { MemberPayload(userID: $0.userID, name: $0.name, readSeq: $0.readSeq) })
+    }
+}
+
+extension ChatSummaryPayload {
+    init(_ summary: ChatSummary) {
+        let chat = summary.chat
+        self.init(
+            id: chat.id, name: chat.name, chatType: chat.type, creatorID: chat.creatorID, lastSeq: chat.lastSeq,
+            readSeq: summary.readSeq, unreadCount: summary.unreadCount,
+            lastMessage: summary.lastMessage.map { MessagePayload($0, isRead: summary.isLastMessageRead) })
+    }
+}
+
+extension SyncReportPayload {
+    init(_ counts: StoreCounts) {
+        self.init(users: counts.users, chats: counts.chats, members: counts.members, messages: counts.messages)
+    }
+}

@@ -1,0 +1,88 @@
+import ChatProtocol
+import Foundation
+import ServiceLifecycle
+
+/// Everything the server keeps in its database. Implemented by ``PostgresChatStore`` and
+/// ``SQLiteChatStore``; both pass the same contract suite.
+///
+/// Rules that must hold under concurrency are enforced here, atomically: unique names and
+/// emails, a PRIVATE chat's two-member limit, gap-free `seq` per chat, and duplicate-free
+/// `(sender, client_id)`. Failures surface as ``ChatError`` values (or ``MigrationError``);
+/// nothing above this layer sees a driver error. A store is a `Service`: its `run()` keeps
+/// its connections open until graceful shutdown.
+public protocol ChatStore: Service {
+    // MARK: Schema
+
+    /// Every known migration with when it was applied, if it was.
+    func migrationStatus() async throws -> [MigrationStatus]
+    /// Applies all pending migrations in one transaction and returns them. Safe to call from
+    /// several processes at once.
+    @discardableResult
+    func migrateUp() async throws -> [Migration]
+    /// Reverts the newest `steps` applied migrations in one transaction and returns them.
+    @discardableResult
+    func migrateDown(steps: Int) async throws -> [Migration]
+
+    // MARK: Users
+
+    /// Registers a user. Throws ``ChatError/nameTaken`` or ``ChatError/emailTaken``.
+    func createUser(_ user: NewUser) async throws -> User
+    /// The user whose name or email has the case-folded key `loginKey`, with their hash.
+    func credentials(loginKey: String) async throws -> UserCredentials?
+    func updatePasswordHash(_ hash: String, for user: UserID) async throws
+    /// The user behind a session, or nil when the user is gone or the token was revoked.
+    func sessionUser(_ user: UserID, tokenID: String) async throws -> User?
+    /// Puts a token on the deny-list until it expires (and forgets tokens already expired).
+    func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws
+    /// Users whose case-folded name starts with `nameKeyPrefix`, by name.
+    func users(nameKeyPrefix: String, limit: Int) async throws -> [User]
+    /// Grants or revokes admin rights; nil when no user has that name.
+    func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User?
+
+    // MARK: Chats
+
+    /// Creates a chat and its group with `creator` as creator and first member.
+    func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat
+    /// The chat, if `member` is one of its members.
+    func chat(_ id: ChatID, member: UserID) async throws -> Chat?
+    /// The chat's members, by name.
+    func members(of chat: ChatID) async throws -> [ChatMember]
+    /// Adds a member whose read marker starts at the chat's current end. Throws
+    /// ``ChatError/chatNotFound``, ``ChatError/userNotFound``, ``ChatError/alreadyMember``,
+    /// or ``ChatError/privateChatFull`` (also when adds race: a PRIVATE chat never holds 3).
+    func addMember(_ user: UserID, to chat: ChatID) async throws
+    /// Removes a member. Throws ``ChatError/notAMember`` when `user` is not one.
+    func removeMember(_ user: UserID, from chat: ChatID) async throws
+    /// The chats `user` belongs to, newest activity first.
+    func chatSummaries(for user: UserID) async throws -> [ChatSummary]
+
+    // MARK: Messages
+
+    /// Stores a message under the chat's next `seq` and moves the sender's read marker to it.
+    /// A repeated `(sender, client_id)` returns the original with `duplicate: true`, writes
+    /// nothing and consumes no `seq`. Throws ``ChatError/notAMember`` when the sender is not
+    /// a member.
+    func appendMessage(_ message: NewMessage) async throws -> AppendedMessage
+    /// A page of a chat's messages in `seq` order.
+    func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
+
+    // MARK: Administration
+
+    /// How many rows the main tables hold.
+    func counts() async throws -> StoreCounts
+}
+
+/// Row counts reported by the admin sync endpoint.
+public struct StoreCounts: Sendable, Equatable {
+    public let users: Int64
+    public let chats: Int64
+    public let members: Int64
+    public let messages: Int64
+
+    public init(users: Int64, chats: Int64, members: Int64, messages: Int64) {
+        self.users = users
+        self.chats = chats
+        self.members = members
+        self.messages = messages
+    }
+}

@@ -1,0 +1,535 @@
+import ChatProtocol
+import Foundation
+import Logging
+import NIOCore
+import SQLiteNIO
+import ServiceLifecycle
+import Synchronization
+
+/// ``ChatStore`` on an embedded SQLite database file, for single-node use.
+///
+/// SQLite allows one writer at a time, so every write (and every multi-statement
+/// transaction) runs on one connection behind an in-process FIFO lock: writers queue in the
+/// server instead of spinning on SQLite's busy handler, and "database is locked" never
+/// reaches a client. Reads use separate connections, which WAL mode lets run beside the
+/// writer. Checks made inside a write transaction cannot race, because nothing else writes
+/// meanwhile.
+public final class SQLiteChatStore: ChatStore {
+    private let writer: SQLiteConnection
+    private let readers: [SQLiteConnection]
+    private let nextReader = Mutex(0)
+    private let writeLock = AsyncLock()
+    private let logger: Logger
+
+    private init(writer: SQLiteConnection, readers: [SQLiteConnection], logger: Logger) {
+        self.writer = writer
+        self.readers = readers
+        self.logger = logger
+    }
+
+    /// Opens (creating if needed) the database file at `path` in WAL mode.
+    public static func open(path: String, readerCount: Int = 2, logger: Logger) async throws -> SQLiteChatStore {
+        let storage = SQLiteConnection.Storage.file(path: path)
+        let writer = try await SQLiteConnection.open(storage: storage, logger: logger)
+        do {
+            _ = try await writer.run("PRAGMA journal_mode = WAL")
+            // FULL: a commit is on disk before it is acknowledged ("persist, then publish").
+            _ = try await writer.run("PRAGMA synchronous = FULL")
+            _ = try await writer.run("PRAGMA foreign_keys = ON")
+            // Only other processes (an admin command beside the server) ever make us wait.
+            _ = try await writer.run("PRAGMA busy_timeout = 10000")
+            var readers: [SQLiteConnection] = []
+            for _ in 0..<max(1, readerCount) {
+                let reader = try await SQLiteConnection.open(storage: storage, logger: logger)
+                readers.append(reader)
+                _ = try await reader.run("PRAGMA busy_timeout = 10000")
+                _ = try await reader.run("PRAGMA query_only = ON")
+            }
+            return SQLiteChatStore(writer: writer, readers: readers, logger: logger)
+        } catch {
+            try? await writer.closeUninterrupted()
+            throw error
+        }
+    }
+
+    /// Keeps the connections open until graceful shutdown (or cancellation), then closes them.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await close()
+    }
+
+    /// Closes every connection, waiting for queued writes first.
+    public func close() async {
+        await writeLock.withLock {
+            for connection in readers + [writer] where !connection.isClosed {
+                try? await connection.closeUninterrupted()
+            }
+        }
+    }
+
+    // MARK: Schema
+
+    public func migrationStatus() async throws -> [MigrationStatus] {
+        let migrations = try SQLDialect.sqlite.migrations()
+        return try await read { connection in
+            migrations.status(applied: try await Self.appliedMigrations(on: connection))
+        }
+    }
+
+    @discardableResult
+    public func migrateUp() async throws -> [Migration] {
+        let migrations = try SQLDialect.sqlite.migrations()
+        return try await migrationTransaction { connection, applied in
+            let pending = try migrations.pending(after: applied)
+            for migration in pending {
+                for statement in Migration.statements(in: migration.upSQL) {
+                    _ = try await connection.run(statement)
+                }
+                _ = try await connection.run(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                    [.integer(migration.version), .text(migration.name), .text(migration.checksum)])
+            }
+            return pending
+        }
+    }
+
+    @discardableResult
+    public func migrateDown(steps: Int) async throws -> [Migration] {
+        let migrations = try SQLDialect.sqlite.migrations()
+        return try await migrationTransaction { connection, applied in
+            _ = try migrations.pending(after: applied)
+            let byVersion = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
+            let reverted = applied.reversed().prefix(steps).compactMap { byVersion[$0.version] }
+            for migration in reverted {
+                for statement in Migration.statements(in: migration.downSQL) {
+                    _ = try await connection.run(statement)
+                }
+                _ = try await connection.run(
+                    "DELETE FROM schema_migrations WHERE version = ?", [.integer(migration.version)])
+            }
+            return reverted
+        }
+    }
+
+    private func migrationTransaction(
+        _ body: (SQLiteConnection, [AppliedMigration]) async throws -> [Migration]
+    ) async throws -> [Migration] {
+        try await writeTransaction { connection in
+            _ = try await connection.run(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    INTEGER PRIMARY KEY,
+                    name       TEXT NOT NULL,
+                    checksum   TEXT NOT NULL,
+                    applied_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+                ) STRICT
+                """)
+            return try await body(connection, try await Self.appliedMigrations(on: connection))
+        }
+    }
+
+    private static func appliedMigrations(on connection: SQLiteConnection) async throws -> [AppliedMigration] {
+        let exists = try await connection.run(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        guard !exists.isEmpty else { return [] }
+        return try await connection.run(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+        ).map { row in
+            AppliedMigration(
+                version: Int(try row.int("version")), name: try row.string("name"),
+                checksum: try row.string("checksum"), appliedAt: try row.date("applied_at"))
+        }
+    }
+
+    // MARK: Users
+
+    public func createUser(_ user: NewUser) async throws -> User {
+        let rows = try await write { connection in
+            try await connection.run(
+                """
+                INSERT INTO users (name, name_key, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?)
+                RETURNING id, name, email, is_admin, created_at
+                """,
+                [
+                    .text(user.name), .text(user.nameKey), .text(user.email), .text(user.emailKey),
+                    .text(user.passwordHash),
+                ])
+        }
+        guard let row = rows.first else { throw StorageError.unexpected("INSERT INTO users returned no row") }
+        return try Self.user(row)
+    }
+
+    public func credentials(loginKey: String) async throws -> UserCredentials? {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT id, name, email, is_admin, created_at, password_hash FROM users
+                WHERE name_key = ?1 OR email_key = ?1 LIMIT 1
+                """, [.text(loginKey)])
+        }
+        return try rows.first.map {
+            UserCredentials(user: try Self.user($0), passwordHash: try $0.string("password_hash"))
+        }
+    }
+
+    public func updatePasswordHash(_ hash: String, for user: UserID) async throws {
+        _ = try await write { connection in
+            try await connection.run(
+                "UPDATE users SET password_hash = ? WHERE id = ?", [.text(hash), .integer(Int(user.rawValue))])
+        }
+    }
+
+    public func sessionUser(_ user: UserID, tokenID: String) async throws -> User? {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT id, name, email, is_admin, created_at FROM users
+                WHERE id = ? AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = ?)
+                """, [.integer(Int(user.rawValue)), .text(tokenID)])
+        }
+        return try rows.first.map(Self.user)
+    }
+
+    public func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws {
+        try await writeTransaction { connection in
+            _ = try await connection.run(
+                "DELETE FROM revoked_tokens WHERE expires_at < ?", [.integer(Self.milliseconds(Date()))])
+            _ = try await connection.run(
+                "INSERT OR IGNORE INTO revoked_tokens (token_id, user_id, expires_at) VALUES (?, ?, ?)",
+                [.text(tokenID), .integer(Int(user.rawValue)), .integer(Self.milliseconds(expiresAt))])
+        }
+    }
+
+    public func users(nameKeyPrefix: String, limit: Int) async throws -> [User] {
+        // SQLite compares text bytewise (BINARY), so a prefix is a range of the unique index.
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT id, name, email, is_admin, created_at FROM users
+                WHERE name_key >= ? AND name_key < ? ORDER BY name_key LIMIT ?
+                """, [.text(nameKeyPrefix), .text(nameKeyPrefix + "\u{10FFFF}"), .integer(limit)])
+        }
+        return try rows.map(Self.user)
+    }
+
+    public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
+        let rows = try await write { connection in
+            try await connection.run(
+                "UPDATE users SET is_admin = ? WHERE name_key = ? RETURNING id, name, email, is_admin, created_at",
+                [.integer(isAdmin ? 1 : 0), .text(nameKey)])
+        }
+        return try rows.first.map(Self.user)
+    }
+
+    private static func user(_ row: SQLiteRow) throws -> User {
+        User(
+            id: UserID(try row.int("id")), name: try row.string("name"), email: try row.string("email"),
+            isAdmin: try row.int("is_admin") != 0, createdAt: try row.date("created_at"))
+    }
+
+    // MARK: Chats
+
+    private static let chatColumns =
+        "c.id AS id, c.name AS name, c.chat_type AS chat_type, g.creator_id AS creator_id, c.created_at AS created_at, c.last_seq AS last_seq"
+
+    public func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat {
+        let rows = try await writeTransaction { connection in
+            let inserted = try await connection.run(
+                "INSERT INTO chats (name, chat_type) VALUES (?, ?) RETURNING id", [.text(name), .text(type.rawValue)])
+            guard let id = try inserted.first?.int("id") else {
+                throw StorageError.unexpected("INSERT INTO chats returned no row")
+            }
+            _ = try await connection.run(
+                "INSERT INTO groups (chat_id, creator_id) VALUES (?, ?)",
+                [.integer(Int(id)), .integer(Int(creator.rawValue))])
+            _ = try await connection.run(
+                "INSERT INTO group_members (chat_id, user_id) VALUES (?, ?)",
+                [.integer(Int(id)), .integer(Int(creator.rawValue))])
+            return try await connection.run(
+                "SELECT \(Self.chatColumns) FROM chats c JOIN groups g ON g.chat_id = c.id WHERE c.id = ?",
+                [.integer(Int(id))])
+        }
+        guard let row = rows.first else { throw StorageError.unexpected("created chat not found") }
+        return try Self.chat(row)
+    }
+
+    public func chat(_ id: ChatID, member: UserID) async throws -> Chat? {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT \(Self.chatColumns) FROM chats c
+                JOIN groups g ON g.chat_id = c.id
+                JOIN group_members m ON m.chat_id = c.id AND m.user_id = ?
+                WHERE c.id = ?
+                """, [.integer(Int(member.rawValue)), .integer(Int(id.rawValue))])
+        }
+        return try rows.first.map(Self.chat)
+    }
+
+    public func members(of chat: ChatID) async throws -> [ChatMember] {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT m.user_id AS user_id, u.name AS name, m.read_seq AS read_seq
+                FROM group_members m JOIN users u ON u.id = m.user_id
+                WHERE m.chat_id = ? ORDER BY m.joined_at, m.user_id
+                """, [.integer(Int(chat.rawValue))])
+        }
+        return try rows.map {
+            ChatMember(
+                userID: UserID(try $0.int("user_id")), name: try $0.string("name"), readSeq: try $0.int("read_seq"))
+        }
+    }
+
+    public func addMember(_ user: UserID, to chat: ChatID) async throws {
+        try await writeTransaction { connection in
+            let chatRows = try await connection.run(
+                "SELECT chat_type, last_seq FROM chats WHERE id = ?", [.integer(Int(chat.rawValue))])
+            guard let chatRow = chatRows.first else { throw ChatError.chatNotFound }
+            let facts = try await connection.run(
+                """
+                SELECT EXISTS (SELECT 1 FROM users WHERE id = ?2) AS user_exists,
+                       EXISTS (SELECT 1 FROM group_members WHERE chat_id = ?1 AND user_id = ?2) AS is_member,
+                       (SELECT count(*) FROM group_members WHERE chat_id = ?1) AS member_count
+                """, [.integer(Int(chat.rawValue)), .integer(Int(user.rawValue))])
+            guard let fact = facts.first else { throw StorageError.unexpected("membership facts returned no row") }
+            guard try fact.int("user_exists") != 0 else { throw ChatError.userNotFound }
+            guard try fact.int("is_member") == 0 else { throw ChatError.alreadyMember }
+            if try Self.chatType(chatRow.string("chat_type")) == .private, try fact.int("member_count") >= 2 {
+                throw ChatError.privateChatFull
+            }
+            _ = try await connection.run(
+                "INSERT INTO group_members (chat_id, user_id, read_seq) VALUES (?, ?, ?)",
+                [
+                    .integer(Int(chat.rawValue)), .integer(Int(user.rawValue)),
+                    .integer(Int(try chatRow.int("last_seq"))),
+                ])
+        }
+    }
+
+    public func removeMember(_ user: UserID, from chat: ChatID) async throws {
+        let rows = try await write { connection in
+            try await connection.run(
+                "DELETE FROM group_members WHERE chat_id = ? AND user_id = ? RETURNING user_id",
+                [.integer(Int(chat.rawValue)), .integer(Int(user.rawValue))])
+        }
+        guard !rows.isEmpty else { throw ChatError.notAMember }
+    }
+
+    public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT \(Self.chatColumns), me.read_seq AS read_seq,
+                       m.id AS message_id, m.sender_id AS sender_id, m.client_id AS client_id, m.text AS text,
+                       m.created_at AS sent_at,
+                       (SELECT min(o.read_seq) FROM group_members o
+                        WHERE o.chat_id = c.id AND o.user_id <> m.sender_id) AS lowest_other_read_seq
+                FROM group_members me
+                JOIN chats c ON c.id = me.chat_id
+                JOIN groups g ON g.chat_id = c.id
+                LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+                WHERE me.user_id = ?
+                ORDER BY COALESCE(m.created_at, c.created_at) DESC, c.id DESC
+                """, [.integer(Int(user.rawValue))])
+        }
+        return try rows.map { row in
+            let chat = try Self.chat(row)
+            var lastMessage: Message?
+            if let id = row.column("message_id")?.integer {
+                lastMessage = Message(
+                    id: MessageID(Int64(id)), chatID: chat.id, seq: chat.lastSeq,
+                    senderID: UserID(try row.int("sender_id")),
+                    clientID: row.column("client_id")?.string, text: try row.string("text"),
+                    createdAt: try row.date("sent_at"))
+            }
+            return ChatSummary(
+                chat: chat, readSeq: try row.int("read_seq"), lastMessage: lastMessage,
+                lowestOtherReadSeq: row.column("lowest_other_read_seq")?.integer.map(Int64.init))
+        }
+    }
+
+    private static func chat(_ row: SQLiteRow) throws -> Chat {
+        Chat(
+            id: ChatID(try row.int("id")), name: try row.string("name"), type: try chatType(row.string("chat_type")),
+            creatorID: UserID(try row.int("creator_id")), createdAt: try row.date("created_at"),
+            lastSeq: try row.int("last_seq"))
+    }
+
+    private static func chatType(_ name: String) throws -> ChatType {
+        guard let type = ChatType(rawValue: name) else { throw StorageError.corruptRow("chat_type \(name)") }
+        return type
+    }
+
+    // MARK: Messages
+
+    private static let messageColumns = "id, chat_id, seq, sender_id, client_id, text, created_at"
+
+    public func appendMessage(_ message: NewMessage) async throws -> AppendedMessage {
+        try await writeTransaction { connection in
+            let clientID: SQLiteData = message.clientID.map { .text($0) } ?? .null
+            let sender = SQLiteData.integer(Int(message.senderID.rawValue))
+            let chat = SQLiteData.integer(Int(message.chatID.rawValue))
+            let existing = try await connection.run(
+                "SELECT \(Self.messageColumns) FROM messages WHERE sender_id = ? AND client_id = ?", [sender, clientID])
+            if let original = existing.first {
+                return AppendedMessage(message: try Self.message(original), duplicate: true)
+            }
+            let membership = try await connection.run(
+                "SELECT 1 FROM group_members WHERE chat_id = ? AND user_id = ?", [chat, sender])
+            guard !membership.isEmpty else { throw ChatError.notAMember }
+            let next = try await connection.run(
+                "UPDATE chats SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", [chat])
+            guard let seq = try next.first?.int("last_seq") else { throw ChatError.notAMember }
+            let inserted = try await connection.run(
+                """
+                INSERT INTO messages (chat_id, seq, sender_id, client_id, text) VALUES (?, ?, ?, ?, ?)
+                RETURNING \(Self.messageColumns)
+                """, [chat, .integer(Int(seq)), sender, clientID, .text(message.text)])
+            _ = try await connection.run(
+                "UPDATE group_members SET read_seq = ?1 WHERE chat_id = ?2 AND user_id = ?3 AND read_seq < ?1",
+                [.integer(Int(seq)), chat, sender])
+            guard let row = inserted.first else {
+                throw StorageError.unexpected("INSERT INTO messages returned no row")
+            }
+            return AppendedMessage(message: try Self.message(row), duplicate: false)
+        }
+    }
+
+    public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
+        let rows = try await read { connection in
+            switch query {
+            case .offset(let seq, let limit), .after(let seq, let limit):
+                try await connection.run(
+                    "SELECT \(Self.messageColumns) FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    [.integer(Int(chat.rawValue)), .integer(Int(seq)), .integer(limit)])
+            case .before(let seq, let limit):
+                try await connection.run(
+                    """
+                    SELECT * FROM (
+                        SELECT \(Self.messageColumns) FROM messages WHERE chat_id = ? AND seq < ?
+                        ORDER BY seq DESC LIMIT ?
+                    ) ORDER BY seq
+                    """, [.integer(Int(chat.rawValue)), .integer(Int(seq)), .integer(limit)])
+            }
+        }
+        return try rows.map(Self.message)
+    }
+
+    private static func message(_ row: SQLiteRow) throws -> Message {
+        Message(
+            id: MessageID(try row.int("id")), chatID: ChatID(try row.int("chat_id")), seq: try row.int("seq"),
+            senderID: UserID(try row.int("sender_id")), clientID: row.column("client_id")?.string,
+            text: try row.string("text"), createdAt: try row.date("created_at"))
+    }
+
+    // MARK: Administration
+
+    public func counts() async throws -> StoreCounts {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM chats) AS chats,
+                       (SELECT count(*) FROM group_members) AS members,
+                       (SELECT COALESCE(sum(last_seq), 0) FROM chats) AS messages
+                """)
+        }
+        guard let row = rows.first else { throw StorageError.unexpected("counts returned no row") }
+        return StoreCounts(
+            users: try row.int("users"), chats: try row.int("chats"), members: try row.int("members"),
+            messages: try row.int("messages"))
+    }
+
+    // MARK: Connections, transactions and errors
+
+    private func read<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        let reader = nextReader.withLock { index in
+            defer { index = (index + 1) % readers.count }
+            return readers[index]
+        }
+        do {
+            return try await body(reader)
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// Runs one write statement (or several that need no transaction) with the write lock held.
+    private func write<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        do {
+            return try await writeLock.withLock { try await body(writer) }
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// Runs `body` in an immediate transaction with the write lock held.
+    private func writeTransaction<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        try await write { connection in
+            _ = try await connection.run("BEGIN IMMEDIATE")
+            do {
+                let value = try await body(connection)
+                _ = try await connection.run("COMMIT")
+                return value
+            } catch {
+                _ = try? await connection.run("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    private func mapError(_ error: any Error) -> any Error {
+        guard let error = error as? SQLiteError else { return error }
+        if error.reason == .constraintUniqueFailed {
+            if error.message.contains("users.name_key") { return ChatError.nameTaken }
+            if error.message.contains("users.email_key") { return ChatError.emailTaken }
+        }
+        // Busy, locked, disk full, I/O and permission failures (and their extended codes) are
+        // conditions of the machine, not bugs: the request may succeed later.
+        let reason = String(describing: error.reason)
+        if ["busy", "locked", "full", "ioError", "cantOpen", "readOnly", "readonly"].contains(where: reason.hasPrefix) {
+            logger.error("SQLite unavailable", metadata: ["error": "\(error)"])
+            return ChatError.storageUnavailable
+        }
+        return StorageError.unexpected(String(describing: error))
+    }
+
+    static func milliseconds(_ date: Date) -> Int {
+        Int((date.timeIntervalSince1970 * 1000).rounded())
+    }
+}
+
+extension SQLiteRow {
+    fileprivate func int(_ column: String) throws -> Int64 {
+        guard let value = self.column(column)?.integer else {
+            throw StorageError.corruptRow("\(column) is not an integer")
+        }
+        return Int64(value)
+    }
+
+    fileprivate func string(_ column: String) throws -> String {
+        guard let value = self.column(column)?.string else { throw StorageError.corruptRow("\(column) is not text") }
+        return value
+    }
+
+    /// Times are stored as integer Unix milliseconds.
+    fileprivate func date(_ column: String) throws -> Date {
+        Date(timeIntervalSince1970: Double(try int(column)) / 1000)
+    }
+}
+
+extension SQLiteConnection {
+    /// Runs one statement to completion even when the calling task is cancelled. (SQLiteNIO's
+    /// async `query` skips work for cancelled tasks, which could leave a transaction open on
+    /// the shared writer; its future-based API does not.)
+    fileprivate func run(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        let rows: EventLoopFuture<[SQLiteRow]> = query(sql, binds)
+        return try await rows.get()
+    }
+
+    /// Closes the connection even when the calling task is cancelled (as during shutdown).
+    fileprivate func closeUninterrupted() async throws {
+        let closed: EventLoopFuture<Void> = close()
+        try await closed.get()
+    }
+}

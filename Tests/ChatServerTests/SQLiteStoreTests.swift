@@ -1,0 +1,50 @@
+import ChatProtocol
+import ChatServer
+import ChatTestSupport
+import Testing
+
+@Suite("SQLite store")
+struct SQLiteStoreTests {
+    @Test("honors the store contract", arguments: StoreContract.checks)
+    func honorsContract(_ check: StoreContractCheck) async throws {
+        try await TestDatabase.sqlite.withStore { store in try await check.run(store) }
+    }
+
+    @Test func fiftyConcurrentWritersNeverSeeALockedDatabase() async throws {
+        try await TestDatabase.sqlite.withStore { store in
+            let owner = try await store.createUser(
+                NewUser(name: "owner", email: "owner@example.com", passwordHash: "h"))
+            let chat = try await store.createChat(name: "busy", type: .group, creator: owner.id)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<50 {
+                    group.addTask {
+                        let user = try await store.createUser(
+                            NewUser(name: "writer\(writer)", email: "w\(writer)@example.com", passwordHash: "h"))
+                        try await store.addMember(user.id, to: chat.id)
+                        for index in 0..<5 {
+                            _ = try await store.appendMessage(
+                                NewMessage(chatID: chat.id, senderID: user.id, clientID: "\(index)", text: "hi"))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let counts = try await store.counts()
+            #expect(counts == StoreCounts(users: 51, chats: 1, members: 51, messages: 250))
+        }
+    }
+
+    @Test func reopeningADatabaseKeepsItsData() async throws {
+        try await TestDatabase.sqlite.withLocation { location in
+            guard case .sqlite(let path) = location else { return }
+            let first = try await SQLiteChatStore.open(path: path, logger: .init(label: "test"))
+            try await first.migrateUp()
+            _ = try await first.createUser(NewUser(name: "kept", email: "kept@example.com", passwordHash: "h"))
+            await first.close()
+            let second = try await SQLiteChatStore.open(path: path, logger: .init(label: "test"))
+            let found = try await second.credentials(loginKey: "kept")
+            await second.close()
+            #expect(found?.user.name == "kept")
+        }
+    }
+}
