@@ -51,9 +51,9 @@ public actor TestPostgres {
         return location
     }
 
-    /// Runs one statement on a short-lived connection (identifiers cannot be bound, so the
-    /// callers pass only names they generated).
-    static func execute(_ sql: String, on location: PostgresLocation) async throws {
+    /// Runs one statement on a short-lived connection. Only for SQL the tests wrote themselves:
+    /// nothing is escaped.
+    public static func execute(_ sql: String, on location: PostgresLocation) async throws {
         let configuration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable)
@@ -99,7 +99,7 @@ enum ThrowawayCluster {
             binaries.initdb,
             ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"],
             as: runAs)
-        let port = try freePort()
+        let port = try FreePort.find()
         let log = directory.appendingPathComponent("postgres.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         if let runAs { try run("/bin/chown", [runAs, log.path]) }
@@ -176,14 +176,6 @@ enum ThrowawayCluster {
         return text
     }
 
-    /// A port nothing listens on right now: bind port 0 and let the kernel choose.
-    private static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? channel.close().wait() }
-        guard let port = channel.localAddress?.port else { throw TestPostgresError("could not find a free port") }
-        return port
-    }
 }
 
 /// Where `initdb`, `postgres` and `pg_ctl` are: on `PATH`, or in Debian's
@@ -237,5 +229,17 @@ enum ClusterCleanup {
             return actions
         }
         for action in pending { action() }
+    }
+}
+
+/// Finds loopback ports for servers the tests start.
+public enum FreePort {
+    /// A port nothing listens on right now: bind port 0 and let the kernel choose.
+    public static func find() throws -> Int {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? channel.close().wait() }
+        guard let port = channel.localAddress?.port else { throw TestPostgresError("could not find a free port") }
+        return port
     }
 }

@@ -1,0 +1,46 @@
+import ChatProtocol
+import ChatServer
+import ChatTestSupport
+import Logging
+import Testing
+
+@Suite("PostgreSQL store")
+struct PostgresStoreTests {
+    @Test("honors the store contract", arguments: StoreContract.checks)
+    func honorsContract(_ check: StoreContractCheck) async throws {
+        try await TestDatabase.postgres.withStore { store in try await check.run(store) }
+    }
+
+    @Test func nodesStartingTogetherApplyEachMigrationOnce() async throws {
+        try await TestDatabase.postgres.withLocation { location in
+            guard case .postgres(let postgres) = location else { return }
+            let nodes = try (0..<4).map { _ in
+                try PostgresChatStore(location: postgres, maxConnections: 2, logger: Logger(label: "test"))
+            }
+            let applied = try await withThrowingTaskGroup(of: Int.self) { group in
+                for node in nodes {
+                    group.addTask { try await withRunningStore(node) { try await $0.migrateUp().count } }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let migrationCount = try SQLDialect.postgres.migrations().count
+            #expect(applied.sorted() == [0, 0, 0, migrationCount], "one node applied everything, the others nothing")
+        }
+    }
+
+    @Test func aDatabaseMigratedByANewerBuildStopsStartUp() async throws {
+        try await TestDatabase.postgres.withLocation { location in
+            guard case .postgres(let postgres) = location else { return }
+            let store = try PostgresChatStore(location: postgres, maxConnections: 2, logger: Logger(label: "test"))
+            try await withRunningStore(store) { store in
+                try await store.migrateUp()
+                try await TestPostgres.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'from_the_future', 'x')",
+                    on: postgres)
+                await #expect(throws: MigrationError.unknownVersionApplied(version: 9999, name: "from_the_future")) {
+                    try await store.migrateUp()
+                }
+            }
+        }
+    }
+}
