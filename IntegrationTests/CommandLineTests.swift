@@ -73,6 +73,16 @@ struct CommandLineTests {
         }
     }
 
+    @Test func anUnreachableDatabaseIsAClearErrorNotAHang() async throws {
+        let closedPort = try FreePort.find()
+        let location = PostgresLocation(
+            host: "127.0.0.1", port: closedPort, username: "chat", password: "wrong", database: "chat", tls: .disable)
+        let result = try ChatServerCLI(database: .postgres(location)).run("migrate", "status")
+        #expect(
+            result.status != 0
+                && result.output.contains("cannot reach the database: PostgreSQL at 127.0.0.1:\(closedPort)"))
+    }
+
     @Test func prodRefusesToStartWithoutASecret() async throws {
         try await TestDatabase.sqlite.withLocation { location in
             let cli = try ChatServerCLI(database: location, environment: "prod", secret: nil)
@@ -119,8 +129,9 @@ private final class ChatServerCLI: Sendable {
         switch database {
         case .sqlite(let path): environment["DATABASE_URL"] = "sqlite:\(path)"
         case .postgres(let postgres):
+            let credentials = [postgres.username, postgres.password].compactMap { $0 }.joined(separator: ":")
             environment["DATABASE_URL"] =
-                "postgres://\(postgres.username)@\(postgres.host):\(postgres.port)/\(postgres.database ?? "")?sslmode=disable"
+                "postgres://\(credentials)@\(postgres.host):\(postgres.port)/\(postgres.database ?? "")?sslmode=disable"
         }
         self.environment = environment
     }

@@ -89,6 +89,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
 /// Applies migrations (or checks none are pending) and seeds demo data when asked.
 func prepareDatabase(_ components: ChatComponents, options: StartupOptions, logger: Logger) async throws {
     let store = components.store
+    try await store.checkConnection()
     if options.migrate {
         for migration in try await store.migrateUp() {
             logger.notice("Applied migration \(migration.version) (\(migration.name))")

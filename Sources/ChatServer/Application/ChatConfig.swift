@@ -4,7 +4,7 @@ import Logging
 import SystemPackage
 
 /// Every setting of the server, read once at start-up. Each has one environment variable
-/// (documented in docs/configuration.md); values may also come from `<CHAT_ENV>.env` in the
+/// (documented in the README); values may also come from `<CHAT_ENV>.env` in the
 /// working directory, with real environment variables taking precedence.
 public struct ChatConfig: Sendable {
     /// Deployment environment, from `CHAT_ENV`.

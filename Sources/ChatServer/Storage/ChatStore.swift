@@ -11,6 +11,11 @@ import ServiceLifecycle
 /// nothing above this layer sees a driver error. A store is a `Service`: its `run()` keeps
 /// its connections open until graceful shutdown.
 public protocol ChatStore: Service {
+    /// Connects and runs a trivial query, failing fast with ``StorageError/unreachable(_:)``
+    /// (saying why: refused, bad password, missing database) instead of queueing requests
+    /// behind a database that cannot be reached.
+    func checkConnection() async throws
+
     // MARK: Schema
 
     /// Every known migration with when it was applied, if it was.

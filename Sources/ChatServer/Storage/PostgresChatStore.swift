@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOSSL
 import PostgresNIO
+import Synchronization
 
 /// ``ChatStore`` on PostgreSQL through a PostgresNIO connection pool, in plain SQL.
 ///
@@ -10,28 +11,41 @@ import PostgresNIO
 /// server nodes can share one database.
 public final class PostgresChatStore: ChatStore {
     let client: PostgresClient
+    private let connectionConfiguration: PostgresConnection.Configuration
     private let logger: Logger
+    /// How long a request waits for a pooled connection before failing with 503.
+    let connectionWaitLimit: Duration
 
     /// Key of the advisory lock that serialises migrations across nodes starting together.
     private static let migrationLockKey: Int64 = 0x6368_6174_6D69_6772  // "chatmigr"
 
-    public init(location: PostgresLocation, maxConnections: Int, logger: Logger) throws {
-        let tls: PostgresClient.Configuration.TLS
+    public init(
+        location: PostgresLocation, maxConnections: Int, connectionWaitLimit: Duration = .seconds(5), logger: Logger
+    ) throws {
+        let poolTLS: PostgresClient.Configuration.TLS
+        let connectionTLS: PostgresConnection.Configuration.TLS
         switch location.tls {
         case .disable:
-            tls = .disable
+            (poolTLS, connectionTLS) = (.disable, .disable)
         case .prefer, .require:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            tls = location.tls == .prefer ? .prefer(configuration) : .require(configuration)
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .none
+            let context = try NIOSSLContext(configuration: tls)
+            (poolTLS, connectionTLS) =
+                location.tls == .prefer ? (.prefer(tls), .prefer(context)) : (.require(tls), .require(context))
         case .verifyFull:
-            tls = .require(.makeClientConfiguration())
+            let tls = TLSConfiguration.makeClientConfiguration()
+            (poolTLS, connectionTLS) = (.require(tls), .require(try NIOSSLContext(configuration: tls)))
         }
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
-            database: location.database, tls: tls)
+            database: location.database, tls: poolTLS)
         configuration.options.maximumConnections = maxConnections
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.connectionConfiguration = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.username, password: location.password,
+            database: location.database, tls: connectionTLS)
+        self.connectionWaitLimit = connectionWaitLimit
         self.logger = logger
     }
 
@@ -40,15 +54,33 @@ public final class PostgresChatStore: ChatStore {
         await client.run()
     }
 
+    /// Uses a connection of its own: the pool would retry a failing connection forever
+    /// without telling the caller why.
+    public func checkConnection() async throws {
+        let server = "PostgreSQL at \(connectionConfiguration.host ?? "?"):\(connectionConfiguration.port ?? 0)"
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: connectionConfiguration, id: 0, logger: logger)
+            do {
+                try await connection.query("SELECT 1", logger: logger)
+                try await connection.close()
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+        } catch let error as PSQLError {
+            throw StorageError.unreachable("\(server): \(error.serverInfo?[.message] ?? "\(error.code)")")
+        } catch {
+            throw StorageError.unreachable("\(server): \(error)")
+        }
+    }
+
     // MARK: Schema
 
     public func migrationStatus() async throws -> [MigrationStatus] {
         let migrations = try SQLDialect.postgres.migrations()
-        return try await storageErrors {
-            try await client.withConnection { connection in
-                migrations.status(applied: try await Self.appliedMigrations(on: connection, logger: logger))
-            }
-        }
+        let applied = try await withConnection { try await Self.appliedMigrations(on: $0, logger: self.logger) }
+        return migrations.status(applied: applied)
     }
 
     @discardableResult
@@ -91,7 +123,7 @@ public final class PostgresChatStore: ChatStore {
     /// Runs `body` in a transaction holding the migration advisory lock, with the applied
     /// migrations read after the lock was taken.
     private func migrationTransaction(
-        _ body: (PostgresConnection, [AppliedMigration]) async throws -> [Migration]
+        _ body: @escaping @Sendable (PostgresConnection, [AppliedMigration]) async throws -> [Migration]
     ) async throws -> [Migration] {
         try await transaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: self.logger)
@@ -113,188 +145,134 @@ public final class PostgresChatStore: ChatStore {
     ) async throws
         -> [AppliedMigration]
     {
-        let exists =
-            try await connection.query(
-                "SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger
-            ).decode(Bool.self).first { _ in true } ?? false
-        guard exists else { return [] }
-        var applied: [AppliedMigration] = []
-        let rows = try await connection.query(
-            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", logger: logger)
-        for try await (version, name, checksum, appliedAt) in rows.decode((Int, String, String, Date).self) {
-            applied.append(AppliedMigration(version: version, name: name, checksum: checksum, appliedAt: appliedAt))
+        let exists = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+            .decode(Bool.self).collectAll()
+        guard exists.first == true else { return [] }
+        return try await connection.query(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", logger: logger
+        ).decode((Int, String, String, Date).self).collectAll().map {
+            AppliedMigration(version: $0.0, name: $0.1, checksum: $0.2, appliedAt: $0.3)
         }
-        return applied
     }
 
     // MARK: Users
 
-    private static let userColumns: PostgresQuery = "id, name, email, is_admin, created_at"
+    private typealias UserRow = (Int64, String, String, Bool, Date)
 
     public func createUser(_ user: NewUser) async throws -> User {
-        let created = try await storageErrors {
-            try await firstUser(
-                """
-                INSERT INTO users (name, name_key, email, email_key, password_hash)
-                VALUES (\(user.name), \(user.nameKey), \(user.email), \(user.emailKey), \(user.passwordHash))
-                RETURNING id, name, email, is_admin, created_at
-                """)
-        }
-        guard let created else { throw StorageError.unexpected("INSERT INTO users returned no row") }
-        return created
+        let rows = try await fetch(
+            """
+            INSERT INTO users (name, name_key, email, email_key, password_hash)
+            VALUES (\(user.name), \(user.nameKey), \(user.email), \(user.emailKey), \(user.passwordHash))
+            RETURNING id, name, email, is_admin, created_at
+            """, as: UserRow.self)
+        guard let row = rows.first else { throw StorageError.unexpected("INSERT INTO users returned no row") }
+        return Self.user(row)
     }
 
     public func credentials(loginKey: String) async throws -> UserCredentials? {
-        try await storageErrors {
-            let rows = try await client.query(
-                """
-                SELECT id, name, email, is_admin, created_at, password_hash FROM users
-                WHERE name_key = \(loginKey) OR email_key = \(loginKey)
-                LIMIT 1
-                """, logger: logger)
-            for try await (id, name, email, isAdmin, createdAt, hash) in rows.decode(
-                (Int64, String, String, Bool, Date, String).self)
-            {
-                let user = User(id: UserID(id), name: name, email: email, isAdmin: isAdmin, createdAt: createdAt)
-                return UserCredentials(user: user, passwordHash: hash)
-            }
-            return nil
-        }
+        try await fetch(
+            """
+            SELECT id, name, email, is_admin, created_at, password_hash FROM users
+            WHERE name_key = \(loginKey) OR email_key = \(loginKey)
+            LIMIT 1
+            """, as: (Int64, String, String, Bool, Date, String).self
+        ).first.map { UserCredentials(user: Self.user(($0.0, $0.1, $0.2, $0.3, $0.4)), passwordHash: $0.5) }
     }
 
     public func updatePasswordHash(_ hash: String, for user: UserID) async throws {
-        _ = try await storageErrors {
-            try await client.query(
-                "UPDATE users SET password_hash = \(hash) WHERE id = \(user.rawValue)", logger: logger)
-        }
+        try await execute("UPDATE users SET password_hash = \(hash) WHERE id = \(user.rawValue)")
     }
 
     public func sessionUser(_ user: UserID, tokenID: String) async throws -> User? {
-        try await storageErrors {
-            try await firstUser(
-                """
-                SELECT id, name, email, is_admin, created_at FROM users
-                WHERE id = \(user.rawValue)
-                  AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = \(tokenID))
-                """)
-        }
+        try await fetch(
+            """
+            SELECT id, name, email, is_admin, created_at FROM users
+            WHERE id = \(user.rawValue) AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = \(tokenID))
+            """, as: UserRow.self
+        ).first.map(Self.user)
     }
 
     public func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws {
-        _ = try await storageErrors {
-            try await client.query(
-                """
-                WITH forget_expired AS (DELETE FROM revoked_tokens WHERE expires_at < now())
-                INSERT INTO revoked_tokens (token_id, user_id, expires_at)
-                VALUES (\(tokenID), \(user.rawValue), \(expiresAt))
-                ON CONFLICT (token_id) DO NOTHING
-                """, logger: logger)
-        }
+        try await execute(
+            """
+            WITH forget_expired AS (DELETE FROM revoked_tokens WHERE expires_at < now())
+            INSERT INTO revoked_tokens (token_id, user_id, expires_at)
+            VALUES (\(tokenID), \(user.rawValue), \(expiresAt))
+            ON CONFLICT (token_id) DO NOTHING
+            """)
     }
 
     public func users(nameKeyPrefix: String, limit: Int) async throws -> [User] {
         // name_key uses the "C" collation, so a prefix is exactly a range of the unique index.
         let upperBound = nameKeyPrefix + "\u{10FFFF}"
-        return try await storageErrors {
-            try await allUsers(
-                """
-                SELECT id, name, email, is_admin, created_at FROM users
-                WHERE name_key >= \(nameKeyPrefix) AND name_key < \(upperBound)
-                ORDER BY name_key
-                LIMIT \(limit)
-                """)
-        }
+        return try await fetch(
+            """
+            SELECT id, name, email, is_admin, created_at FROM users
+            WHERE name_key >= \(nameKeyPrefix) AND name_key < \(upperBound)
+            ORDER BY name_key
+            LIMIT \(limit)
+            """, as: UserRow.self
+        ).map(Self.user)
     }
 
     public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
-        try await storageErrors {
-            try await firstUser(
-                """
-                UPDATE users SET is_admin = \(isAdmin) WHERE name_key = \(nameKey)
-                RETURNING id, name, email, is_admin, created_at
-                """)
-        }
+        try await fetch(
+            """
+            UPDATE users SET is_admin = \(isAdmin) WHERE name_key = \(nameKey)
+            RETURNING id, name, email, is_admin, created_at
+            """, as: UserRow.self
+        ).first.map(Self.user)
     }
 
-    private func allUsers(_ query: PostgresQuery) async throws -> [User] {
-        var users: [User] = []
-        let rows = try await client.query(query, logger: logger)
-        for try await (id, name, email, isAdmin, createdAt) in rows.decode((Int64, String, String, Bool, Date).self) {
-            users.append(User(id: UserID(id), name: name, email: email, isAdmin: isAdmin, createdAt: createdAt))
-        }
-        return users
-    }
-
-    private func firstUser(_ query: PostgresQuery) async throws -> User? {
-        try await allUsers(query).first
+    private static func user(_ row: UserRow) -> User {
+        User(id: UserID(row.0), name: row.1, email: row.2, isAdmin: row.3, createdAt: row.4)
     }
 
     // MARK: Chats
 
+    private typealias ChatRow = (Int64, String, String, Int64, Date, Int64)
+
     public func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat {
-        let chats = try await storageErrors {
-            try await allChats(
-                """
-                WITH chat AS (
-                    INSERT INTO chats (name, chat_type) VALUES (\(name), \(type.rawValue))
-                    RETURNING id, name, chat_type, created_at, last_seq
-                ), chat_group AS (
-                    INSERT INTO groups (chat_id, creator_id) SELECT id, \(creator.rawValue) FROM chat
-                    RETURNING chat_id, creator_id
-                ), first_member AS (
-                    INSERT INTO group_members (chat_id, user_id) SELECT chat_id, creator_id FROM chat_group
-                )
-                SELECT chat.id, chat.name, chat.chat_type, chat_group.creator_id, chat.created_at, chat.last_seq
-                FROM chat JOIN chat_group ON chat_group.chat_id = chat.id
-                """)
-        }
-        guard let chat = chats.first else { throw StorageError.unexpected("INSERT INTO chats returned no row") }
-        return chat
+        let rows = try await fetch(
+            """
+            WITH chat AS (
+                INSERT INTO chats (name, chat_type) VALUES (\(name), \(type.rawValue))
+                RETURNING id, name, chat_type, created_at, last_seq
+            ), chat_group AS (
+                INSERT INTO groups (chat_id, creator_id) SELECT id, \(creator.rawValue) FROM chat
+                RETURNING chat_id, creator_id
+            ), first_member AS (
+                INSERT INTO group_members (chat_id, user_id) SELECT chat_id, creator_id FROM chat_group
+            )
+            SELECT chat.id, chat.name, chat.chat_type, chat_group.creator_id, chat.created_at, chat.last_seq
+            FROM chat JOIN chat_group ON chat_group.chat_id = chat.id
+            """, as: ChatRow.self)
+        guard let row = rows.first else { throw StorageError.unexpected("INSERT INTO chats returned no row") }
+        return try Self.chat(row)
     }
 
     public func chat(_ id: ChatID, member: UserID) async throws -> Chat? {
-        try await storageErrors {
-            try await allChats(
-                """
-                SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq
-                FROM chats c
-                JOIN groups g ON g.chat_id = c.id
-                JOIN group_members m ON m.chat_id = c.id AND m.user_id = \(member.rawValue)
-                WHERE c.id = \(id.rawValue)
-                """
-            ).first
-        }
-    }
-
-    private func allChats(_ query: PostgresQuery) async throws -> [Chat] {
-        var chats: [Chat] = []
-        let rows = try await client.query(query, logger: logger)
-        for try await (id, name, type, creatorID, createdAt, lastSeq) in rows.decode(
-            (Int64, String, String, Int64, Date, Int64).self)
-        {
-            chats.append(
-                Chat(
-                    id: ChatID(id), name: name, type: try Self.chatType(type), creatorID: UserID(creatorID),
-                    createdAt: createdAt, lastSeq: lastSeq))
-        }
-        return chats
+        try await fetch(
+            """
+            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq
+            FROM chats c
+            JOIN groups g ON g.chat_id = c.id
+            JOIN group_members m ON m.chat_id = c.id AND m.user_id = \(member.rawValue)
+            WHERE c.id = \(id.rawValue)
+            """, as: ChatRow.self
+        ).first.map(Self.chat)
     }
 
     public func members(of chat: ChatID) async throws -> [ChatMember] {
-        try await storageErrors {
-            var members: [ChatMember] = []
-            let rows = try await client.query(
-                """
-                SELECT m.user_id, u.name, m.read_seq
-                FROM group_members m JOIN users u ON u.id = m.user_id
-                WHERE m.chat_id = \(chat.rawValue)
-                ORDER BY m.joined_at, m.user_id
-                """, logger: logger)
-            for try await (userID, name, readSeq) in rows.decode((Int64, String, Int64).self) {
-                members.append(ChatMember(userID: UserID(userID), name: name, readSeq: readSeq))
-            }
-            return members
-        }
+        try await fetch(
+            """
+            SELECT m.user_id, u.name, m.read_seq
+            FROM group_members m JOIN users u ON u.id = m.user_id
+            WHERE m.chat_id = \(chat.rawValue)
+            ORDER BY m.joined_at, m.user_id
+            """, as: (Int64, String, Int64).self
+        ).map { ChatMember(userID: UserID($0.0), name: $0.1, readSeq: $0.2) }
     }
 
     public func addMember(_ user: UserID, to chat: ChatID) async throws {
@@ -303,16 +281,18 @@ public final class PostgresChatStore: ChatStore {
             // count below runs in a later statement, so it sees every add committed before us.
             let locked = try await connection.query(
                 "SELECT chat_type, last_seq FROM chats WHERE id = \(chat.rawValue) FOR UPDATE", logger: self.logger
-            ).decode((String, Int64).self).first { _ in true }
-            guard let (typeName, lastSeq) = locked else { throw ChatError.chatNotFound }
+            ).decode((String, Int64).self).collectAll()
+            guard let (typeName, lastSeq) = locked.first else { throw ChatError.chatNotFound }
             let facts = try await connection.query(
                 """
                 SELECT EXISTS (SELECT 1 FROM users WHERE id = \(user.rawValue)),
                        EXISTS (SELECT 1 FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)),
                        (SELECT count(*) FROM group_members WHERE chat_id = \(chat.rawValue))
                 """, logger: self.logger
-            ).decode((Bool, Bool, Int64).self).first { _ in true }
-            guard let (userExists, isMember, memberCount) = facts else { throw ChatError.storageUnavailable }
+            ).decode((Bool, Bool, Int64).self).collectAll()
+            guard let (userExists, isMember, memberCount) = facts.first else {
+                throw StorageError.unexpected("membership facts returned no row")
+            }
             guard userExists else { throw ChatError.userNotFound }
             guard !isMember else { throw ChatError.alreadyMember }
             if try Self.chatType(typeName) == .private, memberCount >= 2 { throw ChatError.privateChatFull }
@@ -326,115 +306,112 @@ public final class PostgresChatStore: ChatStore {
     }
 
     public func removeMember(_ user: UserID, from chat: ChatID) async throws {
-        let removed = try await storageErrors {
-            try await client.query(
-                """
-                DELETE FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)
-                RETURNING user_id
-                """, logger: logger
-            ).decode(Int64.self).first { _ in true }
-        }
-        guard removed != nil else { throw ChatError.notAMember }
+        let removed = try await fetch(
+            """
+            DELETE FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)
+            RETURNING user_id
+            """, as: Int64.self)
+        guard !removed.isEmpty else { throw ChatError.notAMember }
     }
 
     public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {
-        try await storageErrors {
-            var summaries: [ChatSummary] = []
-            let rows = try await client.query(
-                """
-                SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, me.read_seq,
-                       m.id, m.sender_id, m.client_id, m.text, m.created_at,
-                       (SELECT min(o.read_seq) FROM group_members o
-                        WHERE o.chat_id = c.id AND o.user_id <> m.sender_id)
-                FROM group_members me
-                JOIN chats c ON c.id = me.chat_id
-                JOIN groups g ON g.chat_id = c.id
-                LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
-                WHERE me.user_id = \(user.rawValue)
-                ORDER BY COALESCE(m.created_at, c.created_at) DESC, c.id DESC
-                """, logger: logger)
-            for try await row in rows.decode(
-                (
-                    Int64, String, String, Int64, Date, Int64, Int64, Int64?, Int64?, String?, String?, Date?,
-                    Int64?
-                ).self)
-            {
-                let (chatID, name, type, creatorID, createdAt, lastSeq, readSeq) = (
-                    row.0, row.1, row.2, row.3, row.4, row.5, row.6
-                )
-                let chat = Chat(
-                    id: ChatID(chatID), name: name, type: try Self.chatType(type), creatorID: UserID(creatorID),
-                    createdAt: createdAt, lastSeq: lastSeq)
-                var lastMessage: Message?
-                if let id = row.7, let senderID = row.8, let text = row.10, let sentAt = row.11 {
-                    lastMessage = Message(
-                        id: MessageID(id), chatID: chat.id, seq: lastSeq, senderID: UserID(senderID), clientID: row.9,
-                        text: text, createdAt: sentAt)
-                }
-                summaries.append(
-                    ChatSummary(chat: chat, readSeq: readSeq, lastMessage: lastMessage, lowestOtherReadSeq: row.12))
+        let rows = try await fetch(
+            """
+            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, me.read_seq,
+                   m.id, m.sender_id, m.client_id, m.text, m.created_at,
+                   (SELECT min(o.read_seq) FROM group_members o
+                    WHERE o.chat_id = c.id AND o.user_id <> m.sender_id)
+            FROM group_members me
+            JOIN chats c ON c.id = me.chat_id
+            JOIN groups g ON g.chat_id = c.id
+            LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+            WHERE me.user_id = \(user.rawValue)
+            ORDER BY COALESCE(m.created_at, c.created_at) DESC, c.id DESC
+            """,
+            as: (Int64, String, String, Int64, Date, Int64, Int64, Int64?, Int64?, String?, String?, Date?, Int64?).self
+        )
+        return try rows.map { row in
+            let chat = try Self.chat((row.0, row.1, row.2, row.3, row.4, row.5))
+            var lastMessage: Message?
+            if let id = row.7, let senderID = row.8, let text = row.10, let sentAt = row.11 {
+                lastMessage = Message(
+                    id: MessageID(id), chatID: chat.id, seq: chat.lastSeq, senderID: UserID(senderID), clientID: row.9,
+                    text: text, createdAt: sentAt)
             }
-            return summaries
+            return ChatSummary(chat: chat, readSeq: row.6, lastMessage: lastMessage, lowestOtherReadSeq: row.12)
         }
+    }
+
+    private static func chat(_ row: ChatRow) throws -> Chat {
+        Chat(
+            id: ChatID(row.0), name: row.1, type: try chatType(row.2), creatorID: UserID(row.3), createdAt: row.4,
+            lastSeq: row.5)
+    }
+
+    private static func chatType(_ name: String) throws -> ChatType {
+        guard let type = ChatType(rawValue: name) else { throw StorageError.corruptRow("chat_type \(name)") }
+        return type
     }
 
     // MARK: Messages
 
+    private typealias MessageRow = (Int64, Int64, Int64, Int64, String?, String, Date)
+
     public func appendMessage(_ message: NewMessage) async throws -> AppendedMessage {
+        // One statement: an earlier message with this client id wins; otherwise, if the sender
+        // is a member, the chat row's lock hands out the next seq, the message is stored and
+        // the sender's read marker follows it. A racing duplicate fails the unique constraint,
+        // which rolls back its seq increment: no gap.
+        let query: PostgresQuery = """
+            WITH existing AS (
+                SELECT id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
+                WHERE sender_id = \(message.senderID.rawValue) AND client_id = \(message.clientID)
+            ), next AS (
+                UPDATE chats SET last_seq = last_seq + 1
+                WHERE id = \(message.chatID.rawValue)
+                  AND NOT EXISTS (SELECT 1 FROM existing)
+                  AND EXISTS (SELECT 1 FROM group_members
+                              WHERE chat_id = \(message.chatID.rawValue) AND user_id = \(message.senderID.rawValue))
+                RETURNING id, last_seq
+            ), inserted AS (
+                INSERT INTO messages (chat_id, seq, sender_id, client_id, text)
+                SELECT id, last_seq, \(message.senderID.rawValue), \(message.clientID), \(message.text) FROM next
+                RETURNING id, chat_id, seq, sender_id, client_id, text, created_at
+            ), sender_marker AS (
+                UPDATE group_members SET read_seq = inserted.seq FROM inserted
+                WHERE group_members.chat_id = inserted.chat_id AND group_members.user_id = inserted.sender_id
+            )
+            SELECT false, * FROM inserted
+            UNION ALL
+            SELECT true, * FROM existing
+            """
+        let rows: [(Bool, Int64, Int64, Int64, Int64, String?, String, Date)]
         do {
-            // One statement: an earlier message with this client id wins; otherwise, if the
-            // sender is a member, the chat row's lock hands out the next seq, the message is
-            // stored and the sender's read marker follows it. A racing duplicate fails the
-            // unique constraint, which rolls back its seq increment: no gap.
-            let rows = try await client.query(
-                """
-                WITH existing AS (
-                    SELECT id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
-                    WHERE sender_id = \(message.senderID.rawValue) AND client_id = \(message.clientID)
-                ), next AS (
-                    UPDATE chats SET last_seq = last_seq + 1
-                    WHERE id = \(message.chatID.rawValue)
-                      AND NOT EXISTS (SELECT 1 FROM existing)
-                      AND EXISTS (SELECT 1 FROM group_members
-                                  WHERE chat_id = \(message.chatID.rawValue) AND user_id = \(message.senderID.rawValue))
-                    RETURNING id, last_seq
-                ), inserted AS (
-                    INSERT INTO messages (chat_id, seq, sender_id, client_id, text)
-                    SELECT id, last_seq, \(message.senderID.rawValue), \(message.clientID), \(message.text) FROM next
-                    RETURNING id, chat_id, seq, sender_id, client_id, text, created_at
-                ), sender_marker AS (
-                    UPDATE group_members SET read_seq = inserted.seq FROM inserted
-                    WHERE group_members.chat_id = inserted.chat_id AND group_members.user_id = inserted.sender_id
-                )
-                SELECT false, * FROM inserted
-                UNION ALL
-                SELECT true, * FROM existing
-                """, logger: logger)
-            for try await row in rows.decode((Bool, Int64, Int64, Int64, Int64, String?, String, Date).self) {
-                return AppendedMessage(
-                    message: Self.message(row.1, row.2, row.3, row.4, row.5, row.6, row.7), duplicate: row.0)
+            rows = try await withConnection { connection in
+                try await connection.query(query, logger: self.logger)
+                    .decode((Bool, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
             }
-            throw ChatError.notAMember
         } catch let error as PSQLError where Self.isUniqueViolation(error, constraint: "messages_sender_client_unique")
         {
             guard let clientID = message.clientID,
                 let original = try await messageBy(sender: message.senderID, clientID: clientID)
-            else { throw ChatError.storageUnavailable }
+            else { throw StorageError.unexpected("duplicate client id without an original message") }
             return AppendedMessage(message: original, duplicate: true)
         } catch {
             throw mapError(error)
         }
+        guard let row = rows.first else { throw ChatError.notAMember }
+        return AppendedMessage(
+            message: Self.message((row.1, row.2, row.3, row.4, row.5, row.6, row.7)), duplicate: row.0)
     }
 
     private func messageBy(sender: UserID, clientID: String) async throws -> Message? {
-        try await storageErrors {
-            try await allMessages(
-                """
-                SELECT id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
-                WHERE sender_id = \(sender.rawValue) AND client_id = \(clientID)
-                """
-            ).first
-        }
+        try await fetch(
+            """
+            SELECT id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
+            WHERE sender_id = \(sender.rawValue) AND client_id = \(clientID)
+            """, as: MessageRow.self
+        ).first.map(Self.message)
     }
 
     public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
@@ -456,62 +433,72 @@ public final class PostgresChatStore: ChatStore {
                 ) AS page ORDER BY seq
                 """
         }
-        return try await storageErrors { try await allMessages(sql) }
+        return try await fetch(sql, as: MessageRow.self).map(Self.message)
     }
 
-    private func allMessages(_ query: PostgresQuery) async throws -> [Message] {
-        var messages: [Message] = []
-        let rows = try await client.query(query, logger: logger)
-        for try await row in rows.decode((Int64, Int64, Int64, Int64, String?, String, Date).self) {
-            messages.append(Self.message(row.0, row.1, row.2, row.3, row.4, row.5, row.6))
-        }
-        return messages
-    }
-
-    private static func message(
-        _ id: Int64, _ chatID: Int64, _ seq: Int64, _ senderID: Int64, _ clientID: String?, _ text: String,
-        _ createdAt: Date
-    ) -> Message {
+    private static func message(_ row: MessageRow) -> Message {
         Message(
-            id: MessageID(id), chatID: ChatID(chatID), seq: seq, senderID: UserID(senderID), clientID: clientID,
-            text: text, createdAt: createdAt)
+            id: MessageID(row.0), chatID: ChatID(row.1), seq: row.2, senderID: UserID(row.3), clientID: row.4,
+            text: row.5, createdAt: row.6)
     }
 
     // MARK: Administration
 
     public func counts() async throws -> StoreCounts {
-        try await storageErrors {
-            // Sequences are gap-free, so the sum of every chat's last_seq counts all messages
-            // without scanning the messages table.
-            let row = try await client.query(
-                """
-                SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM chats),
-                       (SELECT count(*) FROM group_members), (SELECT COALESCE(sum(last_seq), 0)::BIGINT FROM chats)
-                """, logger: logger
-            ).decode((Int64, Int64, Int64, Int64).self).first { _ in true }
-            guard let (users, chats, members, messages) = row else { throw ChatError.storageUnavailable }
-            return StoreCounts(users: users, chats: chats, members: members, messages: messages)
+        // Sequences are gap-free, so the sum of every chat's last_seq counts all messages
+        // without scanning the messages table.
+        let rows = try await fetch(
+            """
+            SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM chats),
+                   (SELECT count(*) FROM group_members), (SELECT COALESCE(sum(last_seq), 0)::BIGINT FROM chats)
+            """, as: (Int64, Int64, Int64, Int64).self)
+        guard let (users, chats, members, messages) = rows.first else {
+            throw StorageError.unexpected("counts returned no row")
+        }
+        return StoreCounts(users: users, chats: chats, members: members, messages: messages)
+    }
+
+    // MARK: Connections, transactions and errors
+
+    /// Runs a query and decodes every row.
+    private func fetch<each Column: PostgresDecodable & Sendable>(
+        _ query: PostgresQuery, as types: (repeat each Column).Type
+    ) async throws -> [(repeat each Column)] {
+        do {
+            return try await withConnection { connection in
+                try await connection.query(query, logger: self.logger).decode(types).collectAll()
+            }
+        } catch {
+            throw mapError(error)
         }
     }
 
-    // MARK: Errors and transactions
-
-    private static func chatType(_ name: String) throws -> ChatType {
-        guard let type = ChatType(rawValue: name) else { throw StorageError.corruptRow("chat_type \(name)") }
-        return type
+    /// Runs a statement whose rows, if any, are not needed.
+    private func execute(_ query: PostgresQuery) async throws {
+        do {
+            try await withConnection { connection in
+                try await connection.query(query, logger: self.logger)
+            }
+        } catch {
+            throw mapError(error)
+        }
     }
 
     /// Runs `body` in a transaction on one pooled connection, mapping errors.
-    private func transaction<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    private func transaction<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    )
+        async throws -> T
+    {
         do {
-            return try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
+            return try await withConnection { connection in
+                try await connection.query("BEGIN", logger: self.logger)
                 do {
                     let value = try await body(connection)
-                    try await connection.query("COMMIT", logger: logger)
+                    try await connection.query("COMMIT", logger: self.logger)
                     return value
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
                     throw error
                 }
             }
@@ -520,12 +507,35 @@ public final class PostgresChatStore: ChatStore {
         }
     }
 
-    /// Runs `body`, turning driver errors into domain and storage errors.
-    private func storageErrors<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            throw mapError(error)
+    /// Leases a pooled connection for `body`, giving up with ``ChatError/storageUnavailable``
+    /// when none can be had within ``connectionWaitLimit``. The pool itself would wait forever
+    /// while the database is down; a request should fail fast instead (and be retried).
+    private func withConnection<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    )
+        async throws -> T
+    {
+        let lease = LeaseState()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await self.client.withConnection { connection in
+                    lease.isLeased.withLock { $0 = true }
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: self.connectionWaitLimit)
+                // Once a connection is leased the work runs to completion, however long it takes.
+                guard lease.isLeased.withLock({ $0 }) else { throw ChatError.storageUnavailable }
+                return nil
+            }
+            while let result = try await group.next() {
+                if let value = result {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw StorageError.unexpected("connection lease ended without a result")
         }
     }
 
@@ -553,5 +563,17 @@ public final class PostgresChatStore: ChatStore {
     private static func isUniqueViolation(_ error: PSQLError, constraint: String) -> Bool {
         error.code == .server && error.serverInfo?[.sqlState] == "23505"
             && error.serverInfo?[.constraintName] == constraint
+    }
+}
+
+/// Whether a connection lease has begun, shared by the lease and its timeout.
+private final class LeaseState: Sendable {
+    let isLeased = Mutex(false)
+}
+
+extension AsyncSequence where Self: Sendable {
+    /// Every element, in order. Reading to the end returns the connection to the pool clean.
+    fileprivate func collectAll() async throws -> [Element] {
+        try await reduce(into: []) { $0.append($1) }
     }
 }

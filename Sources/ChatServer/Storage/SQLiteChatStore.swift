@@ -67,6 +67,14 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
+    public func checkConnection() async throws {
+        do {
+            _ = try await read { try await $0.run("SELECT 1") }
+        } catch {
+            throw StorageError.unreachable("SQLite: \(error)")
+        }
+    }
+
     // MARK: Schema
 
     public func migrationStatus() async throws -> [MigrationStatus] {

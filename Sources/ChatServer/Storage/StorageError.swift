@@ -5,11 +5,14 @@ public enum StorageError: Error, CustomStringConvertible {
     case unexpected(String)
     /// A row held a value the schema does not allow.
     case corruptRow(String)
+    /// The database cannot be reached; the reason is for operators, not clients.
+    case unreachable(String)
 
     public var description: String {
         switch self {
         case .unexpected(let details): "unexpected database error: \(details)"
         case .corruptRow(let details): "corrupt row: \(details)"
+        case .unreachable(let reason): "cannot reach the database: \(reason)"
         }
     }
 }

@@ -5,8 +5,8 @@ import Logging
 public struct ChatServerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "chat-server",
-        abstract: "A real-time chat server: REST API, WebSocket delivery, PostgreSQL or embedded SQLite.",
-        discussion: "Settings come from environment variables and <CHAT_ENV>.env; see docs/configuration.md.",
+        abstract: "A chat server with a REST API, on PostgreSQL or an embedded SQLite database.",
+        discussion: "Settings come from environment variables and <CHAT_ENV>.env; see the README.",
         subcommands: [ServeCommand.self, MigrateCommand.self, SeedCommand.self, AdminCommand.self],
         defaultSubcommand: ServeCommand.self
     )
@@ -28,5 +28,8 @@ func withConfiguredStore<T: Sendable>(
     let config = try await ChatConfig.load()
     let logger = makeLogger(config)
     let store = try await makeStore(for: config.database, poolSize: 2, logger: logger)
-    return try await withRunningStore(store) { store in try await body(config, store, logger) }
+    return try await withRunningStore(store) { store in
+        try await store.checkConnection()
+        return try await body(config, store, logger)
+    }
 }
