@@ -476,8 +476,8 @@ public final class PostgresChatStore: ChatStore {
     /// Runs a statement whose rows, if any, are not needed.
     private func execute(_ query: PostgresQuery) async throws {
         do {
-            try await withConnection { connection in
-                try await connection.query(query, logger: self.logger)
+            try await withConnection { connection -> Void in
+                _ = try await connection.query(query, logger: self.logger).collect()
             }
         } catch {
             throw mapError(error)
