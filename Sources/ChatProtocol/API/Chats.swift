@@ -42,7 +42,7 @@ public struct ChatPayload: Codable, Sendable, Equatable {
     public var name: String
     public var chatType: ChatType
     public var creatorID: UserID
-    public var createdAt: Date
+    @ISOTimestamp public var createdAt: Date
     /// `seq` of the newest message; 0 when the chat is empty.
     public var lastSeq: Int64
     public var members: [MemberPayload]
@@ -66,28 +66,6 @@ public struct ChatPayload: Codable, Sendable, Equatable {
         case creatorID = "creator_id"
         case createdAt = "created_at"
         case lastSeq = "last_seq"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        id = try container.decode(ChatID.self, forKey: .id)
-        name = try container.decode(String.self, forKey: .name)
-        chatType = try container.decode(ChatType.self, forKey: .chatType)
-        creatorID = try container.decode(UserID.self, forKey: .creatorID)
-        createdAt = try container.decodeTimestamp(forKey: .createdAt)
-        lastSeq = try container.decode(Int64.self, forKey: .lastSeq)
-        members = try container.decode([MemberPayload].self, forKey: .members)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(chatType, forKey: .chatType)
-        try container.encode(creatorID, forKey: .creatorID)
-        try container.encodeTimestamp(createdAt, forKey: .createdAt)
-        try container.encode(lastSeq, forKey: .lastSeq)
-        try container.encode(members, forKey: .members)
     }
 }
 

@@ -11,7 +11,7 @@ public struct MessagePayload: Codable, Sendable, Equatable {
     public var clientID: String?
     public var text: String
     /// When the server stored the message (informational; `seq` is the order).
-    public var timestamp: Date
+    @ISOTimestamp public var timestamp: Date
     /// Private chat: the other member has read it. Group: every member but the sender has.
     public var isRead: Bool
 
@@ -35,30 +35,6 @@ public struct MessagePayload: Codable, Sendable, Equatable {
         case senderID = "sender_id"
         case clientID = "client_id"
         case isRead = "is_read"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        id = try container.decode(MessageID.self, forKey: .id)
-        chatID = try container.decode(ChatID.self, forKey: .chatID)
-        seq = try container.decode(Int64.self, forKey: .seq)
-        senderID = try container.decode(UserID.self, forKey: .senderID)
-        clientID = try container.decodeIfPresent(String.self, forKey: .clientID)
-        text = try container.decode(String.self, forKey: .text)
-        timestamp = try container.decodeTimestamp(forKey: .timestamp)
-        isRead = try container.decode(Bool.self, forKey: .isRead)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(chatID, forKey: .chatID)
-        try container.encode(seq, forKey: .seq)
-        try container.encode(senderID, forKey: .senderID)
-        try container.encode(clientID, forKey: .clientID)
-        try container.encode(text, forKey: .text)
-        try container.encodeTimestamp(timestamp, forKey: .timestamp)
-        try container.encode(isRead, forKey: .isRead)
     }
 }
 

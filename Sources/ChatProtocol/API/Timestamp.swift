@@ -1,33 +1,29 @@
 import Foundation
 
-/// How the API writes instants: ISO-8601 in UTC with milliseconds, e.g. `2026-11-25T14:08:33.120Z`.
-public enum APITimestamp {
+/// How the API writes instants: ISO-8601 in UTC with milliseconds, e.g.
+/// `2026-11-25T14:08:33.120Z`. Fields marked with it encode so under any JSON encoder.
+@propertyWrapper
+public struct ISOTimestamp: Codable, Sendable, Equatable {
+    public var wrappedValue: Date
+
+    public init(wrappedValue: Date) {
+        self.wrappedValue = wrappedValue
+    }
+
     private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
     private static let styleWithoutFraction = Date.ISO8601FormatStyle(timeZone: .gmt)
 
-    /// Formats an instant for the wire.
-    public static func string(from date: Date) -> String {
-        style.format(date)
-    }
-
-    /// Parses an instant written with or without fractional seconds.
-    public static func date(from string: String) -> Date? {
-        (try? style.parse(string)) ?? (try? styleWithoutFraction.parse(string))
-    }
-}
-
-extension KeyedEncodingContainer {
-    mutating func encodeTimestamp(_ date: Date, forKey key: Key) throws {
-        try encode(APITimestamp.string(from: date), forKey: key)
-    }
-}
-
-extension KeyedDecodingContainer {
-    func decodeTimestamp(forKey key: Key) throws -> Date {
-        let text = try decode(String.self, forKey: key)
-        guard let date = APITimestamp.date(from: text) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "not an ISO-8601 timestamp")
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let date = (try? Self.style.parse(text)) ?? (try? Self.styleWithoutFraction.parse(text)) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be an ISO-8601 timestamp")
         }
-        return date
+        wrappedValue = date
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(Self.style.format(wrappedValue))
     }
 }

@@ -19,7 +19,7 @@ public struct AccountPayload: Codable, Sendable, Equatable {
     public var name: String
     public var email: String
     public var isAdmin: Bool
-    public var createdAt: Date
+    @ISOTimestamp public var createdAt: Date
 
     public init(id: UserID, name: String, email: String, isAdmin: Bool, createdAt: Date) {
         self.id = id
@@ -33,24 +33,6 @@ public struct AccountPayload: Codable, Sendable, Equatable {
         case id, name, email
         case isAdmin = "is_admin"
         case createdAt = "created_at"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        id = try container.decode(UserID.self, forKey: .id)
-        name = try container.decode(String.self, forKey: .name)
-        email = try container.decode(String.self, forKey: .email)
-        isAdmin = try container.decode(Bool.self, forKey: .isAdmin)
-        createdAt = try container.decodeTimestamp(forKey: .createdAt)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(email, forKey: .email)
-        try container.encode(isAdmin, forKey: .isAdmin)
-        try container.encodeTimestamp(createdAt, forKey: .createdAt)
     }
 }
 

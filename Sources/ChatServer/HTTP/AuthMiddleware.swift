@@ -22,7 +22,6 @@ struct AuthMiddleware: RouterMiddleware {
                 try originPolicy.checkSameSite(request)
             }
             context.session = try await accounts.authenticate(token: token)
-            context.credentialSource = source
         }
         return try await next(request, context)
     }

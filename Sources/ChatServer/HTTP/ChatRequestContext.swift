@@ -6,15 +6,13 @@ public struct ChatRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The caller's session, if the request was authenticated.
     public var session: Session?
-    /// How the session's token arrived; cookie-borne requests get CSRF checks.
-    public var credentialSource: CredentialSource?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
     }
 }
 
-/// Where a request's token came from.
+/// Where a request's token came from; cookie-borne requests get CSRF checks.
 public enum CredentialSource: Sendable {
     case bearerHeader
     case cookie

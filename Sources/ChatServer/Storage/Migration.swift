@@ -125,6 +125,14 @@ extension Array where Element == Migration {
         return filter { !appliedVersions.contains($0.version) }
     }
 
+    /// The newest `count` applied migrations, newest first, after checking the history as
+    /// ``pending(after:)`` does.
+    func newestApplied(_ count: Int, of applied: [AppliedMigration]) throws -> [Migration] {
+        _ = try pending(after: applied)
+        let byVersion = Dictionary(uniqueKeysWithValues: map { ($0.version, $0) })
+        return applied.reversed().prefix(count).compactMap { byVersion[$0.version] }
+    }
+
     /// The status of every known migration against the database's records.
     func status(applied: [AppliedMigration]) -> [MigrationStatus] {
         let appliedAt = Dictionary(uniqueKeysWithValues: applied.map { ($0.version, $0.appliedAt) })

@@ -106,9 +106,7 @@ public final class PostgresChatStore: ChatStore {
     public func migrateDown(steps: Int) async throws -> [Migration] {
         let migrations = try SQLDialect.postgres.migrations()
         return try await migrationTransaction { connection, applied in
-            _ = try migrations.pending(after: applied)
-            let byVersion = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
-            let reverted = applied.reversed().prefix(steps).compactMap { byVersion[$0.version] }
+            let reverted = try migrations.newestApplied(steps, of: applied)
             for migration in reverted {
                 for statement in Migration.statements(in: migration.downSQL) {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
@@ -545,7 +543,7 @@ public final class PostgresChatStore: ChatStore {
         if Self.isUniqueViolation(error, constraint: "users_email_key_unique") { return ChatError.emailTaken }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
-            logger.error("PostgreSQL unavailable", metadata: ["error": "\(String(reflecting: error))"])
+            logger.error("PostgreSQL unavailable", metadata: ["error": "\(Self.describe(error))"])
             return ChatError.storageUnavailable
         case .server:
             let state = error.serverInfo?[.sqlState] ?? ""
@@ -554,10 +552,23 @@ public final class PostgresChatStore: ChatStore {
                 logger.error("PostgreSQL unavailable", metadata: ["sqlstate": "\(state)"])
                 return ChatError.storageUnavailable
             }
-            return StorageError.unexpected(String(reflecting: error))
+            return StorageError.unexpected(Self.describe(error))
         default:
-            return StorageError.unexpected(String(reflecting: error))
+            return StorageError.unexpected(Self.describe(error))
         }
+    }
+
+    /// What the log needs to know about a driver error, without the bound values (message
+    /// texts, password hashes) that PSQLError's own description would print.
+    private static func describe(_ error: PSQLError) -> String {
+        var parts = ["PSQLError \(error.code)"]
+        if let state = error.serverInfo?[.sqlState] { parts.append("sqlstate \(state)") }
+        if let message = error.serverInfo?[.message] { parts.append(message) }
+        if let constraint = error.serverInfo?[.constraintName] { parts.append("constraint \(constraint)") }
+        if let sql = error.query?.sql {
+            parts.append("in: \(sql.split(whereSeparator: \.isNewline).joined(separator: " "))")
+        }
+        return parts.joined(separator: "; ")
     }
 
     private static func isUniqueViolation(_ error: PSQLError, constraint: String) -> Bool {

@@ -105,9 +105,7 @@ public final class SQLiteChatStore: ChatStore {
     public func migrateDown(steps: Int) async throws -> [Migration] {
         let migrations = try SQLDialect.sqlite.migrations()
         return try await migrationTransaction { connection, applied in
-            _ = try migrations.pending(after: applied)
-            let byVersion = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
-            let reverted = applied.reversed().prefix(steps).compactMap { byVersion[$0.version] }
+            let reverted = try migrations.newestApplied(steps, of: applied)
             for migration in reverted {
                 for statement in Migration.statements(in: migration.downSQL) {
                     _ = try await connection.run(statement)
