@@ -32,6 +32,8 @@ public enum StoreContract {
         StoreContractCheck(description: "raced duplicates store one message", run: racedDuplicates),
         StoreContractCheck(description: "history pages are seq ranges", run: historyPaging),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
+        StoreContractCheck(description: "chat details list every chat with its members", run: chatDetails),
+        StoreContractCheck(description: "read markers only move forward, up to the last seq", run: readMarkers),
         StoreContractCheck(description: "text is stored verbatim", run: verbatimText),
         StoreContractCheck(description: "migrations go down and up again", run: migrationsRoundTrip),
         StoreContractCheck(description: "counts report rows", run: counts),
@@ -295,6 +297,39 @@ public enum StoreContract {
 
         let pairForB = try await store.chatSummaries(for: b.id).first { $0.chat.id == pair.id }
         try await expect(pairForB?.unreadCount == 0, "b sent last, so b has nothing unread")
+    }
+
+    static func chatDetails(_ store: any ChatStore) async throws {
+        let (a, b, c) = try await threeUsers(store)
+        let first = try await store.createChat(name: "First", type: .group, creator: a.id)
+        let second = try await store.createChat(name: "Second", type: .private, creator: b.id)
+        try await store.addMember(b.id, to: first.id)
+        try await store.addMember(c.id, to: first.id)
+        try await store.addMember(a.id, to: second.id)
+        let details = try await store.chatDetails(for: a.id)
+        try await expect(details.map(\.chat.id) == [first.id, second.id], "both chats, by id")
+        try await expect(details[0].members.map(\.userID) == [a.id, b.id, c.id], "members in joined order")
+        try await expect(details[1].members.map(\.userID) == [b.id, a.id], "the private chat's members")
+        try await expect(try await store.chatDetails(for: c.id).map(\.chat.id) == [first.id], "only c's chats")
+    }
+
+    static func readMarkers(_ store: any ChatStore) async throws {
+        let (a, b, outsider) = try await threeUsers(store)
+        let chat = try await store.createChat(name: "Reads", type: .group, creator: a.id)
+        try await store.addMember(b.id, to: chat.id)
+        for index in 1...5 {
+            _ = try await store.appendMessage(
+                NewMessage(chatID: chat.id, senderID: a.id, clientID: "r\(index)", text: "t"))
+        }
+        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 3) == 3, "moves forward")
+        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 2) == nil, "never back")
+        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 3) == nil, "unchanged")
+        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 99) == 5, "not past the last seq")
+        let marker = try await store.members(of: chat.id).first { $0.userID == b.id }?.readSeq
+        try await expect(marker == 5, "stored")
+        try await expectError(ChatError.notAMember) {
+            _ = try await store.advanceReadMarker(of: outsider.id, in: chat.id, to: 1)
+        }
     }
 
     static func verbatimText(_ store: any ChatStore) async throws {

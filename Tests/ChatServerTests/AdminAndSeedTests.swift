@@ -18,7 +18,9 @@ struct AdminAndSeedTests {
             try await api.storeMessages(3, in: chat.id, from: alice.id)
             let report = try await api.send(.get, "/chat/sync/persistent", as: alice)
                 .decode(SyncReportPayload.self, expecting: .ok)
-            #expect(report == SyncReportPayload(users: 1, chats: 1, members: 1, messages: 3))
+            #expect(
+                report
+                    == SyncReportPayload(users: 1, chats: 1, members: 1, messages: 3, liveUsers: 0, liveConnections: 0))
             #expect(try await api.send(.get, "/chat/sync/persistent").status == .unauthorized)
         }
     }

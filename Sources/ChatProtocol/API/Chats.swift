@@ -107,17 +107,30 @@ public struct ChatSummaryPayload: Codable, Sendable, Equatable {
     }
 }
 
-/// Response of the admin-only `GET /chat/sync/persistent`: what the database holds.
+/// Response of the admin-only `GET /chat/sync/persistent`: what the database holds, and the
+/// connections whose subscriptions were rebuilt from it.
 public struct SyncReportPayload: Codable, Sendable, Equatable {
     public var users: Int64
     public var chats: Int64
     public var members: Int64
     public var messages: Int64
+    /// Users with an open WebSocket connection on the answering server.
+    public var liveUsers: Int64
+    /// Open WebSocket connections on the answering server.
+    public var liveConnections: Int64
 
-    public init(users: Int64, chats: Int64, members: Int64, messages: Int64) {
+    public init(users: Int64, chats: Int64, members: Int64, messages: Int64, liveUsers: Int64, liveConnections: Int64) {
         self.users = users
         self.chats = chats
         self.members = members
         self.messages = messages
+        self.liveUsers = liveUsers
+        self.liveConnections = liveConnections
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case users, chats, members, messages
+        case liveUsers = "live_users"
+        case liveConnections = "live_connections"
     }
 }

@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 
@@ -23,17 +24,26 @@ public struct ChatComponents: Sendable {
     public let hasher: PasswordHasher
     public let accounts: AccountService
     public let chats: ChatService
+    /// The real-time core: live delivery to WebSocket connections.
+    public let hub: ChatHub
+    let logger: Logger
 
     public init(config: ChatConfig, store: any ChatStore, logger: Logger) async throws {
         self.config = config
         self.store = store
+        self.logger = logger
         self.hasher = PasswordHasher(
             algorithm: config.passwordHashAlgorithm, bcryptCost: config.bcryptCost,
             pbkdf2Iterations: config.pbkdf2Iterations)
+        self.hub = ChatHub(
+            store: store,
+            limits: .init(
+                connectionsPerUser: config.webSocket.connectionsPerUser, heldFrames: config.webSocket.outboxFrames),
+            logger: logger)
         let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
         self.accounts = try await AccountService(
-            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, logger: logger)
-        self.chats = ChatService(store: store, rules: config.inputRules)
+            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: hub, logger: logger)
+        self.chats = ChatService(store: store, rules: config.inputRules, events: hub)
     }
 }
 
@@ -43,10 +53,15 @@ public func buildApplication(
     config: ChatConfig, store: any ChatStore, options: StartupOptions, logger: Logger
 ) async throws -> some ApplicationProtocol {
     let components = try await ChatComponents(config: config, store: store, logger: logger)
+    let router = buildRouter(components)
+    let webSocket = WebSocketServerConfiguration(
+        maxFrameSize: config.webSocket.maxFrameBytes, autoPing: .enabled(timePeriod: config.webSocket.pingInterval),
+        validateUTF8: true)
     var app = Application(
-        router: buildRouter(components),
+        router: router,
+        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: webSocket)),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
-        services: [store],
+        services: [store, components.hub],
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             let host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
@@ -73,16 +88,18 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     auth.addPublicRoutes(to: router)
     APIDocsController().addPublicRoutes(to: router)
 
-    let authenticated = router.group()
-        .add(
-            middleware: AuthMiddleware(
-                accounts: components.accounts, originPolicy: OriginPolicy(allowedOrigins: config.allowedOrigins))
-        )
-        .group(context: AuthenticatedContext.self)
+    let originPolicy = OriginPolicy(allowedOrigins: config.allowedOrigins)
+    let withSession = router.group()
+        .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
+    WebSocketController(
+        chats: components.chats, hub: components.hub, originPolicy: originPolicy, settings: config.webSocket,
+        logger: components.logger
+    ).addRoutes(to: withSession)
+    let authenticated = withSession.group(context: AuthenticatedContext.self)
     users.addRoutes(to: authenticated)
     auth.addRoutes(to: authenticated)
     ChatController(chats: components.chats, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
-    AdminController(store: components.store).addRoutes(to: authenticated)
+    AdminController(store: components.store, hub: components.hub).addRoutes(to: authenticated)
     return router
 }
 

@@ -45,6 +45,8 @@ public struct ChatConfig: Sendable {
     public var cookieSecure: Bool
     /// Log level (`CHAT_LOG_LEVEL`, default info).
     public var logLevel: Logger.Level
+    /// The WebSocket layer's limits.
+    public var webSocket: WebSocketSettings
 
     /// The smallest secret accepted, in bytes: HS256's output size.
     public static let minimumSecretBytes = 32
@@ -137,7 +139,39 @@ public struct ChatConfig: Sendable {
                 "CHAT_LOG_LEVEL", levelName, "must be trace, debug, info, notice, warning, error or critical")
         }
         logLevel = level
+        webSocket = WebSocketSettings(
+            maxFrameBytes: try settings.int("CHAT_WS_MAX_FRAME_BYTES", default: 65_536, in: 1024...(16 << 20)),
+            connectionsPerUser: try settings.int("CHAT_WS_CONNECTIONS_PER_USER", default: 10, in: 1...10_000),
+            outboxFrames: try settings.int("CHAT_WS_OUTBOX_FRAMES", default: 1024, in: 16...1_000_000),
+            sendsPerSecond: try settings.int("CHAT_WS_SEND_RATE", default: 20, in: 1...1_000_000),
+            sendBurst: try settings.int("CHAT_WS_SEND_BURST", default: 40, in: 1...1_000_000),
+            pingInterval: .seconds(try settings.int("CHAT_WS_PING_SECONDS", default: 30, in: 1...3600)))
     }
+}
+
+/// Limits of the WebSocket layer, each with its own variable.
+public struct WebSocketSettings: Sendable, Equatable {
+    /// Largest frame (and message) a client may send; larger ones close the connection with
+    /// 1009 (`CHAT_WS_MAX_FRAME_BYTES`, default 65536).
+    public var maxFrameBytes: Int
+    /// Most connections one user may hold on one server (`CHAT_WS_CONNECTIONS_PER_USER`, default 10).
+    public var connectionsPerUser: Int
+    /// Frames queued for a connection before it counts as a slow consumer and is closed with
+    /// 4001 (`CHAT_WS_OUTBOX_FRAMES`, default 1024).
+    public var outboxFrames: Int
+    /// Sustained `send` frames per second per connection (`CHAT_WS_SEND_RATE`, default 20).
+    public var sendsPerSecond: Int
+    /// Sends a connection may make in a burst above the rate (`CHAT_WS_SEND_BURST`, default 40).
+    public var sendBurst: Int
+    /// How often the server pings; a connection that misses a pong is closed
+    /// (`CHAT_WS_PING_SECONDS`, default 30).
+    public var pingInterval: Duration
+
+    /// Most messages one `resume` returns.
+    public static let resumeLimit = 1000
+    /// Shortest interval between two `typing` frames of one connection in one chat that are
+    /// passed on; others are dropped.
+    public static let typingInterval: Duration = .seconds(1)
 }
 
 /// A configuration value that cannot be used. The description names the variable and says

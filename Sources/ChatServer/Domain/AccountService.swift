@@ -19,6 +19,8 @@ public struct AccountService: Sendable {
     let hasher: PasswordHasher
     let tokens: TokenService
     let rules: InputRules
+    /// Where revoked sessions are announced, so their open connections close.
+    let events: (any ChatEvents)?
     /// A hash of a random password, checked when a log-in names no user so that unknown
     /// users and wrong passwords take the same time.
     private let dummyHash: String
@@ -28,14 +30,14 @@ public struct AccountService: Sendable {
     public static let maxSearchResults = 50
 
     public init(
-        store: any ChatStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules, logger: Logger
-    )
-        async throws
-    {
+        store: any ChatStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules,
+        events: (any ChatEvents)? = nil, logger: Logger
+    ) async throws {
         self.store = store
         self.hasher = hasher
         self.tokens = tokens
         self.rules = rules
+        self.events = events
         self.logger = logger
         self.dummyHash = try await hasher.hash(UUID().uuidString)
     }
@@ -81,9 +83,11 @@ public struct AccountService: Sendable {
         return Session(user: user, token: verified)
     }
 
-    /// Revokes the session's token on the server, so it stops working before it expires.
+    /// Revokes the session's token on the server, so it stops working before it expires, and
+    /// closes the WebSocket connections opened with it.
     public func logOut(_ session: Session) async throws {
         try await store.revokeToken(session.token.tokenID, of: session.user.id, expiresAt: session.token.expiresAt)
+        events?.sessionRevoked(tokenID: session.token.tokenID)
     }
 
     /// Users whose name starts with `query` (case-insensitive), by name.

@@ -5,13 +5,16 @@ import ChatProtocol
 public struct ChatService: Sendable {
     let store: any ChatStore
     let rules: InputRules
+    /// Where membership changes are announced to open connections.
+    let events: (any ChatEvents)?
 
     /// Largest page of history one request may ask for.
     public static let maxHistoryLimit = 1000
 
-    public init(store: any ChatStore, rules: InputRules) {
+    public init(store: any ChatStore, rules: InputRules, events: (any ChatEvents)? = nil) {
         self.store = store
         self.rules = rules
+        self.events = events
     }
 
     public func createChat(name: String, type: ChatType, creator: UserID) async throws -> ChatDetails {
@@ -31,7 +34,9 @@ public struct ChatService: Sendable {
         let chat = try await chat(chatID, member: actor)
         guard chat.creatorID == actor else { throw ChatError.creatorOnly }
         try await store.addMember(user, to: chat.id)
-        return try await details(of: chat.id, viewer: actor)
+        let details = try await details(of: chat.id, viewer: actor)
+        events?.memberAdded(details, user: user)
+        return details
     }
 
     /// Removes `user` from the chat on behalf of `actor`, who must be its creator.
@@ -40,12 +45,18 @@ public struct ChatService: Sendable {
         guard chat.creatorID == actor else { throw ChatError.creatorOnly }
         guard user != chat.creatorID else { throw ChatError.creatorCannotBeRemoved }
         try await store.removeMember(user, from: chat.id)
+        events?.memberRemoved(chat: chat.id, user: user)
         return try await details(of: chat.id, viewer: actor)
     }
 
     /// The user's chats, newest activity first.
     public func chats(for user: UserID) async throws -> [ChatSummary] {
         try await store.chatSummaries(for: user)
+    }
+
+    /// The user's chats with their members, by id: what a new connection starts with.
+    public func chatDetails(for user: UserID) async throws -> [ChatDetails] {
+        try await store.chatDetails(for: user)
     }
 
     /// A page of history with read status, for a member of the chat.
@@ -77,6 +88,32 @@ public struct ChatService: Sendable {
             chatID: chatID, senderID: sender, clientID: try clientID.map(rules.clientID),
             text: try rules.messageText(text))
         return try await store.appendMessage(message)
+    }
+
+    /// The messages after `afterSeq` for a reconnecting member, at most `limit`.
+    /// - Returns: the messages with read status, or nil when more than `limit` were missed
+    ///   (the client should page through history instead).
+    public func missedMessages(
+        in chatID: ChatID, viewer: UserID, afterSeq: Int64, limit: Int
+    ) async throws
+        -> [HistoryItem]?
+    {
+        let chat = try await chat(chatID, member: viewer)
+        guard afterSeq >= 0, afterSeq <= chat.lastSeq else {
+            throw ChatError.invalidField("after_seq", "must be from 0 to the chat's last seq (\(chat.lastSeq))")
+        }
+        let messages = try await store.messages(in: chat.id, .after(seq: afterSeq, limit: limit + 1))
+        guard messages.count <= limit else { return nil }
+        guard !messages.isEmpty else { return [] }
+        let markers = ReadMarkers(try await store.members(of: chat.id))
+        return messages.map { HistoryItem(message: $0, isRead: markers.isRead($0)) }
+    }
+
+    /// Moves the reader's marker forward (never back, never past the chat's end).
+    /// - Returns: the new marker, or nil when it did not move.
+    public func markRead(in chatID: ChatID, reader: UserID, upTo seq: Int64) async throws -> Int64? {
+        guard seq >= 0 else { throw ChatError.invalidField("seq", "must not be negative") }
+        return try await store.advanceReadMarker(of: reader, in: chatID, to: seq)
     }
 
     private func chat(_ id: ChatID, member: UserID) async throws -> Chat {

@@ -22,6 +22,7 @@ struct AuthMiddleware: RouterMiddleware {
                 try originPolicy.checkSameSite(request)
             }
             context.session = try await accounts.authenticate(token: token)
+            context.credentialSource = source
         }
         return try await next(request, context)
     }

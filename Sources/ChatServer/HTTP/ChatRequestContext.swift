@@ -1,18 +1,25 @@
 import Hummingbird
+import HummingbirdWebSocket
 
 /// The request context of every route. ``AuthMiddleware`` fills in ``session`` when the
 /// request carries a valid token.
-public struct ChatRequestContext: RequestContext {
+public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// Where the WebSocket upgrade of `GET /ws` hands over to its handler.
+    public let webSocket: WebSocketHandlerReference<Self>
     /// The caller's session, if the request was authenticated.
     public var session: Session?
+    /// How the session's token arrived.
+    public var credentialSource: CredentialSource?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.webSocket = .init()
     }
 }
 
-/// Where a request's token came from; cookie-borne requests get CSRF checks.
+/// Where a request's token came from; browsers attach cookies to cross-site requests too, so
+/// cookie-borne requests get origin checks.
 public enum CredentialSource: Sendable {
     case bearerHeader
     case cookie

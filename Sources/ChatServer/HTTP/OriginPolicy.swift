@@ -36,7 +36,7 @@ public struct OriginPolicy: Sendable {
         }
     }
 
-    private static let crossSite = APIError(
+    static let crossSite = APIError(
         status: .forbidden, code: "cross_site_request",
         message: "Cookie-authenticated requests from other sites are refused; use an Authorization header.")
 

@@ -47,32 +47,7 @@ extension Request {
     }
 
     private static func apiError(_ error: DecodingError) -> any Error {
-        func field(_ path: [any CodingKey]) -> String {
-            path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        }
-        switch error {
-        case .keyNotFound(let key, let context):
-            return ChatError.invalidField(field(context.codingPath + [key]), "is required")
-        case .valueNotFound(_, let context):
-            return ChatError.invalidField(field(context.codingPath), "must not be null")
-        case .typeMismatch(let type, let context):
-            return ChatError.invalidField(field(context.codingPath), "must be \(jsonTypeName(type))")
-        case .dataCorrupted(let context) where !context.codingPath.isEmpty:
-            // Raised by the wire types' own decoders (e.g. ChatType: "must be PRIVATE or GROUP").
-            return ChatError.invalidField(field(context.codingPath), context.debugDescription)
-        default:
-            return APIError.invalidJSON()
-        }
-    }
-
-    private static func jsonTypeName(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: "a string"
-        case is Bool.Type: "true or false"
-        case is any BinaryInteger.Type, is any BinaryFloatingPoint.Type: "a number"
-        case is [Any].Type: "an array"
-        default: "an object"
-        }
+        ChatError(decoding: error) ?? APIError.invalidJSON()
     }
 }
 

@@ -60,6 +60,13 @@ public protocol ChatStore: Service {
     func removeMember(_ user: UserID, from chat: ChatID) async throws
     /// The chats `user` belongs to, newest activity first.
     func chatSummaries(for user: UserID) async throws -> [ChatSummary]
+    /// The chats `user` belongs to with their members, by chat id.
+    func chatDetails(for user: UserID) async throws -> [ChatDetails]
+    /// Moves `user`'s read marker in `chat` forward to `seq`, or to the chat's last `seq` if
+    /// that is lower. Never moves it back.
+    /// - Returns: the new marker, or nil when it did not move.
+    /// - Throws: ``ChatError/notAMember`` when `user` is not a member.
+    func advanceReadMarker(of user: UserID, in chat: ChatID, to seq: Int64) async throws -> Int64?
 
     // MARK: Messages
 

@@ -340,6 +340,47 @@ public final class PostgresChatStore: ChatStore {
         }
     }
 
+    public func chatDetails(for user: UserID) async throws -> [ChatDetails] {
+        let chats = try await fetch(
+            """
+            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq
+            FROM group_members me JOIN chats c ON c.id = me.chat_id JOIN groups g ON g.chat_id = c.id
+            WHERE me.user_id = \(user.rawValue)
+            ORDER BY c.id
+            """, as: ChatRow.self
+        ).map(Self.chat)
+        let members = try await fetch(
+            """
+            SELECT m.chat_id, m.user_id, u.name, m.read_seq
+            FROM group_members m JOIN users u ON u.id = m.user_id
+            WHERE m.chat_id IN (SELECT chat_id FROM group_members WHERE user_id = \(user.rawValue))
+            ORDER BY m.chat_id, m.joined_at, m.user_id
+            """, as: (Int64, Int64, String, Int64).self)
+        let byChat = Dictionary(grouping: members) { ChatID($0.0) }
+        return chats.map { chat in
+            ChatDetails(
+                chat: chat,
+                members: (byChat[chat.id] ?? []).map { ChatMember(userID: UserID($0.1), name: $0.2, readSeq: $0.3) })
+        }
+    }
+
+    public func advanceReadMarker(of user: UserID, in chat: ChatID, to seq: Int64) async throws -> Int64? {
+        let rows = try await fetch(
+            """
+            WITH target AS (
+                SELECT LEAST(\(seq), last_seq) AS seq FROM chats WHERE id = \(chat.rawValue)
+            ), moved AS (
+                UPDATE group_members SET read_seq = target.seq FROM target
+                WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue) AND read_seq < target.seq
+                RETURNING read_seq
+            )
+            SELECT (SELECT read_seq FROM moved),
+                   EXISTS (SELECT 1 FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue))
+            """, as: (Int64?, Bool).self)
+        guard let (moved, isMember) = rows.first, isMember else { throw ChatError.notAMember }
+        return moved
+    }
+
     private static func chat(_ row: ChatRow) throws -> Chat {
         Chat(
             id: ChatID(row.0), name: row.1, type: try chatType(row.2), creatorID: UserID(row.3), createdAt: row.4,

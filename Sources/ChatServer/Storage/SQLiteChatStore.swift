@@ -355,6 +355,54 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
+    public func chatDetails(for user: UserID) async throws -> [ChatDetails] {
+        let (chatRows, memberRows) = try await read { connection in
+            let chats = try await connection.run(
+                """
+                SELECT \(Self.chatColumns) FROM group_members me
+                JOIN chats c ON c.id = me.chat_id JOIN groups g ON g.chat_id = c.id
+                WHERE me.user_id = ? ORDER BY c.id
+                """, [.integer(Int(user.rawValue))])
+            let members = try await connection.run(
+                """
+                SELECT m.chat_id AS chat_id, m.user_id AS user_id, u.name AS name, m.read_seq AS read_seq
+                FROM group_members m JOIN users u ON u.id = m.user_id
+                WHERE m.chat_id IN (SELECT chat_id FROM group_members WHERE user_id = ?)
+                ORDER BY m.chat_id, m.joined_at, m.user_id
+                """, [.integer(Int(user.rawValue))])
+            return (chats, members)
+        }
+        var byChat: [ChatID: [ChatMember]] = [:]
+        for row in memberRows {
+            byChat[ChatID(try row.int("chat_id")), default: []].append(
+                ChatMember(
+                    userID: UserID(try row.int("user_id")), name: try row.string("name"),
+                    readSeq: try row.int("read_seq")))
+        }
+        return try chatRows.map { row in
+            let chat = try Self.chat(row)
+            return ChatDetails(chat: chat, members: byChat[chat.id] ?? [])
+        }
+    }
+
+    public func advanceReadMarker(of user: UserID, in chat: ChatID, to seq: Int64) async throws -> Int64? {
+        try await writeTransaction { connection in
+            let rows = try await connection.run(
+                """
+                SELECT m.read_seq AS read_seq, c.last_seq AS last_seq
+                FROM group_members m JOIN chats c ON c.id = m.chat_id
+                WHERE m.chat_id = ? AND m.user_id = ?
+                """, [.integer(Int(chat.rawValue)), .integer(Int(user.rawValue))])
+            guard let row = rows.first else { throw ChatError.notAMember }
+            let target = min(seq, try row.int("last_seq"))
+            guard target > (try row.int("read_seq")) else { return nil }
+            _ = try await connection.run(
+                "UPDATE group_members SET read_seq = ? WHERE chat_id = ? AND user_id = ?",
+                [.integer(Int(target)), .integer(Int(chat.rawValue)), .integer(Int(user.rawValue))])
+            return target
+        }
+    }
+
     private static func chat(_ row: SQLiteRow) throws -> Chat {
         Chat(
             id: ChatID(try row.int("id")), name: try row.string("name"), type: try chatType(row.string("chat_type")),

@@ -4,15 +4,21 @@ import Hummingbird
 /// `GET /chat/sync/persistent`, kept from the original API for administrators.
 struct AdminController {
     let store: any ChatStore
+    let hub: ChatHub
 
     func addRoutes(to group: RouterGroup<AuthenticatedContext>) {
         group.get("/chat/sync/persistent", use: sync)
     }
 
-    /// The original rebuilt its in-memory state from the database here. This server keeps no
-    /// state that can drift from the database, so it reports what the database holds.
+    /// Rebuilds which chats every open connection follows from the database (without
+    /// disconnecting anyone) and reports what the database holds.
     @Sendable func sync(request: Request, context: AuthenticatedContext) async throws -> Response {
         guard context.user.isAdmin else { throw ChatError.adminOnly }
-        return try JSONResponse.make(SyncReportPayload(try await store.counts()))
+        let live = try await hub.resync()
+        let counts = try await store.counts()
+        return try JSONResponse.make(
+            SyncReportPayload(
+                users: counts.users, chats: counts.chats, members: counts.members, messages: counts.messages,
+                liveUsers: Int64(live.users), liveConnections: Int64(live.connections)))
     }
 }

@@ -41,9 +41,3 @@ extension ChatSummaryPayload {
             lastMessage: summary.lastMessage.map { MessagePayload($0, isRead: summary.isLastMessageRead) })
     }
 }
-
-extension SyncReportPayload {
-    init(_ counts: StoreCounts) {
-        self.init(users: counts.users, chats: counts.chats, members: counts.members, messages: counts.messages)
-    }
-}

@@ -1,0 +1,200 @@
+/// A frame the server sends over the WebSocket: a JSON object whose `type` says which.
+public enum ServerFrame: Sendable, Equatable {
+    /// First frame of every connection: who you are and your chats, with the position where
+    /// live delivery starts for each.
+    case ready(ReadyPayload)
+    /// To the connection that sent `client_id`: the stored message. `duplicate` is true when
+    /// the message had been stored before (by a retry or another device).
+    case ack(clientID: String, message: MessagePayload, duplicate: Bool)
+    /// A new message, to every connection of the chat's members but the sending one.
+    case message(MessagePayload)
+    /// `user_id`'s read marker in the chat moved forward to `seq`.
+    case read(chatID: ChatID, userID: UserID, seq: Int64)
+    /// `user_id` is typing in the chat.
+    case typing(chatID: ChatID, userID: UserID)
+    /// `user_id` came online (their first connection opened) or went offline (their last closed).
+    case presence(userID: UserID, online: Bool)
+    /// `user_id` joined the chat. The new member's own connections get `chat`, with the
+    /// position where live delivery of it starts.
+    case memberAdded(chatID: ChatID, userID: UserID, chat: ReadyChat?)
+    /// `user_id` left the chat; a removed member's connections receive nothing more from it.
+    case memberRemoved(chatID: ChatID, userID: UserID)
+    /// A frame could not be processed. `ref` is the `client_id` of a failed `send`, or the
+    /// `type` of another failed frame.
+    case error(code: String, message: String, ref: String?)
+
+    /// The `type` values the server sends.
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        case ready, ack, message, read, typing, presence, error
+        case memberAdded = "member_added"
+        case memberRemoved = "member_removed"
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .ready: .ready
+        case .ack: .ack
+        case .message: .message
+        case .read: .read
+        case .typing: .typing
+        case .presence: .presence
+        case .memberAdded: .memberAdded
+        case .memberRemoved: .memberRemoved
+        case .error: .error
+        }
+    }
+}
+
+/// The `ready` frame's content.
+public struct ReadyPayload: Codable, Sendable, Equatable {
+    public var user: UserPayload
+    public var chats: [ReadyChat]
+    /// Most messages one `resume` returns; page older ones with `GET /history`.
+    public var resumeLimit: Int
+
+    public init(user: UserPayload, chats: [ReadyChat], resumeLimit: Int) {
+        self.user = user
+        self.chats = chats
+        self.resumeLimit = resumeLimit
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case user, chats
+        case resumeLimit = "resume_limit"
+    }
+}
+
+/// A chat as a connection starts following it.
+public struct ReadyChat: Codable, Sendable, Equatable {
+    public var id: ChatID
+    public var name: String
+    public var chatType: ChatType
+    public var creatorID: UserID
+    /// Live delivery on this connection continues with `last_seq + 1`: fetch history up to
+    /// here, or `resume` from what you have.
+    public var lastSeq: Int64
+    /// Every member with their read marker and whether they are online.
+    public var members: [ReadyMember]
+
+    public init(
+        id: ChatID, name: String, chatType: ChatType, creatorID: UserID, lastSeq: Int64, members: [ReadyMember]
+    ) {
+        self.id = id
+        self.name = name
+        self.chatType = chatType
+        self.creatorID = creatorID
+        self.lastSeq = lastSeq
+        self.members = members
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, members
+        case chatType = "chat_type"
+        case creatorID = "creator_id"
+        case lastSeq = "last_seq"
+    }
+}
+
+/// A member of a chat in `ready` and `member_added`.
+public struct ReadyMember: Codable, Sendable, Equatable {
+    public var userID: UserID
+    public var name: String
+    public var readSeq: Int64
+    public var online: Bool
+
+    public init(userID: UserID, name: String, readSeq: Int64, online: Bool) {
+        self.userID = userID
+        self.name = name
+        self.readSeq = readSeq
+        self.online = online
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, online
+        case userID = "user_id"
+        case readSeq = "read_seq"
+    }
+}
+
+extension ServerFrame: Codable {
+    enum CodingKeys: String, CodingKey {
+        case type, message, duplicate, seq, online, chat, code, ref
+        case clientID = "client_id"
+        case chatID = "chat_id"
+        case userID = "user_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        switch try container.decode(Kind.self, forKey: .type) {
+        case .ready: self = .ready(try ReadyPayload(from: decoder))
+        case .ack:
+            self = .ack(
+                clientID: try container.decode(String.self, forKey: .clientID),
+                message: try container.decode(MessagePayload.self, forKey: .message),
+                duplicate: try container.decode(Bool.self, forKey: .duplicate))
+        case .message: self = .message(try container.decode(MessagePayload.self, forKey: .message))
+        case .read:
+            self = .read(
+                chatID: try container.decode(ChatID.self, forKey: .chatID),
+                userID: try container.decode(UserID.self, forKey: .userID),
+                seq: try container.decode(Int64.self, forKey: .seq))
+        case .typing:
+            self = .typing(
+                chatID: try container.decode(ChatID.self, forKey: .chatID),
+                userID: try container.decode(UserID.self, forKey: .userID))
+        case .presence:
+            self = .presence(
+                userID: try container.decode(UserID.self, forKey: .userID),
+                online: try container.decode(Bool.self, forKey: .online))
+        case .memberAdded:
+            self = .memberAdded(
+                chatID: try container.decode(ChatID.self, forKey: .chatID),
+                userID: try container.decode(UserID.self, forKey: .userID),
+                chat: try container.decodeIfPresent(ReadyChat.self, forKey: .chat))
+        case .memberRemoved:
+            self = .memberRemoved(
+                chatID: try container.decode(ChatID.self, forKey: .chatID),
+                userID: try container.decode(UserID.self, forKey: .userID))
+        case .error:
+            self = .error(
+                code: try container.decode(String.self, forKey: .code),
+                message: try container.decode(String.self, forKey: .message),
+                ref: try container.decodeIfPresent(String.self, forKey: .ref))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind, forKey: .type)
+        switch self {
+        case .ready(let payload): try payload.encode(to: encoder)
+        case .ack(let clientID, let message, let duplicate):
+            try container.encode(clientID, forKey: .clientID)
+            try container.encode(message, forKey: .message)
+            try container.encode(duplicate, forKey: .duplicate)
+        case .message(let message): try container.encode(message, forKey: .message)
+        case .read(let chatID, let userID, let seq):
+            try container.encode(chatID, forKey: .chatID)
+            try container.encode(userID, forKey: .userID)
+            try container.encode(seq, forKey: .seq)
+        case .typing(let chatID, let userID):
+            try container.encode(chatID, forKey: .chatID)
+            try container.encode(userID, forKey: .userID)
+        case .presence(let userID, let online):
+            try container.encode(userID, forKey: .userID)
+            try container.encode(online, forKey: .online)
+        case .memberAdded(let chatID, let userID, let chat):
+            try container.encode(chatID, forKey: .chatID)
+            try container.encode(userID, forKey: .userID)
+            try container.encodeIfPresent(chat, forKey: .chat)
+        case .memberRemoved(let chatID, let userID):
+            try container.encode(chatID, forKey: .chatID)
+            try container.encode(userID, forKey: .userID)
+        case .error(let code, let message, let ref):
+            try container.encode(code, forKey: .code)
+            try container.encode(message, forKey: .message)
+            try container.encodeIfPresent(ref, forKey: .ref)
+        }
+    }
+}

@@ -1,0 +1,493 @@
+import ChatProtocol
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// The node's real-time core: which connection follows which chat, and delivery of each
+/// chat's committed messages to them in `seq` order.
+///
+/// Its input is, per chat, the sequence of committed messages: ``publish(_:)`` may be called
+/// in any order (commits finish in `seq` order, but their results reach the server in any
+/// order), and the hub delivers strictly by `seq`. When a `seq` is missing for longer than a
+/// short grace period, the hub reads it from the store, so a lost publication (or, later, a
+/// commit on another node) never leaves a gap.
+///
+/// Chats are sharded by id; every operation takes one shard's lock briefly and offers
+/// pre-encoded frames to bounded outboxes, so the hub never waits for a client.
+public final class ChatHub: Service {
+    /// A committed message ready for delivery.
+    public struct Publication: Sendable {
+        public let message: Message
+        /// The `message` frame every other connection gets.
+        let frame: ByteBuffer
+        /// The connection that sent it and the `ack` frame it gets instead.
+        let origin: (id: ConnectionID, ackFrame: ByteBuffer)?
+
+        /// - Parameters:
+        ///   - origin: the sending connection and its client id, when sent on this node.
+        public init(_ message: Message, origin: (ConnectionID, clientID: String)?) {
+            self.message = message
+            let payload = MessagePayload(message, isRead: false)
+            self.frame = FrameEncoding.encode(.message(payload))
+            self.origin = origin.map {
+                ($0.0, FrameEncoding.encode(.ack(clientID: $0.clientID, message: payload, duplicate: false)))
+            }
+        }
+    }
+
+    /// Why a connection may not join.
+    public enum ConnectError: Error, Equatable {
+        case tooManyConnections(limit: Int)
+    }
+
+    private let shards: [Shard]
+    private let registry = Mutex(Registry())
+    private let store: any ChatStore
+    private let limits: Limits
+    private let gapFills: AsyncStream<ChatID>.Continuation
+    private let gapFillRequests: AsyncStream<ChatID>
+    private let logger: Logger
+
+    /// The hub's tunables.
+    public struct Limits: Sendable {
+        /// Most connections one user may hold on this node.
+        public var connectionsPerUser: Int
+        /// Most frames held for a connection while it catches up (as its outbox's capacity).
+        public var heldFrames: Int
+        /// How long a missing `seq` may be awaited before it is read from the store.
+        public var gapGrace: Duration
+
+        public init(connectionsPerUser: Int, heldFrames: Int, gapGrace: Duration = .milliseconds(50)) {
+            self.connectionsPerUser = connectionsPerUser
+            self.heldFrames = heldFrames
+            self.gapGrace = gapGrace
+        }
+    }
+
+    public init(store: any ChatStore, limits: Limits, shardCount: Int = 16, logger: Logger) {
+        self.store = store
+        self.limits = limits
+        self.shards = (0..<max(1, shardCount)).map { _ in Shard() }
+        (self.gapFillRequests, self.gapFills) = AsyncStream.makeStream(of: ChatID.self)
+        self.logger = logger
+    }
+
+    // MARK: Connections
+
+    /// Registers a connection and subscribes it to `chats`, holding their live frames until
+    /// ``release(_:)`` so that the caller can send `ready` first.
+    /// - Parameter chats: each chat with its `last_seq` as just read from the store.
+    /// - Returns: the position where live delivery starts for each chat (what `ready` reports),
+    ///   and whether this is the user's first connection (they came online).
+    public func connect(
+        _ connection: ChatConnection, chats: [(ChatID, lastSeq: Int64)]
+    ) throws
+        -> (positions: [ChatID: Int64], cameOnline: Bool)
+    {
+        let cameOnline = try registry.withLock { registry in
+            let existing = registry.connections[connection.userID, default: [:]]
+            guard existing.count < limits.connectionsPerUser else {
+                throw ConnectError.tooManyConnections(limit: limits.connectionsPerUser)
+            }
+            registry.connections[connection.userID, default: [:]][connection.id] = connection
+            return existing.isEmpty
+        }
+        var positions: [ChatID: Int64] = [:]
+        for (chat, lastSeq) in chats where connection.accepts(chat) {
+            positions[chat] = subscribe(connection, to: chat, lastSeq: lastSeq, held: true)
+        }
+        return (positions, cameOnline)
+    }
+
+    /// Ends the hold started by ``connect(_:chats:)``: everything that arrived meanwhile is
+    /// delivered, in order.
+    public func release(_ connection: ChatConnection) {
+        for chat in connection.chats {
+            shard(chat).state.withLock { $0.endHold(connection, chat: chat, catchUp: nil) }
+        }
+    }
+
+    /// Unsubscribes a closed connection. Returns true when it was the user's last (they went
+    /// offline).
+    public func disconnect(_ connection: ChatConnection) -> Bool {
+        for chat in connection.markGone() {
+            shard(chat).state.withLock { $0.unsubscribe(connection.id, from: chat) }
+        }
+        return registry.withLock { registry in
+            registry.connections[connection.userID]?[connection.id] = nil
+            guard registry.connections[connection.userID]?.isEmpty == true else { return false }
+            registry.connections[connection.userID] = nil
+            return true
+        }
+    }
+
+    /// Whether the user has a connection on this node.
+    public func isOnline(_ user: UserID) -> Bool {
+        registry.withLock { $0.connections[user] != nil }
+    }
+
+    /// Whether the connection follows `chat`.
+    public func isSubscribed(_ connection: ChatConnection, to chat: ChatID) -> Bool {
+        connection.chats.contains(chat)
+    }
+
+    /// Closes every connection opened with the session token `tokenID` (it was revoked).
+    public func closeConnections(tokenID: String, code: UInt16, reason: String) {
+        let connections = registry.withLock { $0.connections.values.flatMap(\.values) }
+        for connection in connections where connection.tokenID == tokenID {
+            connection.outbox.close(.closing(code: code, reason: reason))
+        }
+    }
+
+    /// Counts for the admin sync endpoint.
+    public func counts() -> (users: Int, connections: Int) {
+        registry.withLock { ($0.connections.count, $0.connections.values.reduce(0) { $0 + $1.count }) }
+    }
+
+    /// The connections of `user` on this node.
+    func connections(of user: UserID) -> [ChatConnection] {
+        registry.withLock { Array(($0.connections[user] ?? [:]).values) }
+    }
+
+    /// Every user with a connection on this node.
+    func onlineUsers() -> [UserID] {
+        registry.withLock { Array($0.connections.keys) }
+    }
+
+    // MARK: Messages
+
+    /// Hands the hub a committed message.
+    /// - Returns: whether the sending connection gets its `ack` from the hub, in `seq` order.
+    ///   When false (the connection stopped following the chat, or a gap fill delivered the
+    ///   message first as a plain `message`), the caller sends the `ack` directly.
+    @discardableResult
+    public func publish(_ publication: Publication) -> Bool {
+        let chat = publication.message.chatID
+        let (originAcked, needsGapFill) = shard(chat).state.withLock {
+            $0.publish(publication, heldLimit: limits.heldFrames)
+        }
+        if needsGapFill { gapFills.yield(chat) }
+        return originAcked
+    }
+
+    /// Sends a frame to every connection following `chat`, except those of `excludedUser`.
+    public func broadcast(_ frame: ServerFrame, to chat: ChatID, excludingUser excludedUser: UserID? = nil) {
+        let encoded = FrameEncoding.encode(frame)
+        shard(chat).state.withLock {
+            $0.broadcast(encoded, to: chat, excludingUser: excludedUser, heldLimit: limits.heldFrames)
+        }
+    }
+
+    /// Sends `presence` for `user` to every other connection following a chat the user is in.
+    public func announcePresence(of user: UserID, online: Bool, chats: some Sequence<ChatID>) {
+        let frame = FrameEncoding.encode(.presence(userID: user, online: online))
+        var reached: Set<ConnectionID> = []
+        for chat in chats {
+            let subscribers = shard(chat).state.withLock {
+                $0.channels[chat]?.subscribers.values.map(\.connection) ?? []
+            }
+            for connection in subscribers where connection.userID != user && reached.insert(connection.id).inserted {
+                connection.outbox.offer(frame)
+            }
+        }
+    }
+
+    // MARK: Catching up
+
+    /// Holds the connection's live frames for `chat` while it catches up from the store.
+    /// - Returns: false when the connection does not follow the chat.
+    public func beginCatchUp(_ connection: ChatConnection, chat: ChatID) -> Bool {
+        shard(chat).state.withLock { $0.beginHold(connection.id, chat: chat) }
+    }
+
+    /// Sends the catch-up `messages` (in `seq` order, all after `afterSeq`), then what was
+    /// held, without gap or repeat, and resumes live delivery. With `afterSeq` nil the
+    /// catch-up was abandoned and delivery continues where it was.
+    public func endCatchUp(
+        _ connection: ChatConnection, chat: ChatID, afterSeq: Int64?, messages: [(seq: Int64, frame: ByteBuffer)]
+    ) {
+        shard(chat).state.withLock { state in
+            state.endHold(connection, chat: chat, catchUp: afterSeq.map { ($0, messages) })
+        }
+    }
+
+    // MARK: Membership
+
+    /// Starts delivering `chat` to the new member's connections, with a `member_added`
+    /// frame carrying the chat and the position where delivery starts; tells everyone else.
+    public func memberAdded(_ details: ChatDetails, user: UserID) {
+        let chat = details.chat.id
+        let othersFrame = FrameEncoding.encode(.memberAdded(chatID: chat, userID: user, chat: nil))
+        shard(chat).state.withLock {
+            $0.broadcast(othersFrame, to: chat, excludingUser: user, heldLimit: limits.heldFrames)
+        }
+        join(connections(of: user), to: details)
+    }
+
+    /// Subscribes `connections` to a chat at its current position and sends each a
+    /// `member_added` frame for its own user, carrying the chat.
+    private func join(_ connections: [ChatConnection], to details: ChatDetails) {
+        let chat = details.chat.id
+        shard(chat).state.withLock { state in
+            for connection in connections where connection.accepts(chat) {
+                guard let position = state.subscribe(connection, to: chat, lastSeq: details.chat.lastSeq, held: false)
+                else { continue }
+                let readyChat = ReadyChat(details, lastSeq: position, isOnline: isOnline)
+                connection.outbox.offer(
+                    FrameEncoding.encode(.memberAdded(chatID: chat, userID: connection.userID, chat: readyChat)))
+            }
+        }
+    }
+
+    /// Stops delivering `chat` to the removed member's connections at once (they get a
+    /// `member_removed` frame last) and tells everyone else.
+    public func memberRemoved(chat: ChatID, user: UserID) {
+        let frame = FrameEncoding.encode(.memberRemoved(chatID: chat, userID: user))
+        shard(chat).state.withLock { state in
+            let leaving = (state.channels[chat]?.subscribers.values.map(\.connection) ?? []).filter {
+                $0.userID == user
+            }
+            for connection in leaving {
+                state.unsubscribe(connection.id, from: chat)
+                connection.outbox.offer(frame)
+            }
+            state.broadcast(frame, to: chat, excludingUser: nil, heldLimit: limits.heldFrames)
+        }
+    }
+
+    /// Rebuilds, from the store, which chats every connection on this node follows, without
+    /// disconnecting anyone: connections join chats their user was added to and leave chats
+    /// their user left, with `member_added` / `member_removed` frames.
+    /// - Returns: the users and connections checked.
+    public func resync() async throws -> (users: Int, connections: Int) {
+        var checked = (users: 0, connections: 0)
+        for user in onlineUsers() {
+            let wanted = Dictionary(
+                uniqueKeysWithValues: try await store.chatDetails(for: user).map { ($0.chat.id, $0) })
+            let connections = connections(of: user)
+            checked.users += 1
+            checked.connections += connections.count
+            for connection in connections {
+                let following = connection.chats
+                for (chat, details) in wanted where !following.contains(chat) {
+                    join([connection], to: details)
+                }
+                let leftFrame = { (chat: ChatID) in FrameEncoding.encode(.memberRemoved(chatID: chat, userID: user)) }
+                for chat in following where wanted[chat] == nil {
+                    shard(chat).state.withLock { $0.unsubscribe(connection.id, from: chat) }
+                    connection.outbox.offer(leftFrame(chat))
+                }
+            }
+        }
+        return checked
+    }
+
+    // MARK: Gap filling
+
+    /// Reads missing `seq`s from the store for chats whose gap outlived the grace period.
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            for await chat in gapFillRequests.cancelOnGracefulShutdown() {
+                group.addTask { await self.fillGap(in: chat) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func fillGap(in chat: ChatID) async {
+        try? await Task.sleep(for: limits.gapGrace)
+        guard let gap = shard(chat).state.withLock({ $0.gap(in: chat) }) else { return }
+        do {
+            let missing = try await store.messages(in: chat, .after(seq: gap.after, limit: gap.count))
+            for message in missing {
+                _ = publish(Publication(message, origin: nil))
+            }
+            logger.debug("Filled a gap", metadata: ["chat.chat_id": "\(chat)", "chat.count": "\(missing.count)"])
+        } catch {
+            logger.warning(
+                "Could not fill a gap; retrying", metadata: ["chat.chat_id": "\(chat)", "error": "\(error)"])
+        }
+        let stillMissing = shard(chat).state.withLock { $0.finishGapFill(in: chat) }
+        if stillMissing { gapFills.yield(chat) }
+    }
+
+    // MARK: Helpers
+
+    private func shard(_ chat: ChatID) -> Shard {
+        shards[Int(UInt64(bitPattern: chat.rawValue) % UInt64(shards.count))]
+    }
+
+    private func subscribe(_ connection: ChatConnection, to chat: ChatID, lastSeq: Int64, held: Bool) -> Int64? {
+        shard(chat).state.withLock { $0.subscribe(connection, to: chat, lastSeq: lastSeq, held: held) }
+    }
+}
+
+extension ChatHub: ChatEvents {
+    /// Closes the revoked session's connections with 1008 (policy violation).
+    public func sessionRevoked(tokenID: String) {
+        closeConnections(tokenID: tokenID, code: 1008, reason: "session ended")
+    }
+}
+
+/// The users and connections on this node.
+private struct Registry {
+    var connections: [UserID: [ConnectionID: ChatConnection]] = [:]
+}
+
+/// One lock's worth of chats.
+private final class Shard: Sendable {
+    let state = Mutex(ShardState())
+}
+
+/// A chat's live state on this node, kept while anyone here follows it. A class, so that a
+/// delivery updates subscriptions in place under the shard's lock.
+private final class Channel {
+    /// The last `seq` delivered to subscribers.
+    var top: Int64
+    var subscribers: [ConnectionID: Subscription] = [:]
+    /// Messages that arrived before a lower `seq`, by `seq`.
+    var pending: [Int64: ChatHub.Publication] = [:]
+    var gapFillRequested = false
+
+    init(top: Int64) {
+        self.top = top
+    }
+}
+
+/// One connection following one chat.
+private final class Subscription {
+    let connection: ChatConnection
+    /// The last `seq` this connection was given.
+    var cursor: Int64
+    /// Frames kept back while the connection catches up: messages with their `seq`, other
+    /// events with none.
+    var held: [(seq: Int64?, frame: ByteBuffer)]?
+
+    init(connection: ChatConnection, cursor: Int64, held: Bool) {
+        self.connection = connection
+        self.cursor = cursor
+        self.held = held ? [] : nil
+    }
+
+    /// Gives the connection a frame: held while it catches up, otherwise to its outbox,
+    /// skipping messages it already has.
+    func deliver(_ frame: ByteBuffer, seq: Int64?, heldLimit: Int) {
+        if held != nil {
+            guard held?.count ?? 0 < heldLimit else {
+                connection.outbox.close(.slowConsumer)
+                return
+            }
+            held?.append((seq, frame))
+            return
+        }
+        if let seq {
+            guard seq > cursor else { return }
+            cursor = seq
+        }
+        connection.outbox.offer(frame)
+    }
+}
+
+/// The chats of one shard. Only touched under the shard's lock.
+private struct ShardState {
+    var channels: [ChatID: Channel] = [:]
+
+    /// - Returns: the position where delivery starts, or nil when the connection is gone.
+    mutating func subscribe(_ connection: ChatConnection, to chat: ChatID, lastSeq: Int64, held: Bool) -> Int64? {
+        guard connection.track(chat) else { return nil }
+        // A new channel starts at the store's end: anything before it is history.
+        let channel = channels[chat] ?? Channel(top: lastSeq)
+        channels[chat] = channel
+        channel.subscribers[connection.id] = Subscription(connection: connection, cursor: channel.top, held: held)
+        return channel.top
+    }
+
+    mutating func unsubscribe(_ connection: ConnectionID, from chat: ChatID) {
+        guard let channel = channels[chat], let subscription = channel.subscribers.removeValue(forKey: connection)
+        else { return }
+        subscription.connection.untrack(chat)
+        if channel.subscribers.isEmpty { channels[chat] = nil }
+    }
+
+    /// Delivers the publication and whatever it unblocks, in `seq` order.
+    /// - Returns: whether the sending connection will get its `ack` from the hub, and whether
+    ///   a gap fill should be requested.
+    func publish(_ publication: ChatHub.Publication, heldLimit: Int) -> (originAcked: Bool, needsGapFill: Bool) {
+        guard let channel = channels[publication.message.chatID] else { return (false, false) }
+        let seq = publication.message.seq
+        guard seq > channel.top, channel.pending[seq] == nil else { return (false, false) }
+        let originAcked = publication.origin.map { channel.subscribers[$0.id] != nil } ?? false
+        channel.pending[seq] = publication
+        while let next = channel.pending.removeValue(forKey: channel.top + 1) {
+            channel.top += 1
+            for (id, subscription) in channel.subscribers {
+                let frame = next.origin?.id == id ? (next.origin?.ackFrame ?? next.frame) : next.frame
+                subscription.deliver(frame, seq: next.message.seq, heldLimit: heldLimit)
+            }
+        }
+        let needsGapFill = !channel.pending.isEmpty && !channel.gapFillRequested
+        if needsGapFill { channel.gapFillRequested = true }
+        return (originAcked, needsGapFill)
+    }
+
+    func broadcast(_ frame: ByteBuffer, to chat: ChatID, excludingUser: UserID?, heldLimit: Int) {
+        for subscription in channels[chat]?.subscribers.values ?? [:].values
+        where subscription.connection.userID != excludingUser {
+            subscription.deliver(frame, seq: nil, heldLimit: heldLimit)
+        }
+    }
+
+    func beginHold(_ connection: ConnectionID, chat: ChatID) -> Bool {
+        guard let subscription = channels[chat]?.subscribers[connection] else { return false }
+        if subscription.held == nil { subscription.held = [] }
+        return true
+    }
+
+    /// Delivers catch-up messages (if any) and then the held frames, skipping any `seq` the
+    /// connection already has.
+    func endHold(
+        _ connection: ChatConnection, chat: ChatID,
+        catchUp: (afterSeq: Int64, messages: [(seq: Int64, frame: ByteBuffer)])?
+    ) {
+        guard let subscription = channels[chat]?.subscribers[connection.id] else { return }
+        let held = subscription.held ?? []
+        subscription.held = nil
+        if let catchUp {
+            subscription.cursor = catchUp.afterSeq
+            for message in catchUp.messages {
+                subscription.deliver(message.frame, seq: message.seq, heldLimit: 0)
+            }
+        }
+        for item in held {
+            subscription.deliver(item.frame, seq: item.seq, heldLimit: 0)
+        }
+    }
+
+    /// The missing range before the lowest pending `seq`, or nil when there is none.
+    func gap(in chat: ChatID) -> (after: Int64, count: Int)? {
+        guard let channel = channels[chat], let lowest = channel.pending.keys.min(), lowest > channel.top + 1 else {
+            return nil
+        }
+        return (channel.top, Int(min(lowest - channel.top - 1, Int64(ChatService.maxHistoryLimit))))
+    }
+
+    /// Ends a gap fill; returns true when a gap remains and another fill should follow.
+    func finishGapFill(in chat: ChatID) -> Bool {
+        guard let channel = channels[chat] else { return false }
+        channel.gapFillRequested = gap(in: chat) != nil
+        return channel.gapFillRequested
+    }
+}
+
+extension ReadyChat {
+    /// A chat as a connection starts following it at `lastSeq`.
+    init(_ details: ChatDetails, lastSeq: Int64, isOnline: (UserID) -> Bool) {
+        let chat = details.chat
+        self.init(
+            id: chat.id, name: chat.name, chatType: chat.type, creatorID: chat.creatorID, lastSeq: lastSeq,
+            members: details.members.map {
+                ReadyMember(userID: $0.userID, name: $0.name, readSeq: $0.readSeq, online: isOnline($0.userID))
+            })
+    }
+}

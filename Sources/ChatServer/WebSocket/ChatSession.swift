@@ -1,0 +1,220 @@
+import ChatProtocol
+import Foundation
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// One WebSocket connection: sends `ready`, then reads client frames and writes server
+/// frames until either side closes. The reader and the writer are the two tasks of one task
+/// group; the first to finish ends the other.
+struct ChatSession {
+    let session: Session
+    let narrowedTo: ChatID?
+    let chats: ChatService
+    let hub: ChatHub
+    let settings: WebSocketSettings
+    let logger: Logger
+
+    /// Close codes the server uses besides the standard ones (see docs/protocol.md).
+    enum CloseCode {
+        static let tryAgainLater = 1013
+        static let slowConsumer = 4001
+    }
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let user = session.user
+        let connection = ChatConnection(
+            userID: user.id, tokenID: session.token.tokenID, narrowedTo: narrowedTo,
+            outbox: Outbox(capacity: settings.outboxFrames))
+        let details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
+        let joined: (positions: [ChatID: Int64], cameOnline: Bool)
+        do {
+            joined = try hub.connect(connection, chats: details.map { ($0.chat.id, $0.chat.lastSeq) })
+        } catch ChatHub.ConnectError.tooManyConnections(let limit) {
+            try await outbound.close(
+                WebSocketErrorCode(codeNumber: CloseCode.tryAgainLater), reason: "more than \(limit) connections")
+            return
+        }
+        defer {
+            let followed = connection.chats
+            if hub.disconnect(connection) { hub.announcePresence(of: user.id, online: false, chats: followed) }
+        }
+        let ready = ReadyPayload(
+            user: UserPayload(user),
+            chats: details.compactMap { details in
+                joined.positions[details.chat.id].map { ReadyChat(details, lastSeq: $0, isOnline: hub.isOnline) }
+            },
+            resumeLimit: WebSocketSettings.resumeLimit)
+        connection.outbox.offer(FrameEncoding.encode(.ready(ready)))
+        hub.release(connection)
+        if joined.cameOnline { hub.announcePresence(of: user.id, online: true, chats: connection.chats) }
+
+        var connectionLogger = logger
+        connectionLogger[metadataKey: "chat.user_id"] = "\(user.id)"
+        connectionLogger[metadataKey: "chat.connection_id"] = "\(connection.id)"
+        let readerLogger = connectionLogger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await Self.write(connection.outbox, to: outbound) }
+            group.addTask {
+                var reader = FrameReader(session: self, connection: connection, logger: readerLogger)
+                try await reader.read(inbound)
+                connection.outbox.close(.finished)
+            }
+            do {
+                try await group.next()
+            } catch is CancellationError {}
+            group.cancelAll()
+        }
+    }
+
+    /// Writes what the hub queues until the outbox closes, then closes the socket with the
+    /// code the close reason calls for.
+    private static func write(_ outbox: Outbox, to outbound: WebSocketOutboundWriter) async throws {
+        while true {
+            switch await outbox.nextBatch() {
+            case .frames(let frames):
+                for frame in frames {
+                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+                }
+            case .closed(.finished):
+                return
+            case .closed(.slowConsumer):
+                try await outbound.close(
+                    WebSocketErrorCode(codeNumber: CloseCode.slowConsumer), reason: "too slow: reconnect and resume")
+                return
+            case .closed(.closing(let code, let reason)):
+                try await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
+                return
+            }
+        }
+    }
+}
+
+/// Reads and handles one connection's client frames, one at a time, in order.
+private struct FrameReader {
+    let session: ChatSession
+    let connection: ChatConnection
+    let logger: Logger
+    private var sends: TokenBucket
+    private var lastTyping: [ChatID: ContinuousClock.Instant] = [:]
+
+    init(session: ChatSession, connection: ChatConnection, logger: Logger) {
+        self.session = session
+        self.connection = connection
+        self.logger = logger
+        self.sends = TokenBucket(
+            rate: session.settings.sendsPerSecond, burst: session.settings.sendBurst, now: .now)
+    }
+
+    private var user: UserID { session.session.user.id }
+    private var hub: ChatHub { session.hub }
+
+    /// Handles text messages until the client closes. Protocol violations, oversized and
+    /// invalid UTF-8 messages end it with an error the WebSocket layer turns into a close code.
+    mutating func read(_ inbound: WebSocketInboundStream) async throws {
+        for try await message in inbound.messages(maxSize: session.settings.maxFrameBytes) {
+            guard case .text(let text) = message else {
+                reply(.error(code: "unsupported_frame", message: "Send JSON text frames.", ref: nil))
+                continue
+            }
+            await handle(text)
+        }
+    }
+
+    private mutating func handle(_ text: String) async {
+        let frame: ClientFrame
+        switch ClientFrame.parse(text) {
+        case .success(let parsed): frame = parsed
+        case .failure(let problem):
+            reply(.error(code: problem.code, message: problem.message, ref: problem.ref))
+            return
+        }
+        do {
+            switch frame {
+            case .send(let chat, let clientID, let text): try await send(text, clientID: clientID, to: chat)
+            case .read(let chat, let seq): try await read(chat, upTo: seq)
+            case .typing(let chat): try typing(in: chat)
+            case .resume(let chat, let afterSeq): try await resume(chat, after: afterSeq)
+            }
+        } catch let error as ChatError {
+            reply(.error(code: error.code, message: error.message, ref: frame.ref))
+        } catch {
+            logger.error("Frame failed", metadata: ["error": "\(error)", "chat.frame": "\(frame.kind)"])
+            reply(.error(code: "internal_error", message: "Something went wrong on our side.", ref: frame.ref))
+        }
+    }
+
+    private mutating func send(_ text: String, clientID: String, to chat: ChatID) async throws {
+        guard sends.take(at: .now) else {
+            reply(.error(code: "rate_limited", message: "Too many messages; slow down.", ref: clientID))
+            return
+        }
+        try requireFollowing(chat)
+        let appended = try await session.chats.send(to: chat, from: user, clientID: clientID, text: text)
+        if appended.duplicate {
+            reply(.ack(clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: true))
+        } else if !hub.publish(ChatHub.Publication(appended.message, origin: (connection.id, clientID))) {
+            reply(.ack(clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: false))
+        }
+    }
+
+    private func read(_ chat: ChatID, upTo seq: Int64) async throws {
+        try requireFollowing(chat)
+        if let marker = try await session.chats.markRead(in: chat, reader: user, upTo: seq) {
+            hub.broadcast(.read(chatID: chat, userID: user, seq: marker), to: chat)
+        }
+    }
+
+    private mutating func typing(in chat: ChatID) throws {
+        try requireFollowing(chat)
+        let now = ContinuousClock.now
+        if let last = lastTyping[chat], now - last < WebSocketSettings.typingInterval { return }
+        lastTyping[chat] = now
+        hub.broadcast(.typing(chatID: chat, userID: user), to: chat, excludingUser: user)
+    }
+
+    private func resume(_ chat: ChatID, after afterSeq: Int64) async throws {
+        guard hub.beginCatchUp(connection, chat: chat) else { throw ChatError.notAMember }
+        do {
+            guard
+                let missed = try await session.chats.missedMessages(
+                    in: chat, viewer: user, afterSeq: afterSeq, limit: WebSocketSettings.resumeLimit)
+            else {
+                hub.endCatchUp(connection, chat: chat, afterSeq: nil, messages: [])
+                reply(
+                    .error(
+                        code: "resume_too_far",
+                        message: "More than \(WebSocketSettings.resumeLimit) messages were missed: page through "
+                            + "GET /history, then resume from closer.", ref: "resume"))
+                return
+            }
+            let frames = missed.map {
+                (
+                    seq: $0.message.seq,
+                    frame: FrameEncoding.encode(.message(MessagePayload($0.message, isRead: $0.isRead)))
+                )
+            }
+            hub.endCatchUp(connection, chat: chat, afterSeq: afterSeq, messages: frames)
+        } catch {
+            hub.endCatchUp(connection, chat: chat, afterSeq: nil, messages: [])
+            throw error
+        }
+    }
+
+    private func requireFollowing(_ chat: ChatID) throws {
+        guard hub.isSubscribed(connection, to: chat) else { throw ChatError.notAMember }
+    }
+
+    private func reply(_ frame: ServerFrame) {
+        connection.outbox.offer(FrameEncoding.encode(frame))
+    }
+}
+
+extension ClientFrame {
+    /// What a failed frame's `error` reply refers to: a send's `client_id`, otherwise the type.
+    var ref: String {
+        if case .send(_, let clientID, _) = self { return clientID }
+        return kind.rawValue
+    }
+}

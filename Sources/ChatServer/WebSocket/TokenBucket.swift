@@ -1,0 +1,26 @@
+/// A token bucket: `rate` tokens a second, holding at most `burst`. Time is passed in, so
+/// tests need no clock.
+struct TokenBucket {
+    let rate: Double
+    let burst: Double
+    private var tokens: Double
+    private var last: ContinuousClock.Instant
+
+    init(rate: Int, burst: Int, now: ContinuousClock.Instant) {
+        self.rate = Double(rate)
+        self.burst = Double(max(burst, 1))
+        self.tokens = self.burst
+        self.last = now
+    }
+
+    /// Takes a token if one is available at `now`.
+    mutating func take(at now: ContinuousClock.Instant) -> Bool {
+        let elapsed = now - last
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        tokens = min(burst, tokens + max(0, seconds) * rate)
+        last = max(last, now)
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+}

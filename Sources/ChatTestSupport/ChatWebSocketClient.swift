@@ -1,0 +1,205 @@
+import ChatProtocol
+import Foundation
+import HTTPTypes
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import NIOWebSocket
+import Synchronization
+
+/// A real WebSocket client of the chat protocol for tests: typed frames in and out, waits
+/// with timeouts (never sleeps), and the close frame the server sent.
+///
+/// The connection runs in a task of its own for as long as the test holds the client; it
+/// ends when the test calls ``close()`` or the server closes.
+public final class ChatWebSocketClient: Sendable {
+    /// The frame that was not what a test expected, or no frame in time.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    private let inbox = FrameInbox()
+    private let outgoing: AsyncStream<String>.Continuation
+    private let connection: Task<WebSocketCloseFrame?, any Error>
+    private let readyFrame = Mutex<ReadyPayload?>(nil)
+
+    /// The `ready` frame the server opened with.
+    public var ready: ReadyPayload {
+        readyFrame.withLock { $0 } ?? ReadyPayload(user: UserPayload(id: 0, name: ""), chats: [], resumeLimit: 0)
+    }
+
+    private init(url: String, headers: HTTPFields) {
+        let (outgoingFrames, outgoing) = AsyncStream.makeStream(of: String.self)
+        self.outgoing = outgoing
+        let inbox = inbox
+        var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 22)
+        configuration.additionalHeaders = headers
+        self.connection = Task {
+            defer { inbox.finish() }
+            return try await WebSocketClient.connect(
+                url: url, configuration: configuration, logger: Logger(label: "chat-ws-test")
+            ) { inbound, outbound, _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await message in inbound.messages(maxSize: 1 << 22) {
+                            guard case .text(let text) = message else { continue }
+                            inbox.receive(text)
+                        }
+                    }
+                    group.addTask {
+                        for await text in outgoingFrames {
+                            try await outbound.write(.text(text))
+                        }
+                        try await outbound.close(.normalClosure, reason: nil)
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    /// Connects to `ws://127.0.0.1:<port>/ws<query>` and waits for `ready`.
+    /// - Parameters:
+    ///   - token: sent as `Authorization: Bearer`, unless `headers` carry credentials instead.
+    public static func connect(
+        port: Int, token: String?, query: String = "", headers: HTTPFields = [:], timeout: Duration = .seconds(10)
+    ) async throws -> ChatWebSocketClient {
+        var headers = headers
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        let client = ChatWebSocketClient(url: "ws://127.0.0.1:\(port)/ws\(query)", headers: headers)
+        guard case .ready(let ready) = try await client.next(timeout: timeout) else {
+            throw Failure(description: "the first frame was not ready")
+        }
+        client.readyFrame.withLock { $0 = ready }
+        return client
+    }
+
+    /// Sends a frame.
+    public func send(_ frame: ClientFrame) {
+        outgoing.yield(String(decoding: (try? JSONEncoder().encode(frame)) ?? Data(), as: UTF8.self))
+    }
+
+    /// Sends raw text, for malformed input.
+    public func sendText(_ text: String) {
+        outgoing.yield(text)
+    }
+
+    /// The next frame from the server.
+    /// - Throws: ``Failure`` when none arrives within `timeout` or the connection has closed.
+    public func next(timeout: Duration = .seconds(10)) async throws -> ServerFrame {
+        try await inbox.next(timeout: timeout)
+    }
+
+    /// The next frame of `kind`, skipping others (presence, typing, ...).
+    public func next(_ kind: ServerFrame.Kind, timeout: Duration = .seconds(10)) async throws -> ServerFrame {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let frame = try await next(timeout: deadline - .now)
+            if frame.kind == kind { return frame }
+        }
+    }
+
+    /// Waits until nothing more arrives for `quiet`, and returns what did (for checking that
+    /// something was *not* delivered, after a frame that proves the server moved on).
+    public func drain(quiet: Duration = .milliseconds(200)) async -> [ServerFrame] {
+        var frames: [ServerFrame] = []
+        while let frame = try? await next(timeout: quiet) { frames.append(frame) }
+        return frames
+    }
+
+    /// Closes the connection from the client side and waits for it to end.
+    @discardableResult
+    public func close() async -> WebSocketCloseFrame? {
+        outgoing.finish()
+        return try? await connection.value
+    }
+
+    /// Waits for the server to close the connection and returns its close frame.
+    public func closedByServer(timeout: Duration = .seconds(10)) async throws -> WebSocketCloseFrame? {
+        try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
+            group.addTask { try await self.connection.value }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw Failure(description: "the server did not close the connection within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+    }
+}
+
+/// Frames received and not yet read by the test, with at most one waiting reader.
+private final class FrameInbox: Sendable {
+    private enum Outcome {
+        case frame(String)
+        case closed
+        case timedOut
+    }
+
+    private struct State {
+        var frames: [String] = []
+        var waiter: (id: Int, continuation: CheckedContinuation<Outcome, Never>)?
+        var finished = false
+        var nextWaiterID = 0
+    }
+
+    private let state = Mutex(State())
+
+    func receive(_ text: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
+            if let waiter = state.waiter.take() { return waiter.continuation }
+            state.frames.append(text)
+            return nil
+        }
+        waiter?.resume(returning: .frame(text))
+    }
+
+    func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
+            state.finished = true
+            return state.waiter.take()?.continuation
+        }
+        waiter?.resume(returning: .closed)
+    }
+
+    func next(timeout: Duration) async throws -> ServerFrame {
+        let id = state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        // A timer rather than cancellation: it only ever resumes the waiter it was made for.
+        let timer = Task {
+            try await Task.sleep(for: max(timeout, .zero))
+            self.expire(id)
+        }
+        defer { timer.cancel() }
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
+            let ready = state.withLock { state -> Outcome? in
+                if !state.frames.isEmpty { return .frame(state.frames.removeFirst()) }
+                if state.finished { return .closed }
+                state.waiter = (id, continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+        switch outcome {
+        case .frame(let text):
+            do {
+                return try JSONDecoder().decode(ServerFrame.self, from: Data(text.utf8))
+            } catch {
+                throw ChatWebSocketClient.Failure(description: "undecodable frame \(text): \(error)")
+            }
+        case .closed: throw ChatWebSocketClient.Failure(description: "the connection is closed")
+        case .timedOut: throw ChatWebSocketClient.Failure(description: "no frame within \(timeout)")
+        }
+    }
+
+    private func expire(_ id: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
+            guard state.waiter?.id == id else { return nil }
+            return state.waiter.take()?.continuation
+        }
+        waiter?.resume(returning: .timedOut)
+    }
+}
