@@ -19,7 +19,7 @@ public final class ChatWebSocketClient: Sendable {
     }
 
     private let inbox = FrameInbox()
-    private let outgoing: AsyncStream<String>.Continuation
+    private let outgoing: AsyncStream<WebSocketOutboundWriter.OutboundFrame>.Continuation
     private let connection: Task<WebSocketCloseFrame?, any Error>
     private let readyFrame = Mutex<ReadyPayload?>(nil)
 
@@ -29,7 +29,7 @@ public final class ChatWebSocketClient: Sendable {
     }
 
     private init(url: String, headers: HTTPFields) {
-        let (outgoingFrames, outgoing) = AsyncStream.makeStream(of: String.self)
+        let (outgoingFrames, outgoing) = AsyncStream.makeStream(of: WebSocketOutboundWriter.OutboundFrame.self)
         self.outgoing = outgoing
         let inbox = inbox
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 22)
@@ -47,8 +47,8 @@ public final class ChatWebSocketClient: Sendable {
                         }
                     }
                     group.addTask {
-                        for await text in outgoingFrames {
-                            try await outbound.write(.text(text))
+                        for await frame in outgoingFrames {
+                            try await outbound.write(frame)
                         }
                         try await outbound.close(.normalClosure, reason: nil)
                     }
@@ -77,12 +77,17 @@ public final class ChatWebSocketClient: Sendable {
 
     /// Sends a frame.
     public func send(_ frame: ClientFrame) {
-        outgoing.yield(String(decoding: (try? JSONEncoder().encode(frame)) ?? Data(), as: UTF8.self))
+        outgoing.yield(.text(String(decoding: (try? JSONEncoder().encode(frame)) ?? Data(), as: UTF8.self)))
     }
 
     /// Sends raw text, for malformed input.
     public func sendText(_ text: String) {
-        outgoing.yield(text)
+        outgoing.yield(.text(text))
+    }
+
+    /// Sends a hand-made WebSocket frame, for protocol abuse (invalid UTF-8, binary data).
+    public func sendFrame(opcode: WebSocketOpcode, bytes: [UInt8]) {
+        outgoing.yield(.custom(WebSocketFrame(fin: true, opcode: opcode, data: ByteBuffer(bytes: bytes))))
     }
 
     /// The next frame from the server.

@@ -10,11 +10,6 @@ public struct StoreContractCheck: Sendable, CustomStringConvertible {
     public let run: @Sendable (any ChatStore) async throws -> Void
 }
 
-/// A broken store contract, with where it was detected.
-public struct ContractFailure: Error, CustomStringConvertible {
-    public let description: String
-}
-
 public enum StoreContract {
     public static let checks: [StoreContractCheck] = [
         StoreContractCheck(description: "names and emails are unique ignoring case", run: uniqueNamesAndEmails),
@@ -43,15 +38,15 @@ public enum StoreContract {
 
     static func uniqueNamesAndEmails(_ store: any ChatStore) async throws {
         _ = try await store.createUser(newUser("Sergey", "sergey@example.com"))
-        try await expectError(ChatError.nameTaken) {
+        try await requireError(ChatError.nameTaken) {
             _ = try await store.createUser(newUser("sERGEY", "other@example.com"))
         }
-        try await expectError(ChatError.emailTaken) {
+        try await requireError(ChatError.emailTaken) {
             _ = try await store.createUser(newUser("Other", "SERGEY@example.com"))
         }
         // Case folding covers every alphabet, not only ASCII.
         _ = try await store.createUser(newUser("Сергей", "cyr@example.com"))
-        try await expectError(ChatError.nameTaken) {
+        try await requireError(ChatError.nameTaken) {
             _ = try await store.createUser(newUser("сЕРГЕЙ", "cyr2@example.com"))
         }
     }
@@ -60,21 +55,21 @@ public enum StoreContract {
         let user = try await store.createUser(newUser("Arina", "Arina@Example.com", hash: "stored-hash"))
         for login in ["arina", "ARINA", "arina@example.com"] {
             let found = try await store.credentials(loginKey: User.key(for: login))
-            try await expect(found?.user == user && found?.passwordHash == "stored-hash", "credentials for \(login)")
+            try await require(found?.user == user && found?.passwordHash == "stored-hash", "credentials for \(login)")
         }
-        try await expect(try await store.credentials(loginKey: "nobody") == nil, "no credentials for an unknown login")
+        try await require(try await store.credentials(loginKey: "nobody") == nil, "no credentials for an unknown login")
         try await store.updatePasswordHash("new-hash", for: user.id)
-        try await expect(try await store.credentials(loginKey: "arina")?.passwordHash == "new-hash", "hash updated")
+        try await require(try await store.credentials(loginKey: "arina")?.passwordHash == "new-hash", "hash updated")
     }
 
     static func sessions(_ store: any ChatStore) async throws {
         let user = try await store.createUser(newUser("Vlad", "vlad@example.com"))
-        try await expect(try await store.sessionUser(user.id, tokenID: "t1") == user, "a fresh token has a session")
+        try await require(try await store.sessionUser(user.id, tokenID: "t1") == user, "a fresh token has a session")
         try await store.revokeToken("t1", of: user.id, expiresAt: Date().addingTimeInterval(3600))
         try await store.revokeToken("t1", of: user.id, expiresAt: Date().addingTimeInterval(3600))
-        try await expect(try await store.sessionUser(user.id, tokenID: "t1") == nil, "a revoked token has no session")
-        try await expect(try await store.sessionUser(user.id, tokenID: "t2") == user, "other tokens keep working")
-        try await expect(
+        try await require(try await store.sessionUser(user.id, tokenID: "t1") == nil, "a revoked token has no session")
+        try await require(try await store.sessionUser(user.id, tokenID: "t2") == user, "other tokens keep working")
+        try await require(
             try await store.sessionUser(UserID(999_999), tokenID: "t3") == nil, "a missing user has no session")
     }
 
@@ -85,20 +80,20 @@ public enum StoreContract {
         let names = { (prefix: String, limit: Int) in
             try await store.users(nameKeyPrefix: User.key(for: prefix), limit: limit).map(\.name)
         }
-        try await expect(
+        try await require(
             try await names("al", 10) == ["al%ce", "al_x", "albert", "alice", "Alina"], "prefix al, by name")
-        try await expect(try await names("AL", 2) == ["al%ce", "al_x"], "limit applies")
-        try await expect(try await names("al%", 10) == ["al%ce"], "% is not a wildcard")
-        try await expect(try await names("al_", 10) == ["al_x"], "_ is not a wildcard")
-        try await expect(try await names("zzz", 10).isEmpty, "no match")
+        try await require(try await names("AL", 2) == ["al%ce", "al_x"], "limit applies")
+        try await require(try await names("al%", 10) == ["al%ce"], "% is not a wildcard")
+        try await require(try await names("al_", 10) == ["al_x"], "_ is not a wildcard")
+        try await require(try await names("zzz", 10).isEmpty, "no match")
     }
 
     static func adminRights(_ store: any ChatStore) async throws {
         let user = try await store.createUser(newUser("Admin", "admin@example.com"))
-        try await expect(!user.isAdmin, "users start without admin rights")
-        try await expect(try await store.setAdmin(true, nameKey: "admin")?.isAdmin == true, "granted")
-        try await expect(try await store.setAdmin(false, nameKey: "admin")?.isAdmin == false, "revoked")
-        try await expect(try await store.setAdmin(true, nameKey: "nobody") == nil, "unknown name")
+        try await require(!user.isAdmin, "users start without admin rights")
+        try await require(try await store.setAdmin(true, nameKey: "admin")?.isAdmin == true, "granted")
+        try await require(try await store.setAdmin(false, nameKey: "admin")?.isAdmin == false, "revoked")
+        try await require(try await store.setAdmin(true, nameKey: "nobody") == nil, "unknown name")
     }
 
     // MARK: Chats
@@ -106,41 +101,41 @@ public enum StoreContract {
     static func creatorIsFirstMember(_ store: any ChatStore) async throws {
         let creator = try await store.createUser(newUser("Creator", "creator@example.com"))
         let chat = try await store.createChat(name: "Team", type: .group, creator: creator.id)
-        try await expect(
+        try await require(
             chat.name == "Team" && chat.type == .group && chat.creatorID == creator.id && chat.lastSeq == 0, "chat")
         let members = try await store.members(of: chat.id)
-        try await expect(
+        try await require(
             members == [ChatMember(userID: creator.id, name: "Creator", readSeq: 0)], "creator is the member")
-        try await expect(try await store.chat(chat.id, member: creator.id) == chat, "visible to its member")
+        try await require(try await store.chat(chat.id, member: creator.id) == chat, "visible to its member")
     }
 
     static func membershipRules(_ store: any ChatStore) async throws {
         let (creator, other, third) = try await threeUsers(store)
         let outsider = try await store.createUser(newUser("Outsider", "outsider@example.com"))
         let group = try await store.createChat(name: "Group", type: .group, creator: creator.id)
-        try await expect(try await store.chat(group.id, member: outsider.id) == nil, "invisible to non-members")
-        try await expectError(ChatError.chatNotFound) { try await store.addMember(other.id, to: ChatID(999_999)) }
-        try await expectError(ChatError.userNotFound) { try await store.addMember(UserID(999_999), to: group.id) }
+        try await require(try await store.chat(group.id, member: outsider.id) == nil, "invisible to non-members")
+        try await requireError(ChatError.chatNotFound) { try await store.addMember(other.id, to: ChatID(999_999)) }
+        try await requireError(ChatError.userNotFound) { try await store.addMember(UserID(999_999), to: group.id) }
         try await store.addMember(other.id, to: group.id)
         try await store.addMember(third.id, to: group.id)
-        try await expectError(ChatError.alreadyMember) { try await store.addMember(other.id, to: group.id) }
-        try await expect(
+        try await requireError(ChatError.alreadyMember) { try await store.addMember(other.id, to: group.id) }
+        try await require(
             try await store.members(of: group.id).map(\.userID) == [creator.id, other.id, third.id], "joined order")
 
         let pair = try await store.createChat(name: "Pair", type: .private, creator: creator.id)
         try await store.addMember(other.id, to: pair.id)
-        try await expectError(ChatError.privateChatFull) { try await store.addMember(third.id, to: pair.id) }
+        try await requireError(ChatError.privateChatFull) { try await store.addMember(third.id, to: pair.id) }
 
         try await store.removeMember(third.id, from: group.id)
-        try await expectError(ChatError.notAMember) { try await store.removeMember(third.id, from: group.id) }
-        try await expect(try await store.chat(group.id, member: third.id) == nil, "removed members lose access")
+        try await requireError(ChatError.notAMember) { try await store.removeMember(third.id, from: group.id) }
+        try await require(try await store.chat(group.id, member: third.id) == nil, "removed members lose access")
 
         // A new member's marker starts at the chat's end, so history does not turn unread.
         _ = try await store.appendMessage(NewMessage(chatID: group.id, senderID: creator.id, clientID: "a", text: "a"))
         _ = try await store.appendMessage(NewMessage(chatID: group.id, senderID: other.id, clientID: "b", text: "b"))
         try await store.addMember(outsider.id, to: group.id)
         let joined = try await store.members(of: group.id).first { $0.userID == outsider.id }
-        try await expect(joined?.readSeq == 2, "new member's marker is at the end")
+        try await require(joined?.readSeq == 2, "new member's marker is at the end")
     }
 
     static func concurrentPrivateAdds(_ store: any ChatStore) async throws {
@@ -163,8 +158,8 @@ public enum StoreContract {
             }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-        try await expect(successes == 1, "exactly one concurrent add succeeds (got \(successes))")
-        try await expect(try await store.members(of: chat.id).count == 2, "the private chat has two members")
+        try await require(successes == 1, "exactly one concurrent add succeeds (got \(successes))")
+        try await require(try await store.members(of: chat.id).count == 2, "the private chat has two members")
     }
 
     // MARK: Messages
@@ -177,23 +172,23 @@ public enum StoreContract {
         for (index, sender) in [creator, other, creator].enumerated() {
             let appended = try await store.appendMessage(
                 NewMessage(chatID: chat.id, senderID: sender.id, clientID: "s\(index)", text: "hello \(index)"))
-            try await expect(!appended.duplicate && appended.message.chatID == chat.id, "stored")
+            try await require(!appended.duplicate && appended.message.chatID == chat.id, "stored")
             seqs.append(appended.message.seq)
         }
-        try await expect(seqs == [1, 2, 3], "seqs are 1, 2, 3 (got \(seqs))")
-        try await expect(try await store.chat(chat.id, member: creator.id)?.lastSeq == 3, "last_seq follows")
+        try await require(seqs == [1, 2, 3], "seqs are 1, 2, 3 (got \(seqs))")
+        try await require(try await store.chat(chat.id, member: creator.id)?.lastSeq == 3, "last_seq follows")
         let markers = Dictionary(
             uniqueKeysWithValues: try await store.members(of: chat.id).map { ($0.userID, $0.readSeq) })
-        try await expect(markers[creator.id] == 3 && markers[other.id] == 2, "senders' markers follow their sends")
-        try await expectError(ChatError.notAMember) {
+        try await require(markers[creator.id] == 3 && markers[other.id] == 2, "senders' markers follow their sends")
+        try await requireError(ChatError.notAMember) {
             _ = try await store.appendMessage(
                 NewMessage(chatID: chat.id, senderID: outsider.id, clientID: "x", text: "x"))
         }
-        try await expectError(ChatError.notAMember) {
+        try await requireError(ChatError.notAMember) {
             _ = try await store.appendMessage(
                 NewMessage(chatID: ChatID(999_999), senderID: creator.id, clientID: "y", text: "y"))
         }
-        try await expect(
+        try await require(
             try await store.chat(chat.id, member: creator.id)?.lastSeq == 3, "refused sends consume no seq")
     }
 
@@ -205,19 +200,19 @@ public enum StoreContract {
             NewMessage(chatID: chat.id, senderID: creator.id, clientID: "c1", text: "one"))
         let again = try await store.appendMessage(
             NewMessage(chatID: chat.id, senderID: creator.id, clientID: "c1", text: "changed"))
-        try await expect(again.duplicate && again.message == first.message, "a retry returns the original")
+        try await require(again.duplicate && again.message == first.message, "a retry returns the original")
         let elsewhere = try await store.appendMessage(
             NewMessage(chatID: other.id, senderID: creator.id, clientID: "c1", text: "x"))
-        try await expect(
+        try await require(
             elsewhere.duplicate && elsewhere.message == first.message, "client ids are unique per sender, forever")
         let next = try await store.appendMessage(
             NewMessage(chatID: chat.id, senderID: creator.id, clientID: "c2", text: "two"))
-        try await expect(next.message.seq == 2, "duplicates consume no seq")
+        try await require(next.message.seq == 2, "duplicates consume no seq")
         let anonymous1 = try await store.appendMessage(
             NewMessage(chatID: chat.id, senderID: creator.id, clientID: nil, text: "n"))
         let anonymous2 = try await store.appendMessage(
             NewMessage(chatID: chat.id, senderID: creator.id, clientID: nil, text: "n"))
-        try await expect(
+        try await require(
             !anonymous1.duplicate && !anonymous2.duplicate && anonymous2.message.seq == 4, "no client id, no dedupe")
     }
 
@@ -239,9 +234,9 @@ public enum StoreContract {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        try await expect(seqs.sorted() == Array(1...Int64(3 * perSender)), "every seq once, no gaps")
+        try await require(seqs.sorted() == Array(1...Int64(3 * perSender)), "every seq once, no gaps")
         let history = try await store.messages(in: chat.id, .offset(0, limit: 1000))
-        try await expect(history.map(\.seq) == Array(1...Int64(3 * perSender)), "history holds them in order")
+        try await require(history.map(\.seq) == Array(1...Int64(3 * perSender)), "history holds them in order")
     }
 
     static func racedDuplicates(_ store: any ChatStore) async throws {
@@ -256,9 +251,9 @@ public enum StoreContract {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        try await expect(Set(results.map(\.message.id)).count == 1, "one message id for every racer")
-        try await expect(results.filter { !$0.duplicate }.count == 1, "exactly one racer stored it")
-        try await expect(try await store.chat(chat.id, member: creator.id)?.lastSeq == 1, "one seq consumed")
+        try await require(Set(results.map(\.message.id)).count == 1, "one message id for every racer")
+        try await require(results.filter { !$0.duplicate }.count == 1, "exactly one racer stored it")
+        try await require(try await store.chat(chat.id, member: creator.id)?.lastSeq == 1, "one seq consumed")
     }
 
     static func historyPaging(_ store: any ChatStore) async throws {
@@ -269,13 +264,13 @@ public enum StoreContract {
                 NewMessage(chatID: chat.id, senderID: creator.id, clientID: "h\(index)", text: "\(index)"))
         }
         let seqs = { (query: HistoryQuery) in try await store.messages(in: chat.id, query).map(\.seq) }
-        try await expect(try await seqs(.offset(0, limit: 10)) == Array(1...10), "first page")
-        try await expect(try await seqs(.offset(20, limit: 10)) == Array(21...25), "last page")
-        try await expect(try await seqs(.offset(25, limit: 10)).isEmpty, "past the end")
-        try await expect(try await seqs(.before(seq: 26, limit: 5)) == Array(21...25), "latest page")
-        try await expect(try await seqs(.before(seq: 3, limit: 5)) == [1, 2], "before the start")
-        try await expect(try await seqs(.after(seq: 22, limit: 5)) == [23, 24, 25], "after a cursor")
-        try await expect(try await store.messages(in: ChatID(999_999), .offset(0, limit: 5)).isEmpty, "unknown chat")
+        try await require(try await seqs(.offset(0, limit: 10)) == Array(1...10), "first page")
+        try await require(try await seqs(.offset(20, limit: 10)) == Array(21...25), "last page")
+        try await require(try await seqs(.offset(25, limit: 10)).isEmpty, "past the end")
+        try await require(try await seqs(.before(seq: 26, limit: 5)) == Array(21...25), "latest page")
+        try await require(try await seqs(.before(seq: 3, limit: 5)) == [1, 2], "before the start")
+        try await require(try await seqs(.after(seq: 22, limit: 5)) == [23, 24, 25], "after a cursor")
+        try await require(try await store.messages(in: ChatID(999_999), .offset(0, limit: 5)).isEmpty, "unknown chat")
     }
 
     static func summaries(_ store: any ChatStore) async throws {
@@ -288,15 +283,15 @@ public enum StoreContract {
         _ = try await store.appendMessage(NewMessage(chatID: pair.id, senderID: b.id, clientID: "3", text: "there?"))
 
         let forA = try await store.chatSummaries(for: a.id)
-        try await expect(forA.map(\.chat.id) == [pair.id, quiet.id], "newest activity first")
+        try await require(forA.map(\.chat.id) == [pair.id, quiet.id], "newest activity first")
         let pairForA = forA[0]
-        try await expect(pairForA.lastMessage?.text == "there?" && pairForA.lastMessage?.seq == 3, "last message")
-        try await expect(pairForA.unreadCount == 2 && pairForA.readSeq == 1, "a has two unread")
-        try await expect(!pairForA.isLastMessageRead, "a has not read b's last message")
-        try await expect(forA[1].lastMessage == nil && forA[1].unreadCount == 0, "an empty chat")
+        try await require(pairForA.lastMessage?.text == "there?" && pairForA.lastMessage?.seq == 3, "last message")
+        try await require(pairForA.unreadCount == 2 && pairForA.readSeq == 1, "a has two unread")
+        try await require(!pairForA.isLastMessageRead, "a has not read b's last message")
+        try await require(forA[1].lastMessage == nil && forA[1].unreadCount == 0, "an empty chat")
 
         let pairForB = try await store.chatSummaries(for: b.id).first { $0.chat.id == pair.id }
-        try await expect(pairForB?.unreadCount == 0, "b sent last, so b has nothing unread")
+        try await require(pairForB?.unreadCount == 0, "b sent last, so b has nothing unread")
     }
 
     static func chatDetails(_ store: any ChatStore) async throws {
@@ -307,10 +302,10 @@ public enum StoreContract {
         try await store.addMember(c.id, to: first.id)
         try await store.addMember(a.id, to: second.id)
         let details = try await store.chatDetails(for: a.id)
-        try await expect(details.map(\.chat.id) == [first.id, second.id], "both chats, by id")
-        try await expect(details[0].members.map(\.userID) == [a.id, b.id, c.id], "members in joined order")
-        try await expect(details[1].members.map(\.userID) == [b.id, a.id], "the private chat's members")
-        try await expect(try await store.chatDetails(for: c.id).map(\.chat.id) == [first.id], "only c's chats")
+        try await require(details.map(\.chat.id) == [first.id, second.id], "both chats, by id")
+        try await require(details[0].members.map(\.userID) == [a.id, b.id, c.id], "members in joined order")
+        try await require(details[1].members.map(\.userID) == [b.id, a.id], "the private chat's members")
+        try await require(try await store.chatDetails(for: c.id).map(\.chat.id) == [first.id], "only c's chats")
     }
 
     static func readMarkers(_ store: any ChatStore) async throws {
@@ -321,13 +316,14 @@ public enum StoreContract {
             _ = try await store.appendMessage(
                 NewMessage(chatID: chat.id, senderID: a.id, clientID: "r\(index)", text: "t"))
         }
-        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 3) == 3, "moves forward")
-        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 2) == nil, "never back")
-        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 3) == nil, "unchanged")
-        try await expect(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 99) == 5, "not past the last seq")
+        try await require(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 3) == 3, "moves forward")
+        try await require(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 2) == nil, "never back")
+        try await require(try await store.advanceReadMarker(of: b.id, in: chat.id, to: 3) == nil, "unchanged")
+        try await require(
+            try await store.advanceReadMarker(of: b.id, in: chat.id, to: 99) == 5, "not past the last seq")
         let marker = try await store.members(of: chat.id).first { $0.userID == b.id }?.readSeq
-        try await expect(marker == 5, "stored")
-        try await expectError(ChatError.notAMember) {
+        try await require(marker == 5, "stored")
+        try await requireError(ChatError.notAMember) {
             _ = try await store.advanceReadMarker(of: outsider.id, in: chat.id, to: 1)
         }
     }
@@ -339,24 +335,25 @@ public enum StoreContract {
         let stored = try await store.appendMessage(
             NewMessage(chatID: chat.id, senderID: user.id, clientID: "q'\"", text: tricky))
         let read = try await store.messages(in: chat.id, .offset(0, limit: 1)).first
-        try await expect(read?.text == tricky && read?.clientID == "q'\"" && read == stored.message, "text round-trips")
-        try await expect(
+        try await require(
+            read?.text == tricky && read?.clientID == "q'\"" && read == stored.message, "text round-trips")
+        try await require(
             try await store.chat(chat.id, member: user.id)?.name == "Robert'); DROP TABLE chats;--", "chat name")
-        try await expect(
+        try await require(
             try await store.credentials(loginKey: User.key(for: "O'Brien \"; --"))?.user.id == user.id, "user name")
     }
 
     static func migrationsRoundTrip(_ store: any ChatStore) async throws {
         let applied = try await store.migrationStatus()
-        try await expect(!applied.isEmpty && applied.allSatisfy { $0.appliedAt != nil }, "all applied")
-        try await expect(try await store.migrateUp().isEmpty, "applying again does nothing")
+        try await require(!applied.isEmpty && applied.allSatisfy { $0.appliedAt != nil }, "all applied")
+        try await require(try await store.migrateUp().isEmpty, "applying again does nothing")
         let reverted = try await store.migrateDown(steps: applied.count)
-        try await expect(
+        try await require(
             reverted.map(\.version) == applied.map(\.migration.version).reversed(), "reverted newest first")
-        try await expect(try await store.migrationStatus().allSatisfy { $0.appliedAt == nil }, "all pending")
-        try await expect(try await store.migrateUp().count == applied.count, "applied again")
+        try await require(try await store.migrationStatus().allSatisfy { $0.appliedAt == nil }, "all pending")
+        try await require(try await store.migrateUp().count == applied.count, "applied again")
         let user = try await store.createUser(newUser("After", "after@example.com"))
-        try await expect(user.name == "After", "the schema works after a round trip")
+        try await require(user.name == "After", "the schema works after a round trip")
     }
 
     static func counts(_ store: any ChatStore) async throws {
@@ -368,7 +365,7 @@ public enum StoreContract {
                 NewMessage(chatID: chat.id, senderID: a.id, clientID: "k\(index)", text: "k"))
         }
         let counts = try await store.counts()
-        try await expect(counts == StoreCounts(users: 3, chats: 1, members: 2, messages: 4), "counts \(counts)")
+        try await require(counts == StoreCounts(users: 3, chats: 1, members: 2, messages: 4), "counts \(counts)")
     }
 
     // MARK: Helpers
@@ -383,25 +380,5 @@ public enum StoreContract {
             try await store.createUser(newUser("Second", "second@example.com")),
             try await store.createUser(newUser("Third", "third@example.com"))
         )
-    }
-
-    static func expect(
-        _ condition: @autoclosure () async throws -> Bool, _ what: String, file: StaticString = #fileID,
-        line: UInt = #line
-    ) async throws {
-        guard try await condition() else { throw ContractFailure(description: "\(file):\(line): \(what)") }
-    }
-
-    static func expectError(
-        _ expected: ChatError, file: StaticString = #fileID, line: UInt = #line, _ body: () async throws -> Void
-    ) async throws {
-        do {
-            try await body()
-        } catch let error as ChatError where error == expected {
-            return
-        } catch {
-            throw ContractFailure(description: "\(file):\(line): expected \(expected), got \(error)")
-        }
-        throw ContractFailure(description: "\(file):\(line): expected \(expected), got success")
     }
 }

@@ -1,5 +1,5 @@
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import NIOCore
 
@@ -54,12 +54,14 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let components = try await ChatComponents(config: config, store: store, logger: logger)
     let router = buildRouter(components)
-    let webSocket = WebSocketServerConfiguration(
-        maxFrameSize: config.webSocket.maxFrameBytes, autoPing: .enabled(timePeriod: config.webSocket.pingInterval),
-        validateUTF8: true)
+    let upgradeRouter = router.buildResponder()
+    let webSocket = WebSocketUpgradeChannel.Configuration(
+        maxFrameSize: config.webSocket.maxFrameBytes, pingInterval: config.webSocket.pingInterval)
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: webSocket)),
+        server: HTTPServerBuilder { responder in
+            WebSocketUpgradeChannel(responder: responder, upgradeRouter: upgradeRouter, configuration: webSocket)
+        },
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
         services: [store, components.hub],
         onServerRunning: { channel in

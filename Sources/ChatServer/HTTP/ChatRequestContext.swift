@@ -1,20 +1,18 @@
 import Hummingbird
-import HummingbirdWebSocket
 
 /// The request context of every route. ``AuthMiddleware`` fills in ``session`` when the
 /// request carries a valid token.
-public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
+public struct ChatRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    /// Where the WebSocket upgrade of `GET /ws` hands over to its handler.
-    public let webSocket: WebSocketHandlerReference<Self>
     /// The caller's session, if the request was authenticated.
     public var session: Session?
     /// How the session's token arrived.
     public var credentialSource: CredentialSource?
+    /// Set while a WebSocket handshake is evaluated: where `GET /ws` leaves the session to run.
+    var upgrade: WebSocketUpgradeSlot?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
     }
 }
 

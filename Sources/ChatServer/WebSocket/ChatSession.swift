@@ -1,9 +1,9 @@
 import ChatProtocol
 import Foundation
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
+import WSCore
 
 /// One WebSocket connection: sends `ready`, then reads client frames and writes server
 /// frames until either side closes. The reader and the writer are the two tasks of one task
@@ -151,10 +151,19 @@ private struct FrameReader {
             return
         }
         try requireFollowing(chat)
-        let appended = try await session.chats.send(to: chat, from: user, clientID: clientID, text: text)
+        hub.sendStarted(connection, clientID: clientID, in: chat)
+        let appended: AppendedMessage
+        do {
+            appended = try await session.chats.send(to: chat, from: user, clientID: clientID, text: text)
+        } catch {
+            hub.sendEnded(connection, clientID: clientID, in: chat)
+            throw error
+        }
         if appended.duplicate {
+            hub.sendEnded(connection, clientID: clientID, in: chat)
             reply(.ack(clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: true))
         } else if !hub.publish(ChatHub.Publication(appended.message, origin: (connection.id, clientID))) {
+            // The connection stopped following the chat meanwhile: it still learns its send is stored.
             reply(.ack(clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: false))
         }
     }

@@ -1,15 +1,14 @@
 import ChatProtocol
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 
-/// `GET /ws`: upgrades an authenticated request to a WebSocket and runs a ``ChatSession``.
+/// `GET /ws`: accepts a WebSocket handshake from an authenticated user and runs a
+/// ``ChatSession`` on the connection.
 ///
-/// The upgrade is refused before it happens, with the API's usual error bodies: 401 without
-/// a valid token, 403 when a cookie-authenticated request comes from a foreign `Origin`, 404
-/// for a `chat_id` the user is not in, 429 over the per-user connection limit, 426 for a
-/// request that is not a WebSocket handshake.
+/// A refused handshake gets the API's usual error: 401 without a valid token, 403 when a
+/// cookie-authenticated request comes from a foreign `Origin`, 404 for a `chat_id` the user is
+/// not in, 429 over the per-user connection limit, 426 for a request that is not a handshake.
 struct WebSocketController {
     let chats: ChatService
     let hub: ChatHub
@@ -18,36 +17,46 @@ struct WebSocketController {
     let logger: Logger
 
     func addRoutes(to group: RouterGroup<ChatRequestContext>) {
-        group.ws("/ws", shouldUpgrade: shouldUpgrade) { inbound, outbound, context in
-            guard let session = context.requestContext.session else { return }
-            let chatSession = ChatSession(
-                session: session, narrowedTo: try? Self.narrowedChat(context.request), chats: chats, hub: hub,
-                settings: settings, logger: logger)
-            try await chatSession.run(inbound: inbound, outbound: outbound)
-        }
+        group.get("/ws", use: open)
     }
 
-    @Sendable func shouldUpgrade(_ request: Request, context: ChatRequestContext) async throws -> RouterShouldUpgrade {
+    @Sendable func open(request: Request, context: ChatRequestContext) async throws -> Response {
         guard let session = context.session else { throw ChatError.notAuthenticated }
         if context.credentialSource == .cookie {
             guard let origin = request.headers[.origin],
                 originPolicy.isAllowed(origin: origin, host: request.head.authority)
             else { throw OriginPolicy.crossSite }
         }
-        guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+        guard Self.isHandshake(request) else {
             throw APIError(
                 status: .upgradeRequired, code: "upgrade_required", message: "Open this URL as a WebSocket.",
                 headers: [.upgrade: "websocket"])
         }
-        if let chat = try Self.narrowedChat(request) {
-            _ = try await chats.details(of: chat, viewer: session.user.id)
+        let narrowedTo = try Self.narrowedChat(request)
+        if let narrowedTo {
+            _ = try await chats.details(of: narrowedTo, viewer: session.user.id)
         }
         guard hub.connections(of: session.user.id).count < settings.connectionsPerUser else {
             throw APIError(
                 status: .tooManyRequests, code: "too_many_connections",
                 message: "At most \(settings.connectionsPerUser) connections per user; close one first.")
         }
-        return .upgrade([:])
+        guard let slot = context.upgrade else {
+            // A handshake that is not a connection's first request cannot be upgraded: send the
+            // client to open a new connection for it.
+            return Response(
+                status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
+        }
+        let chatSession = ChatSession(
+            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, settings: settings, logger: logger)
+        slot.accept { inbound, outbound, _ in
+            try await chatSession.run(inbound: inbound, outbound: outbound)
+        }
+        return Response(status: .ok)
+    }
+
+    private static func isHandshake(_ request: Request) -> Bool {
+        request.headers[.upgrade]?.lowercased() == "websocket" && request.headers[.secWebSocketKey] != nil
     }
 
     /// The chat a `?chat_id=` narrows the connection to.

@@ -193,6 +193,20 @@ public final class ChatHub: Service {
         }
     }
 
+    /// Notes that `connection` is storing a message with `clientID`, before it asks the store.
+    /// Every call is followed by ``publish(_:)`` of the stored message or by
+    /// ``sendEnded(_:clientID:in:)``.
+    public func sendStarted(_ connection: ChatConnection, clientID: String, in chat: ChatID) {
+        let key = SendKey(sender: connection.userID, clientID: clientID)
+        shard(chat).state.withLock { $0.sendStarted(key, by: connection.id, in: chat) }
+    }
+
+    /// Ends a send that will not be published: it failed, or it was a duplicate.
+    public func sendEnded(_ connection: ChatConnection, clientID: String, in chat: ChatID) {
+        let key = SendKey(sender: connection.userID, clientID: clientID)
+        shard(chat).state.withLock { $0.sendEnded(key, by: connection.id, in: chat) }
+    }
+
     // MARK: Catching up
 
     /// Holds the connection's live frames for `chat` while it catches up from the store.
@@ -349,9 +363,42 @@ private final class Channel {
     /// Messages that arrived before a lower `seq`, by `seq`.
     var pending: [Int64: ChatHub.Publication] = [:]
     var gapFillRequested = false
+    /// Sends on this node that are being stored, by sender and client id: if a gap fill
+    /// delivers one of them first, its connection still gets its `ack` in order.
+    var sendsInFlight: [SendKey: Set<ConnectionID>] = [:]
+    /// Sends whose `ack` a gap fill delivered, and to which connection.
+    var ackedByGapFill: [SendKey: ConnectionID] = [:]
 
     init(top: Int64) {
         self.top = top
+    }
+
+    /// For a message read from the store: the connection that is still storing it, and its
+    /// `ack`, when exactly one connection here sent that client id.
+    func ackForGapFill(of message: Message) -> (id: ConnectionID, ackFrame: ByteBuffer)? {
+        guard let key = SendKey(message), let senders = sendsInFlight[key], senders.count == 1,
+            let sender = senders.first
+        else { return nil }
+        sendsInFlight[key] = nil
+        ackedByGapFill[key] = sender
+        let payload = MessagePayload(message, isRead: false)
+        return (sender, FrameEncoding.encode(.ack(clientID: key.clientID, message: payload, duplicate: false)))
+    }
+}
+
+/// A send, identified as the store deduplicates it.
+struct SendKey: Hashable {
+    let sender: UserID
+    let clientID: String
+
+    init(sender: UserID, clientID: String) {
+        self.sender = sender
+        self.clientID = clientID
+    }
+
+    init?(_ message: Message) {
+        guard let clientID = message.clientID else { return nil }
+        self.init(sender: message.senderID, clientID: clientID)
     }
 }
 
@@ -407,28 +454,59 @@ private struct ShardState {
         guard let channel = channels[chat], let subscription = channel.subscribers.removeValue(forKey: connection)
         else { return }
         subscription.connection.untrack(chat)
+        for (key, senders) in channel.sendsInFlight where senders.contains(connection) {
+            channel.sendsInFlight[key]?.remove(connection)
+        }
+        channel.ackedByGapFill = channel.ackedByGapFill.filter { $0.value != connection }
         if channel.subscribers.isEmpty { channels[chat] = nil }
     }
 
     /// Delivers the publication and whatever it unblocks, in `seq` order.
-    /// - Returns: whether the sending connection will get its `ack` from the hub, and whether
-    ///   a gap fill should be requested.
+    /// - Returns: whether the sending connection gets its `ack` from the hub, and whether a
+    ///   gap fill should be requested.
     func publish(_ publication: ChatHub.Publication, heldLimit: Int) -> (originAcked: Bool, needsGapFill: Bool) {
         guard let channel = channels[publication.message.chatID] else { return (false, false) }
         let seq = publication.message.seq
-        guard seq > channel.top, channel.pending[seq] == nil else { return (false, false) }
-        let originAcked = publication.origin.map { channel.subscribers[$0.id] != nil } ?? false
+        let key = SendKey(publication.message)
+        if let origin = publication.origin, let key {
+            channel.sendsInFlight[key]?.remove(origin.id)
+            if channel.sendsInFlight[key]?.isEmpty == true { channel.sendsInFlight[key] = nil }
+            if seq <= channel.top {
+                // A gap fill delivered it first, with the ack if this was the only sender.
+                return (channel.ackedByGapFill.removeValue(forKey: key) == origin.id, false)
+            }
+        }
+        guard seq > channel.top else { return (false, false) }
+        if let queued = channel.pending[seq], queued.origin != nil || publication.origin == nil {
+            return (false, false)
+        }
+        // Queued, or replacing a copy from the store: the local one carries the ack.
         channel.pending[seq] = publication
+        let originAcked = publication.origin.map { channel.subscribers[$0.id] != nil } ?? false
         while let next = channel.pending.removeValue(forKey: channel.top + 1) {
             channel.top += 1
+            let ack = next.origin ?? channel.ackForGapFill(of: next.message)
             for (id, subscription) in channel.subscribers {
-                let frame = next.origin?.id == id ? (next.origin?.ackFrame ?? next.frame) : next.frame
-                subscription.deliver(frame, seq: next.message.seq, heldLimit: heldLimit)
+                subscription.deliver(
+                    ack?.id == id ? ack?.ackFrame ?? next.frame : next.frame, seq: next.message.seq,
+                    heldLimit: heldLimit)
             }
         }
         let needsGapFill = !channel.pending.isEmpty && !channel.gapFillRequested
         if needsGapFill { channel.gapFillRequested = true }
         return (originAcked, needsGapFill)
+    }
+
+    /// Notes a send being stored, so that a gap fill can ack it.
+    func sendStarted(_ key: SendKey, by connection: ConnectionID, in chat: ChatID) {
+        channels[chat]?.sendsInFlight[key, default: []].insert(connection)
+    }
+
+    /// Forgets a send that will not be published (it failed, or was a duplicate).
+    func sendEnded(_ key: SendKey, by connection: ConnectionID, in chat: ChatID) {
+        guard let channel = channels[chat] else { return }
+        channel.sendsInFlight[key]?.remove(connection)
+        if channel.sendsInFlight[key]?.isEmpty == true { channel.sendsInFlight[key] = nil }
     }
 
     func broadcast(_ frame: ByteBuffer, to chat: ChatID, excludingUser: UserID?, heldLimit: Int) {

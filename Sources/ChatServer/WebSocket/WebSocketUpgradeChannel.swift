@@ -1,0 +1,182 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+import Synchronization
+@_spi(WSInternal) import WSCore
+
+/// HTTP/1.1 with WebSocket upgrades decided by the router.
+///
+/// It works like hummingbird-websocket's `HTTP1WebSocketUpgradeChannel`, with one difference
+/// that the API needs: a refused upgrade gets the router's own response, so the client learns
+/// the real reason (401, 403, 404, 429 with the usual JSON error body) instead of a bare 400.
+/// A handshake is evaluated by running the router with a ``WebSocketUpgradeSlot`` in the
+/// request context; the `/ws` route fills the slot with the session to run when it accepts.
+/// (NIO's upgrade handler does not pass a refused handshake on to the HTTP pipeline, so the
+/// response computed during the evaluation is the one written.)
+struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
+    /// WebSocket protocol settings of the server side.
+    struct Configuration: Sendable {
+        var maxFrameSize: Int
+        var pingInterval: Duration
+        var closeTimeout: Duration = .seconds(15)
+    }
+
+    /// What a connection turned into after its first request.
+    enum Negotiated: Sendable {
+        case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, WebSocketSession, Logger)
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// A refused handshake, and the response that says why.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, Response)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let negotiated: EventLoopFuture<Negotiated>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let upgradeRouter: RouterResponder<ChatRequestContext>
+    let configuration: Configuration
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            // Carries the handshake's outcome to the upgraded or the HTTP pipeline.
+            let handshake = HandshakeOutcome()
+            let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
+                maxFrameSize: configuration.maxFrameSize,
+                shouldUpgrade: { channel, head in
+                    let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
+                    promise.completeWithTask {
+                        switch try await evaluate(head, channel: channel, logger: logger) {
+                        case .success(let session):
+                            handshake.accepted.accept(session)
+                            return HTTPHeaders()
+                        case .failure(let refusal):
+                            handshake.refuse(refusal.response)
+                            return nil
+                        }
+                    }
+                    return promise.futureResult
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let session = handshake.accepted.session else {
+                            throw ChannelError.inappropriateOperationForState
+                        }
+                        let webSocket = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return .webSocket(webSocket, session, logger)
+                    }
+                })
+            let upgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return handshake.refusal.map { .refused(http, $0) } ?? .http(http)
+                    }
+                })
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(
+                upgradeConfiguration: upgradeConfiguration)
+            pipeline.enablePipelining = false  // NIOAsyncChannel pipelines HTTP itself
+            pipeline.enableErrorHandling = false  // Hummingbird handles errors
+            pipeline.enableResponseHeaderValidation = false  // HTTPTypes validates already
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+                configuration: pipeline)
+            return Value(negotiated: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.negotiated.get() {
+            case .http(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http, let response):
+                try await http.executeThenClose { _, outbound in
+                    var head = response.head
+                    head.headerFields[.connection] = "close"
+                    try await ResponseWriter(outbound: outbound).write(response: head, body: response.body)
+                }
+            case .webSocket(let webSocket, let session, let logger):
+                _ = try await WebSocketHandler.handle(
+                    type: .server,
+                    configuration: .init(
+                        extensions: [], autoPing: .enabled(timePeriod: configuration.pingInterval),
+                        closeTimeout: configuration.closeTimeout, validateUTF8: true,
+                        maxFrameSize: configuration.maxFrameSize),
+                    asyncChannel: webSocket, context: WebSocketSessionContext(logger: logger), handler: session)
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            logger.trace("Connection closed during the upgrade")
+        } catch {
+            logger.debug("Connection ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs the router on a handshake: the session to run when `/ws` accepted it, otherwise the
+    /// router's response.
+    private func evaluate(
+        _ head: HTTPRequestHead, channel: any Channel, logger: Logger
+    ) async throws
+        -> Result<WebSocketSession, Refusal>
+    {
+        let request = Request(
+            head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: ByteBuffer()))
+        var context = ChatRequestContext(source: .init(channel: channel, logger: logger))
+        let slot = WebSocketUpgradeSlot()
+        context.upgrade = slot
+        let response = try await upgradeRouter.respond(to: request, context: context)
+        guard response.status == .ok, let session = slot.session else { return .failure(Refusal(response: response)) }
+        return .success(session)
+    }
+
+    /// A refused handshake's response.
+    struct Refusal: Error {
+        let response: Response
+    }
+}
+
+/// What the evaluation of a connection's handshake decided.
+private final class HandshakeOutcome: Sendable {
+    let accepted = WebSocketUpgradeSlot()
+    private let refused = Mutex<Response?>(nil)
+
+    var refusal: Response? { refused.withLock { $0 } }
+
+    func refuse(_ response: Response) {
+        refused.withLock { $0 = response }
+    }
+}
+
+/// Runs an accepted WebSocket connection.
+typealias WebSocketSession = WebSocketDataHandler<WebSocketSessionContext>
+
+/// The context a WebSocket session runs in.
+struct WebSocketSessionContext: WebSocketContext {
+    let logger: Logger
+}
+
+/// Where the `/ws` route leaves the session to run when it accepts a handshake. Present in the
+/// request context only while a handshake is being evaluated.
+final class WebSocketUpgradeSlot: Sendable {
+    private let accepted = Mutex<WebSocketSession?>(nil)
+
+    var session: WebSocketSession? { accepted.withLock { $0 } }
+
+    func accept(_ session: @escaping WebSocketSession) {
+        accepted.withLock { $0 = session }
+    }
+}

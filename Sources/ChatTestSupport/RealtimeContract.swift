@@ -1,0 +1,349 @@
+import ChatProtocol
+import ChatServer
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import HummingbirdWSClient
+import NIOWebSocket
+
+/// What a real-time check runs against: the REST API of a live server and its port, for
+/// opening real WebSocket connections.
+public struct RealtimeFixture: Sendable {
+    public let api: APITestClient
+    public let port: Int
+
+    public init(api: APITestClient, port: Int) {
+        self.api = api
+        self.port = port
+    }
+
+    /// Opens a WebSocket connection as `user` and waits for `ready`.
+    public func connect(_ user: TestUser, query: String = "") async throws -> ChatWebSocketClient {
+        try await ChatWebSocketClient.connect(port: port, token: user.token, query: query)
+    }
+}
+
+/// A named real-time scenario with real WebSocket clients.
+public struct RealtimeCheck: Sendable, CustomStringConvertible {
+    public let description: String
+    public let run: @Sendable (RealtimeFixture) async throws -> Void
+}
+
+/// The behaviour the WebSocket layer must have on every store: the unit tests run these
+/// checks on SQLite, the integration tests on PostgreSQL.
+public enum RealtimeContract {
+    public static let checks: [RealtimeCheck] = [
+        RealtimeCheck(description: "ready lists chats with positions, markers and presence", run: ready),
+        RealtimeCheck(description: "concurrent senders: every connection sees seq order without gaps", run: ordering),
+        RealtimeCheck(description: "a retried client id is acknowledged as a duplicate, broadcast once", run: retries),
+        RealtimeCheck(description: "a client id raced from two devices is stored once", run: racedDevices),
+        RealtimeCheck(description: "read markers move forward and reach every device", run: readMarkers),
+        RealtimeCheck(description: "presence follows a user's first and last connection", run: presence),
+        RealtimeCheck(description: "membership changes take effect on open connections", run: membership),
+        RealtimeCheck(description: "resume streams what was missed, then live continues", run: resume),
+        RealtimeCheck(description: "admin sync re-follows membership changed behind the hub", run: adminSync),
+        RealtimeCheck(description: "logging out closes the session's sockets with 1008", run: logout),
+    ]
+
+    static func ready(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        try await api.storeMessages(3, in: chat.id, from: alice.id)
+        _ = try await api.store.advanceReadMarker(of: bob.id, in: chat.id, to: 2)
+        let bobSocket = try await fixture.connect(bob)
+        let aliceSocket = try await fixture.connect(alice)
+        let ready = aliceSocket.ready
+        try await require(ready.user == UserPayload(id: alice.id, name: "alice"), "ready names the user")
+        try await require(ready.chats.count == 1 && ready.chats[0].id == chat.id, "ready lists the chat")
+        try await require(ready.chats[0].lastSeq == 3 && ready.chats[0].chatType == .private, "with its position")
+        try await require(
+            ready.chats[0].members == [
+                ReadyMember(userID: alice.id, name: "alice", readSeq: 3, online: true),
+                ReadyMember(userID: bob.id, name: "bob", readSeq: 2, online: true),
+            ], "with every member's marker and presence")
+        try await require(ready.resumeLimit == 1000, "and the resume limit")
+        await aliceSocket.close()
+        await bobSocket.close()
+    }
+
+    static func ordering(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let users = try await [api.user("u0"), api.user("u1"), api.user("u2"), api.user("u3")]
+        let chat = try await api.createChat("Busy", as: users[0])
+        for user in users.dropFirst() { _ = try await api.addUser(user.id, to: chat.id, as: users[0]) }
+        let sockets = try await users.asyncMap { try await fixture.connect($0) } + [fixture.connect(users[0])]
+        let senders = Array(sockets.prefix(3))
+        let perSender = 20
+        // Every sender pipelines all of its messages at once, concurrently with the others.
+        for (index, socket) in senders.enumerated() {
+            for number in 0..<perSender {
+                socket.send(.send(chatID: chat.id, clientID: "s\(index)-\(number)", text: "message \(number)"))
+            }
+        }
+        let total = senders.count * perSender
+        try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for socket in sockets {
+                group.addTask { try await deliveries(total, in: chat.id, on: socket).map(\.seq) }
+            }
+            for try await seqs in group {
+                try await require(
+                    seqs == Array(1...Int64(total)), "each connection sees 1...\(total) in order: \(seqs)")
+            }
+        }
+        for socket in sockets { await socket.close() }
+    }
+
+    static func retries(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let aliceSocket = try await fixture.connect(alice)
+        let bobSocket = try await fixture.connect(bob)
+        aliceSocket.send(.send(chatID: chat.id, clientID: "c1", text: "first"))
+        let first = try await ack(on: aliceSocket)
+        aliceSocket.send(.send(chatID: chat.id, clientID: "c1", text: "retried with other text"))
+        let retry = try await ack(on: aliceSocket)
+        try await require(!first.duplicate && retry.duplicate, "the retry is marked duplicate")
+        try await require(retry.message == first.message && retry.message.text == "first", "with the original message")
+        aliceSocket.send(.send(chatID: chat.id, clientID: "c2", text: "second"))
+        try await require(try await ack(on: aliceSocket).message.seq == 2, "the retry consumed no seq")
+        let received = try await deliveries(2, in: chat.id, on: bobSocket)
+        try await require(received.map(\.clientID) == ["c1", "c2"], "the other member got the message once")
+        await aliceSocket.close()
+        await bobSocket.close()
+    }
+
+    static func racedDevices(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let phone = try await fixture.connect(alice)
+        let laptop = try await fixture.connect(alice)
+        let bobSocket = try await fixture.connect(bob)
+        for round in 0..<5 {
+            phone.send(.send(chatID: chat.id, clientID: "raced-\(round)", text: "from the phone"))
+            laptop.send(.send(chatID: chat.id, clientID: "raced-\(round)", text: "from the laptop"))
+            let (fromPhone, fromLaptop) = (try await ack(on: phone), try await ack(on: laptop))
+            try await require(fromPhone.message == fromLaptop.message, "both devices get the same message")
+            try await require(fromPhone.duplicate != fromLaptop.duplicate, "exactly one of them stored it")
+            try await require(fromPhone.message.seq == Int64(round + 1), "one seq per round")
+        }
+        let received = try await deliveries(5, in: chat.id, on: bobSocket)
+        try await require(received.map(\.seq) == [1, 2, 3, 4, 5], "broadcast once per round")
+        for socket in [phone, laptop, bobSocket] { await socket.close() }
+    }
+
+    static func readMarkers(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        try await api.storeMessages(3, in: chat.id, from: alice.id)
+        let aliceSocket = try await fixture.connect(alice)
+        let bobPhone = try await fixture.connect(bob)
+        let bobLaptop = try await fixture.connect(bob)
+        bobPhone.send(.read(chatID: chat.id, seq: 2))
+        let expected = ServerFrame.read(chatID: chat.id, userID: bob.id, seq: 2)
+        try await require(try await aliceSocket.next(.read) == expected, "the sender learns of the read")
+        try await require(try await bobLaptop.next(.read) == expected, "the reader's other device too")
+        bobPhone.send(.read(chatID: chat.id, seq: 1))
+        bobPhone.send(.read(chatID: chat.id, seq: 99))
+        let clamped = ServerFrame.read(chatID: chat.id, userID: bob.id, seq: 3)
+        try await require(try await aliceSocket.next(.read) == clamped, "never back, never past the last seq")
+        let history = try await api.send(.get, "/history/\(chat.id)", as: alice)
+            .decode([MessagePayload].self, expecting: .ok)
+        try await require(history.map(\.isRead) == [true, true, true], "history shows the messages read")
+        for socket in [aliceSocket, bobPhone, bobLaptop] { await socket.close() }
+    }
+
+    static func presence(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let aliceSocket = try await fixture.connect(alice)
+        let bobPhone = try await fixture.connect(bob)
+        try await require(
+            try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: true), "bob came online")
+        let bobLaptop = try await fixture.connect(bob)
+        await bobPhone.close()
+        await bobLaptop.close()
+        // Had the second device or the first close announced anything, it would come first.
+        try await require(
+            try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: false),
+            "bob went offline when his last connection closed")
+        await aliceSocket.close()
+    }
+
+    static func membership(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, carol) = (try await api.user("alice"), try await api.user("bob"), try await api.user("carol"))
+        let chat = try await api.createChat("Team", as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let aliceSocket = try await fixture.connect(alice)
+        let bobSocket = try await fixture.connect(bob)
+        let carolSocket = try await fixture.connect(carol)
+        aliceSocket.send(.send(chatID: chat.id, clientID: "before", text: "before carol"))
+        _ = try await ack(on: aliceSocket)
+
+        _ = try await api.addUser(carol.id, to: chat.id, as: alice)
+        guard case .memberAdded(let chatID, let userID, let added?) = try await carolSocket.next(.memberAdded) else {
+            throw ContractFailure(description: "carol got no member_added with the chat")
+        }
+        try await require(chatID == chat.id && userID == carol.id && added.lastSeq == 1, "carol follows from seq 1")
+        try await require(
+            try await bobSocket.next(.memberAdded) == .memberAdded(chatID: chat.id, userID: carol.id, chat: nil),
+            "members learn of carol")
+        aliceSocket.send(.send(chatID: chat.id, clientID: "after", text: "welcome carol"))
+        try await require(try await deliveries(1, in: chat.id, on: carolSocket).map(\.seq) == [2], "carol receives")
+
+        _ = try await api.removeUser(bob.id, from: chat.id, as: alice)
+        let removed = ServerFrame.memberRemoved(chatID: chat.id, userID: bob.id)
+        try await require(try await carolSocket.next(.memberRemoved) == removed, "members learn of bob leaving")
+        aliceSocket.send(.send(chatID: chat.id, clientID: "gone", text: "bob cannot see this"))
+        try await require(try await deliveries(1, in: chat.id, on: carolSocket).map(\.seq) == [3], "the chat goes on")
+        bobSocket.send(.send(chatID: chat.id, clientID: "late", text: "hello?"))
+        let afterRemoval = try await frames(on: bobSocket, until: .error)
+        try await require(
+            afterRemoval.compactMap(\.message).allSatisfy { $0.seq <= 2 }, "bob receives nothing after his removal")
+        try await require(afterRemoval.contains(removed), "bob was told he was removed")
+        try await require(
+            afterRemoval.last == .error(code: "not_a_member", message: ChatError.notAMember.message, ref: "late"),
+            "bob's send is refused")
+        for socket in [aliceSocket, bobSocket, carolSocket] { await socket.close() }
+    }
+
+    static func resume(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let aliceSocket = try await fixture.connect(alice)
+        var bobSocket = try await fixture.connect(bob)
+        for number in 1...3 { aliceSocket.send(.send(chatID: chat.id, clientID: "a\(number)", text: "\(number)")) }
+        try await require(try await deliveries(3, in: chat.id, on: bobSocket).map(\.seq) == [1, 2, 3], "online")
+        _ = try await deliveries(3, in: chat.id, on: aliceSocket)
+        await bobSocket.close()
+        for number in 4...6 {
+            aliceSocket.send(.send(chatID: chat.id, clientID: "a\(number)", text: "\(number)"))
+            _ = try await ack(on: aliceSocket)
+        }
+        bobSocket = try await fixture.connect(bob)
+        try await require(bobSocket.ready.chats.first?.lastSeq == 6, "ready says where live delivery starts")
+        bobSocket.send(.resume(chatID: chat.id, afterSeq: 3))
+        // A live message racing the resume must come after the missed ones, exactly once.
+        aliceSocket.send(.send(chatID: chat.id, clientID: "a7", text: "7"))
+        let seqs = try await deliveries(4, in: chat.id, on: bobSocket).map(\.seq)
+        try await require(seqs == [4, 5, 6, 7], "missed messages, then live, without gap or repeat: \(seqs)")
+        bobSocket.send(.resume(chatID: chat.id, afterSeq: 99))
+        guard case .error(let code, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
+            throw ContractFailure(description: "resuming past the end is refused")
+        }
+        await aliceSocket.close()
+        await bobSocket.close()
+    }
+
+    static func adminSync(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        _ = try await api.store.setAdmin(true, nameKey: "alice")
+        let chat = try await api.createChat("Elsewhere", as: bob)
+        let aliceSocket = try await fixture.connect(alice)
+        let bobSocket = try await fixture.connect(bob)
+        // Changed in the database only: the hub cannot know until it is told to resync.
+        try await api.store.addMember(alice.id, to: chat.id)
+        let report = try await api.send(.get, "/chat/sync/persistent", as: alice)
+            .decode(SyncReportPayload.self, expecting: .ok)
+        try await require(report.liveUsers == 2 && report.liveConnections == 2, "the report counts live connections")
+        guard case .memberAdded(let chatID, _, _?) = try await aliceSocket.next(.memberAdded), chatID == chat.id else {
+            throw ContractFailure(description: "alice was not subscribed by the sync")
+        }
+        bobSocket.send(.send(chatID: chat.id, clientID: "b1", text: "hi"))
+        try await require(try await deliveries(1, in: chat.id, on: aliceSocket).map(\.seq) == [1], "alice receives")
+        try await api.store.removeMember(alice.id, from: chat.id)
+        _ = try await api.send(.get, "/chat/sync/persistent", as: alice)
+        try await require(
+            try await aliceSocket.next(.memberRemoved) == .memberRemoved(chatID: chat.id, userID: alice.id),
+            "alice was unsubscribed by the sync")
+        await aliceSocket.close()
+        await bobSocket.close()
+    }
+
+    static func logout(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let alice = try await api.user("alice")
+        let socket = try await fixture.connect(alice)
+        let other = try await fixture.connect(
+            TestUser(
+                id: alice.id, name: alice.name,
+                token: try await api.logIn("alice").decode(TokenPayload.self, expecting: .ok).accessToken))
+        try await require(try await api.send(.post, "/auth/logout", as: alice).status == .noContent, "logged out")
+        let close = try await socket.closedByServer()
+        try await require(close?.closeCode == .policyViolation, "closed with 1008, got \(String(describing: close))")
+        // A frame that gets an answer shows the other session's socket is still open.
+        other.send(.typing(chatID: ChatID(999_999)))
+        guard case .error = try await other.next(.error) else {
+            throw ContractFailure(description: "the other session's socket stays open")
+        }
+        await other.close()
+    }
+
+    // MARK: Helpers
+
+    /// The next `count` messages of `chat` this connection receives, as `message` frames or as
+    /// `ack`s of its own sends (not duplicate acks, which repeat an earlier delivery).
+    public static func deliveries(
+        _ count: Int, in chat: ChatID, on socket: ChatWebSocketClient
+    ) async throws
+        -> [MessagePayload]
+    {
+        var received: [MessagePayload] = []
+        while received.count < count {
+            switch try await socket.next() {
+            case .message(let message) where message.chatID == chat: received.append(message)
+            case .ack(_, let message, false) where message.chatID == chat: received.append(message)
+            case .error(let code, let message, let ref):
+                throw ContractFailure(description: "error frame \(code): \(message) (ref \(ref ?? "-"))")
+            default: continue
+            }
+        }
+        return received
+    }
+
+    /// The next `ack` on the connection.
+    static func ack(on socket: ChatWebSocketClient) async throws -> (message: MessagePayload, duplicate: Bool) {
+        guard case .ack(_, let message, let duplicate) = try await socket.next(.ack) else {
+            throw ContractFailure(description: "expected an ack")
+        }
+        return (message, duplicate)
+    }
+
+    /// Frames up to and including the first of `kind`.
+    static func frames(on socket: ChatWebSocketClient, until kind: ServerFrame.Kind) async throws -> [ServerFrame] {
+        var frames: [ServerFrame] = []
+        repeat {
+            frames.append(try await socket.next())
+        } while frames.last?.kind != kind
+        return frames
+    }
+}
+
+extension ServerFrame {
+    /// The message a `message` frame carries.
+    var message: MessagePayload? {
+        if case .message(let message) = self { return message }
+        return nil
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}

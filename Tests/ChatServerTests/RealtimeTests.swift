@@ -1,0 +1,13 @@
+import ChatTestSupport
+import HummingbirdTesting
+import Testing
+
+@Suite("Real-time on SQLite")
+struct RealtimeTests {
+    @Test("honors the real-time contract", arguments: RealtimeContract.checks)
+    func honorsContract(_ check: RealtimeCheck) async throws {
+        try await TestApp.run(on: .sqlite, testing: .live) { api in
+            try await check.run(RealtimeFixture(api: api, port: try #require(api.client.port)))
+        }
+    }
+}

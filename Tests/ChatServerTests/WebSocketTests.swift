@@ -1,0 +1,202 @@
+import ChatProtocol
+import ChatServer
+import ChatTestSupport
+import HTTPTypes
+import HummingbirdTesting
+import NIOWebSocket
+import Testing
+
+@Suite("WebSocket endpoint")
+struct WebSocketTests {
+    static let handshake: HTTPFields = [
+        .connection: "Upgrade", .upgrade: "websocket", .secWebSocketVersion: "13",
+        .secWebSocketKey: "dGhlIHNhbXBsZSBub25jZQ==",
+    ]
+
+    /// A live server with two members of one private chat, both connected.
+    static func withPair(
+        overrides: [String: String] = [:],
+        _ test: @Sendable (APITestClient, ChatPayload, ChatWebSocketClient, ChatWebSocketClient) async throws -> Void
+    ) async throws {
+        try await TestApp.run(testing: .live, overrides: overrides) { api in
+            let port = try #require(api.client.port)
+            let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+            let chat = try await api.createChat("Pair", type: .private, as: alice)
+            _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+            let aliceSocket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let bobSocket = try await ChatWebSocketClient.connect(port: port, token: bob.token)
+            try await test(api, chat, aliceSocket, bobSocket)
+            await aliceSocket.close()
+            await bobSocket.close()
+        }
+    }
+
+    @Test func upgradesAreRefusedWithTheUsualErrors() async throws {
+        try await TestApp.run(overrides: ["CHAT_WS_CONNECTIONS_PER_USER": "1"]) { api in
+            let alice = try await api.user("alice")
+            var withToken = Self.handshake
+            withToken[.authorization] = "Bearer \(alice.token)"
+
+            let anonymous = try await api.send(.get, "/ws", headers: Self.handshake)
+            #expect(anonymous.status == .unauthorized && anonymous.error?.code == "not_authenticated")
+
+            var foreignCookie = Self.handshake
+            foreignCookie[.cookie] = "access_token=\(alice.token)"
+            foreignCookie[.origin] = "https://evil.example"
+            let crossSite = try await api.send(.get, "/ws", headers: foreignCookie)
+            #expect(crossSite.status == .forbidden && crossSite.error?.code == "cross_site_request")
+            foreignCookie[.origin] = nil
+            #expect(
+                try await api.send(.get, "/ws", headers: foreignCookie).status == .forbidden, "cookies need an Origin")
+
+            let plain = try await api.send(.get, "/ws", as: alice)
+            #expect(plain.status == .upgradeRequired && plain.error?.code == "upgrade_required")
+
+            let notMine = try await api.send(.get, "/ws?chat_id=999", headers: withToken)
+            #expect(notMine.status == .notFound && notMine.error?.code == "chat_not_found")
+            let badChat = try await api.send(.get, "/ws?chat_id=abc", headers: withToken)
+            #expect(badChat.status == .unprocessableContent)
+        }
+    }
+
+    @Test func theConnectionLimitPerUserIsEnforced() async throws {
+        try await TestApp.run(testing: .live, overrides: ["CHAT_WS_CONNECTIONS_PER_USER": "2"]) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            let first = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let second = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            var headers = Self.handshake
+            headers[.authorization] = "Bearer \(alice.token)"
+            let third = try await api.send(.get, "/ws", headers: headers)
+            #expect(third.status == .tooManyRequests && third.error?.code == "too_many_connections")
+            await first.close()
+            await second.close()
+        }
+    }
+
+    @Test func aConnectionCanBeNarrowedToOneChat() async throws {
+        try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            let kept = try await api.createChat("Kept", as: alice)
+            let other = try await api.createChat("Other", as: alice)
+            let narrowed = try await ChatWebSocketClient.connect(
+                port: port, token: alice.token, query: "?chat_id=\(kept.id)")
+            #expect(narrowed.ready.chats.map(\.id) == [kept.id])
+            narrowed.send(.send(chatID: other.id, clientID: "x", text: "elsewhere"))
+            #expect(
+                try await narrowed.next(.error)
+                    == .error(code: "not_a_member", message: ChatError.notAMember.message, ref: "x"))
+            await narrowed.close()
+        }
+    }
+
+    @Test(
+        "bad frames get an error frame and the connection stays open",
+        arguments: [
+            ("not json", "invalid_json", nil),
+            ("[1,2]", "invalid_json", nil),
+            (#"{"chat_id":1}"#, "unknown_type", nil),
+            (#"{"type":"shout","chat_id":1}"#, "unknown_type", "shout"),
+            (#"{"type":"send","chat_id":1,"text":"hi"}"#, "validation_failed", "send"),
+            (#"{"type":"send","chat_id":"one","client_id":"c","text":"hi"}"#, "validation_failed", "c"),
+            (#"{"type":"read","chat_id":1,"seq":"x"}"#, "validation_failed", "read"),
+            (#"{"type":"send","chat_id":1,"client_id":"c","text":"   "}"#, "validation_failed", "c"),
+            (#"{"type":"send","chat_id":1,"client_id":"bad id","text":"hi"}"#, "validation_failed", "bad id"),
+            (#"{"type":"send","chat_id":1,"client_id":"c","text":"01234567890"}"#, "validation_failed", "c"),
+            (#"{"type":"read","chat_id":1,"seq":-1}"#, "validation_failed", "read"),
+            (#"{"type":"send","chat_id":999,"client_id":"c","text":"hi"}"#, "not_a_member", "c"),
+            (#"{"type":"typing","chat_id":999}"#, "not_a_member", "typing"),
+            (#"{"type":"resume","chat_id":999,"after_seq":0}"#, "not_a_member", "resume"),
+        ] as [(String, String, String?)])
+    func badFrames(_ text: String, _ code: String, _ ref: String?) async throws {
+        try await Self.withPair(overrides: ["CHAT_MAX_MESSAGE_LENGTH": "10"]) { _, chat, alice, _ in
+            alice.sendText(text)
+            guard case .error(let gotCode, _, let gotRef) = try await alice.next(.error) else { return }
+            #expect(gotCode == code && gotRef == ref)
+            alice.send(.send(chatID: chat.id, clientID: "after", text: "still here"))
+            guard case .ack(let clientID, _, _) = try await alice.next(.ack) else { return }
+            #expect(clientID == "after")
+        }
+    }
+
+    @Test func binaryFramesAreRefusedButTheConnectionStays() async throws {
+        try await Self.withPair { _, chat, alice, _ in
+            alice.sendFrame(opcode: .binary, bytes: [1, 2, 3])
+            guard case .error(let code, _, _) = try await alice.next(.error) else { return }
+            #expect(code == "unsupported_frame")
+            alice.send(.typing(chatID: chat.id))
+        }
+    }
+
+    @Test func oversizedFramesCloseWith1009() async throws {
+        try await Self.withPair(overrides: ["CHAT_WS_MAX_FRAME_BYTES": "1024"]) { _, chat, alice, _ in
+            alice.send(.send(chatID: chat.id, clientID: "big", text: String(repeating: "x", count: 2000)))
+            let close = try await alice.closedByServer()
+            #expect(close?.closeCode == .messageTooLarge)
+        }
+    }
+
+    @Test func invalidUTF8ClosesWith1007() async throws {
+        try await Self.withPair { _, _, alice, _ in
+            alice.sendFrame(opcode: .text, bytes: [0x7B, 0xC3, 0x28, 0x7D])
+            let close = try await alice.closedByServer()
+            #expect(close?.closeCode == .dataInconsistentWithMessage)
+        }
+    }
+
+    @Test func sendsAreRateLimitedPerConnection() async throws {
+        try await Self.withPair(overrides: ["CHAT_WS_SEND_RATE": "1", "CHAT_WS_SEND_BURST": "2"]) {
+            api, chat, alice, _ in
+            for number in 1...3 { alice.send(.send(chatID: chat.id, clientID: "r\(number)", text: "hi")) }
+            var codes: [String: String] = [:]
+            while codes.count < 3 {
+                switch try await alice.next() {
+                case .ack(let clientID, _, _): codes[clientID] = "ack"
+                case .error(let code, _, let ref?): codes[ref] = code
+                default: continue
+                }
+            }
+            #expect(codes == ["r1": "ack", "r2": "ack", "r3": "rate_limited"])
+            #expect(try await api.store.counts().messages == 2, "the limited send was not stored")
+        }
+    }
+
+    @Test func typingReachesOthersAndIsNeverStored() async throws {
+        try await Self.withPair { api, chat, alice, bob in
+            alice.send(.typing(chatID: chat.id))
+            alice.send(.typing(chatID: chat.id))
+            #expect(try await bob.next(.typing) == .typing(chatID: chat.id, userID: alice.ready.user.id))
+            // The second typing within a second was dropped: the next frame bob gets is the message.
+            alice.send(.send(chatID: chat.id, clientID: "m", text: "hi"))
+            guard case .message(let message) = try await bob.next() else {
+                Issue.record("a second typing frame was passed on")
+                return
+            }
+            #expect(message.clientID == "m")
+            #expect(try await api.store.counts().messages == 1)
+        }
+    }
+
+    @Test func resumingTooFarBackIsRefused() async throws {
+        try await Self.withPair { api, chat, _, bob in
+            try await api.storeMessages(1001, in: chat.id, from: chat.creatorID)
+            bob.send(.resume(chatID: chat.id, afterSeq: 0))
+            guard case .error(let code, _, let ref) = try await bob.next(.error) else { return }
+            #expect(code == "resume_too_far" && ref == "resume")
+            bob.send(.resume(chatID: chat.id, afterSeq: 1))
+            let resumed = try await RealtimeContract.deliveries(1000, in: chat.id, on: bob)
+            #expect(resumed.map(\.seq) == Array(2...1001))
+        }
+    }
+
+    @Test func resumedMessagesCarryTheirReadStatus() async throws {
+        try await Self.withPair { api, chat, alice, bob in
+            try await api.storeMessages(2, in: chat.id, from: chat.creatorID)
+            _ = try await api.store.advanceReadMarker(of: bob.ready.user.id, in: chat.id, to: 1)
+            alice.send(.resume(chatID: chat.id, afterSeq: 0))
+            let resumed = try await RealtimeContract.deliveries(2, in: chat.id, on: alice)
+            #expect(resumed.map(\.isRead) == [true, false])
+        }
+    }
+}
