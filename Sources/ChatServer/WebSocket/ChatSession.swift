@@ -55,7 +55,7 @@ struct ChatSession {
         connectionLogger[metadataKey: "chat.connection_id"] = "\(connection.id)"
         let readerLogger = connectionLogger
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await Self.write(connection.outbox, to: outbound) }
+            group.addTask { try await Self.write(connection.outbox, to: outbound, logger: readerLogger) }
             group.addTask {
                 var reader = FrameReader(session: self, connection: connection, logger: readerLogger)
                 try await reader.read(inbound)
@@ -70,7 +70,7 @@ struct ChatSession {
 
     /// Writes what the hub queues until the outbox closes, then closes the socket with the
     /// code the close reason calls for.
-    private static func write(_ outbox: Outbox, to outbound: WebSocketOutboundWriter) async throws {
+    private static func write(_ outbox: Outbox, to outbound: WebSocketOutboundWriter, logger: Logger) async throws {
         while true {
             switch await outbox.nextBatch() {
             case .frames(let frames):
@@ -80,6 +80,7 @@ struct ChatSession {
             case .closed(.finished):
                 return
             case .closed(.slowConsumer):
+                logger.warning("Closing a slow consumer", metadata: ["chat.queued_frames": "\(outbox.capacity)"])
                 try await outbound.close(
                     WebSocketErrorCode(codeNumber: CloseCode.slowConsumer), reason: "too slow: reconnect and resume")
                 return

@@ -5,7 +5,7 @@ import Logging
 public struct ChatServerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "chat-server",
-        abstract: "A chat server with a REST API, on PostgreSQL or an embedded SQLite database.",
+        abstract: "A real-time chat server: REST API and WebSocket, on PostgreSQL or an embedded SQLite database.",
         discussion: "Settings come from environment variables and <CHAT_ENV>.env; see the README.",
         subcommands: [ServeCommand.self, MigrateCommand.self, SeedCommand.self, AdminCommand.self],
         defaultSubcommand: ServeCommand.self

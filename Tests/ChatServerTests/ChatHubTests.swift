@@ -1,0 +1,235 @@
+import ChatProtocol
+import ChatTestSupport
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+@testable import ChatServer
+
+/// The hub with fake connections (bare outboxes, no sockets) over a real SQLite store.
+@Suite("Chat hub")
+struct ChatHubTests {
+    struct Fixture {
+        let store: any ChatStore
+        let hub: ChatHub
+        let chat: ChatID
+        let alice: UserID
+        let bob: UserID
+
+        /// Stores `count` messages from `sender` without publishing them.
+        func store(_ count: Int, from sender: UserID, prefix: String) async throws -> [Message] {
+            var messages: [Message] = []
+            for index in 1...count {
+                messages.append(
+                    try await store.appendMessage(
+                        NewMessage(chatID: chat, senderID: sender, clientID: "\(prefix)\(index)", text: "t")
+                    ).message)
+            }
+            return messages
+        }
+
+        /// A connected fake device of `user`, following the chat from `lastSeq`.
+        func connect(
+            _ user: UserID, capacity: Int = 100, lastSeq: Int64 = 0, release: Bool = true
+        ) throws -> ChatConnection {
+            let connection = ChatConnection(
+                userID: user, tokenID: "token-\(user)", narrowedTo: nil, outbox: Outbox(capacity: capacity))
+            _ = try hub.connect(connection, chats: [(chat, lastSeq)])
+            if release { hub.release(connection) }
+            return connection
+        }
+    }
+
+    /// Runs `test` with a hub (its gap filler running) over a store holding one chat of alice and bob.
+    static func withHub(
+        limits: ChatHub.Limits = .init(connectionsPerUser: 10, heldFrames: 100, gapGrace: .milliseconds(20)),
+        _ test: @Sendable (Fixture) async throws -> Void
+    ) async throws {
+        try await TestDatabase.sqlite.withStore { store in
+            let alice = try await store.createUser(NewUser(name: "alice", email: "a@example.com", passwordHash: "h")).id
+            let bob = try await store.createUser(NewUser(name: "bob", email: "b@example.com", passwordHash: "h")).id
+            let chat = try await store.createChat(name: "Pair", type: .private, creator: alice).id
+            try await store.addMember(bob, to: chat)
+            let hub = ChatHub(store: store, limits: limits, logger: Logger(label: "test"))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await hub.run() }
+                try await test(Fixture(store: store, hub: hub, chat: chat, alice: alice, bob: bob))
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// The next `count` frames of an outbox, waiting at most `timeout`.
+    static func frames(_ count: Int, from outbox: Outbox, timeout: Duration = .seconds(5)) async throws -> [ServerFrame]
+    {
+        try await withThrowingTaskGroup(of: [ServerFrame].self) { group in
+            group.addTask {
+                var frames: [ServerFrame] = []
+                while frames.count < count {
+                    guard case .frames(let batch) = await outbox.nextBatch() else { break }
+                    frames += try batch.map {
+                        try JSONDecoder().decode(ServerFrame.self, from: Data($0.readableBytesView))
+                    }
+                }
+                return frames
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw CancellationError()
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? []
+        }
+    }
+
+    static func seqs(_ frames: [ServerFrame]) -> [Int64] {
+        frames.compactMap {
+            switch $0 {
+            case .message(let message), .ack(_, let message, _): message.seq
+            default: nil
+            }
+        }
+    }
+
+    @Test func publicationsArrivingOutOfOrderAreDeliveredInSeqOrder() async throws {
+        try await Self.withHub { fixture in
+            let messages = try await fixture.store(3, from: fixture.bob, prefix: "m")
+            let connection = try fixture.connect(fixture.alice)
+            for index in [2, 0, 1] { fixture.hub.publish(.init(messages[index], origin: nil)) }
+            #expect(Self.seqs(try await Self.frames(3, from: connection.outbox)) == [1, 2, 3])
+        }
+    }
+
+    @Test func aMissingSeqIsReadFromTheStore() async throws {
+        try await Self.withHub { fixture in
+            let messages = try await fixture.store(3, from: fixture.bob, prefix: "m")
+            let connection = try fixture.connect(fixture.alice)
+            fixture.hub.publish(.init(messages[2], origin: nil))
+            #expect(Self.seqs(try await Self.frames(3, from: connection.outbox)) == [1, 2, 3])
+        }
+    }
+
+    @Test func aGapFillStillAcksASendBeingStored() async throws {
+        try await Self.withHub { fixture in
+            let sender = try fixture.connect(fixture.alice)
+            let other = try fixture.connect(fixture.bob)
+            let first = try await fixture.store(1, from: fixture.bob, prefix: "b")
+            fixture.hub.sendStarted(sender, clientID: "a1", in: fixture.chat)
+            let mine = try await fixture.store(1, from: fixture.alice, prefix: "a")
+            let third = try await fixture.store(1, from: fixture.bob, prefix: "c")
+            fixture.hub.publish(.init(first[0], origin: nil))
+            fixture.hub.publish(.init(third[0], origin: nil))
+            // Seq 2's own publication is late: the gap fill reads it and acks its sender.
+            let senderFrames = try await Self.frames(3, from: sender.outbox)
+            #expect(senderFrames.map(\.kind) == [.message, .ack, .message])
+            #expect(Self.seqs(senderFrames) == [1, 2, 3])
+            #expect(
+                fixture.hub.publish(.init(mine[0], origin: (sender.id, "a1"))), "the late publication was acked already"
+            )
+            #expect(Self.seqs(try await Self.frames(3, from: other.outbox)) == [1, 2, 3])
+        }
+    }
+
+    @Test func slowConsumersAreClosedWithoutSlowingOthers() async throws {
+        try await Self.withHub { fixture in
+            let messages = try await fixture.store(10, from: fixture.bob, prefix: "m")
+            let slow = try fixture.connect(fixture.alice, capacity: 4)
+            let fast = try fixture.connect(fixture.alice)
+            for message in messages { fixture.hub.publish(.init(message, origin: nil)) }
+            guard case .closed(let reason) = await slow.outbox.nextBatch() else {
+                Issue.record("the slow consumer is still open")
+                return
+            }
+            #expect(reason == .slowConsumer)
+            #expect(Self.seqs(try await Self.frames(10, from: fast.outbox)) == Array(1...10))
+        }
+    }
+
+    @Test func framesHeldDuringCatchUpAreBounded() async throws {
+        try await Self.withHub(limits: .init(connectionsPerUser: 10, heldFrames: 3)) { fixture in
+            let messages = try await fixture.store(4, from: fixture.bob, prefix: "m")
+            let connection = try fixture.connect(fixture.alice, release: false)
+            for message in messages { fixture.hub.publish(.init(message, origin: nil)) }
+            guard case .closed(.slowConsumer) = await connection.outbox.nextBatch() else {
+                Issue.record("holding more than the limit did not close the connection")
+                return
+            }
+        }
+    }
+
+    @Test func aCatchUpIsFollowedByWhatWasHeldWithoutRepeats() async throws {
+        try await Self.withHub { fixture in
+            let messages = try await fixture.store(4, from: fixture.bob, prefix: "m")
+            let connection = try fixture.connect(fixture.alice)
+            for message in messages.prefix(2) { fixture.hub.publish(.init(message, origin: nil)) }
+            #expect(fixture.hub.beginCatchUp(connection, chat: fixture.chat))
+            for message in messages.suffix(2) { fixture.hub.publish(.init(message, origin: nil)) }
+            let catchUp = messages.prefix(3).map {
+                (seq: $0.seq, frame: FrameEncoding.encode(.message(MessagePayload($0, isRead: false))))
+            }
+            fixture.hub.endCatchUp(connection, chat: fixture.chat, afterSeq: 0, messages: catchUp)
+            // Live 1, 2; then the requested catch-up 1, 2, 3; then the held 4 (3 was held too, and skipped).
+            #expect(Self.seqs(try await Self.frames(6, from: connection.outbox)) == [1, 2, 1, 2, 3, 4])
+        }
+    }
+
+    @Test func membershipChangesTakeEffectAtOnce() async throws {
+        try await Self.withHub { fixture in
+            let carol = try await fixture.store.createUser(
+                NewUser(name: "carol", email: "c@example.com", passwordHash: "h"))
+            let carolConnection = ChatConnection(
+                userID: carol.id, tokenID: "c", narrowedTo: nil, outbox: Outbox(capacity: 100))
+            _ = try fixture.hub.connect(carolConnection, chats: [])
+            _ = try await fixture.store(2, from: fixture.bob, prefix: "m")
+            let bobConnection = try fixture.connect(fixture.bob, lastSeq: 2)
+            let chat = try #require(try await fixture.store.chat(fixture.chat, member: fixture.bob))
+            fixture.hub.memberAdded(ChatDetails(chat: chat, members: []), user: carol.id)
+            guard
+                case .memberAdded(_, let userID, let added?) = try await Self.frames(1, from: carolConnection.outbox)
+                    .first
+            else {
+                Issue.record("carol got no member_added")
+                return
+            }
+            #expect(userID == carol.id && added.lastSeq == 2)
+            #expect(fixture.hub.isSubscribed(carolConnection, to: fixture.chat))
+
+            fixture.hub.memberRemoved(chat: fixture.chat, user: carol.id)
+            #expect(!fixture.hub.isSubscribed(carolConnection, to: fixture.chat))
+            let third = try await fixture.store(1, from: fixture.bob, prefix: "x")
+            fixture.hub.publish(.init(third[0], origin: nil))
+            carolConnection.outbox.offer(FrameEncoding.encode(.presence(userID: 0, online: false)))
+            let afterRemoval = try await Self.frames(2, from: carolConnection.outbox)
+            #expect(afterRemoval.map(\.kind) == [.memberRemoved, .presence], "nothing after the removal")
+            let bobFrames = try await Self.frames(3, from: bobConnection.outbox)
+            #expect(bobFrames.map(\.kind) == [.memberAdded, .memberRemoved, .message] && Self.seqs(bobFrames) == [3])
+        }
+    }
+
+    @Test func connectionsPerUserAreLimited() async throws {
+        try await Self.withHub(limits: .init(connectionsPerUser: 2, heldFrames: 10)) { fixture in
+            _ = try fixture.connect(fixture.alice)
+            let second = try fixture.connect(fixture.alice)
+            #expect(throws: ChatHub.ConnectError.tooManyConnections(limit: 2)) {
+                _ = try fixture.connect(fixture.alice)
+            }
+            #expect(!fixture.hub.disconnect(second), "alice still has a connection")
+            _ = try fixture.connect(fixture.alice)
+        }
+    }
+
+    @Test func revokingASessionClosesOnlyItsConnections() async throws {
+        try await Self.withHub { fixture in
+            let revoked = try fixture.connect(fixture.alice)
+            let kept = try fixture.connect(fixture.bob)
+            fixture.hub.sessionRevoked(tokenID: "token-\(fixture.alice)")
+            guard case .closed(.closing(let code, _)) = await revoked.outbox.nextBatch() else {
+                Issue.record("the revoked session's connection stayed open")
+                return
+            }
+            #expect(code == 1008)
+            #expect(!kept.outbox.isClosed)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import ChatProtocol
+import Foundation
+import NIOCore
+import Testing
+
+@testable import ChatServer
+
+@Suite("WebSocket building blocks")
+struct WebSocketPartsTests {
+    @Test func theTokenBucketAllowsABurstThenTheRate() {
+        let start = ContinuousClock.now
+        var bucket = TokenBucket(rate: 2, burst: 3, now: start)
+        var results: [Bool] = []
+        for _ in 0..<4 { results.append(bucket.take(at: start)) }
+        #expect(results == [true, true, true, false])
+        let afterFourTenths = bucket.take(at: start + .milliseconds(400))
+        #expect(!afterFourTenths, "0.8 tokens refilled")
+        let afterHalf = bucket.take(at: start + .milliseconds(500))
+        #expect(afterHalf, "one token after half a second")
+        results = []
+        for _ in 0..<4 { results.append(bucket.take(at: start + .seconds(10))) }
+        #expect(results == [true, true, true, false], "never above the burst")
+    }
+
+    @Test func theOutboxHandsOverBatchesAndClosesWhenFull() async {
+        let outbox = Outbox(capacity: 2)
+        #expect(outbox.offer(ByteBuffer(string: "a")) && outbox.offer(ByteBuffer(string: "b")))
+        guard case .frames(let batch) = await outbox.nextBatch() else {
+            Issue.record("no batch")
+            return
+        }
+        #expect(batch.map { String(buffer: $0) } == ["a", "b"])
+        #expect(outbox.offer(ByteBuffer(string: "c")) && outbox.offer(ByteBuffer(string: "d")))
+        #expect(!outbox.offer(ByteBuffer(string: "e")), "the third frame overflows")
+        guard case .closed(.slowConsumer) = await outbox.nextBatch() else {
+            Issue.record("an overflowing outbox must close")
+            return
+        }
+        #expect(!outbox.offer(ByteBuffer(string: "f")))
+    }
+
+    @Test func aWaitingWriterIsWokenByTheFirstFrame() async {
+        let outbox = Outbox(capacity: 4)
+        async let batch = outbox.nextBatch()
+        outbox.offer(ByteBuffer(string: "x"))
+        guard case .frames(let frames) = await batch else {
+            Issue.record("no batch")
+            return
+        }
+        #expect(frames.count == 1)
+    }
+
+    @Test(
+        arguments: [
+            (
+                #"{"type":"send","chat_id":3,"client_id":"c","text":"hi"}"#,
+                ClientFrame.send(chatID: 3, clientID: "c", text: "hi")
+            ),
+            (#"{"type":"read","chat_id":3,"seq":7}"#, .read(chatID: 3, seq: 7)),
+            (#"{"type":"typing","chat_id":3}"#, .typing(chatID: 3)),
+            (#"{"type":"resume","chat_id":3,"after_seq":0}"#, .resume(chatID: 3, afterSeq: 0)),
+        ])
+    func clientFramesParse(_ text: String, _ expected: ClientFrame) throws {
+        #expect(try ClientFrame.parse(text).get() == expected)
+        let reencoded = try JSONEncoder().encode(expected)
+        #expect(try ClientFrame.parse(String(decoding: reencoded, as: UTF8.self)).get() == expected)
+    }
+
+    @Test func serverFramesRoundTrip() throws {
+        let message = MessagePayload(
+            id: 1, chatID: 2, seq: 3, senderID: 4, clientID: "c", text: "hi", timestamp: Date(timeIntervalSince1970: 1),
+            isRead: false)
+        let frames: [ServerFrame] = [
+            .ready(ReadyPayload(user: UserPayload(id: 1, name: "a"), chats: [], resumeLimit: 1000)),
+            .ack(clientID: "c", message: message, duplicate: true), .message(message),
+            .read(chatID: 2, userID: 4, seq: 3), .typing(chatID: 2, userID: 4), .presence(userID: 4, online: true),
+            .memberAdded(chatID: 2, userID: 4, chat: nil), .memberRemoved(chatID: 2, userID: 4),
+            .error(code: "x", message: "y", ref: nil),
+        ]
+        for frame in frames {
+            #expect(try JSONDecoder().decode(ServerFrame.self, from: JSONEncoder().encode(frame)) == frame)
+        }
+    }
+}
