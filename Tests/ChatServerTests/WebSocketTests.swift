@@ -200,3 +200,39 @@ struct WebSocketTests {
         }
     }
 }
+
+@Suite("WebSocket handshakes on the wire")
+struct WebSocketWireTests {
+    @Test func refusedHandshakesGetTheRoutersErrorOnAFreshConnection() async throws {
+        try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            let anonymous = try await RawConnection.exchange(port: port, request: RawConnection.handshake(port: port))
+            let anonymousText = String(decoding: anonymous, as: UTF8.self)
+            #expect(anonymousText.hasPrefix("HTTP/1.1 401"))
+            #expect(anonymousText.contains(#"{"error":{"code":"not_authenticated""#))
+            let crossSite = try await RawConnection.exchange(
+                port: port,
+                request: RawConnection.handshake(
+                    port: port, headers: ["Cookie: access_token=\(alice.token)", "Origin: https://evil.example"]))
+            let crossSiteText = String(decoding: crossSite, as: UTF8.self)
+            #expect(crossSiteText.hasPrefix("HTTP/1.1 403") && crossSiteText.contains("cross_site_request"))
+        }
+    }
+
+    @Test func aClientThatStopsAnsweringPingsIsClosed() async throws {
+        try await TestApp.run(testing: .live, overrides: ["CHAT_WS_PING_SECONDS": "1"]) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            // Handshakes, then never reads a frame nor answers a ping.
+            let received = try await RawConnection.exchange(
+                port: port,
+                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(alice.token)"]),
+                timeout: .seconds(20))
+            let text = String(decoding: received, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 101"))
+            #expect(received.contains(0x89), "the server pinged")
+            #expect(received.contains(0x88), "then closed the connection")
+        }
+    }
+}
