@@ -47,9 +47,7 @@ public enum RealtimeContract {
 
     static func ready(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
-        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-        let chat = try await api.createChat("Pair", type: .private, as: alice)
-        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let (alice, bob, chat) = try await pair(api)
         try await api.storeMessages(3, in: chat.id, from: alice.id)
         _ = try await api.store.advanceReadMarker(of: bob.id, in: chat.id, to: 2)
         let bobSocket = try await fixture.connect(bob)
@@ -97,9 +95,7 @@ public enum RealtimeContract {
 
     static func retries(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
-        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-        let chat = try await api.createChat("Pair", type: .private, as: alice)
-        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let (alice, bob, chat) = try await pair(api)
         let aliceSocket = try await fixture.connect(alice)
         let bobSocket = try await fixture.connect(bob)
         aliceSocket.send(.send(chatID: chat.id, clientID: "c1", text: "first"))
@@ -118,9 +114,7 @@ public enum RealtimeContract {
 
     static func racedDevices(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
-        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-        let chat = try await api.createChat("Pair", type: .private, as: alice)
-        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let (alice, bob, chat) = try await pair(api)
         let phone = try await fixture.connect(alice)
         let laptop = try await fixture.connect(alice)
         let bobSocket = try await fixture.connect(bob)
@@ -139,9 +133,7 @@ public enum RealtimeContract {
 
     static func readMarkers(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
-        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-        let chat = try await api.createChat("Pair", type: .private, as: alice)
-        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let (alice, bob, chat) = try await pair(api)
         try await api.storeMessages(3, in: chat.id, from: alice.id)
         let aliceSocket = try await fixture.connect(alice)
         let bobPhone = try await fixture.connect(bob)
@@ -162,9 +154,7 @@ public enum RealtimeContract {
 
     static func presence(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
-        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-        let chat = try await api.createChat("Pair", type: .private, as: alice)
-        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let (alice, bob, _) = try await pair(api)
         let aliceSocket = try await fixture.connect(alice)
         let bobPhone = try await fixture.connect(bob)
         try await require(
@@ -219,9 +209,7 @@ public enum RealtimeContract {
 
     static func resume(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
-        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-        let chat = try await api.createChat("Pair", type: .private, as: alice)
-        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        let (alice, bob, chat) = try await pair(api)
         let aliceSocket = try await fixture.connect(alice)
         var bobSocket = try await fixture.connect(bob)
         for number in 1...3 { aliceSocket.send(.send(chatID: chat.id, clientID: "a\(number)", text: "\(number)")) }
@@ -293,6 +281,14 @@ public enum RealtimeContract {
     }
 
     // MARK: Helpers
+
+    /// Users alice and bob and their private chat.
+    public static func pair(_ api: APITestClient) async throws -> (alice: TestUser, bob: TestUser, chat: ChatPayload) {
+        let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+        let chat = try await api.createChat("Pair", type: .private, as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        return (alice, bob, chat)
+    }
 
     /// The next `count` messages of `chat` this connection receives, as `message` frames or as
     /// `ack`s of its own sends (not duplicate acks, which repeat an earlier delivery).

@@ -20,9 +20,7 @@ struct WebSocketTests {
     ) async throws {
         try await TestApp.run(testing: .live, overrides: overrides) { api in
             let port = try #require(api.client.port)
-            let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
-            let chat = try await api.createChat("Pair", type: .private, as: alice)
-            _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+            let (alice, bob, chat) = try await RealtimeContract.pair(api)
             let aliceSocket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
             let bobSocket = try await ChatWebSocketClient.connect(port: port, token: bob.token)
             try await test(api, chat, aliceSocket, bobSocket)
