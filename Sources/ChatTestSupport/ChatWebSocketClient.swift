@@ -1,11 +1,11 @@
 import ChatProtocol
 import Foundation
 import HTTPTypes
-import HummingbirdWSClient
 import Logging
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import WSClient
 
 /// A real WebSocket client of the chat protocol for tests: typed frames in and out, waits
 /// with timeouts (never sleeps), and the close frame the server sent.

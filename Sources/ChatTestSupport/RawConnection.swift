@@ -35,6 +35,38 @@ public enum RawConnection {
         }
     }
 
+    /// Writes `request`, runs `body` without reading anything (so the socket fills up, as with
+    /// a client that stopped reading), then reads until the server closes the connection.
+    /// - Returns: what `body` returned, and whether the server closed the connection within
+    ///   `timeout` after `body` finished.
+    public static func silently<T: Sendable>(
+        port: Int, request: [UInt8], timeout: Duration = .seconds(30), _ body: () async throws -> T
+    ) async throws -> (result: T, closedByServer: Bool) {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: request))
+            let result = try await body()
+            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    for try await _ in inbound {}
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return false
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? false
+            }
+            return (result, closed)
+        }
+    }
+
     /// A WebSocket handshake for `/ws` with extra header lines.
     public static func handshake(port: Int, headers: [String] = []) -> [UInt8] {
         let lines =

@@ -3,8 +3,8 @@ import ChatServer
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
-import HummingbirdWSClient
 import NIOWebSocket
+import WSClient
 
 /// What a real-time check runs against: the REST API of a live server and its port, for
 /// opening real WebSocket connections.
@@ -293,13 +293,11 @@ public enum RealtimeContract {
     /// The next `count` messages of `chat` this connection receives, as `message` frames or as
     /// `ack`s of its own sends (not duplicate acks, which repeat an earlier delivery).
     public static func deliveries(
-        _ count: Int, in chat: ChatID, on socket: ChatWebSocketClient
-    ) async throws
-        -> [MessagePayload]
-    {
+        _ count: Int, in chat: ChatID, on socket: ChatWebSocketClient, timeout: Duration = .seconds(10)
+    ) async throws -> [MessagePayload] {
         var received: [MessagePayload] = []
         while received.count < count {
-            switch try await socket.next() {
+            switch try await socket.next(timeout: timeout) {
             case .message(let message) where message.chatID == chat: received.append(message)
             case .ack(_, let message, false) where message.chatID == chat: received.append(message)
             case .error(let code, let message, let ref):

@@ -234,3 +234,50 @@ struct WebSocketWireTests {
         }
     }
 }
+
+@Suite("Slow consumers")
+struct SlowConsumerTests {
+    @Test func aClientThatStopsReadingIsClosedWhileOthersGetEverything() async throws {
+        let overrides = [
+            "CHAT_WS_OUTBOX_FRAMES": "16", "CHAT_MAX_MESSAGE_LENGTH": "60000", "CHAT_WS_MAX_FRAME_BYTES": "100000",
+            "CHAT_WS_SEND_RATE": "10000", "CHAT_WS_SEND_BURST": "10000",
+        ]
+        try await TestApp.run(testing: .live, overrides: overrides) { api in
+            let port = try #require(api.client.port)
+            let (alice, bob, chat) = try await RealtimeContract.pair(api)
+            let sender = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let reader = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            _ = try await api.store.setAdmin(true, nameKey: "alice")
+            // Bob's connection handshakes and then reads nothing: the socket fills, then his outbox.
+            let count = 300
+            let ((received, bobDropped), closedByServer) = try await RawConnection.silently(
+                port: port,
+                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(bob.token)"])
+            ) {
+                let text = String(repeating: "x", count: 50_000)
+                var received: [MessagePayload] = []
+                // In windows of 8, so that the connections that do read never hold 16 frames.
+                for window in stride(from: 1, through: count, by: 8) {
+                    let numbers = window..<min(window + 8, count + 1)
+                    for number in numbers { sender.send(.send(chatID: chat.id, clientID: "m\(number)", text: text)) }
+                    received += try await RealtimeContract.deliveries(numbers.count, in: chat.id, on: reader)
+                    _ = try await RealtimeContract.deliveries(numbers.count, in: chat.id, on: sender)
+                }
+                // Still without reading a byte: the server must hang up on its own.
+                let deadline = ContinuousClock.now + .seconds(30)
+                var liveConnections: Int64 = 3
+                while liveConnections > 2, ContinuousClock.now < deadline {
+                    liveConnections = try await api.send(.get, "/chat/sync/persistent", as: alice)
+                        .decode(SyncReportPayload.self, expecting: .ok).liveConnections
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                return (received, liveConnections == 2)
+            }
+            #expect(received.map(\.seq) == Array(1...Int64(count)), "the other connection got every message in order")
+            #expect(bobDropped, "the server dropped the connection that stopped reading")
+            #expect(closedByServer, "and closed the socket")
+            await sender.close()
+            await reader.close()
+        }
+    }
+}

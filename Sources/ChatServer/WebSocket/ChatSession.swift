@@ -22,11 +22,19 @@ struct ChatSession {
         static let slowConsumer = 4001
     }
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    /// How long a connection closed by the server (too slow, or its session revoked) has to
+    /// take its close frame before the server drops the TCP connection: a client that stopped
+    /// reading would otherwise keep the writer waiting on a full socket.
+    static let hangUpGrace: TimeAmount = .seconds(5)
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel) async throws {
         let user = session.user
         let connection = ChatConnection(
             userID: user.id, tokenID: session.token.tokenID, narrowedTo: narrowedTo,
             outbox: Outbox(capacity: settings.outboxFrames))
+        connection.outbox.onForcedClose { _ in
+            channel.eventLoop.scheduleTask(in: Self.hangUpGrace) { channel.close(promise: nil) }
+        }
         let details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
         let joined: (positions: [ChatID: Int64], cameOnline: Bool)
         do {

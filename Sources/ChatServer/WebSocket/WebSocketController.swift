@@ -49,8 +49,8 @@ struct WebSocketController {
         }
         let chatSession = ChatSession(
             session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, settings: settings, logger: logger)
-        slot.accept { inbound, outbound, _ in
-            try await chatSession.run(inbound: inbound, outbound: outbound)
+        slot.accept { inbound, outbound, context in
+            try await chatSession.run(inbound: inbound, outbound: outbound, channel: context.channel)
         }
         return Response(status: .ok)
     }

@@ -117,7 +117,9 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         extensions: [], autoPing: .enabled(timePeriod: configuration.pingInterval),
                         closeTimeout: configuration.closeTimeout, validateUTF8: true,
                         maxFrameSize: configuration.maxFrameSize),
-                    asyncChannel: webSocket, context: WebSocketSessionContext(logger: logger), handler: session)
+                    asyncChannel: webSocket,
+                    context: WebSocketSessionContext(logger: logger, channel: webSocket.channel),
+                    handler: session)
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("Connection closed during the upgrade")
@@ -167,6 +169,8 @@ typealias WebSocketSession = WebSocketDataHandler<WebSocketSessionContext>
 /// The context a WebSocket session runs in.
 struct WebSocketSessionContext: WebSocketContext {
     let logger: Logger
+    /// The connection's channel, for hanging up on a client whose socket no longer drains.
+    let channel: any Channel
 }
 
 /// Where the `/ws` route leaves the session to run when it accepts a handshake. Present in the

@@ -29,6 +29,7 @@ public final class Outbox: Sendable {
         var frames: CircularBuffer<ByteBuffer>
         var waiter: CheckedContinuation<Batch, Never>?
         var closeReason: CloseReason?
+        var onForcedClose: (@Sendable (CloseReason) -> Void)?
     }
 
     /// Most frames the outbox holds before its connection counts as a slow consumer.
@@ -40,23 +41,46 @@ public final class Outbox: Sendable {
         self.state = Mutex(State(frames: CircularBuffer(initialCapacity: 16)))
     }
 
+    /// Registers what to do when the outbox is closed for any reason but ``CloseReason/finished``
+    /// (the writer may be stuck on a socket that no longer drains); runs at once if it already is.
+    public func onForcedClose(_ action: @escaping @Sendable (CloseReason) -> Void) {
+        let reason = state.withLock { state -> CloseReason? in
+            guard let reason = state.closeReason else {
+                state.onForcedClose = action
+                return nil
+            }
+            return reason
+        }
+        if let reason, reason != .finished { action(reason) }
+    }
+
     /// Queues a frame without waiting.
     /// - Returns: false when the outbox is closed (or has just closed because it was full).
     @discardableResult
     public func offer(_ frame: ByteBuffer) -> Bool {
-        let (accepted, wake) = state.withLock { state -> (Bool, (CheckedContinuation<Batch, Never>, Batch)?) in
-            guard state.closeReason == nil else { return (false, nil) }
-            guard state.frames.count < capacity else {
-                state.closeReason = .slowConsumer
-                state.frames.removeAll()
-                return (false, state.waiter.take().map { ($0, .closed(.slowConsumer)) })
-            }
-            if let waiter = state.waiter.take() { return (true, (waiter, .frames([frame]))) }
-            state.frames.append(frame)
-            return (true, nil)
+        enum Outcome {
+            case refused, full, queued
+            case handedTo(CheckedContinuation<Batch, Never>)
         }
-        if let (waiter, batch) = wake { waiter.resume(returning: batch) }
-        return accepted
+        let outcome = state.withLock { state -> Outcome in
+            guard state.closeReason == nil else { return .refused }
+            guard state.frames.count < capacity else { return .full }
+            if let waiter = state.waiter.take() { return .handedTo(waiter) }
+            state.frames.append(frame)
+            return .queued
+        }
+        switch outcome {
+        case .refused:
+            return false
+        case .full:
+            close(.slowConsumer)
+            return false
+        case .queued:
+            return true
+        case .handedTo(let waiter):
+            waiter.resume(returning: .frames([frame]))
+            return true
+        }
     }
 
     /// Waits for frames and returns every queued one, or the reason the outbox closed. Only
@@ -82,13 +106,15 @@ public final class Outbox: Sendable {
 
     /// Stops taking frames; the writer stops after what it is writing. The first reason wins.
     public func close(_ reason: CloseReason) {
-        let waiter = state.withLock { state -> CheckedContinuation<Batch, Never>? in
-            guard state.closeReason == nil else { return nil }
+        let (waiter, forcedClose) = state.withLock {
+            state -> (CheckedContinuation<Batch, Never>?, (@Sendable (CloseReason) -> Void)?) in
+            guard state.closeReason == nil else { return (nil, nil) }
             state.closeReason = reason
             state.frames.removeAll()
-            return state.waiter.take()
+            return (state.waiter.take(), reason == .finished ? nil : state.onForcedClose.take())
         }
         waiter?.resume(returning: .closed(reason))
+        forcedClose?(reason)
     }
 
     /// Whether the outbox has stopped taking frames.
