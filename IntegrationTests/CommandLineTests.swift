@@ -2,6 +2,8 @@ import ChatProtocol
 import ChatServer
 import ChatTestSupport
 import Foundation
+import Logging
+import NIOWebSocket
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -65,6 +67,57 @@ struct CommandLineTests {
         }
     }
 
+    @Test(arguments: TestDatabase.allCases)
+    func stoppingUnderLoadLosesNoAcknowledgedMessage(_ database: TestDatabase) async throws {
+        try await database.withLocation { location in
+            let cli = try ChatServerCLI(
+                database: location, overrides: ["CHAT_WS_SEND_RATE": "100000", "CHAT_WS_SEND_BURST": "100000"])
+            let port = try FreePort.find()
+            let server = try cli.start("serve", "--port", String(port))
+            defer { if server.isRunning { server.interrupt() } }
+            try await cli.waitForLog("is ready at", process: server)
+            let http = ServerHTTP(port: port)
+            let alice = try await http.user("alice")
+            let bob = try await http.user("bob")
+            let chat = try await http.createChat(as: alice)
+            try await http.addUser(bob.id, to: chat, as: alice)
+            let aliceSocket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let bobSocket = try await ChatWebSocketClient.connect(port: port, token: bob.token)
+
+            // Alice pipelines many sends; the server is stopped while they are being stored.
+            for number in 1...400 {
+                aliceSocket.send(.send(chatID: chat, clientID: "m\(number)", text: "message \(number)"))
+            }
+            var acked: [MessagePayload] = []
+            while acked.count < 20 {
+                if case .ack(_, let message, false) = try await aliceSocket.next() { acked.append(message) }
+            }
+            server.terminate()
+            while let frame = try? await aliceSocket.next(timeout: .seconds(30)) {
+                if case .ack(_, let message, false) = frame { acked.append(message) }
+            }
+            #expect(try await aliceSocket.closedByServer()?.closeCode == .goingAway)
+            #expect(try await bobSocket.closedByServer()?.closeCode == .goingAway)
+            server.waitUntilExit()
+            #expect(server.terminationStatus == 0, "SIGTERM under load is a clean shutdown:\n\(cli.log)")
+
+            let stored = try await withRunningStore(
+                try await makeStore(for: location, poolSize: 2, logger: Logger(label: "test"))
+            ) {
+                try await $0.messages(in: chat, .offset(0, limit: 1000))
+            }
+            let storedByID = Dictionary(uniqueKeysWithValues: stored.map { ($0.id, $0) })
+            #expect(acked.count >= 20)
+            for message in acked {
+                let row = storedByID[message.id]
+                #expect(
+                    row?.seq == message.seq && row?.text == message.text,
+                    "acknowledged message \(message.seq) is stored")
+            }
+            #expect(stored.map(\.seq) == Array(1...Int64(stored.count)), "stored messages have gap-free seqs")
+        }
+    }
+
     @Test func serveRefusesToStartWithPendingMigrationsWhenToldNotToMigrate() async throws {
         try await TestDatabase.sqlite.withLocation { location in
             let result = try ChatServerCLI(database: location).run(
@@ -92,6 +145,52 @@ struct CommandLineTests {
     }
 }
 
+/// REST calls to a server started from the executable.
+private struct ServerHTTP {
+    let port: Int
+
+    struct User {
+        let id: UserID
+        let token: String
+    }
+
+    func user(_ name: String) async throws -> User {
+        let account: AccountPayload = try await call(
+            "POST", "/user", json: CreateUserRequest(name: name, email: "\(name)@example.com", password: "password123"))
+        let token: TokenPayload = try await call(
+            "POST", "/auth/login", form: "username=\(name)&password=password123")
+        return User(id: account.id, token: token.accessToken)
+    }
+
+    func createChat(as user: User) async throws -> ChatID {
+        let chat: ChatPayload = try await call(
+            "POST", "/chat", json: CreateChatRequest(name: "Load", chatType: .group), token: user.token)
+        return chat.id
+    }
+
+    func addUser(_ id: UserID, to chat: ChatID, as user: User) async throws {
+        let _: ChatPayload = try await call("POST", "/chat/add_user/\(id)/\(chat)", token: user.token)
+    }
+
+    private func call<T: Decodable>(
+        _ method: String, _ path: String, json: (any Encodable)? = nil, form: String? = nil, token: String? = nil
+    ) async throws -> T {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        if let json {
+            request.httpBody = try JSONEncoder().encode(json)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        if let form {
+            request.httpBody = Data(form.utf8)
+            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        }
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, _) = try await URLSession.shared.data(for: request)
+        return try JSONDecoder().decode(T.self, from: data)
+    }
+}
+
 private struct CLIFailure: Error, CustomStringConvertible {
     let description: String
 
@@ -109,10 +208,8 @@ private final class ChatServerCLI: Sendable {
 
     init(
         database: DatabaseLocation, environment name: String = "test",
-        secret: String? = String(repeating: "s", count: 40)
-    )
-        throws
-    {
+        secret: String? = String(repeating: "s", count: 40), overrides: [String: String] = [:]
+    ) throws {
         // The test bundle sits next to the products it was built with.
         let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         executable = products.appendingPathComponent("chat-server")
@@ -133,6 +230,7 @@ private final class ChatServerCLI: Sendable {
             environment["DATABASE_URL"] =
                 "postgres://\(credentials)@\(postgres.host):\(postgres.port)/\(postgres.database ?? "")?sslmode=disable"
         }
+        environment.merge(overrides) { _, override in override }
         self.environment = environment
     }
 

@@ -21,7 +21,8 @@ struct DatabaseOutageTests {
             location: location, maxConnections: 2, connectionWaitLimit: .milliseconds(300),
             logger: Logger(label: "test"))
         let config = try await TestApp.config(database: .postgres(location))
-        let components = try await ChatComponents(config: config, store: store, logger: Logger(label: "test"))
+        let components = try await ChatComponents(
+            config: config, store: store, telemetry: Telemetry(), logger: Logger(label: "test"))
         let app = Application(router: buildRouter(components), services: [store])
         try await app.test(.router) { client in
             let api = APITestClient(client: client, store: store)

@@ -27,17 +27,21 @@ public enum TestApp {
     /// - Parameters:
     ///   - testing: `.router` calls the router directly; `.live` serves on a free loopback port.
     ///   - overrides: environment variables to change from ``config(database:overrides:)``.
+    ///   - logger: what the server logs to (warnings and worse, to standard error, by default).
     public static func run<T: Sendable>(
         on database: TestDatabase = .sqlite,
         testing: TestingSetup = .router,
         overrides: [String: String] = [:],
+        logger: Logger = TestDatabase.logger,
         _ test: @Sendable (APITestClient) async throws -> T
     ) async throws -> T {
         try await database.withLocation { location in
             let config = try await config(database: location, overrides: overrides)
-            let store = try await makeStore(for: location, poolSize: 20, logger: TestDatabase.logger)
+            let telemetry = Telemetry()
+            let store = try await makeStore(for: location, poolSize: 20, metrics: telemetry.metrics, logger: logger)
             let app = try await buildApplication(
-                config: config, store: store, options: StartupOptions(migrate: true), logger: TestDatabase.logger)
+                config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true),
+                logger: logger)
             return try await app.test(testing) { client in
                 try await test(APITestClient(client: client, store: store))
             }

@@ -48,7 +48,7 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
     }
 
     /// Tests log only warnings and worse, to keep their output readable.
-    static var logger: Logger {
+    public static var logger: Logger {
         var logger = Logger(label: "chat-test")
         logger.logLevel = .warning
         return logger

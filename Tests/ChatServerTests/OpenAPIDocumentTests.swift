@@ -20,7 +20,8 @@ struct OpenAPIDocumentTests {
         try await TestDatabase.sqlite.withLocation { location in
             let config = try await TestApp.config(database: location)
             let store = try await makeStore(for: location, poolSize: 1, logger: .init(label: "test"))
-            let components = try await ChatComponents(config: config, store: store, logger: .init(label: "test"))
+            let components = try await ChatComponents(
+                config: config, store: store, telemetry: Telemetry(), logger: .init(label: "test"))
             let routed = Set(buildRouter(components).routes.map { "\($0.method) \($0.path)" })
             let documented = try Self.documentedOperations()
             #expect(routed.subtracting(documented).isEmpty, "routes missing from openapi/openapi.json")

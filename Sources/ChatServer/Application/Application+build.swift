@@ -26,11 +26,13 @@ public struct ChatComponents: Sendable {
     public let chats: ChatService
     /// The real-time core: live delivery to WebSocket connections.
     public let hub: ChatHub
+    public let telemetry: Telemetry
     let logger: Logger
 
-    public init(config: ChatConfig, store: any ChatStore, logger: Logger) async throws {
+    public init(config: ChatConfig, store: any ChatStore, telemetry: Telemetry, logger: Logger) async throws {
         self.config = config
         self.store = store
+        self.telemetry = telemetry
         self.logger = logger
         self.hasher = PasswordHasher(
             algorithm: config.passwordHashAlgorithm, bcryptCost: config.bcryptCost,
@@ -39,7 +41,7 @@ public struct ChatComponents: Sendable {
             store: store,
             limits: .init(
                 connectionsPerUser: config.webSocket.connectionsPerUser, heldFrames: config.webSocket.outboxFrames),
-            logger: logger)
+            metrics: telemetry.metrics, logger: logger)
         let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
         self.accounts = try await AccountService(
             store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: hub, logger: logger)
@@ -50,9 +52,9 @@ public struct ChatComponents: Sendable {
 /// Builds the HTTP application: routes, the store as a service, and database preparation
 /// before the server starts listening.
 public func buildApplication(
-    config: ChatConfig, store: any ChatStore, options: StartupOptions, logger: Logger
+    config: ChatConfig, store: any ChatStore, telemetry: Telemetry, options: StartupOptions, logger: Logger
 ) async throws -> some ApplicationProtocol {
-    let components = try await ChatComponents(config: config, store: store, logger: logger)
+    let components = try await ChatComponents(config: config, store: store, telemetry: telemetry, logger: logger)
     let router = buildRouter(components)
     let upgradeRouter = router.buildResponder()
     let webSocket = WebSocketUpgradeChannel.Configuration(
@@ -81,6 +83,7 @@ public func buildApplication(
 public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestContext> {
     let config = components.config
     let router = Router(context: ChatRequestContext.self)
+    router.add(middleware: RequestObservationMiddleware(metrics: components.telemetry.metrics))
     router.add(middleware: ErrorMiddleware())
 
     let users = UserController(accounts: components.accounts, maxBodyBytes: config.maxBodyBytes)
@@ -89,13 +92,16 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     users.addPublicRoutes(to: router)
     auth.addPublicRoutes(to: router)
     APIDocsController().addPublicRoutes(to: router)
+    OperationsController(
+        store: components.store, registry: components.telemetry.registry, metricsToken: config.metricsToken
+    ).addPublicRoutes(to: router)
 
     let originPolicy = OriginPolicy(allowedOrigins: config.allowedOrigins)
     let withSession = router.group()
         .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
     WebSocketController(
         chats: components.chats, hub: components.hub, originPolicy: originPolicy, settings: config.webSocket,
-        logger: components.logger
+        metrics: components.telemetry.metrics, logger: components.logger
     ).addRoutes(to: withSession)
     let authenticated = withSession.group(context: AuthenticatedContext.self)
     users.addRoutes(to: authenticated)

@@ -45,6 +45,13 @@ public struct ChatConfig: Sendable {
     public var cookieSecure: Bool
     /// Log level (`CHAT_LOG_LEVEL`, default info).
     public var logLevel: Logger.Level
+    /// Log line format (`CHAT_LOG_FORMAT`: text or json, default text).
+    public var logFormat: ChatLogHandler.Format
+    /// When set, `GET /metrics` needs it as a bearer token (`CHAT_METRICS_TOKEN`).
+    public var metricsToken: String?
+    /// How long a stopping server waits for connections and requests to finish before it
+    /// cancels them (`CHAT_SHUTDOWN_GRACE_SECONDS`, default 10).
+    public var shutdownGrace: Duration
     /// The WebSocket layer's limits.
     public var webSocket: WebSocketSettings
 
@@ -139,6 +146,13 @@ public struct ChatConfig: Sendable {
                 "CHAT_LOG_LEVEL", levelName, "must be trace, debug, info, notice, warning, error or critical")
         }
         logLevel = level
+        let formatName = settings.string("CHAT_LOG_FORMAT") ?? ChatLogHandler.Format.text.rawValue
+        guard let format = ChatLogHandler.Format(rawValue: formatName) else {
+            throw ConfigError.invalid("CHAT_LOG_FORMAT", formatName, "must be text or json")
+        }
+        logFormat = format
+        metricsToken = settings.string("CHAT_METRICS_TOKEN", isSecret: true)
+        shutdownGrace = .seconds(try settings.int("CHAT_SHUTDOWN_GRACE_SECONDS", default: 10, in: 1...3600))
         webSocket = WebSocketSettings(
             maxFrameBytes: try settings.int("CHAT_WS_MAX_FRAME_BYTES", default: 65_536, in: 1024...(16 << 20)),
             connectionsPerUser: try settings.int("CHAT_WS_CONNECTIONS_PER_USER", default: 10, in: 1...10_000),

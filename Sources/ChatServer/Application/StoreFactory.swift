@@ -2,12 +2,14 @@ import Logging
 import ServiceLifecycle
 
 /// Opens the store that `location` names.
-public func makeStore(for location: DatabaseLocation, poolSize: Int, logger: Logger) async throws -> any ChatStore {
+public func makeStore(
+    for location: DatabaseLocation, poolSize: Int, metrics: ChatMetrics = .disabled, logger: Logger
+) async throws -> any ChatStore {
     switch location {
     case .sqlite(let path):
-        try await SQLiteChatStore.open(path: path, logger: logger)
+        try await SQLiteChatStore.open(path: path, metrics: metrics, logger: logger)
     case .postgres(let postgres):
-        try PostgresChatStore(location: postgres, maxConnections: poolSize, logger: logger)
+        try PostgresChatStore(location: postgres, maxConnections: poolSize, metrics: metrics, logger: logger)
     }
 }
 

@@ -15,12 +15,14 @@ public final class PostgresChatStore: ChatStore {
     private let logger: Logger
     /// How long a request waits for a pooled connection before failing with 503.
     let connectionWaitLimit: Duration
+    private let metrics: ChatMetrics
 
     /// Key of the advisory lock that serialises migrations across nodes starting together.
     private static let migrationLockKey: Int64 = 0x6368_6174_6D69_6772  // "chatmigr"
 
     public init(
-        location: PostgresLocation, maxConnections: Int, connectionWaitLimit: Duration = .seconds(5), logger: Logger
+        location: PostgresLocation, maxConnections: Int, connectionWaitLimit: Duration = .seconds(5),
+        metrics: ChatMetrics = .disabled, logger: Logger
     ) throws {
         let poolTLS: PostgresClient.Configuration.TLS
         let connectionTLS: PostgresConnection.Configuration.TLS
@@ -46,6 +48,7 @@ public final class PostgresChatStore: ChatStore {
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: connectionTLS)
         self.connectionWaitLimit = connectionWaitLimit
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -565,7 +568,10 @@ public final class PostgresChatStore: ChatStore {
             group.addTask {
                 try await Task.sleep(for: self.connectionWaitLimit)
                 // Once a connection is leased the work runs to completion, however long it takes.
-                guard lease.isLeased.withLock({ $0 }) else { throw ChatError.storageUnavailable }
+                guard lease.isLeased.withLock({ $0 }) else {
+                    self.metrics.databaseError()
+                    throw ChatError.storageUnavailable
+                }
                 return nil
             }
             while let result = try await group.next() {
@@ -582,6 +588,7 @@ public final class PostgresChatStore: ChatStore {
         guard let error = error as? PSQLError else { return error }
         if Self.isUniqueViolation(error, constraint: "users_name_key_unique") { return ChatError.nameTaken }
         if Self.isUniqueViolation(error, constraint: "users_email_key_unique") { return ChatError.emailTaken }
+        metrics.databaseError()
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
             logger.error("PostgreSQL unavailable", metadata: ["error": "\(Self.describe(error))"])

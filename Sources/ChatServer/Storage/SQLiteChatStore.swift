@@ -19,16 +19,20 @@ public final class SQLiteChatStore: ChatStore {
     private let readers: [SQLiteConnection]
     private let nextReader = Mutex(0)
     private let writeLock = AsyncLock()
+    private let metrics: ChatMetrics
     private let logger: Logger
 
-    private init(writer: SQLiteConnection, readers: [SQLiteConnection], logger: Logger) {
+    private init(writer: SQLiteConnection, readers: [SQLiteConnection], metrics: ChatMetrics, logger: Logger) {
         self.writer = writer
         self.readers = readers
+        self.metrics = metrics
         self.logger = logger
     }
 
     /// Opens (creating if needed) the database file at `path` in WAL mode.
-    public static func open(path: String, readerCount: Int = 2, logger: Logger) async throws -> SQLiteChatStore {
+    public static func open(
+        path: String, readerCount: Int = 2, metrics: ChatMetrics = .disabled, logger: Logger
+    ) async throws -> SQLiteChatStore {
         let storage = SQLiteConnection.Storage.file(path: path)
         let writer = try await SQLiteConnection.open(storage: storage, logger: logger)
         do {
@@ -45,7 +49,7 @@ public final class SQLiteChatStore: ChatStore {
                 _ = try await reader.run("PRAGMA busy_timeout = 10000")
                 _ = try await reader.run("PRAGMA query_only = ON")
             }
-            return SQLiteChatStore(writer: writer, readers: readers, logger: logger)
+            return SQLiteChatStore(writer: writer, readers: readers, metrics: metrics, logger: logger)
         } catch {
             try? await writer.closeUninterrupted()
             throw error
@@ -538,6 +542,7 @@ public final class SQLiteChatStore: ChatStore {
             if error.message.contains("users.name_key") { return ChatError.nameTaken }
             if error.message.contains("users.email_key") { return ChatError.emailTaken }
         }
+        metrics.databaseError()
         // Busy, locked, disk full, I/O and permission failures (and their extended codes) are
         // conditions of the machine, not bugs: the request may succeed later.
         let reason = String(describing: error.reason)

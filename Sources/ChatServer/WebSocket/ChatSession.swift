@@ -14,10 +14,12 @@ struct ChatSession {
     let chats: ChatService
     let hub: ChatHub
     let settings: WebSocketSettings
+    let metrics: ChatMetrics
     let logger: Logger
 
     /// Close codes the server uses besides the standard ones (see docs/protocol.md).
     enum CloseCode {
+        static let goingAway: UInt16 = 1001
         static let tryAgainLater = 1013
         static let slowConsumer = 4001
     }
@@ -27,13 +29,20 @@ struct ChatSession {
     /// reading would otherwise keep the writer waiting on a full socket.
     static let hangUpGrace: TimeAmount = .seconds(5)
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel) async throws {
+    func run(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel,
+        shutdown: ShutdownSignal
+    ) async throws {
         let user = session.user
         let connection = ChatConnection(
             userID: user.id, tokenID: session.token.tokenID, narrowedTo: narrowedTo,
             outbox: Outbox(capacity: settings.outboxFrames))
-        connection.outbox.onForcedClose { _ in
+        connection.outbox.onForcedClose { [metrics] reason in
+            if reason == .slowConsumer { metrics.slowConsumerClosed() }
             channel.eventLoop.scheduleTask(in: Self.hangUpGrace) { channel.close(promise: nil) }
+        }
+        shutdown.onShutdown { [outbox = connection.outbox] in
+            outbox.close(.closing(code: CloseCode.goingAway, reason: "server shutting down"))
         }
         let details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
         let joined: (positions: [ChatID: Int64], cameOnline: Bool)
@@ -160,6 +169,7 @@ private struct FrameReader {
             return
         }
         try requireFollowing(chat)
+        let received = ContinuousClock.now
         hub.sendStarted(connection, clientID: clientID, in: chat)
         let appended: AppendedMessage
         do {
@@ -168,6 +178,7 @@ private struct FrameReader {
             hub.sendEnded(connection, clientID: clientID, in: chat)
             throw error
         }
+        session.metrics.messageStored(duplicate: appended.duplicate)
         if appended.duplicate {
             hub.sendEnded(connection, clientID: clientID, in: chat)
             reply(.ack(clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: true))
@@ -175,6 +186,7 @@ private struct FrameReader {
             // The connection stopped following the chat meanwhile: it still learns its send is stored.
             reply(.ack(clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: false))
         }
+        session.metrics.sendAcknowledged(after: .now - received)
     }
 
     private func read(_ chat: ChatID, upTo seq: Int64) async throws {

@@ -14,6 +14,7 @@ struct WebSocketController {
     let hub: ChatHub
     let originPolicy: OriginPolicy
     let settings: WebSocketSettings
+    let metrics: ChatMetrics
     let logger: Logger
 
     func addRoutes(to group: RouterGroup<ChatRequestContext>) {
@@ -48,9 +49,11 @@ struct WebSocketController {
                 status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
         }
         let chatSession = ChatSession(
-            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, settings: settings, logger: logger)
+            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, settings: settings, metrics: metrics,
+            logger: logger)
         slot.accept { inbound, outbound, context in
-            try await chatSession.run(inbound: inbound, outbound: outbound, channel: context.channel)
+            try await chatSession.run(
+                inbound: inbound, outbound: outbound, channel: context.channel, shutdown: context.shutdown)
         }
         return Response(status: .ok)
     }

@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import ServiceLifecycle
 import Synchronization
 @_spi(WSInternal) import WSCore
 
@@ -111,15 +112,32 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                     try await ResponseWriter(outbound: outbound).write(response: head, body: response.body)
                 }
             case .webSocket(let webSocket, let session, let logger):
-                _ = try await WebSocketHandler.handle(
-                    type: .server,
-                    configuration: .init(
-                        extensions: [], autoPing: .enabled(timePeriod: configuration.pingInterval),
-                        closeTimeout: configuration.closeTimeout, validateUTF8: true,
-                        maxFrameSize: configuration.maxFrameSize),
-                    asyncChannel: webSocket,
-                    context: WebSocketSessionContext(logger: logger, channel: webSocket.channel),
-                    handler: session)
+                let shutdown = ShutdownSignal()
+                let configuration = configuration
+                // WSCore closes connections with 1000 when it sees a graceful shutdown. It runs
+                // where it cannot see one (a detached task, awaited and cancelled with this one),
+                // and the session is told instead, so it closes with 1001 (going away).
+                let connection = Task.detached {
+                    _ = try await WebSocketHandler.handle(
+                        type: .server,
+                        configuration: .init(
+                            extensions: [], autoPing: .enabled(timePeriod: configuration.pingInterval),
+                            closeTimeout: configuration.closeTimeout, validateUTF8: true,
+                            maxFrameSize: configuration.maxFrameSize),
+                        asyncChannel: webSocket,
+                        context: WebSocketSessionContext(
+                            logger: logger, channel: webSocket.channel, shutdown: shutdown),
+                        handler: session)
+                }
+                try await withGracefulShutdownHandler {
+                    try await withTaskCancellationHandler {
+                        try await connection.value
+                    } onCancel: {
+                        connection.cancel()
+                    }
+                } onGracefulShutdown: {
+                    shutdown.trigger()
+                }
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("Connection closed during the upgrade")
@@ -137,6 +155,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     {
         let request = Request(
             head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: ByteBuffer()))
+        var logger = logger
+        logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
         var context = ChatRequestContext(source: .init(channel: channel, logger: logger))
         let slot = WebSocketUpgradeSlot()
         context.upgrade = slot
@@ -171,6 +191,35 @@ struct WebSocketSessionContext: WebSocketContext {
     let logger: Logger
     /// The connection's channel, for hanging up on a client whose socket no longer drains.
     let channel: any Channel
+    /// Fires when the server starts shutting down.
+    let shutdown: ShutdownSignal
+}
+
+/// Tells a WebSocket session that the server is stopping. Fires once; an action registered
+/// after it fired runs at once.
+final class ShutdownSignal: Sendable {
+    private struct State {
+        var fired = false
+        var action: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    func onShutdown(_ action: @escaping @Sendable () -> Void) {
+        let fired = state.withLock { state in
+            if !state.fired { state.action = action }
+            return state.fired
+        }
+        if fired { action() }
+    }
+
+    func trigger() {
+        let action = state.withLock { state in
+            state.fired = true
+            return state.action.take()
+        }
+        action?()
+    }
 }
 
 /// Where the `/ws` route leaves the session to run when it accepts a handshake. Present in the

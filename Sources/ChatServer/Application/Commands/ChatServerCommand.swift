@@ -14,11 +14,11 @@ public struct ChatServerCommand: AsyncParsableCommand {
     public init() {}
 }
 
-/// The logger every command uses, at the configured level.
+/// The logger every command uses, in the configured format and level.
 func makeLogger(_ config: ChatConfig) -> Logger {
-    var logger = Logger(label: "chat-server")
-    logger.logLevel = config.logLevel
-    return logger
+    Logger(label: "chat-server") { label in
+        ChatLogHandler(label: label, format: config.logFormat, level: config.logLevel)
+    }
 }
 
 /// Loads the configuration and runs `body` with the configured store open.

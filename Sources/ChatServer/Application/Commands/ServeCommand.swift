@@ -1,8 +1,10 @@
 import ArgumentParser
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
-/// `chat-server serve`: runs the server until SIGTERM or SIGINT.
+/// `chat-server serve`: runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve", abstract: "Run the server (the default command).")
@@ -30,10 +32,19 @@ struct ServeCommand: AsyncParsableCommand {
         } else {
             logger.info("Using PostgreSQL at \(config.database)")
         }
-        let store = try await makeStore(for: config.database, poolSize: config.databasePoolSize, logger: logger)
+        let telemetry = Telemetry()
+        let store = try await makeStore(
+            for: config.database, poolSize: config.databasePoolSize, metrics: telemetry.metrics, logger: logger)
         let options = StartupOptions(
             migrate: !noMigrate, seedDemoDataIntoEmptyDatabase: config.environment == .local)
-        let app = try await buildApplication(config: config, store: store, options: options, logger: logger)
-        try await app.runService()
+        let app = try await buildApplication(
+            config: config, store: store, telemetry: telemetry, options: options, logger: logger)
+        // On SIGTERM or SIGINT: stop accepting, close WebSockets with 1001, let requests and
+        // stores finish for up to CHAT_SHUTDOWN_GRACE_SECONDS, then close the database pool.
+        var group = ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = config.shutdownGrace
+        try await ServiceGroup(configuration: group).run()
+        logger.notice("chat-server stopped")
     }
 }

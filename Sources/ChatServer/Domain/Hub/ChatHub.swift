@@ -47,6 +47,7 @@ public final class ChatHub: Service {
     private let limits: Limits
     private let gapFills: AsyncStream<ChatID>.Continuation
     private let gapFillRequests: AsyncStream<ChatID>
+    private let metrics: ChatMetrics
     private let logger: Logger
 
     /// The hub's tunables.
@@ -65,9 +66,12 @@ public final class ChatHub: Service {
         }
     }
 
-    public init(store: any ChatStore, limits: Limits, shardCount: Int = 16, logger: Logger) {
+    public init(
+        store: any ChatStore, limits: Limits, shardCount: Int = 16, metrics: ChatMetrics = .disabled, logger: Logger
+    ) {
         self.store = store
         self.limits = limits
+        self.metrics = metrics
         self.shards = (0..<max(1, shardCount)).map { _ in Shard() }
         (self.gapFillRequests, self.gapFills) = AsyncStream.makeStream(of: ChatID.self)
         self.logger = logger
@@ -93,6 +97,7 @@ public final class ChatHub: Service {
             registry.connections[connection.userID, default: [:]][connection.id] = connection
             return existing.isEmpty
         }
+        metrics.connectionOpened(cameOnline: cameOnline)
         var positions: [ChatID: Int64] = [:]
         for (chat, lastSeq) in chats where connection.accepts(chat) {
             positions[chat] = subscribe(connection, to: chat, lastSeq: lastSeq, held: true)
@@ -114,12 +119,14 @@ public final class ChatHub: Service {
         for chat in connection.markGone() {
             shard(chat).state.withLock { $0.unsubscribe(connection.id, from: chat) }
         }
-        return registry.withLock { registry in
+        let wentOffline = registry.withLock { registry in
             registry.connections[connection.userID]?[connection.id] = nil
             guard registry.connections[connection.userID]?.isEmpty == true else { return false }
             registry.connections[connection.userID] = nil
             return true
         }
+        metrics.connectionClosed(wentOffline: wentOffline)
+        return wentOffline
     }
 
     /// Whether the user has a connection on this node.
@@ -164,9 +171,10 @@ public final class ChatHub: Service {
     @discardableResult
     public func publish(_ publication: Publication) -> Bool {
         let chat = publication.message.chatID
-        let (originAcked, needsGapFill) = shard(chat).state.withLock {
+        let (originAcked, needsGapFill, deliveries) = shard(chat).state.withLock {
             $0.publish(publication, heldLimit: limits.heldFrames)
         }
+        metrics.messagesDelivered(deliveries)
         if needsGapFill { gapFills.yield(chat) }
         return originAcked
     }
@@ -462,10 +470,14 @@ private struct ShardState {
     }
 
     /// Delivers the publication and whatever it unblocks, in `seq` order.
-    /// - Returns: whether the sending connection gets its `ack` from the hub, and whether a
-    ///   gap fill should be requested.
-    func publish(_ publication: ChatHub.Publication, heldLimit: Int) -> (originAcked: Bool, needsGapFill: Bool) {
-        guard let channel = channels[publication.message.chatID] else { return (false, false) }
+    /// - Returns: whether the sending connection gets its `ack` from the hub, whether a gap
+    ///   fill should be requested, and how many frames were handed to connections.
+    func publish(
+        _ publication: ChatHub.Publication, heldLimit: Int
+    ) -> (
+        originAcked: Bool, needsGapFill: Bool, deliveries: Int
+    ) {
+        guard let channel = channels[publication.message.chatID] else { return (false, false, 0) }
         let seq = publication.message.seq
         let key = SendKey(publication.message)
         if let origin = publication.origin, let key {
@@ -473,18 +485,20 @@ private struct ShardState {
             if channel.sendsInFlight[key]?.isEmpty == true { channel.sendsInFlight[key] = nil }
             if seq <= channel.top {
                 // A gap fill delivered it first, with the ack if this was the only sender.
-                return (channel.ackedByGapFill.removeValue(forKey: key) == origin.id, false)
+                return (channel.ackedByGapFill.removeValue(forKey: key) == origin.id, false, 0)
             }
         }
-        guard seq > channel.top else { return (false, false) }
+        guard seq > channel.top else { return (false, false, 0) }
         if let queued = channel.pending[seq], queued.origin != nil || publication.origin == nil {
-            return (false, false)
+            return (false, false, 0)
         }
         // Queued, or replacing a copy from the store: the local one carries the ack.
         channel.pending[seq] = publication
         let originAcked = publication.origin.map { channel.subscribers[$0.id] != nil } ?? false
+        var deliveries = 0
         while let next = channel.pending.removeValue(forKey: channel.top + 1) {
             channel.top += 1
+            deliveries += channel.subscribers.count
             let ack = next.origin ?? channel.ackForGapFill(of: next.message)
             for (id, subscription) in channel.subscribers {
                 subscription.deliver(
@@ -494,7 +508,7 @@ private struct ShardState {
         }
         let needsGapFill = !channel.pending.isEmpty && !channel.gapFillRequested
         if needsGapFill { channel.gapFillRequested = true }
-        return (originAcked, needsGapFill)
+        return (originAcked, needsGapFill, deliveries)
     }
 
     /// Notes a send being stored, so that a gap fill can ack it.

@@ -1,0 +1,60 @@
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+
+/// Health checks and metrics for operators: `GET /health/live`, `GET /health/ready` and
+/// `GET /metrics` (Prometheus text format, behind `CHAT_METRICS_TOKEN` when it is set).
+struct OperationsController {
+    let store: any ChatStore
+    let registry: PrometheusCollectorRegistry
+    let metricsToken: String?
+
+    func addPublicRoutes(to router: Router<ChatRequestContext>) {
+        router.get("/health/live", use: live)
+        router.get("/health/ready", use: ready)
+        router.get("/metrics", use: metrics)
+    }
+
+    /// The process is up and serving.
+    @Sendable func live(request: Request, context: ChatRequestContext) async throws -> Response {
+        try JSONResponse.make(["status": "ok"])
+    }
+
+    /// The database answers and every migration this build knows is applied; 503 with the
+    /// reason otherwise.
+    @Sendable func ready(request: Request, context: ChatRequestContext) async throws -> Response {
+        let pending: [MigrationStatus]
+        do {
+            pending = try await store.migrationStatus().filter { $0.appliedAt == nil }
+        } catch {
+            context.logger.warning("Readiness check failed", metadata: ["error": "\(error)"])
+            throw APIError(
+                status: .serviceUnavailable, code: "database_unreachable", message: "The database cannot be reached.",
+                headers: [.retryAfter: "1"])
+        }
+        guard pending.isEmpty else {
+            throw APIError(
+                status: .serviceUnavailable, code: "migrations_pending",
+                message:
+                    "Migrations \(pending.map { String($0.migration.version) }.joined(separator: ", ")) are not applied."
+            )
+        }
+        return try JSONResponse.make(["status": "ready"])
+    }
+
+    /// Every metric in the Prometheus text format.
+    @Sendable func metrics(request: Request, context: ChatRequestContext) async throws -> Response {
+        if let metricsToken {
+            guard let authorization = request.headers[.authorization], authorization == "Bearer \(metricsToken)" else {
+                throw APIError(
+                    status: .unauthorized, code: "not_authenticated",
+                    message: "Send the metrics token as a bearer token.",
+                    headers: [.wwwAuthenticate: "Bearer"])
+            }
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+}
