@@ -25,7 +25,7 @@ struct DatabaseOutageTests {
             config: config, store: store, telemetry: Telemetry(), logger: Logger(label: "test"))
         let app = Application(router: buildRouter(components), services: [store])
         try await app.test(.router) { client in
-            let api = APITestClient(client: client, store: store)
+            let api = APITestClient(client: client, store: store, database: .postgres(location))
             let response = try await api.send(
                 .post, "/user",
                 json: CreateUserRequest(name: "alice", email: "alice@example.com", password: "password123"))

@@ -20,10 +20,13 @@ public struct APITestClient: Sendable {
     public let client: any TestClientProtocol
     /// The store behind the application, for setting up data the API cannot (bulk messages).
     public let store: any ChatStore
+    /// Where the store keeps its data, for tools that open it themselves (`chatsim history`).
+    public let database: DatabaseLocation
 
-    public init(client: any TestClientProtocol, store: any ChatStore) {
+    public init(client: any TestClientProtocol, store: any ChatStore, database: DatabaseLocation) {
         self.client = client
         self.store = store
+        self.database = database
     }
 
     /// Sends a request with an optional JSON body.

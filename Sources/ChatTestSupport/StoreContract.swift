@@ -26,6 +26,7 @@ public enum StoreContract {
         StoreContractCheck(description: "concurrent sends get gap-free seqs", run: concurrentSends),
         StoreContractCheck(description: "raced duplicates store one message", run: racedDuplicates),
         StoreContractCheck(description: "history pages are seq ranges", run: historyPaging),
+        StoreContractCheck(description: "generated messages continue the seqs in bulk", run: generatedMessages),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
         StoreContractCheck(description: "chat details list every chat with its members", run: chatDetails),
         StoreContractCheck(description: "read markers only move forward, up to the last seq", run: readMarkers),
@@ -271,6 +272,26 @@ public enum StoreContract {
         try await require(try await seqs(.before(seq: 3, limit: 5)) == [1, 2], "before the start")
         try await require(try await seqs(.after(seq: 22, limit: 5)) == [23, 24, 25], "after a cursor")
         try await require(try await store.messages(in: ChatID(999_999), .offset(0, limit: 5)).isEmpty, "unknown chat")
+    }
+
+    static func generatedMessages(_ store: any ChatStore) async throws {
+        let (creator, _, outsider) = try await threeUsers(store)
+        let chat = try await store.createChat(name: "Bulk", type: .group, creator: creator.id)
+        _ = try await store.appendMessage(NewMessage(chatID: chat.id, senderID: creator.id, clientID: "1", text: "one"))
+        try await require(try await store.appendGeneratedMessages(1000, to: chat.id, from: creator.id) == 1001, "last")
+        let page = try await store.messages(in: chat.id, .offset(999, limit: 5))
+        try await require(page.map(\.seq) == [1000, 1001], "seqs continue without a gap")
+        try await require(page.last?.text == "message 1001" && page.last?.clientID == nil, "generated text")
+        let next = try await store.appendMessage(
+            NewMessage(chatID: chat.id, senderID: creator.id, clientID: "2", text: "two"))
+        try await require(next.message.seq == 1002, "later sends follow")
+        try await requireError(ChatError.notAMember) {
+            _ = try await store.appendGeneratedMessages(5, to: chat.id, from: outsider.id)
+        }
+        try await requireError(ChatError.invalidField("count", "must be at least 1")) {
+            _ = try await store.appendGeneratedMessages(0, to: chat.id, from: creator.id)
+        }
+        try await require(try await store.chat(chat.id, member: creator.id)?.lastSeq == 1002, "refusals change nothing")
     }
 
     static func summaries(_ store: any ChatStore) async throws {

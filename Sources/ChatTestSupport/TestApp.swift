@@ -43,7 +43,7 @@ public enum TestApp {
                 config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true),
                 logger: logger)
             return try await app.test(testing) { client in
-                try await test(APITestClient(client: client, store: store))
+                try await test(APITestClient(client: client, store: store, database: location))
             }
         }
     }

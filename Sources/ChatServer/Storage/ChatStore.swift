@@ -77,6 +77,12 @@ public protocol ChatStore: Service {
     func appendMessage(_ message: NewMessage) async throws -> AppendedMessage
     /// A page of a chat's messages in `seq` order.
     func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
+    /// Stores `count` generated messages (`"message <seq>"`, no client id) from `sender` at
+    /// the chat's next `seq`s in one transaction: the bulk path `chatsim history` fills a
+    /// chat with. Publishes nothing, so run it before clients follow the chat.
+    /// - Returns: the chat's new last `seq`.
+    /// - Throws: ``ChatError/notAMember`` when the sender is not a member.
+    func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64
 
     // MARK: Administration
 

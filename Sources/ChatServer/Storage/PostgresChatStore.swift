@@ -478,6 +478,31 @@ public final class PostgresChatStore: ChatStore {
         return try await fetch(sql, as: MessageRow.self).map(Self.message)
     }
 
+    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
+        guard count >= 1 else { throw ChatError.invalidField("count", "must be at least 1") }
+        let count = Int64(count)
+        // One statement: the chat row's lock hands out `count` seqs at once and
+        // generate_series stores them; the INSERT runs although nothing reads its result.
+        let rows = try await fetch(
+            """
+            WITH next AS (
+                UPDATE chats SET last_seq = last_seq + \(count)
+                WHERE id = \(chat.rawValue)
+                  AND EXISTS (SELECT 1 FROM group_members
+                              WHERE chat_id = \(chat.rawValue) AND user_id = \(sender.rawValue))
+                RETURNING last_seq
+            ), inserted AS (
+                INSERT INTO messages (chat_id, seq, sender_id, text)
+                SELECT \(chat.rawValue), next.last_seq - \(count) + n, \(sender.rawValue),
+                       'message ' || (next.last_seq - \(count) + n)
+                FROM next, generate_series(1, \(count)) AS n
+            )
+            SELECT last_seq FROM next
+            """, as: Int64.self)
+        guard let last = rows.first else { throw ChatError.notAMember }
+        return last
+    }
+
     private static func message(_ row: MessageRow) -> Message {
         Message(
             id: MessageID(row.0), chatID: ChatID(row.1), seq: row.2, senderID: UserID(row.3), clientID: row.4,

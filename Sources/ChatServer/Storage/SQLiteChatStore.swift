@@ -454,6 +454,27 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
+    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
+        guard count >= 1 else { throw ChatError.invalidField("count", "must be at least 1") }
+        return try await writeTransaction { connection in
+            let chat = SQLiteData.integer(Int(chat.rawValue))
+            let sender = SQLiteData.integer(Int(sender.rawValue))
+            let membership = try await connection.run(
+                "SELECT 1 FROM group_members WHERE chat_id = ? AND user_id = ?", [chat, sender])
+            guard !membership.isEmpty else { throw ChatError.notAMember }
+            let next = try await connection.run(
+                "UPDATE chats SET last_seq = last_seq + ? WHERE id = ? RETURNING last_seq", [.integer(count), chat])
+            guard let last = try next.first?.int("last_seq") else { throw ChatError.notAMember }
+            _ = try await connection.run(
+                """
+                INSERT INTO messages (chat_id, seq, sender_id, text)
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                SELECT ?2, ?3 + i, ?4, 'message ' || (?3 + i) FROM n
+                """, [.integer(count), chat, .integer(Int(last) - count), sender])
+            return last
+        }
+    }
+
     public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
         let rows = try await read { connection in
             switch query {

@@ -1,0 +1,238 @@
+import ArgumentParser
+import ChatServer
+import ChatSimulator
+import Foundation
+
+/// `chatsim`: drives a running chat server with simulated users, checks that nothing was
+/// lost, repeated or reordered, and reports throughput, latency and the server's cost.
+@main
+struct ChatSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chatsim",
+        abstract: "Load simulator and correctness checker for the chat server.",
+        discussion: """
+            Every scenario registers its own users (bcrypt makes that slow: run the server with \
+            CHAT_BCRYPT_COST=4 for load tests), raise the server's CHAT_WS_SEND_RATE and \
+            CHAT_WS_SEND_BURST for the sending scenarios, and exits with status 1 when a \
+            correctness check fails or a --max-p99-ms / --min-rate threshold is missed. \
+            See docs/benchmarks.md.
+            """,
+        subcommands: [
+            FanoutCommand.self, PairsCommand.self, HistoryCommand.self, ConnectionsCommand.self,
+            ReconnectCommand.self, MixedCommand.self,
+        ])
+}
+
+/// Options every scenario takes.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "The server's base URL.")
+    var url = "http://127.0.0.1:8000"
+    @Option(help: "Seconds of sending before measuring.")
+    var warmup = 3.0
+    @Option(help: "Seconds measured.")
+    var duration = 20.0
+    @Option(help: "Seed for the random choices (jitter, churn, history reads).")
+    var seed: UInt64?
+    @Option(help: "New connections a second while connecting devices (0: no limit).")
+    var connectRate = 2000.0
+    @Option(
+        name: .customLong("server-pid"),
+        help: "A server process whose CPU time (with its children's) and memory to report; repeat for several.")
+    var serverPIDs: [Int32] = []
+    @Option(help: "Simulator threads (default: one per core).")
+    var threads: Int?
+    @Option(help: "Loopback source addresses to spread connections over (default: one per 20,000).")
+    var sourceAddresses: Int?
+    @Option(name: .customLong("max-p99-ms"), help: "Fail when the scenario's headline p99 latency is above this.")
+    var maxP99Milliseconds: Double?
+    @Option(help: "Fail when the scenario's headline rate is below this.")
+    var minRate: Double?
+    @Option(help: "Also write the report as JSON to this file.")
+    var json: String?
+    @Flag(help: "Print no progress lines.")
+    var quiet = false
+
+    func validate() throws {
+        guard warmup >= 0, duration > 0 else { throw ValidationError("--warmup must be ≥ 0 and --duration > 0") }
+        guard connectRate >= 0 else { throw ValidationError("--connect-rate must be ≥ 0") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let sourceAddresses, !(1...254).contains(sourceAddresses) {
+            throw ValidationError("--source-addresses must be 1–254")
+        }
+    }
+
+    /// Runs `scenario`, prints its report, writes the JSON, and fails when the run did.
+    func run(_ scenario: some Scenario) async throws {
+        var options = SimulationOptions(url: url)
+        options.warmup = .milliseconds(Int64(warmup * 1000))
+        options.duration = .milliseconds(Int64(duration * 1000))
+        if let seed { options.seed = seed }
+        options.connectRate = connectRate
+        options.serverPIDs = serverPIDs
+        if let threads { options.threads = threads }
+        options.sourceAddresses = sourceAddresses
+        options.maxP99Milliseconds = maxP99Milliseconds
+        options.minRate = minRate
+        if !quiet { options.log = { FileHandle.standardError.write(Data("chatsim: \($0)\n".utf8)) } }
+        let report = try await scenario.run(options)
+        print(report.text)
+        if let json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if !report.passed { throw ExitCode.failure }
+    }
+}
+
+/// How senders pace themselves.
+struct PaceOptions: ParsableArguments {
+    @Option(help: "Unanswered sends each sender may have at a time.")
+    var window: Int?
+    @Option(help: "Sends a second per sender, instead of a window.")
+    var rate: Double?
+    @Option(help: "Characters of text per message.")
+    var messageSize = 100
+
+    func validate() throws {
+        if window != nil && rate != nil { throw ValidationError("give --window or --rate, not both") }
+        if let window, window < 1 { throw ValidationError("--window must be at least 1") }
+        if let rate, !(rate > 0) { throw ValidationError("--rate must be above 0") }
+        guard (1...4096).contains(messageSize) else { throw ValidationError("--message-size must be 1–4096") }
+    }
+
+    func pace(defaultWindow: Int) -> Pace {
+        rate.map(Pace.rate) ?? .window(window ?? defaultWindow)
+    }
+}
+
+struct FanoutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fanout", abstract: "One group chat, every member connected, some of them sending.")
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var sending: PaceOptions
+    @Option(help: "Members of the group, each with one connection.")
+    var users = 50
+    @Option(help: "Members who send.")
+    var senders = 10
+
+    func run() async throws {
+        var scenario = Fanout()
+        scenario.members = users
+        scenario.senders = senders
+        scenario.pace = sending.pace(defaultWindow: 10)
+        scenario.messageSize = sending.messageSize
+        try await common.run(scenario)
+    }
+}
+
+struct PairsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pairs", abstract: "Many private chats, both members connected and sending.")
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var sending: PaceOptions
+    @Option(help: "Private chats (two users each).")
+    var chats = 100
+
+    func run() async throws {
+        var scenario = Pairs()
+        scenario.chats = chats
+        scenario.pace = sending.pace(defaultWindow: 1)
+        scenario.messageSize = sending.messageSize
+        try await common.run(scenario)
+    }
+}
+
+struct HistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "Fills a chat with many messages, then times /history at the start, middle and end.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "The server's DATABASE_URL: the chat is filled through the server's store.")
+    var databaseURL: String
+    @Option(help: "Messages to fill the chat with.")
+    var messages = 100_000
+    @Option(help: "Messages per page.")
+    var pageSize = 100
+    @Option(help: "Timed requests per depth.")
+    var requests = 200
+
+    func run() async throws {
+        var scenario = HistoryDepths(database: try DatabaseLocation(url: databaseURL))
+        scenario.messages = messages
+        scenario.pageSize = pageSize
+        scenario.requests = requests
+        try await common.run(scenario)
+    }
+}
+
+struct ConnectionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connections",
+        abstract: "Many idle authenticated connections: time to connect and server memory per connection.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Connections to open.")
+    var connections = 1000
+    @Option(help: "Connections per user (the server allows CHAT_WS_CONNECTIONS_PER_USER).")
+    var perUser = 10
+
+    func run() async throws {
+        var scenario = IdleConnections()
+        scenario.connections = connections
+        scenario.perUser = perUser
+        try await common.run(scenario)
+    }
+}
+
+struct ReconnectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reconnect",
+        abstract: "Drops every connection at once; devices reconnect, resume, and nothing may be missing.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Users, each with one connection.")
+    var users = 1000
+    @Option(help: "Members per group chat (one of them sends).")
+    var chatSize = 50
+    @Option(help: "Sends a second per sender.")
+    var rate = 2.0
+    @Option(help: "Characters of text per message.")
+    var messageSize = 100
+    @Option(help: "Most milliseconds a device waits before its first reconnect attempt.")
+    var jitterMs = 1000
+
+    func run() async throws {
+        var scenario = Reconnect()
+        scenario.users = users
+        scenario.chatSize = chatSize
+        scenario.rate = rate
+        scenario.messageSize = messageSize
+        scenario.jitter = .milliseconds(jitterMs)
+        try await common.run(scenario)
+    }
+}
+
+struct MixedCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mixed",
+        abstract: "Groups and private chats with typing, read receipts, history reads and reconnects.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Users (an even number), each with one connection.")
+    var users = 200
+    @Option(help: "Members per group chat.")
+    var groupSize = 20
+    @Option(help: "Sends a second per user.")
+    var rate = 1.0
+    @Option(help: "Characters of text per message.")
+    var messageSize = 100
+    @Option(help: "History pages read a second.")
+    var historyReads = 10.0
+    @Option(help: "Devices dropped and reconnected a second.")
+    var reconnects = 1.0
+
+    func run() async throws {
+        var scenario = Mixed()
+        scenario.users = users
+        scenario.groupSize = groupSize
+        scenario.rate = rate
+        scenario.messageSize = messageSize
+        scenario.historyReadsPerSecond = historyReads
+        scenario.reconnectsPerSecond = reconnects
+        try await common.run(scenario)
+    }
+}

@@ -1,0 +1,241 @@
+/// What one simulated device received of one chat, kept by the device while the run goes on
+/// (no locks on the hot path) and checked at the end.
+///
+/// A device's stream of a chat is strictly `start + 1, start + 2, ...`. Two events restart
+/// it: a new connection's `ready` (live delivery continues after its `last_seq`; what was
+/// missed meanwhile stays missing) and a `resume` (its first message, `after_seq + 1`, starts
+/// the stream again from there, as the protocol defines).
+struct ChatStream: Sendable {
+    /// Deliveries start after this `seq` (where the device first joined the chat).
+    let start: Int64
+    /// The highest `seq` of the current stream.
+    private(set) var last: Int64
+    /// `seq`s skipped over and not (yet) received.
+    private(set) var missing: [ClosedRange<Int64>] = []
+    private(set) var duplicates = 0
+    private(set) var reordered = 0
+    private(set) var gaps = 0
+    /// Message ids by `seq` (index `seq - start - 1`); 0 where none was received.
+    private(set) var messageIDs: [Int64] = []
+    /// Messages received with an id other than an earlier delivery of the same `seq`.
+    private(set) var conflicting = 0
+    /// Messages not sent by this run's simulated senders.
+    private(set) var foreign = 0
+    /// The highest send number received from each simulated sender.
+    private(set) var highestNumber: [Int: Int] = [:]
+    /// The `after_seq` of a `resume` whose first message has not arrived yet.
+    private var pendingResume: Int64?
+
+    init(after position: Int64) {
+        start = position
+        last = position
+    }
+
+    /// A new connection's live delivery continues after `position`.
+    mutating func reconnected(liveAfter position: Int64) {
+        guard position > last else { return }
+        missing.append((last + 1)...position)
+        last = position
+    }
+
+    /// A `resume` from `position` was sent.
+    mutating func resuming(after position: Int64) {
+        pendingResume = position
+    }
+
+    /// The server refused the `resume`: what it would have brought stays missing.
+    mutating func resumeRefused() {
+        pendingResume = nil
+    }
+
+    /// Whether a `resume` is under way.
+    var isResuming: Bool { pendingResume != nil }
+
+    /// Records the delivery of message `messageID` at `seq`; `clientID` names its simulated
+    /// sender, nil for messages from elsewhere.
+    mutating func record(seq: Int64, messageID: Int64, clientID: ClientID?, run: UInt32) {
+        if let position = pendingResume, seq == position + 1 {
+            pendingResume = nil
+            last = position
+            missing.removeAll { $0.lowerBound > position }
+            missing = missing.map { $0.upperBound > position ? $0.lowerBound...position : $0 }
+        }
+        if seq == last + 1 {
+            last = seq
+        } else if seq > last + 1 {
+            gaps += 1
+            missing.append((last + 1)...(seq - 1))
+            last = seq
+        } else if let index = missing.firstIndex(where: { $0.contains(seq) }) {
+            // Late: it arrives after a higher seq.
+            reordered += 1
+            let range = missing.remove(at: index)
+            if range.lowerBound < seq { missing.append(range.lowerBound...(seq - 1)) }
+            if seq < range.upperBound { missing.append((seq + 1)...range.upperBound) }
+        } else if seq > start {
+            duplicates += 1
+        }
+        remember(seq: seq, messageID: messageID)
+        if let clientID, clientID.run == run {
+            highestNumber[clientID.sender] = max(highestNumber[clientID.sender] ?? 0, clientID.number)
+        } else {
+            foreign += 1
+        }
+    }
+
+    private mutating func remember(seq: Int64, messageID: Int64) {
+        guard seq > start else { return }
+        let index = Int(seq - start - 1)
+        if index >= messageIDs.count {
+            messageIDs.append(contentsOf: repeatElement(0, count: index - messageIDs.count + 1))
+        }
+        if messageIDs[index] != 0 && messageIDs[index] != messageID { conflicting += 1 }
+        messageIDs[index] = messageID
+    }
+
+    /// How many `seq`s after the start and up to `end` were never received.
+    func lost(upTo end: Int64) -> Int64 {
+        let holes = missing.reduce(Int64(0)) { $0 + Int64($1.count) }
+        return holes + max(0, end - last)
+    }
+}
+
+/// What one simulated sender sent and how each send ended.
+struct SendLog: Sendable {
+    /// An acknowledged send.
+    struct Ack: Equatable, Sendable {
+        let messageID: Int64
+        let chatID: Int64
+        let seq: Int64
+    }
+
+    /// Sends made, numbered 0, 1, 2, ...
+    private(set) var sent = 0
+    /// Acknowledged sends by number.
+    private(set) var acks: [Int: Ack] = [:]
+    /// Acks that named another message than an earlier ack of the same send.
+    private(set) var conflictingAcks = 0
+    /// Acks with `"duplicate": true` (answers to a repeated send).
+    private(set) var duplicateAcks = 0
+    /// Refused sends by error code.
+    private(set) var errors: [String: Int] = [:]
+    private(set) var refused: Set<Int> = []
+
+    /// Numbers a new send.
+    mutating func nextNumber() -> Int {
+        defer { sent += 1 }
+        return sent
+    }
+
+    mutating func acked(number: Int, _ ack: Ack, duplicate: Bool) {
+        if duplicate { duplicateAcks += 1 }
+        if let earlier = acks[number] {
+            if earlier != ack { conflictingAcks += 1 }
+            return
+        }
+        acks[number] = ack
+    }
+
+    mutating func refused(number: Int, code: String) {
+        errors[code, default: 0] += 1
+        refused.insert(number)
+    }
+
+    /// Sends that got neither an ack nor an error.
+    var unanswered: Int { sent - acks.count - refused.subtracting(acks.keys).count }
+}
+
+/// The verdict on a run, in Jepsen's spirit: every count is reported, zero or not.
+public struct CheckReport: Codable, Equatable, Sendable {
+    /// Acknowledged messages some device following the chat never received.
+    public var lost: Int64 = 0
+    /// Messages a device received twice.
+    public var duplicated = 0
+    /// Messages received after a higher `seq`.
+    public var reordered = 0
+    /// Jumps over one or more `seq`s.
+    public var gaps = 0
+    /// Messages no simulated sender of this run sent, or with another id than the one
+    /// acknowledged or delivered before for the same `seq`.
+    public var unexpected = 0
+    /// Sends acknowledged twice with different messages.
+    public var conflictingAcks = 0
+    /// Sends that ended without an ack or an error (not a violation by itself).
+    public var unanswered = 0
+    /// Refused sends by error code (not a violation by itself).
+    public var sendErrors: [String: Int] = [:]
+
+    public var passed: Bool {
+        lost == 0 && duplicated == 0 && reordered == 0 && gaps == 0 && unexpected == 0 && conflictingAcks == 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lost, duplicated, reordered, gaps, unexpected, unanswered, passed
+        case conflictingAcks = "conflicting_acks"
+        case sendErrors = "send_errors"
+    }
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        lost = try container.decode(Int64.self, forKey: .lost)
+        duplicated = try container.decode(Int.self, forKey: .duplicated)
+        reordered = try container.decode(Int.self, forKey: .reordered)
+        gaps = try container.decode(Int.self, forKey: .gaps)
+        unexpected = try container.decode(Int.self, forKey: .unexpected)
+        conflictingAcks = try container.decode(Int.self, forKey: .conflictingAcks)
+        unanswered = try container.decode(Int.self, forKey: .unanswered)
+        sendErrors = try container.decode([String: Int].self, forKey: .sendErrors)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(lost, forKey: .lost)
+        try container.encode(duplicated, forKey: .duplicated)
+        try container.encode(reordered, forKey: .reordered)
+        try container.encode(gaps, forKey: .gaps)
+        try container.encode(unexpected, forKey: .unexpected)
+        try container.encode(conflictingAcks, forKey: .conflictingAcks)
+        try container.encode(unanswered, forKey: .unanswered)
+        try container.encode(sendErrors, forKey: .sendErrors)
+        try container.encode(passed, forKey: .passed)
+    }
+}
+
+/// Checks a run: every device's streams against every sender's log.
+enum Checker {
+    /// - Parameters:
+    ///   - streams: each simulated device's streams, by chat id.
+    ///   - senders: each simulated sender's log, by sender index.
+    static func check(streams: [[Int64: ChatStream]], senders: [Int: SendLog]) -> CheckReport {
+        var report = CheckReport()
+        // What the acks say each chat holds: message id by seq.
+        var acknowledged: [Int64: [Int64: Int64]] = [:]
+        for log in senders.values {
+            report.conflictingAcks += log.conflictingAcks
+            report.unanswered += log.unanswered
+            report.sendErrors.merge(log.errors, uniquingKeysWith: +)
+            for ack in log.acks.values { acknowledged[ack.chatID, default: [:]][ack.seq] = ack.messageID }
+        }
+        for device in streams {
+            for (chat, stream) in device {
+                report.duplicated += stream.duplicates
+                report.reordered += stream.reordered
+                report.gaps += stream.gaps
+                report.unexpected += stream.conflicting + stream.foreign
+                let acked = acknowledged[chat] ?? [:]
+                report.lost += stream.lost(upTo: acked.keys.max() ?? stream.start)
+                for (offset, messageID) in stream.messageIDs.enumerated() where messageID != 0 {
+                    if let ackedID = acked[stream.start + 1 + Int64(offset)], ackedID != messageID {
+                        report.unexpected += 1
+                    }
+                }
+                for (sender, number) in stream.highestNumber where number >= senders[sender]?.sent ?? 0 {
+                    report.unexpected += 1
+                }
+            }
+        }
+        return report
+    }
+}

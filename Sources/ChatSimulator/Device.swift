@@ -1,0 +1,510 @@
+import ChatProtocol
+import Foundation
+import Histogram
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+
+/// How a sending device paces itself.
+public enum Pace: Sendable, Equatable {
+    /// At most this many unanswered sends at a time: each answer lets the next send go.
+    case window(Int)
+    /// This many sends a second whatever the answers (at most ``Device/maxOutstanding`` unanswered).
+    case rate(Double)
+}
+
+/// What a simulated device does besides receiving.
+struct DeviceRole: Sendable {
+    struct Sending: Sendable {
+        /// The sender's number in client ids.
+        var sender: Int
+        /// The chats it sends to, in turn.
+        var chats: [ChatID]
+        var pace: Pace
+        /// Characters of text per message.
+        var messageSize: Int
+        /// Whether a `typing` frame goes before each message.
+        var types = false
+    }
+
+    var sending: Sending?
+    /// Marks what it receives as read, at most once a chat per this many nanoseconds.
+    var readInterval: UInt64?
+}
+
+/// What a device observed, collected when the run ends.
+struct DeviceObservations: Sendable {
+    var streams: [Int64: ChatStream] = [:]
+    var sendLog = SendLog()
+    /// Send to delivery on another connection, microseconds, for sends in the measured window.
+    var deliveryLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    /// Send to ack, microseconds, for sends in the measured window.
+    var ackLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    /// Sends made while measuring.
+    var sentWhileMeasuring = 0
+    /// First acks (not repeats) received while measuring: messages stored.
+    var ackedWhileMeasuring = 0
+    /// `message` frames and first acks received while measuring.
+    var framesWhileMeasuring = 0
+    /// Messages for chats the device does not follow, or acks for sends it did not make.
+    var strays = 0
+    /// Errors that did not answer a send, by code.
+    var otherErrors: [String: Int] = [:]
+    /// Chats that were too far behind to `resume` after a reconnect.
+    var resumesTooFar = 0
+}
+
+/// A failure of the simulator's own making or of the server's answers to it.
+public struct SimulationError: Error, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// One simulated device: a WebSocket connection of one user, reconnected when a scenario
+/// drops it, receiving the user's chats and, as a sender, sending into them.
+///
+/// The connection is a plain NIO pipeline and the device does its work in the channel
+/// handler, on its event loop, without tasks or locks: the simulator must cost less than the
+/// server it measures. Everything mutable is touched on `eventLoop` only, which is what makes
+/// sharing the device safe.
+final class Device: @unchecked Sendable {
+    static let maxOutstanding = 10_000
+
+    let index: Int
+    let user: ServerAPI.User
+    let role: DeviceRole
+    let run: UInt32
+    let control: RunControl
+    let eventLoop: any EventLoop
+    let progress = DeviceProgress()
+
+    private var observed = DeviceObservations()
+    private var context: ChannelHandlerContext?
+    private var readyPromise: EventLoopPromise<Void>?
+    /// Unanswered sends by number, kept to repeat them after a reconnect.
+    private var pending: [Int: ByteBuffer] = [:]
+    private var nextChat = 0
+    private var sendingStarted = false
+    private var pacing: RepeatedTask?
+    /// Whether the coordinator is closing or dropping the connection (so its end is no failure).
+    private var leaving = false
+    /// Whether this side sent a close frame (so the server's is not answered again).
+    fileprivate private(set) var closeSent = false
+    private var closeCode: WebSocketErrorCode?
+    private var lastRead: [Int64: UInt64] = [:]
+    /// Chats being resumed, in the order the resumes were sent, and the `seq` each must reach.
+    private var resumes: [(chat: Int64, target: Int64)] = []
+    private var masks: SplitMix64
+    private let padding: String
+
+    init(index: Int, user: ServerAPI.User, role: DeviceRole, run: UInt32, control: RunControl, eventLoop: any EventLoop)
+    {
+        self.index = index
+        self.user = user
+        self.role = role
+        self.run = run
+        self.control = control
+        self.eventLoop = eventLoop
+        self.masks = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9 &+ UInt64(run))
+        self.padding = String(repeating: "x", count: max(1, role.sending?.messageSize ?? 1))
+    }
+
+    // MARK: Coordinator's side (any thread)
+
+    /// Connects, or connects again, and returns once the server's `ready` was followed:
+    /// streams started or `resume`s sent, unanswered sends repeated.
+    func connect(to endpoint: Endpoint, from source: SocketAddress?, timeout: TimeAmount = .seconds(30)) async throws {
+        let ready = eventLoop.makePromise(of: Void.self)
+        try await eventLoop.submit {
+            self.readyPromise = ready
+            self.leaving = false
+            self.closeSent = false
+            self.closeCode = nil
+        }.get()
+        let deadline = eventLoop.scheduleTask(in: timeout) {
+            self.completeReady(.failure(SimulationError("no ready frame within \(timeout)")))
+            self.context?.close(promise: nil)
+        }
+        defer { deadline.cancel() }
+        var bootstrap = ClientBootstrap(group: eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(timeout)
+        if let source { bootstrap = bootstrap.bind(to: source) }
+        do {
+            let upgraded: EventLoopFuture<Bool> = try await bootstrap.connect(to: endpoint.address) { channel in
+                channel.eventLoop.makeCompletedFuture { try self.configureUpgrade(of: channel, to: endpoint) }
+            }
+            guard try await upgraded.get() else { throw SimulationError("the server refused the WebSocket upgrade") }
+            try await ready.futureResult.get()
+        } catch {
+            eventLoop.execute { self.completeReady(.failure(error)) }
+            throw error
+        }
+    }
+
+    /// Starts sending: a window at once (then one send per answer), or one send every 1/rate
+    /// seconds from a random offset, so that senders do not all send in the same instant.
+    func startSending() {
+        eventLoop.execute {
+            guard let sending = self.role.sending, !self.sendingStarted else { return }
+            self.sendingStarted = true
+            switch sending.pace {
+            case .window(let size):
+                for _ in 0..<size { self.sendNext() }
+            case .rate(let rate):
+                let interval = Int64(1e9 / max(rate, 0.001))
+                let offset = Int64.random(in: 0..<max(interval, 1), using: &self.masks)
+                self.pacing = self.eventLoop.scheduleRepeatedTask(
+                    initialDelay: .nanoseconds(offset), delay: .nanoseconds(interval)
+                ) { _ in
+                    self.sendNext()
+                    self.context?.flush()
+                }
+            }
+            self.context?.flush()
+        }
+    }
+
+    /// Drops the connection at once, without a close frame, as a network failure would.
+    func drop() async {
+        let closed: EventLoopFuture<Void>? = try? await eventLoop.submit {
+            self.leaving = true
+            guard let context = self.context else { return nil }
+            context.close(promise: nil)
+            return context.channel.closeFuture
+        }.get()
+        try? await closed?.get()
+    }
+
+    /// Stops sending and closes the connection with a close frame (1000), waiting up to
+    /// five seconds for the server's answer.
+    func close() async {
+        let closed: EventLoopFuture<Void>? = try? await eventLoop.submit {
+            self.leaving = true
+            self.pacing?.cancel()
+            guard let context = self.context else { return nil }
+            self.closeSent = true
+            var code = context.channel.allocator.buffer(capacity: 2)
+            code.write(webSocketErrorCode: .normalClosure)
+            context.writeAndFlush(NIOAny(self.frame(.connectionClose, code)), promise: nil)
+            let channel = context.channel
+            channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+            return channel.closeFuture
+        }.get()
+        try? await closed?.get()
+    }
+
+    /// What the device observed so far.
+    func observations() async -> DeviceObservations {
+        (try? await eventLoop.submit { self.observed }.get()) ?? DeviceObservations()
+    }
+
+    // MARK: Connection (event loop)
+
+    private func configureUpgrade(of channel: any Channel, to endpoint: Endpoint) throws -> EventLoopFuture<Bool> {
+        let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(maxFrameSize: 1 << 24) { channel, _ in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(DeviceHandler(device: self))
+                return true
+            }
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: endpoint.hostHeader)
+        headers.add(name: "Authorization", value: "Bearer \(user.token)")
+        headers.add(name: "Content-Length", value: "0")
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.webSocketPath, headers: headers)
+        let upgrade = NIOTypedHTTPClientUpgradeConfiguration<Bool>(
+            upgradeRequestHead: head, upgraders: [upgrader],
+            notUpgradingCompletionHandler: { channel in
+                channel.close(promise: nil)
+                return channel.eventLoop.makeSucceededFuture(false)
+            })
+        var configuration = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: upgrade)
+        // The server's `ready` may arrive in the same read as its 101 response.
+        configuration.leftOverBytesStrategy = .forwardBytes
+        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: configuration)
+    }
+
+    fileprivate func attached(_ context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    fileprivate func detached() {
+        context = nil
+        completeReady(.failure(SimulationError("the connection closed before ready")))
+        if !leaving && control.phase < .finished {
+            let reason = closeCode.map { "closed by the server with \($0)" } ?? "the connection dropped"
+            progress.failure.withLock { $0 = reason }
+        }
+    }
+
+    fileprivate func serverClosed(_ code: WebSocketErrorCode?) {
+        closeCode = code
+    }
+
+    private func completeReady(_ result: Result<Void, any Error>) {
+        guard let promise = readyPromise else { return }
+        readyPromise = nil
+        promise.completeWith(result)
+    }
+
+    /// Handles a complete text frame.
+    fileprivate func received(_ text: ByteBuffer) {
+        let frame = text.withUnsafeReadableBytes { FrameScanner.scan($0) }
+        switch frame.kind {
+        case .message: delivered(frame)
+        case .ack: acknowledged(frame)
+        case .ready: follow(text)
+        case .error: refused(text)
+        case .other: break
+        }
+    }
+
+    private func follow(_ text: ByteBuffer) {
+        guard case .ready(let ready)? = try? JSONDecoder().decode(ServerFrame.self, from: Data(text.readableBytesView))
+        else {
+            completeReady(.failure(SimulationError("the ready frame did not decode")))
+            context?.close(promise: nil)
+            return
+        }
+        resumes.removeAll()
+        for chat in ready.chats {
+            let id = chat.id.rawValue
+            guard var stream = observed.streams[id] else {
+                observed.streams[id] = ChatStream(after: chat.lastSeq)
+                continue
+            }
+            let have = stream.last
+            stream.reconnected(liveAfter: chat.lastSeq)
+            if chat.lastSeq > have {
+                if chat.lastSeq - have <= Int64(ready.resumeLimit) {
+                    stream.resuming(after: have)
+                    resumes.append((id, chat.lastSeq))
+                    write(#"{"type":"resume","chat_id":\#(id),"after_seq":\#(have)}"#)
+                } else {
+                    observed.resumesTooFar += 1
+                }
+            }
+            observed.streams[id] = stream
+        }
+        progress.resuming.store(resumes.count, ordering: .relaxed)
+        // Repeat unanswered sends with their client ids: each is stored once, whatever
+        // happened to the first attempt.
+        for number in pending.keys.sorted() { write(pending[number]!) }
+        if case .window(let size)? = role.sending?.pace, sendingStarted {
+            for _ in pending.count..<max(size, pending.count) { sendNext() }
+        }
+        completeReady(.success(()))
+    }
+
+    private func delivered(_ frame: ScannedFrame) {
+        guard let chat = frame.chatID, let seq = frame.seq, let messageID = frame.messageID,
+            observed.streams[chat] != nil
+        else {
+            observed.strays += 1
+            return
+        }
+        record(chat: chat, seq: seq, messageID: messageID, clientID: frame.clientID, latency: \.deliveryLatency)
+        if let interval = role.readInterval {
+            let now = monotonicNanoseconds()
+            if now &- (lastRead[chat] ?? 0) >= interval {
+                lastRead[chat] = now
+                write(#"{"type":"read","chat_id":\#(chat),"seq":\#(seq)}"#)
+            }
+        }
+    }
+
+    private func acknowledged(_ frame: ScannedFrame) {
+        guard let chat = frame.chatID, let seq = frame.seq, let messageID = frame.messageID,
+            let clientID = frame.clientID, clientID.run == run, clientID.sender == role.sending?.sender,
+            observed.streams[chat] != nil
+        else {
+            observed.strays += 1
+            return
+        }
+        observed.sendLog.acked(
+            number: clientID.number, SendLog.Ack(messageID: messageID, chatID: chat, seq: seq),
+            duplicate: frame.duplicate)
+        answered(clientID.number)
+        if !frame.duplicate {
+            if control.phase == .measuring { observed.ackedWhileMeasuring += 1 }
+            record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
+        }
+        if case .window = role.sending?.pace { sendNext() }
+    }
+
+    private func record(
+        chat: Int64, seq: Int64, messageID: Int64, clientID: ClientID?,
+        latency: WritableKeyPath<DeviceObservations, Histogram<UInt64>>
+    ) {
+        observed.streams[chat]!.record(seq: seq, messageID: messageID, clientID: clientID, run: run)
+        progress.received.add(1, ordering: .relaxed)
+        if control.phase == .measuring { observed.framesWhileMeasuring += 1 }
+        if let clientID, clientID.run == run, control.isMeasured(sentAt: clientID.sentAt) {
+            _ = observed[keyPath: latency].record((monotonicNanoseconds() &- clientID.sentAt) / 1000)
+        }
+        if !resumes.isEmpty, let index = resumes.firstIndex(where: { $0.chat == chat }),
+            let stream = observed.streams[chat], !stream.isResuming, stream.last >= resumes[index].target
+        {
+            resumes.remove(at: index)
+            progress.resuming.store(resumes.count, ordering: .relaxed)
+        }
+    }
+
+    private func refused(_ text: ByteBuffer) {
+        guard
+            case .error(let code, _, let ref)? = try? JSONDecoder().decode(
+                ServerFrame.self, from: Data(text.readableBytesView))
+        else { return }
+        if let clientID = ref.flatMap(ClientID.init), clientID.run == run, pending[clientID.number] != nil {
+            observed.sendLog.refused(number: clientID.number, code: code)
+            answered(clientID.number)
+            guard case .window = role.sending?.pace else { return }
+            // Back off briefly when the server says "too fast": an immediate retry would only
+            // be refused again.
+            if code == "rate_limited" {
+                eventLoop.scheduleTask(in: .milliseconds(50)) {
+                    self.sendNext()
+                    self.context?.flush()
+                }
+            } else {
+                sendNext()
+            }
+        } else if ref == "resume",
+            let index = resumes.firstIndex(where: { observed.streams[$0.chat]?.isResuming == true })
+        {
+            observed.streams[resumes[index].chat]?.resumeRefused()
+            observed.otherErrors[code, default: 0] += 1
+            resumes.remove(at: index)
+            progress.resuming.store(resumes.count, ordering: .relaxed)
+        } else {
+            observed.otherErrors[code, default: 0] += 1
+        }
+    }
+
+    private func answered(_ number: Int) {
+        if pending.removeValue(forKey: number) != nil { progress.outstanding.subtract(1, ordering: .relaxed) }
+    }
+
+    /// Makes the next send, unless the run stopped sending, the device is not connected or too
+    /// many sends are unanswered.
+    private func sendNext() {
+        guard let sending = role.sending, let context, control.phase == .warmup || control.phase == .measuring,
+            pending.count < Self.maxOutstanding
+        else { return }
+        let number = observed.sendLog.nextNumber()
+        let chat = sending.chats[nextChat % sending.chats.count].rawValue
+        nextChat += 1
+        let clientID = ClientID(run: run, sender: sending.sender, number: number, sentAt: monotonicNanoseconds())
+        if sending.types { write(#"{"type":"typing","chat_id":\#(chat)}"#) }
+        // Written by hand: encoding a Codable frame per send costs more than the send.
+        var buffer = context.channel.allocator.buffer(capacity: 96 + padding.utf8.count)
+        buffer.writeString(#"{"type":"send","chat_id":\#(chat),"client_id":"\#(clientID.text)","text":""#)
+        buffer.writeString(padding)
+        buffer.writeString(#""}"#)
+        pending[number] = buffer
+        progress.outstanding.add(1, ordering: .relaxed)
+        if control.phase == .measuring { observed.sentWhileMeasuring += 1 }
+        write(buffer)
+    }
+
+    private func write(_ text: String) {
+        guard let context else { return }
+        write(context.channel.allocator.buffer(string: text))
+    }
+
+    /// Queues a text frame; the handler flushes at the end of each read, and the pacing timer
+    /// after each send.
+    private func write(_ text: ByteBuffer) {
+        context?.write(NIOAny(frame(.text, text)), promise: nil)
+    }
+
+    /// A client frame, masked as RFC 6455 requires (with a cheap generator: the mask guards
+    /// proxies' caches, not secrets).
+    fileprivate func frame(_ opcode: WebSocketOpcode, _ data: ByteBuffer) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(using: &masks), data: data)
+    }
+}
+
+/// The handler of one connection of a device: reassembles text frames, answers pings and
+/// close frames, and passes the rest to the device.
+private final class DeviceHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let device: Device
+    private var fragments: ByteBuffer?
+
+    init(device: Device) {
+        self.device = device
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        device.attached(context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text where frame.fin:
+            device.received(frame.unmaskedData)
+        case .text:
+            fragments = frame.unmaskedData
+        case .continuation:
+            guard var buffered = fragments else { return }
+            var data = frame.unmaskedData
+            buffered.writeBuffer(&data)
+            fragments = frame.fin ? nil : buffered
+            if frame.fin { device.received(buffered) }
+        case .ping:
+            context.write(wrapOutboundOut(device.frame(.pong, frame.unmaskedData)), promise: nil)
+        case .connectionClose:
+            var data = frame.unmaskedData
+            device.serverClosed(data.readWebSocketErrorCode())
+            if device.closeSent {
+                context.close(promise: nil)
+            } else {
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(device.frame(.connectionClose, frame.unmaskedData)))
+                    .whenComplete { _ in channel.close(promise: nil) }
+            }
+        default:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        device.detached()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// A small, fast pseudo-random generator for masking keys and jitter.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+import Histogram
+
+/// What a run measured and concluded: printed for people, written as JSON for machines.
+public struct Report: Codable, Sendable {
+    public var scenario: String
+    /// The scenario's settings, as given or defaulted.
+    public var parameters: [String: String]
+    public var startedAt: Date
+    /// Length of the measured window.
+    public var measuredSeconds: Double
+    /// Simulated devices (WebSocket connections) that took part.
+    public var devices: Int
+    /// Time from the first connection attempt until every device was ready.
+    public var connectSeconds: Double?
+    /// Devices whose connection failed or ended unasked, by reason.
+    public var deviceFailures: [String: Int]
+    public var rates: Rates?
+    /// Latency distributions by name (`send_to_ack`, `send_to_delivery`, `connect`, ...).
+    public var latencies: [String: LatencySummary]
+    /// `history`: latency by depth.
+    public var history: [HistoryDepth]?
+    /// `connections`: memory per connection.
+    public var connections: ConnectionCost?
+    /// `reconnect`: how long recovering took.
+    public var recovery: Recovery?
+    /// Each `--server-pid` over the measured window.
+    public var server: [ProcessUsage]
+    public var simulator: SimulatorUsage
+    public var check: CheckReport
+    public var thresholds: [Threshold]
+    /// Observations worth a reader's attention, such as a simulator that was itself the limit.
+    public var notes: [String]
+    public var passed: Bool
+
+    /// Messages and frames over the measured window.
+    public struct Rates: Codable, Sendable {
+        /// Sends made.
+        public var sent: Int
+        /// Sends acknowledged for the first time: messages stored.
+        public var stored: Int
+        /// `message` frames and first acks received by all devices.
+        public var deliveredFrames: Int
+        public var sentPerSecond: Double
+        public var storedPerSecond: Double
+        public var deliveredFramesPerSecond: Double
+    }
+
+    /// A latency distribution in milliseconds.
+    public struct LatencySummary: Codable, Sendable {
+        public var count: UInt64
+        public var p50: Double
+        public var p90: Double
+        public var p99: Double
+        public var p999: Double
+        public var max: Double
+
+        /// From a histogram of microseconds.
+        init(microseconds histogram: Histogram<UInt64>) {
+            func milliseconds(_ value: UInt64) -> Double { Double(value) / 1000 }
+            count = histogram.totalCount
+            p50 = milliseconds(histogram.valueAtPercentile(50))
+            p90 = milliseconds(histogram.valueAtPercentile(90))
+            p99 = milliseconds(histogram.valueAtPercentile(99))
+            p999 = milliseconds(histogram.valueAtPercentile(99.9))
+            max = milliseconds(histogram.max)
+        }
+    }
+
+    /// History latency at one depth.
+    public struct HistoryDepth: Codable, Sendable {
+        /// The query, e.g. `offset=500000&limit=100` or `before_seq=1000001&limit=100`.
+        public var query: String
+        public var latency: LatencySummary
+    }
+
+    public struct ConnectionCost: Codable, Sendable {
+        public var connected: Int
+        /// Growth of the first server process's resident memory per connection.
+        public var serverRSSBytesPerConnection: Double?
+        public var connectionsPerSecond: Double
+    }
+
+    public struct Recovery: Codable, Sendable {
+        /// From dropping every connection until every device was connected and resumed.
+        public var allRecoveredSeconds: Double
+        /// Connection attempts made while recovering (failed ones are retried with backoff).
+        public var attempts: Int
+        public var recovered: Int
+    }
+
+    /// One server process over the measured window.
+    public struct ProcessUsage: Codable, Sendable {
+        public var pid: Int32
+        public var command: String
+        public var cpuSeconds: Double
+        /// Share of one core.
+        public var cpuCores: Double
+        public var cpuMicrosecondsPerDeliveredFrame: Double?
+        public var cpuMicrosecondsPerStoredMessage: Double?
+        public var rssBytesBefore: UInt64
+        public var rssBytesAfter: UInt64
+    }
+
+    public struct SimulatorUsage: Codable, Sendable {
+        public var cpuSeconds: Double
+        /// Share of one core over the measured window.
+        public var cpuCores: Double
+        public var threads: Int
+    }
+
+    /// A threshold given on the command line and whether the run met it.
+    public struct Threshold: Codable, Sendable {
+        public var name: String
+        public var limit: Double
+        /// Nil when the run measured nothing to compare.
+        public var measured: Double?
+        public var met: Bool
+    }
+
+    /// The report as JSON, keys in snake case.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    /// The report for people.
+    public var text: String {
+        var lines = ["chatsim \(scenario): " + (passed ? "PASSED" : "FAILED")]
+        lines.append(
+            "  parameters: "
+                + parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        lines.append("  devices: \(devices)" + (connectSeconds.map { ", all ready in \(format($0)) s" } ?? ""))
+        for (reason, count) in deviceFailures.sorted(by: { $0.key < $1.key }) {
+            lines.append("  device failures: \(count) × \(reason)")
+        }
+        lines.append("  measured: \(format(measuredSeconds)) s")
+        if let rates {
+            lines.append(
+                "  sent \(rates.sent) (\(format(rates.sentPerSecond))/s), stored \(rates.stored) "
+                    + "(\(format(rates.storedPerSecond))/s), delivered frames \(rates.deliveredFrames) "
+                    + "(\(format(rates.deliveredFramesPerSecond))/s)")
+        }
+        for (name, latency) in latencies.sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(name) ms: \(latency.line)")
+        }
+        for depth in history ?? [] {
+            lines.append("  history \(depth.query) ms: \(depth.latency.line)")
+        }
+        if let connections {
+            lines.append(
+                "  connections: \(connections.connected) at \(format(connections.connectionsPerSecond))/s"
+                    + (connections.serverRSSBytesPerConnection.map { ", server RSS \(format($0 / 1024)) KiB each" }
+                        ?? ""))
+        }
+        if let recovery {
+            lines.append(
+                "  recovery: \(recovery.recovered) devices in \(format(recovery.allRecoveredSeconds)) s, "
+                    + "\(recovery.attempts) connection attempts")
+        }
+        for process in server {
+            var line = "  server pid \(process.pid) (\(process.command)): \(format(process.cpuSeconds)) CPU s "
+            line += "(\(format(process.cpuCores)) cores)"
+            if let perFrame = process.cpuMicrosecondsPerDeliveredFrame { line += ", \(format(perFrame)) µs/frame" }
+            if let perMessage = process.cpuMicrosecondsPerStoredMessage { line += ", \(format(perMessage)) µs/message" }
+            line += ", RSS \(format(Double(process.rssBytesBefore) / 1_048_576))"
+            line += " → \(format(Double(process.rssBytesAfter) / 1_048_576)) MiB"
+            lines.append(line)
+        }
+        lines.append(
+            "  simulator: \(format(simulator.cpuSeconds)) CPU s (\(format(simulator.cpuCores)) cores, "
+                + "\(simulator.threads) threads)")
+        let errors = check.sendErrors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        lines.append(
+            "  check: lost=\(check.lost) duplicated=\(check.duplicated) reordered=\(check.reordered) "
+                + "gaps=\(check.gaps) unexpected=\(check.unexpected) conflicting_acks=\(check.conflictingAcks) "
+                + "unanswered=\(check.unanswered) send_errors=[\(errors)]")
+        for threshold in thresholds {
+            lines.append(
+                "  threshold \(threshold.name) \(format(threshold.limit)): measured "
+                    + (threshold.measured.map(format) ?? "nothing") + " "
+                    + (threshold.met ? "met" : "MISSED"))
+        }
+        lines += notes.map { "  note: \($0)" }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Report.LatencySummary {
+    var line: String {
+        "p50 \(format(p50)) p90 \(format(p90)) p99 \(format(p99)) p99.9 \(format(p999)) max \(format(max)) (n=\(count))"
+    }
+}
+
+/// A number with three significant digits at most, for reports.
+func format(_ value: Double) -> String {
+    guard value.isFinite else { return "\(value)" }
+    let magnitude = abs(value)
+    let decimals = magnitude >= 100 ? 0 : magnitude >= 10 ? 1 : magnitude >= 1 ? 2 : 3
+    return String(format: "%.\(decimals)f", value)
+}

@@ -1,0 +1,77 @@
+import AsyncHTTPClient
+import ChatProtocol
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The REST calls the simulator makes to set up users and chats, and to read history.
+struct ServerAPI: Sendable {
+    let baseURL: String
+    let client: HTTPClient
+
+    /// A simulated user, logged in.
+    struct User: Sendable {
+        let id: UserID
+        let name: String
+        let token: String
+    }
+
+    /// Registers `name` and logs in.
+    func register(_ name: String, password: String) async throws -> User {
+        let registration = try await send(
+            .POST, "/user", json: CreateUserRequest(name: name, email: "\(name)@chatsim.invalid", password: password))
+        let account = try registration.decode(AccountPayload.self, expecting: .created, doing: "registering \(name)")
+        let login = try await send(
+            .POST, "/auth/login", form: "grant_type=password&username=\(name)&password=\(password)")
+        let token = try login.decode(TokenPayload.self, expecting: .ok, doing: "logging in as \(name)").accessToken
+        return User(id: account.id, name: name, token: token)
+    }
+
+    func createChat(named name: String, type: ChatType, as user: User) async throws -> ChatID {
+        try await send(.POST, "/chat", json: CreateChatRequest(name: name, chatType: type), token: user.token)
+            .decode(ChatPayload.self, expecting: .created, doing: "creating chat \(name)").id
+    }
+
+    func addUser(_ member: User, to chat: ChatID, as owner: User) async throws {
+        _ = try await send(.POST, "/chat/add_user/\(member.id)/\(chat)", token: owner.token)
+            .decode(ChatPayload.self, expecting: .ok, doing: "adding \(member.name) to chat \(chat)")
+    }
+
+    /// One history page: how many messages it held.
+    func history(of chat: ChatID, query: String, as user: User) async throws -> Int {
+        try await send(.GET, "/history/\(chat)?\(query)", token: user.token)
+            .decode([MessagePayload].self, expecting: .ok, doing: "reading history \(query)").count
+    }
+
+    struct Reply {
+        let status: HTTPResponseStatus
+        let body: ByteBuffer
+
+        func decode<T: Decodable>(
+            _ type: T.Type, expecting expected: HTTPResponseStatus, doing what: String
+        ) throws -> T {
+            guard status == expected else {
+                throw SimulationError("\(what): expected \(expected), got \(status): \(String(buffer: body))")
+            }
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        }
+    }
+
+    func send(
+        _ method: HTTPMethod, _ path: String, json: (any Encodable)? = nil, form: String? = nil, token: String? = nil
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(json)))
+        }
+        if let form {
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.body = .bytes(ByteBuffer(string: form))
+        }
+        let response = try await client.execute(request, timeout: .seconds(60))
+        return Reply(status: response.status, body: try await response.body.collect(upTo: 64 << 20))
+    }
+}

@@ -1,0 +1,356 @@
+import AsyncHTTPClient
+import ChatProtocol
+import Foundation
+import Histogram
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// Settings every scenario shares.
+public struct SimulationOptions: Sendable {
+    /// The server's base URL.
+    public var url: String
+    public var warmup: Duration = .seconds(3)
+    public var duration: Duration = .seconds(20)
+    /// Seeds the simulator's random choices (jitter, churn, history queries).
+    public var seed: UInt64 = .random(in: 0...UInt64.max)
+    /// New connections a second while connecting devices (0: as fast as possible).
+    public var connectRate: Double = 2000
+    /// Processes whose CPU time and memory the report covers: the chat server first, then
+    /// for instance PostgreSQL's postmaster.
+    public var serverPIDs: [Int32] = []
+    /// Event loop threads of the simulator.
+    public var threads = System.coreCount
+    /// Loopback source addresses to spread connections over (nil: one per 20,000).
+    public var sourceAddresses: Int?
+    public var maxP99Milliseconds: Double?
+    public var minRate: Double?
+    /// Where progress lines go (the CLI prints them to standard error).
+    public var log: @Sendable (String) -> Void = { _ in }
+
+    public init(url: String) {
+        self.url = url
+    }
+}
+
+/// One run of a scenario: the server's endpoint, the devices' event loops, the REST client,
+/// the run's phase, and the steps scenarios are made of.
+final class Simulation: Sendable {
+    let options: SimulationOptions
+    let endpoint: Endpoint
+    let api: ServerAPI
+    let control = RunControl()
+    /// This run's id in user names and client ids.
+    let run: UInt32
+    let group: MultiThreadedEventLoopGroup
+    let startedAt = Date()
+
+    static let password = "chatsim-password"
+
+    private init(options: SimulationOptions, endpoint: Endpoint, client: HTTPClient, group: MultiThreadedEventLoopGroup)
+    {
+        self.options = options
+        self.endpoint = endpoint
+        self.api = ServerAPI(baseURL: endpoint.baseURL, client: client)
+        self.group = group
+        self.run = UInt32.random(in: 100_000...UInt32.max)
+    }
+
+    /// Runs `body` with a simulation against `options.url`, then shuts its resources down.
+    static func with<T: Sendable>(
+        _ options: SimulationOptions, _ body: (Simulation) async throws -> T
+    ) async throws -> T {
+        let endpoint = try Endpoint(url: options.url)
+        ProcessStats.raiseOpenFileLimit()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.threads))
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 32
+        configuration.timeout.connect = .seconds(3)
+        let client = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
+        let simulation = Simulation(options: options, endpoint: endpoint, client: client, group: group)
+        do {
+            try await simulation.checkServer()
+            let result = try await body(simulation)
+            try await client.shutdown()
+            try await group.shutdownGracefully()
+            return result
+        } catch {
+            try? await client.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    // MARK: Setting up
+
+    /// Fails clearly when the server cannot be reached or is not ready.
+    func checkServer() async throws {
+        let reply: ServerAPI.Reply
+        do {
+            reply = try await api.send(.GET, "/health/ready")
+        } catch {
+            throw SimulationError("cannot reach the server at \(endpoint.baseURL): \(error)")
+        }
+        guard reply.status == .ok else {
+            throw SimulationError("the server at \(endpoint.baseURL) is not ready: \(reply.status)")
+        }
+    }
+
+    /// Registers and logs in `count` new users, named after the run.
+    func registerUsers(_ count: Int) async throws -> [ServerAPI.User] {
+        options.log("registering \(count) users")
+        let api = api
+        let run = run
+        return try await concurrently(Array(0..<count)) { index in
+            try await api.register("sim\(run)-\(index)", password: Self.password)
+        }
+    }
+
+    /// Creates a chat owned by `members[0]` with every member in it.
+    func createChat(_ type: ChatType, named name: String, members: [ServerAPI.User]) async throws -> ChatID {
+        let chat = try await api.createChat(named: name, type: type, as: members[0])
+        let api = api
+        _ = try await concurrently(Array(members.dropFirst())) { try await api.addUser($0, to: chat, as: members[0]) }
+        return chat
+    }
+
+    /// Runs `body` for every element, at most `width` at a time, and returns the results in order.
+    func concurrently<Element: Sendable, Result: Sendable>(
+        _ elements: [Element], width: Int = 16, _ body: @escaping @Sendable (Element) async throws -> Result
+    ) async throws -> [Result] {
+        try await withThrowingTaskGroup(of: (Int, Result).self) { group in
+            var results: [Result?] = Array(repeating: nil, count: elements.count)
+            for (index, element) in elements.enumerated() {
+                if index >= width, let (done, result) = try await group.next() { results[done] = result }
+                group.addTask { (index, try await body(element)) }
+            }
+            for try await (done, result) in group { results[done] = result }
+            return results.map { $0! }
+        }
+    }
+
+    /// One device per role, spread over the event loops.
+    func makeDevices(_ roles: [(user: ServerAPI.User, role: DeviceRole)]) -> [Device] {
+        roles.enumerated().map { index, entry in
+            Device(
+                index: index, user: entry.user, role: entry.role, run: run, control: control,
+                eventLoop: group.next())
+        }
+    }
+
+    // MARK: Connecting
+
+    struct ConnectOutcome {
+        var seconds: Double
+        /// Microseconds from the first byte to `ready`, per connected device.
+        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var failures: [String: Int] = [:]
+        var connected = 0
+    }
+
+    /// Connects every device, at most `options.connectRate` new connections a second and
+    /// 256 at a time.
+    func connectAll(_ devices: [Device]) async -> ConnectOutcome {
+        options.log("connecting \(devices.count) devices")
+        let start = ContinuousClock.now
+        let interval = options.connectRate > 0 ? Duration.seconds(1 / options.connectRate) : .zero
+        var outcome = ConnectOutcome(seconds: 0)
+        await withTaskGroup(of: Result<UInt64, SimulationError>.self) { group in
+            func collect(_ result: Result<UInt64, SimulationError>) {
+                switch result {
+                case .success(let microseconds):
+                    outcome.connected += 1
+                    _ = outcome.latency.record(microseconds)
+                case .failure(let error):
+                    outcome.failures[error.description, default: 0] += 1
+                }
+            }
+            for (index, device) in devices.enumerated() {
+                if index >= 256, let result = await group.next() { collect(result) }
+                let due = start + interval * index
+                if due > .now { try? await Task.sleep(until: due, clock: .continuous) }
+                let source = sourceAddress(for: index, of: devices.count)
+                group.addTask {
+                    let began = monotonicNanoseconds()
+                    do {
+                        try await device.connect(to: self.endpoint, from: source)
+                        return .success((monotonicNanoseconds() - began) / 1000)
+                    } catch {
+                        return .failure(SimulationError("connecting: \(error)"))
+                    }
+                }
+            }
+            for await result in group { collect(result) }
+        }
+        outcome.seconds = (ContinuousClock.now - start).seconds
+        return outcome
+    }
+
+    /// The source address of the `index`th of `total` connections: 127.0.0.1, 127.0.0.2, ...
+    /// in turn when the server is on loopback and more than one address is wanted, since one
+    /// address has only some 28,000 ephemeral ports.
+    func sourceAddress(for index: Int, of total: Int) -> SocketAddress? {
+        let count = options.sourceAddresses ?? (total + 19_999) / 20_000
+        guard endpoint.isIPv4Loopback, count > 1 else { return nil }
+        return try? SocketAddress(ipAddress: "127.0.0.\(1 + index % min(count, 254))", port: 0)
+    }
+
+    // MARK: Measuring
+
+    /// What the measured window cost.
+    struct Measurement {
+        var seconds: Double
+        var server: [(before: ProcessStats.Sample, after: ProcessStats.Sample)]
+        var simulatorCPUSeconds: Double
+    }
+
+    /// Runs `body` as the measured window: the phase is `measuring` meanwhile, and the server
+    /// processes and the simulator are sampled on either side.
+    func measure(_ body: () async throws -> Void) async rethrows -> Measurement {
+        options.log("measuring")
+        let before = ProcessStats.sample(options.serverPIDs)
+        let ownBefore = ProcessStats.ownCPUSeconds()
+        let start = ContinuousClock.now
+        control.enter(.measuring)
+        try await body()
+        control.enter(.draining)
+        let seconds = (ContinuousClock.now - start).seconds
+        let after = ProcessStats.sample(options.serverPIDs)
+        let server = before.compactMap { first in after.first { $0.pid == first.pid }.map { (first, $0) } }
+        return Measurement(
+            seconds: seconds, server: server, simulatorCPUSeconds: ProcessStats.ownCPUSeconds() - ownBefore)
+    }
+
+    /// Waits until no send is unanswered and deliveries stopped for 300 ms (at most 15 s).
+    func settle(_ devices: [Device]) async {
+        options.log("draining")
+        let deadline = ContinuousClock.now + .seconds(15)
+        var lastReceived = -1
+        var quietSince = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            let outstanding = devices.reduce(0) { $0 + $1.progress.outstanding.load(ordering: .relaxed) }
+            let received = devices.reduce(0) { $0 + $1.progress.received.load(ordering: .relaxed) }
+            if received != lastReceived {
+                lastReceived = received
+                quietSince = .now
+            } else if outstanding == 0 && ContinuousClock.now - quietSince >= .milliseconds(300) {
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Closes every device's connection and collects what they observed.
+    func finish(_ devices: [Device]) async -> [DeviceObservations] {
+        control.enter(.finished)
+        await withTaskGroup(of: Void.self) { group in
+            for device in devices { group.addTask { await device.close() } }
+        }
+        var observations: [DeviceObservations] = []
+        for device in devices { observations.append(await device.observations()) }
+        return observations
+    }
+
+    /// Devices whose connection ended unasked, by reason.
+    func failures(of devices: [Device]) -> [String: Int] {
+        var failures: [String: Int] = [:]
+        for device in devices {
+            if let failure = device.progress.failure.withLock({ $0 }) { failures[failure, default: 0] += 1 }
+        }
+        return failures
+    }
+
+    // MARK: Reporting
+
+    /// The report of a run: rates, latencies and the checker's verdict from the devices'
+    /// observations, server and simulator cost from the measurement.
+    func report(
+        _ scenario: String, parameters: [String: String], measurement: Measurement, devices: Int,
+        observations: [DeviceObservations] = [], connect: ConnectOutcome? = nil, failures: [String: Int] = [:]
+    ) -> Report {
+        var deliveryLatency = Histogram<UInt64>(
+            highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var ackLatency = deliveryLatency
+        var rates = Report.Rates(
+            sent: 0, stored: 0, deliveredFrames: 0, sentPerSecond: 0, storedPerSecond: 0, deliveredFramesPerSecond: 0)
+        var senders: [Int: SendLog] = [:]
+        var strays = 0
+        var resumesTooFar = 0
+        for (index, observed) in observations.enumerated() {
+            deliveryLatency.add(observed.deliveryLatency)
+            ackLatency.add(observed.ackLatency)
+            rates.sent += observed.sentWhileMeasuring
+            rates.stored += observed.ackedWhileMeasuring
+            rates.deliveredFrames += observed.framesWhileMeasuring
+            strays += observed.strays
+            resumesTooFar += observed.resumesTooFar
+            if observed.sendLog.sent > 0 { senders[index] = observed.sendLog }
+        }
+        let window = max(measurement.seconds, 1e-9)
+        rates.sentPerSecond = Double(rates.sent) / window
+        rates.storedPerSecond = Double(rates.stored) / window
+        rates.deliveredFramesPerSecond = Double(rates.deliveredFrames) / window
+        var check = Checker.check(streams: observations.map(\.streams), senders: senders)
+        check.unexpected += strays
+
+        var latencies: [String: Report.LatencySummary] = [:]
+        if deliveryLatency.totalCount > 0 { latencies["send_to_delivery"] = .init(microseconds: deliveryLatency) }
+        if ackLatency.totalCount > 0 { latencies["send_to_ack"] = .init(microseconds: ackLatency) }
+        if let connect, connect.latency.totalCount > 0 { latencies["connect"] = .init(microseconds: connect.latency) }
+
+        var notes: [String] = []
+        let simulatorCores = measurement.simulatorCPUSeconds / window
+        if simulatorCores > 0.8 {
+            notes.append(
+                "the simulator used \(format(simulatorCores * 100))% of a core: it may have limited the rates measured")
+        }
+        if resumesTooFar > 0 {
+            notes.append("\(resumesTooFar) chats were too far behind to resume after a reconnect")
+        }
+        if check.unanswered > 0 { notes.append("\(check.unanswered) sends were still unanswered at the end") }
+        let server = measurement.server.map { before, after in
+            let cpu = after.cpuSeconds - before.cpuSeconds
+            return Report.ProcessUsage(
+                pid: before.pid, command: before.command, cpuSeconds: cpu, cpuCores: cpu / window,
+                cpuMicrosecondsPerDeliveredFrame: rates.deliveredFrames > 0
+                    ? cpu * 1e6 / Double(rates.deliveredFrames) : nil,
+                cpuMicrosecondsPerStoredMessage: rates.stored > 0 ? cpu * 1e6 / Double(rates.stored) : nil,
+                rssBytesBefore: before.rssBytes, rssBytesAfter: after.rssBytes)
+        }
+        var allFailures = failures
+        allFailures.merge(connect?.failures ?? [:], uniquingKeysWith: +)
+        return Report(
+            scenario: scenario, parameters: parameters, startedAt: startedAt, measuredSeconds: measurement.seconds,
+            devices: devices, connectSeconds: connect?.seconds, deviceFailures: allFailures,
+            rates: observations.isEmpty ? nil : rates, latencies: latencies, history: nil, connections: nil,
+            recovery: nil, server: server,
+            simulator: .init(
+                cpuSeconds: measurement.simulatorCPUSeconds, cpuCores: simulatorCores, threads: options.threads),
+            check: check, thresholds: [], notes: notes, passed: false)
+    }
+}
+
+extension Report {
+    /// Applies the command line's thresholds to the scenario's headline latency (a p99) and
+    /// rate, and decides whether the run passed.
+    mutating func judge(latency: String, p99: Double?, rate: String, perSecond: Double?, options: SimulationOptions) {
+        if let limit = options.maxP99Milliseconds {
+            thresholds.append(
+                Threshold(
+                    name: "max p99 \(latency) ms", limit: limit, measured: p99, met: (p99 ?? .infinity) <= limit))
+        }
+        if let limit = options.minRate {
+            thresholds.append(
+                Threshold(name: "min \(rate)", limit: limit, measured: perSecond, met: (perSecond ?? 0) >= limit))
+        }
+        passed = check.passed && deviceFailures.isEmpty && thresholds.allSatisfy(\.met)
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,137 @@
+import ChatProtocol
+import Histogram
+import NIOCore
+import Synchronization
+
+extension Simulation {
+    /// Work that runs alongside the measured window until `end` and reports latencies.
+    typealias Alongside = @Sendable ([Device], ContinuousClock.Instant) async -> [String: Report.LatencySummary]
+
+    /// The common course of the sending scenarios: connect, warm up, measure, drain, check.
+    func traffic(
+        _ scenario: String, parameters: [String: String], roles: [(user: ServerAPI.User, role: DeviceRole)],
+        alongside: Alongside? = nil
+    ) async throws -> Report {
+        let devices = makeDevices(roles)
+        let connect = await connectAll(devices)
+        guard connect.connected > 0 else { throw SimulationError("no device connected: \(connect.failures)") }
+        control.enter(.warmup)
+        for device in devices { device.startSending() }
+        options.log("warming up for \(options.warmup)")
+        try await Task.sleep(for: options.warmup)
+        var extra: [String: Report.LatencySummary] = [:]
+        let measurement = try await measure {
+            let end = ContinuousClock.now + options.duration
+            if let alongside { extra = await alongside(devices, end) }
+            try await Task.sleep(until: end, clock: .continuous)
+        }
+        await settle(devices)
+        let failures = failures(of: devices)
+        let observations = await finish(devices)
+        var report = report(
+            scenario, parameters: parameters, measurement: measurement, devices: devices.count,
+            observations: observations, connect: connect, failures: failures)
+        report.latencies.merge(extra) { first, _ in first }
+        report.judge(
+            latency: "send_to_delivery", p99: report.latencies["send_to_delivery"]?.p99, rate: "delivered frames/s",
+            perSecond: report.rates?.deliveredFramesPerSecond, options: options)
+        if report.rates?.stored == 0 {
+            report.notes.append("no message was stored while measuring")
+            report.passed = false
+        }
+        return report
+    }
+
+    /// Reads a newest history page of a random chat of a random device's user, `perSecond`
+    /// times a second until `end`.
+    func readHistory(
+        chatsOfUser: [[ChatID]], devices: [Device], perSecond: Double, until end: ContinuousClock.Instant
+    ) async -> [String: Report.LatencySummary] {
+        guard perSecond > 0 else { return [:] }
+        var random = SplitMix64(seed: options.seed)
+        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var next = ContinuousClock.now
+        while next < end {
+            try? await Task.sleep(until: next, clock: .continuous)
+            let index = Int.random(in: 0..<devices.count, using: &random)
+            let chat = chatsOfUser[index].randomElement(using: &random)!
+            let start = monotonicNanoseconds()
+            if (try? await api.history(of: chat, query: "limit=50", as: devices[index].user)) != nil {
+                _ = latency.record((monotonicNanoseconds() - start) / 1000)
+            } else {
+                options.log("a history read failed")
+            }
+            next += .seconds(1 / perSecond)
+        }
+        return latency.totalCount > 0 ? ["history": .init(microseconds: latency)] : [:]
+    }
+
+    /// Drops a random non-sending device's connection and reconnects it, `perSecond` times a
+    /// second until `end`.
+    func churn(
+        _ devices: [Device], perSecond: Double, until end: ContinuousClock.Instant
+    ) async -> [String: Report
+        .LatencySummary]
+    {
+        guard perSecond > 0 else { return [:] }
+        var random = SplitMix64(seed: options.seed &+ 1)
+        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var next = ContinuousClock.now
+        while next < end {
+            try? await Task.sleep(until: next, clock: .continuous)
+            let device = devices.randomElement(using: &random)!
+            let start = monotonicNanoseconds()
+            await device.drop()
+            do {
+                try await device.connect(to: endpoint, from: sourceAddress(for: device.index, of: devices.count))
+                _ = latency.record((monotonicNanoseconds() - start) / 1000)
+            } catch {
+                device.progress.failure.withLock { $0 = "reconnecting: \(error)" }
+            }
+            next += .seconds(1 / perSecond)
+        }
+        return latency.totalCount > 0 ? ["reconnect": .init(microseconds: latency)] : [:]
+    }
+
+    /// How one device's recovery went.
+    struct Recovered: Sendable {
+        /// From the drop until connected and resumed; nil when it did not recover.
+        var seconds: Double?
+        var attempts: Int
+        var failure: String?
+    }
+
+    /// Reconnects a dropped device: after a random delay up to `jitter`, then with
+    /// exponential backoff (0.1 s doubling up to 5 s, with jitter) for up to 60 s; then waits
+    /// until its `resume`s are complete.
+    func recover(
+        _ device: Device, of total: Int, jitter: Duration, since droppedAt: ContinuousClock.Instant
+    ) async -> Recovered {
+        var random = SplitMix64(seed: options.seed &+ UInt64(device.index) &* 7919)
+        func randomDelay(upTo limit: Duration) -> Duration {
+            .nanoseconds(Int64.random(in: 0...max(1, Int64(limit.seconds * 1e9)), using: &random))
+        }
+        try? await Task.sleep(for: randomDelay(upTo: jitter))
+        var backoff = Duration.milliseconds(100)
+        var attempts = 0
+        var lastError = ""
+        while ContinuousClock.now - droppedAt < .seconds(60) {
+            attempts += 1
+            do {
+                try await device.connect(to: endpoint, from: sourceAddress(for: device.index, of: total))
+                while device.progress.resuming.load(ordering: .relaxed) > 0 {
+                    guard ContinuousClock.now - droppedAt < .seconds(90) else {
+                        return Recovered(seconds: nil, attempts: attempts, failure: "resume did not complete")
+                    }
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                return Recovered(seconds: (ContinuousClock.now - droppedAt).seconds, attempts: attempts)
+            } catch {
+                lastError = "\(error)"
+                try? await Task.sleep(for: backoff + randomDelay(upTo: backoff))
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+        return Recovered(seconds: nil, attempts: attempts, failure: "did not reconnect within 60 s: \(lastError)")
+    }
+}

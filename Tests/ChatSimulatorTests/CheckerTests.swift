@@ -1,0 +1,161 @@
+import Testing
+
+@testable import ChatSimulator
+
+/// The checker must catch every kind of fault it reports: each test injects one.
+@Suite struct CheckerTests {
+    static let run: UInt32 = 4242
+
+    /// A stream of `seqs` from a start of 0, each message's id 100 + seq, sent by sender 0.
+    func stream(_ seqs: [Int64], after start: Int64 = 0) -> ChatStream {
+        var stream = ChatStream(after: start)
+        for seq in seqs { stream.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run) }
+        return stream
+    }
+
+    func clientID(_ seq: Int64, sender: Int = 0) -> ClientID {
+        ClientID(run: Self.run, sender: sender, number: Int(seq) - 1, sentAt: 1)
+    }
+
+    /// Sender 0's log: `count` sends, all acknowledged as seqs 1...count of chat 7.
+    func log(acked count: Int) -> SendLog {
+        var log = SendLog()
+        for number in 0..<count {
+            _ = log.nextNumber()
+            let seq = Int64(number + 1)
+            log.acked(number: number, .init(messageID: 100 + seq, chatID: 7, seq: seq), duplicate: false)
+        }
+        return log
+    }
+
+    func check(_ streams: [ChatStream], acked: Int = 5) -> CheckReport {
+        Checker.check(streams: streams.map { [7: $0] }, senders: [0: log(acked: acked)])
+    }
+
+    @Test func aCleanRunPasses() {
+        let report = check([stream([1, 2, 3, 4, 5]), stream([1, 2, 3, 4, 5])])
+        #expect(report == CheckReport())
+        #expect(report.passed)
+    }
+
+    @Test func catchesAMessageNeverDelivered() {
+        let report = check([stream([1, 2, 3, 4, 5]), stream([1, 2, 4, 5])])
+        #expect(report.lost == 1)
+        #expect(report.gaps == 1)
+        #expect(!report.passed)
+    }
+
+    @Test func catchesTheMissingTail() {
+        let report = check([stream([1, 2, 3])])
+        #expect(report.lost == 2)
+        #expect(report.gaps == 0)
+        #expect(!report.passed)
+    }
+
+    @Test func catchesADuplicate() {
+        let report = check([stream([1, 2, 2, 3, 4, 5])])
+        #expect(report.duplicated == 1)
+        #expect(report.lost == 0)
+        #expect(!report.passed)
+    }
+
+    @Test func catchesReordering() {
+        let report = check([stream([1, 2, 4, 3, 5])])
+        #expect(report.reordered == 1)
+        #expect(report.gaps == 1)
+        #expect(report.lost == 0)
+        #expect(!report.passed)
+    }
+
+    @Test func catchesAMessageNobodySent() {
+        var foreign = stream([1, 2, 3, 4, 5])
+        foreign.record(seq: 6, messageID: 106, clientID: nil, run: Self.run)
+        #expect(check([foreign]).unexpected == 1)
+
+        var otherRun = stream([1, 2, 3, 4, 5])
+        otherRun.record(
+            seq: 6, messageID: 106, clientID: ClientID(run: 1, sender: 0, number: 5, sentAt: 1), run: Self.run)
+        #expect(check([otherRun]).unexpected == 1)
+
+        // Numbered beyond what the sender sent.
+        var beyond = stream([1, 2, 3, 4])
+        beyond.record(seq: 5, messageID: 105, clientID: clientID(9), run: Self.run)
+        #expect(check([beyond]).unexpected == 1)
+    }
+
+    @Test func catchesAMessageThatIsNotTheOneAcknowledged() {
+        var stream = stream([1, 2, 3, 4])
+        stream.record(seq: 5, messageID: 999, clientID: clientID(5), run: Self.run)
+        let report = check([stream])
+        #expect(report.unexpected == 1)
+        #expect(!report.passed)
+    }
+
+    @Test func catchesAcksThatDisagree() {
+        var log = log(acked: 2)
+        log.acked(number: 1, .init(messageID: 555, chatID: 7, seq: 9), duplicate: true)
+        let report = Checker.check(streams: [[7: stream([1, 2])]], senders: [0: log])
+        #expect(report.conflictingAcks == 1)
+        #expect(!report.passed)
+    }
+
+    @Test func reportsUnansweredAndRefusedSendsWithoutFailing() {
+        var log = log(acked: 2)
+        _ = log.nextNumber()
+        let refused = log.nextNumber()
+        log.refused(number: refused, code: "rate_limited")
+        let report = Checker.check(streams: [[7: stream([1, 2])]], senders: [0: log])
+        #expect(report.unanswered == 1)
+        #expect(report.sendErrors == ["rate_limited": 1])
+        #expect(report.passed)
+    }
+
+    @Test func aResumeAfterAReconnectFillsWhatWasMissed() {
+        var device = stream([1, 2])
+        device.reconnected(liveAfter: 5)
+        device.resuming(after: 2)
+        // Live delivery may go on before the server processes the resume; the resume then
+        // restarts the stream at 3 and repeats what came live.
+        for seq: Int64 in [6, 3, 4, 5, 6, 7] {
+            device.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        #expect(check([device], acked: 7) == CheckReport())
+    }
+
+    @Test func aReconnectWithoutResumeLosesWhatWasMissed() {
+        var device = stream([1, 2])
+        device.reconnected(liveAfter: 5)
+        for seq: Int64 in [6, 7] {
+            device.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        let report = check([device], acked: 7)
+        #expect(report.lost == 3)
+        #expect(!report.passed)
+
+        var refused = stream([1, 2])
+        refused.reconnected(liveAfter: 5)
+        refused.resuming(after: 2)
+        refused.resumeRefused()
+        for seq: Int64 in [6, 7] {
+            refused.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        #expect(check([refused], acked: 7).lost == 3)
+    }
+
+    @Test func aResumeThatSkipsAMessageIsCaught() {
+        var device = stream([1, 2])
+        device.reconnected(liveAfter: 5)
+        device.resuming(after: 2)
+        for seq: Int64 in [3, 5, 6] {
+            device.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        let report = check([device], acked: 6)
+        #expect(report.lost == 1)
+        #expect(report.gaps == 1)
+    }
+
+    @Test func aDeviceThatJoinedLateIsCheckedFromWhereItJoined() {
+        #expect(check([stream([4, 5], after: 3)]) == CheckReport())
+        #expect(check([stream([5], after: 3)]).lost == 1)
+    }
+}

@@ -1,0 +1,165 @@
+import ChatServer
+import ChatTestSupport
+import Foundation
+import HummingbirdTesting
+import Testing
+
+@testable import ChatSimulator
+
+/// A short live run of every scenario against a real server on a free loopback port, with
+/// real WebSocket connections: each must set itself up, run and pass its own checks. Seconds,
+/// and no timing assertions: speed is measured by `scripts/bench`, not here.
+@Suite(.serialized) struct ScenarioSmokeTests {
+    static let overrides = ["CHAT_WS_SEND_RATE": "100000", "CHAT_WS_SEND_BURST": "100000"]
+
+    func options(_ api: APITestClient) throws -> SimulationOptions {
+        var options = SimulationOptions(url: "http://127.0.0.1:\(try #require(api.client.port))")
+        options.warmup = .milliseconds(200)
+        options.duration = .seconds(1)
+        options.seed = 1
+        // The server runs in this process: sampling it exercises the /proc readings.
+        options.serverPIDs = [getpid()]
+        return options
+    }
+
+    func expectClean(_ report: Report) {
+        #expect(report.passed, "\(report.text)")
+        #expect(report.check == CheckReport(), "\(report.text)")
+        #expect(report.deviceFailures.isEmpty)
+        #expect(report.server.map(\.pid) == [getpid()])
+    }
+
+    @Test func fanout() async throws {
+        try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
+            var scenario = Fanout()
+            scenario.members = 5
+            scenario.senders = 2
+            scenario.pace = .window(4)
+            let report = try await scenario.run(try options(api))
+            expectClean(report)
+            let rates = try #require(report.rates)
+            #expect(rates.stored > 0)
+            // Every stored message reaches all five members (the sender by its ack).
+            #expect(report.latencies["send_to_delivery"]?.count == 4 * (report.latencies["send_to_ack"]?.count ?? 0))
+        }
+    }
+
+    @Test func pairs() async throws {
+        try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
+            var scenario = Pairs()
+            scenario.chats = 3
+            let report = try await scenario.run(try options(api))
+            expectClean(report)
+            #expect(report.devices == 6)
+            #expect((report.rates?.stored ?? 0) > 0)
+        }
+    }
+
+    @Test func mixed() async throws {
+        try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
+            var scenario = Mixed()
+            scenario.users = 10
+            scenario.groupSize = 5
+            scenario.rate = 10
+            scenario.historyReadsPerSecond = 5
+            scenario.reconnectsPerSecond = 3
+            let report = try await scenario.run(try options(api))
+            expectClean(report)
+            #expect(report.latencies["history"] != nil)
+            #expect(report.latencies["reconnect"] != nil)
+        }
+    }
+
+    @Test func history() async throws {
+        try await TestApp.run(testing: .live) { api in
+            var scenario = HistoryDepths(database: api.database)
+            scenario.messages = 1000
+            scenario.pageSize = 50
+            scenario.requests = 5
+            let report = try await scenario.run(try options(api))
+            expectClean(report)
+            #expect(report.history?.count == 6)
+            #expect(report.history?.allSatisfy { $0.latency.count == 5 } == true)
+        }
+    }
+
+    @Test func connections() async throws {
+        try await TestApp.run(testing: .live) { api in
+            var scenario = IdleConnections()
+            scenario.connections = 25
+            scenario.perUser = 10
+            var options = try options(api)
+            options.duration = .milliseconds(300)
+            let report = try await scenario.run(options)
+            expectClean(report)
+            #expect(report.connections?.connected == 25)
+        }
+    }
+
+    @Test func reconnect() async throws {
+        try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
+            var scenario = Reconnect()
+            scenario.users = 12
+            scenario.chatSize = 6
+            scenario.rate = 20
+            scenario.jitter = .milliseconds(300)
+            let report = try await scenario.run(try options(api))
+            expectClean(report)
+            #expect(report.recovery?.recovered == 12)
+        }
+    }
+
+    @Test func refusedSendsAreReportedNotHidden() async throws {
+        // The server's default rate limit (20 a second) refuses most of a window of 50.
+        try await TestApp.run(testing: .live) { api in
+            var scenario = Fanout()
+            scenario.members = 2
+            scenario.senders = 1
+            scenario.pace = .window(50)
+            let report = try await scenario.run(try options(api))
+            #expect((report.check.sendErrors["rate_limited"] ?? 0) > 0)
+            #expect(report.check.passed)
+        }
+    }
+
+    @Test func badSettingsAndUnreachableServersFailClearly() async throws {
+        var tooManySenders = Fanout()
+        tooManySenders.senders = 51
+        await #expect(throws: SimulationError.self) {
+            _ = try await tooManySenders.run(SimulationOptions(url: "http://127.0.0.1:1"))
+        }
+        #expect(throws: SimulationError.self) { try Endpoint(url: "ftp://127.0.0.1:8000") }
+        #expect(throws: SimulationError.self) { try Endpoint(url: "http://127.0.0.1:8000/api") }
+        // Nothing listens on port 1.
+        await #expect(throws: (any Error).self) {
+            _ = try await Fanout().run(SimulationOptions(url: "http://127.0.0.1:1"))
+        }
+    }
+
+    @Test func thresholdsDecideTheVerdict() {
+        var options = SimulationOptions(url: "http://127.0.0.1:1")
+        options.maxP99Milliseconds = 10
+        options.minRate = 1000
+        var report = Report.example
+        report.judge(latency: "send_to_delivery", p99: 12, rate: "frames/s", perSecond: 2000, options: options)
+        #expect(!report.passed)
+        #expect(report.thresholds.map(\.met) == [false, true])
+
+        var met = Report.example
+        met.judge(latency: "send_to_delivery", p99: 8, rate: "frames/s", perSecond: 2000, options: options)
+        #expect(met.passed)
+
+        var nothingMeasured = Report.example
+        nothingMeasured.judge(latency: "send_to_delivery", p99: nil, rate: "frames/s", perSecond: nil, options: options)
+        #expect(!nothingMeasured.passed)
+        #expect(throws: Never.self) { try nothingMeasured.json() }
+    }
+}
+
+extension Report {
+    static let example = Report(
+        scenario: "fanout", parameters: [:], startedAt: Date(), measuredSeconds: 1, devices: 2, connectSeconds: nil,
+        deviceFailures: [:], rates: nil, latencies: [:], history: nil, connections: nil, recovery: nil, server: [],
+        simulator: .init(cpuSeconds: 0, cpuCores: 0, threads: 1), check: CheckReport(), thresholds: [], notes: [],
+        passed: false)
+}
