@@ -25,6 +25,7 @@ public enum StoreContract {
         StoreContractCheck(description: "a repeated client id returns the original", run: duplicateSends),
         StoreContractCheck(description: "concurrent sends get gap-free seqs", run: concurrentSends),
         StoreContractCheck(description: "raced duplicates store one message", run: racedDuplicates),
+        StoreContractCheck(description: "a batch stores in order and answers per message", run: batchedSends),
         StoreContractCheck(description: "history pages are seq ranges", run: historyPaging),
         StoreContractCheck(description: "generated messages continue the seqs in bulk", run: generatedMessages),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
@@ -255,6 +256,34 @@ public enum StoreContract {
         try await require(Set(results.map(\.message.id)).count == 1, "one message id for every racer")
         try await require(results.filter { !$0.duplicate }.count == 1, "exactly one racer stored it")
         try await require(try await store.chat(chat.id, member: creator.id)?.lastSeq == 1, "one seq consumed")
+    }
+
+    static func batchedSends(_ store: any ChatStore) async throws {
+        let (a, b, outsider) = try await threeUsers(store)
+        let chat = try await store.createChat(name: "Batch", type: .group, creator: a.id)
+        try await store.addMember(b.id, to: chat.id)
+        let original = try await store.appendMessage(
+            NewMessage(chatID: chat.id, senderID: b.id, clientID: "old", text: "old"))
+        let results = try await store.appendMessages([
+            NewMessage(chatID: chat.id, senderID: a.id, clientID: "1", text: "one"),
+            NewMessage(chatID: chat.id, senderID: outsider.id, clientID: "x", text: "not a member"),
+            NewMessage(chatID: chat.id, senderID: b.id, clientID: "old", text: "retry"),
+            NewMessage(chatID: chat.id, senderID: b.id, clientID: nil, text: "two"),
+            NewMessage(chatID: chat.id, senderID: a.id, clientID: "3", text: "three"),
+        ])
+        try await require(results.count == 5, "one result per message")
+        let stored = results.compactMap { try? $0.get() }
+        try await require(
+            stored.map(\.message.seq) == [2, original.message.seq, 3, 4]
+                && stored.map(\.duplicate) == [false, true, false, false]
+                && stored.map(\.message.text) == ["one", "old", "two", "three"],
+            "new messages take the next seqs in order; the retry returns the original")
+        try await require(results[1] == .failure(.notAMember), "an outsider's send is refused")
+        let markers = try await store.members(of: chat.id).map(\.readSeq)
+        try await require(markers == [4, 3], "each sender's marker moves to their last message")
+        try await require(try await store.appendMessages([]).isEmpty, "an empty batch stores nothing")
+        try await require(
+            try await store.messages(in: chat.id, .offset(0, limit: 10)).map(\.seq) == [1, 2, 3, 4], "no gaps")
     }
 
     static func historyPaging(_ store: any ChatStore) async throws {

@@ -4,6 +4,8 @@ import ChatProtocol
 /// only its creator manages members, the creator stays, and history is read by `seq`.
 public struct ChatService: Sendable {
     let store: any ChatStore
+    /// Where sends are stored, batched per chat.
+    let appender: MessageAppender
     let rules: InputRules
     /// Where membership changes are announced to open connections.
     let events: (any ChatEvents)?
@@ -13,6 +15,7 @@ public struct ChatService: Sendable {
 
     public init(store: any ChatStore, rules: InputRules, events: (any ChatEvents)? = nil) {
         self.store = store
+        self.appender = MessageAppender(store: store)
         self.rules = rules
         self.events = events
     }
@@ -87,7 +90,7 @@ public struct ChatService: Sendable {
         let message = NewMessage(
             chatID: chatID, senderID: sender, clientID: try clientID.map(rules.clientID),
             text: try rules.messageText(text))
-        return try await store.appendMessage(message)
+        return try await appender.append(message)
     }
 
     /// The messages after `afterSeq` for a reconnecting member, at most `limit`.

@@ -70,11 +70,15 @@ public protocol ChatStore: Service {
 
     // MARK: Messages
 
-    /// Stores a message under the chat's next `seq` and moves the sender's read marker to it.
-    /// A repeated `(sender, client_id)` returns the original with `duplicate: true`, writes
-    /// nothing and consumes no `seq`. Throws ``ChatError/notAMember`` when the sender is not
-    /// a member.
-    func appendMessage(_ message: NewMessage) async throws -> AppendedMessage
+    /// Stores messages to one chat (the first one's) in one transaction, in order, under its next
+    /// `seq`s, and moves each sender's read marker to their last one. A repeated
+    /// `(sender, client_id)` yields the original with `duplicate: true`, writes nothing and
+    /// consumes no `seq`; a sender who is not a member yields ``ChatError/notAMember``.
+    /// The `(sender, client_id)` pairs must be distinct within one call.
+    /// - Returns: one result per message, in order.
+    /// - Throws: when storing failed. Some of the messages may have been stored by then;
+    ///   retrying with the same client ids is safe.
+    func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>]
     /// A page of a chat's messages in `seq` order.
     func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
     /// Stores `count` generated messages (`"message <seq>"`, no client id) from `sender` at
@@ -88,6 +92,17 @@ public protocol ChatStore: Service {
 
     /// How many rows the main tables hold.
     func counts() async throws -> StoreCounts
+}
+
+extension ChatStore {
+    /// Stores one message: ``appendMessages(_:)`` with a batch of one.
+    /// - Throws: ``ChatError/notAMember`` when the sender is not a member.
+    public func appendMessage(_ message: NewMessage) async throws -> AppendedMessage {
+        guard let result = try await appendMessages([message]).first else {
+            throw StorageError.unexpected("appendMessages returned no result")
+        }
+        return try result.get()
+    }
 }
 
 /// Row counts reported by the admin sync endpoint.

@@ -399,52 +399,78 @@ public final class PostgresChatStore: ChatStore {
 
     private typealias MessageRow = (Int64, Int64, Int64, Int64, String?, String, Date)
 
-    public func appendMessage(_ message: NewMessage) async throws -> AppendedMessage {
-        // One statement: an earlier message with this client id wins; otherwise, if the sender
-        // is a member, the chat row's lock hands out the next seq, the message is stored and
-        // the sender's read marker follows it. A racing duplicate fails the unique constraint,
-        // which rolls back its seq increment: no gap.
+    public func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>] {
+        guard let chat = messages.first?.chatID else { return [] }
+        // One statement: an earlier message with the same client id wins; the rest from
+        // members take the next seqs under the chat row's lock, in order, and each sender's
+        // read marker follows their last one. A racing duplicate fails the unique constraint,
+        // which rolls the whole statement back: no gap. Client ids travel as text with ''
+        // for none (client ids are never empty).
         let query: PostgresQuery = """
-            WITH existing AS (
-                SELECT id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
-                WHERE sender_id = \(message.senderID.rawValue) AND client_id = \(message.clientID)
+            WITH input AS (
+                SELECT * FROM unnest(
+                    \(messages.map(\.senderID.rawValue))::bigint[],
+                    \(messages.map { $0.clientID ?? "" })::text[],
+                    \(messages.map(\.text))::text[]
+                ) WITH ORDINALITY AS input(sender_id, client_id, text, position)
+            ), existing AS (
+                SELECT input.position, messages.id, messages.chat_id, messages.seq, messages.sender_id,
+                       messages.client_id, messages.text, messages.created_at
+                FROM input JOIN messages
+                  ON messages.sender_id = input.sender_id AND messages.client_id = NULLIF(input.client_id, '')
+            ), fresh AS (
+                SELECT input.position, input.sender_id, NULLIF(input.client_id, '') AS client_id, input.text,
+                       row_number() OVER (ORDER BY input.position) AS rank
+                FROM input
+                WHERE input.position NOT IN (SELECT position FROM existing)
+                  AND input.sender_id IN (SELECT user_id FROM group_members WHERE chat_id = \(chat.rawValue))
             ), next AS (
-                UPDATE chats SET last_seq = last_seq + 1
-                WHERE id = \(message.chatID.rawValue)
-                  AND NOT EXISTS (SELECT 1 FROM existing)
-                  AND EXISTS (SELECT 1 FROM group_members
-                              WHERE chat_id = \(message.chatID.rawValue) AND user_id = \(message.senderID.rawValue))
-                RETURNING id, last_seq
+                UPDATE chats SET last_seq = last_seq + (SELECT count(*) FROM fresh)
+                WHERE id = \(chat.rawValue) AND EXISTS (SELECT 1 FROM fresh)
+                RETURNING last_seq - (SELECT count(*) FROM fresh) AS base_seq
             ), inserted AS (
                 INSERT INTO messages (chat_id, seq, sender_id, client_id, text)
-                SELECT id, last_seq, \(message.senderID.rawValue), \(message.clientID), \(message.text) FROM next
+                SELECT \(chat.rawValue), next.base_seq + fresh.rank, fresh.sender_id, fresh.client_id, fresh.text
+                FROM fresh CROSS JOIN next
                 RETURNING id, chat_id, seq, sender_id, client_id, text, created_at
-            ), sender_marker AS (
-                UPDATE group_members SET read_seq = inserted.seq FROM inserted
-                WHERE group_members.chat_id = inserted.chat_id AND group_members.user_id = inserted.sender_id
+            ), sender_markers AS (
+                UPDATE group_members SET read_seq = latest.seq
+                FROM (SELECT sender_id, max(seq) AS seq FROM inserted GROUP BY sender_id) AS latest
+                WHERE group_members.chat_id = \(chat.rawValue) AND group_members.user_id = latest.sender_id
             )
-            SELECT false, * FROM inserted
+            SELECT false, fresh.position, inserted.*
+            FROM inserted CROSS JOIN next JOIN fresh ON fresh.rank = inserted.seq - next.base_seq
             UNION ALL
-            SELECT true, * FROM existing
+            SELECT true, existing.* FROM existing
             """
-        let rows: [(Bool, Int64, Int64, Int64, Int64, String?, String, Date)]
+        let rows: [(Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date)]
         do {
             rows = try await withConnection { connection in
                 try await connection.query(query, logger: self.logger)
-                    .decode((Bool, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
+                    .decode((Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
             }
         } catch let error as PSQLError where Self.isUniqueViolation(error, constraint: "messages_sender_client_unique")
         {
-            guard let clientID = message.clientID,
-                let original = try await messageBy(sender: message.senderID, clientID: clientID)
+            // One of these client ids was stored meanwhile (by a racing device, or into
+            // another chat): one at a time, only that message turns into a duplicate.
+            if messages.count > 1 {
+                var results: [Result<AppendedMessage, ChatError>] = []
+                for message in messages { results += try await appendMessages([message]) }
+                return results
+            }
+            guard let clientID = messages[0].clientID,
+                let original = try await messageBy(sender: messages[0].senderID, clientID: clientID)
             else { throw StorageError.unexpected("duplicate client id without an original message") }
-            return AppendedMessage(message: original, duplicate: true)
+            return [.success(AppendedMessage(message: original, duplicate: true))]
         } catch {
             throw mapError(error)
         }
-        guard let row = rows.first else { throw ChatError.notAMember }
-        return AppendedMessage(
-            message: Self.message((row.1, row.2, row.3, row.4, row.5, row.6, row.7)), duplicate: row.0)
+        var results = [Result<AppendedMessage, ChatError>](repeating: .failure(.notAMember), count: messages.count)
+        for row in rows {
+            let message = Self.message((row.2, row.3, row.4, row.5, row.6, row.7, row.8))
+            results[Int(row.1) - 1] = .success(AppendedMessage(message: message, duplicate: row.0))
+        }
+        return results
     }
 
     private func messageBy(sender: UserID, clientID: String) async throws -> Message? {

@@ -423,34 +423,47 @@ public final class SQLiteChatStore: ChatStore {
 
     private static let messageColumns = "id, chat_id, seq, sender_id, client_id, text, created_at"
 
-    public func appendMessage(_ message: NewMessage) async throws -> AppendedMessage {
-        try await writeTransaction { connection in
-            let clientID: SQLiteData = message.clientID.map { .text($0) } ?? .null
-            let sender = SQLiteData.integer(Int(message.senderID.rawValue))
-            let chat = SQLiteData.integer(Int(message.chatID.rawValue))
-            let existing = try await connection.run(
-                "SELECT \(Self.messageColumns) FROM messages WHERE sender_id = ? AND client_id = ?", [sender, clientID])
-            if let original = existing.first {
-                return AppendedMessage(message: try Self.message(original), duplicate: true)
+    public func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>] {
+        guard let chatID = messages.first?.chatID else { return [] }
+        return try await writeTransaction { connection in
+            let chat = SQLiteData.integer(Int(chatID.rawValue))
+            var results: [Result<AppendedMessage, ChatError>] = []
+            for message in messages {
+                let clientID: SQLiteData = message.clientID.map { .text($0) } ?? .null
+                let sender = SQLiteData.integer(Int(message.senderID.rawValue))
+                let existing = try await connection.run(
+                    "SELECT \(Self.messageColumns) FROM messages WHERE sender_id = ? AND client_id = ?",
+                    [sender, clientID])
+                if let original = existing.first {
+                    results.append(.success(AppendedMessage(message: try Self.message(original), duplicate: true)))
+                    continue
+                }
+                let membership = try await connection.run(
+                    "SELECT 1 FROM group_members WHERE chat_id = ? AND user_id = ?", [chat, sender])
+                guard !membership.isEmpty else {
+                    results.append(.failure(.notAMember))
+                    continue
+                }
+                let next = try await connection.run(
+                    "UPDATE chats SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", [chat])
+                guard let seq = try next.first?.int("last_seq") else {
+                    results.append(.failure(.notAMember))
+                    continue
+                }
+                let inserted = try await connection.run(
+                    """
+                    INSERT INTO messages (chat_id, seq, sender_id, client_id, text) VALUES (?, ?, ?, ?, ?)
+                    RETURNING \(Self.messageColumns)
+                    """, [chat, .integer(Int(seq)), sender, clientID, .text(message.text)])
+                _ = try await connection.run(
+                    "UPDATE group_members SET read_seq = ?1 WHERE chat_id = ?2 AND user_id = ?3 AND read_seq < ?1",
+                    [.integer(Int(seq)), chat, sender])
+                guard let row = inserted.first else {
+                    throw StorageError.unexpected("INSERT INTO messages returned no row")
+                }
+                results.append(.success(AppendedMessage(message: try Self.message(row), duplicate: false)))
             }
-            let membership = try await connection.run(
-                "SELECT 1 FROM group_members WHERE chat_id = ? AND user_id = ?", [chat, sender])
-            guard !membership.isEmpty else { throw ChatError.notAMember }
-            let next = try await connection.run(
-                "UPDATE chats SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", [chat])
-            guard let seq = try next.first?.int("last_seq") else { throw ChatError.notAMember }
-            let inserted = try await connection.run(
-                """
-                INSERT INTO messages (chat_id, seq, sender_id, client_id, text) VALUES (?, ?, ?, ?, ?)
-                RETURNING \(Self.messageColumns)
-                """, [chat, .integer(Int(seq)), sender, clientID, .text(message.text)])
-            _ = try await connection.run(
-                "UPDATE group_members SET read_seq = ?1 WHERE chat_id = ?2 AND user_id = ?3 AND read_seq < ?1",
-                [.integer(Int(seq)), chat, sender])
-            guard let row = inserted.first else {
-                throw StorageError.unexpected("INSERT INTO messages returned no row")
-            }
-            return AppendedMessage(message: try Self.message(row), duplicate: false)
+            return results
         }
     }
 

@@ -72,7 +72,9 @@ struct ChatSession {
         connectionLogger[metadataKey: "chat.connection_id"] = "\(connection.id)"
         let readerLogger = connectionLogger
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await Self.write(connection.outbox, to: outbound, logger: readerLogger) }
+            group.addTask {
+                try await Self.write(connection.outbox, to: outbound, channel: channel, logger: readerLogger)
+            }
             group.addTask {
                 var reader = FrameReader(session: self, connection: connection, logger: readerLogger)
                 try await reader.read(inbound)
@@ -87,13 +89,27 @@ struct ChatSession {
 
     /// Writes what the hub queues until the outbox closes, then closes the socket with the
     /// code the close reason calls for.
-    private static func write(_ outbox: Outbox, to outbound: WebSocketOutboundWriter, logger: Logger) async throws {
+    ///
+    /// A batch goes to the channel in one event-loop turn with one flush: one `writev` for
+    /// everything queued since the last one instead of a system call per frame, the largest
+    /// cost of fan-out (docs/benchmarks.md). Awaiting the last write keeps the back-pressure
+    /// the outbox relies on: it completes once the socket took the bytes. These writes pass
+    /// no WebSocket extension (the server negotiates none); close frames go through
+    /// `outbound` so the WebSocket handler sees them.
+    private static func write(
+        _ outbox: Outbox, to outbound: WebSocketOutboundWriter, channel: any Channel, logger: Logger
+    ) async throws {
         while true {
             switch await outbox.nextBatch() {
             case .frames(let frames):
-                for frame in frames {
-                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
-                }
+                try await channel.eventLoop.flatSubmit {
+                    var written = channel.eventLoop.makeSucceededVoidFuture()
+                    for frame in frames {
+                        written = channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame))
+                    }
+                    channel.flush()
+                    return written
+                }.get()
             case .closed(.finished):
                 return
             case .closed(.slowConsumer):

@@ -27,9 +27,18 @@ public final class Outbox: Sendable {
 
     private struct State {
         var frames: CircularBuffer<ByteBuffer>
-        var waiter: CheckedContinuation<Batch, Never>?
+        /// The writer, waiting for frames or the close.
+        var waiter: CheckedContinuation<Void, Never>?
         var closeReason: CloseReason?
         var onForcedClose: (@Sendable (CloseReason) -> Void)?
+
+        /// The close reason, or everything queued, or nil when there is nothing to do yet.
+        mutating func takeBatch() -> Batch? {
+            if let closeReason { return .closed(closeReason) }
+            guard !frames.isEmpty else { return nil }
+            defer { frames.removeAll(keepingCapacity: true) }
+            return .frames(Array(frames))
+        }
     }
 
     /// Most frames the outbox holds before its connection counts as a slow consumer.
@@ -59,15 +68,14 @@ public final class Outbox: Sendable {
     @discardableResult
     public func offer(_ frame: ByteBuffer) -> Bool {
         enum Outcome {
-            case refused, full, queued
-            case handedTo(CheckedContinuation<Batch, Never>)
+            case refused, full
+            case queued(waking: CheckedContinuation<Void, Never>?)
         }
         let outcome = state.withLock { state -> Outcome in
             guard state.closeReason == nil else { return .refused }
             guard state.frames.count < capacity else { return .full }
-            if let waiter = state.waiter.take() { return .handedTo(waiter) }
             state.frames.append(frame)
-            return .queued
+            return .queued(waking: state.waiter.take())
         }
         switch outcome {
         case .refused:
@@ -75,29 +83,30 @@ public final class Outbox: Sendable {
         case .full:
             close(.slowConsumer)
             return false
-        case .queued:
-            return true
-        case .handedTo(let waiter):
-            waiter.resume(returning: .frames([frame]))
+        case .queued(let waiter):
+            waiter?.resume()
             return true
         }
     }
 
     /// Waits for frames and returns every queued one, or the reason the outbox closed. Only
     /// the connection's writer calls this. Cancelling the waiting task closes the outbox.
+    ///
+    /// The frames are taken when the writer runs, not when it is woken: whatever arrives
+    /// meanwhile (a burst of messages to this connection's chats) joins the same batch, which
+    /// the writer sends with one system call.
     public func nextBatch() async -> Batch {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Batch, Never>) in
-                let ready = state.withLock { state -> Batch? in
-                    if let reason = state.closeReason { return .closed(reason) }
-                    if !state.frames.isEmpty {
-                        defer { state.frames.removeAll(keepingCapacity: true) }
-                        return .frames(Array(state.frames))
+            while true {
+                if let batch = state.withLock({ $0.takeBatch() }) { return batch }
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let isReady = state.withLock { state in
+                        guard state.closeReason == nil, state.frames.isEmpty else { return true }
+                        state.waiter = continuation
+                        return false
                     }
-                    state.waiter = continuation
-                    return nil
+                    if isReady { continuation.resume() }
                 }
-                if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
             close(.finished)
@@ -107,13 +116,13 @@ public final class Outbox: Sendable {
     /// Stops taking frames; the writer stops after what it is writing. The first reason wins.
     public func close(_ reason: CloseReason) {
         let (waiter, forcedClose) = state.withLock {
-            state -> (CheckedContinuation<Batch, Never>?, (@Sendable (CloseReason) -> Void)?) in
+            state -> (CheckedContinuation<Void, Never>?, (@Sendable (CloseReason) -> Void)?) in
             guard state.closeReason == nil else { return (nil, nil) }
             state.closeReason = reason
             state.frames.removeAll()
             return (state.waiter.take(), reason == .finished ? nil : state.onForcedClose.take())
         }
-        waiter?.resume(returning: .closed(reason))
+        waiter?.resume()
         forcedClose?(reason)
     }
 
