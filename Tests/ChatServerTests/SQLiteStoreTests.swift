@@ -34,6 +34,43 @@ struct SQLiteStoreTests {
         }
     }
 
+    /// Under steady concurrent reads a reader connection must not stay on an old snapshot:
+    /// every user is found right after being created (as a log-in right after registering).
+    @Test func readsSeeEveryEarlierCommitUnderConcurrentLoad() async throws {
+        try await TestDatabase.sqlite.withStore { store in
+            for index in 0..<500 {
+                _ = try await store.createUser(
+                    NewUser(name: "bulk\(index)", email: "b\(index)@example.com", passwordHash: "h"))
+            }
+            let missing = try await withThrowingTaskGroup(of: Int.self) { group in
+                // Readers that keep both reader connections busy with overlapping statements.
+                for _ in 0..<8 {
+                    group.addTask {
+                        while !Task.isCancelled { _ = try await store.users(nameKeyPrefix: "bulk", limit: 500) }
+                        return 0
+                    }
+                }
+                let workers = (0..<8).map { worker in
+                    Task {
+                        var missing = 0
+                        for index in 0..<50 {
+                            let name = "u\(worker)-\(index)"
+                            _ = try await store.createUser(
+                                NewUser(name: name, email: "\(name)@example.com", passwordHash: "h"))
+                            if try await store.credentials(loginKey: User.key(for: name)) == nil { missing += 1 }
+                        }
+                        return missing
+                    }
+                }
+                var missing = 0
+                for worker in workers { missing += try await worker.value }
+                group.cancelAll()
+                return missing
+            }
+            #expect(missing == 0)
+        }
+    }
+
     @Test func reopeningADatabaseKeepsItsData() async throws {
         try await TestDatabase.sqlite.withLocation { location in
             guard case .sqlite(let path) = location else { return }

@@ -17,6 +17,8 @@ import Synchronization
 public final class SQLiteChatStore: ChatStore {
     private let writer: SQLiteConnection
     private let readers: [SQLiteConnection]
+    /// One statement at a time per reader: see ``read(_:)``.
+    private let readerLocks: [AsyncLock]
     private let nextReader = Mutex(0)
     private let writeLock = AsyncLock()
     private let metrics: ChatMetrics
@@ -25,6 +27,7 @@ public final class SQLiteChatStore: ChatStore {
     private init(writer: SQLiteConnection, readers: [SQLiteConnection], metrics: ChatMetrics, logger: Logger) {
         self.writer = writer
         self.readers = readers
+        self.readerLocks = readers.map { _ in AsyncLock() }
         self.metrics = metrics
         self.logger = logger
     }
@@ -534,13 +537,17 @@ public final class SQLiteChatStore: ChatStore {
 
     // MARK: Connections, transactions and errors
 
+    /// Runs `body` on the next reader, alone. A connection's read snapshot lasts while any of
+    /// its statements is active, so statements overlapping on one reader under steady load
+    /// could keep it on an old snapshot indefinitely: a user just registered would not be
+    /// found at log-in. One statement at a time makes each read see every commit before it.
     private func read<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
-        let reader = nextReader.withLock { index in
+        let index = nextReader.withLock { index in
             defer { index = (index + 1) % readers.count }
-            return readers[index]
+            return index
         }
         do {
-            return try await body(reader)
+            return try await readerLocks[index].withLock { try await body(readers[index]) }
         } catch {
             throw mapError(error)
         }
