@@ -51,6 +51,9 @@ struct ChatStream: Sendable {
     /// Whether a `resume` is under way.
     var isResuming: Bool { pendingResume != nil }
 
+    /// The `after_seq` of the `resume` under way.
+    var resumePosition: Int64? { pendingResume }
+
     /// Records the delivery of message `messageID` at `seq`; `clientID` names its simulated
     /// sender, nil for messages from elsewhere.
     mutating func record(seq: Int64, messageID: Int64, clientID: ClientID?, run: UInt32) {

@@ -378,8 +378,22 @@ final class Device: @unchecked Sendable {
         } else if ref == "resume",
             let index = resumes.firstIndex(where: { observed.streams[$0.chat]?.isResuming == true })
         {
-            observed.streams[resumes[index].chat]?.resumeRefused()
+            let chat = resumes[index].chat
             observed.otherErrors[code, default: 0] += 1
+            if code == "storage_unavailable", let position = observed.streams[chat]?.resumePosition,
+                let connection = context
+            {
+                // "Try again later": as a client would, resume again after a pause, on this
+                // connection if it still stands (a new one resumes by itself).
+                let pause = Int64.random(in: 100...500, using: &masks)
+                eventLoop.scheduleTask(in: .milliseconds(pause)) {
+                    guard self.context === connection else { return }
+                    self.write(#"{"type":"resume","chat_id":\#(chat),"after_seq":\#(position)}"#)
+                    connection.flush()
+                }
+                return
+            }
+            observed.streams[chat]?.resumeRefused()
             resumes.remove(at: index)
             progress.resuming.store(resumes.count, ordering: .relaxed)
         } else {

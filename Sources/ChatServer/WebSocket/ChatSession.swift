@@ -44,7 +44,15 @@ struct ChatSession {
         shutdown.onShutdown { [outbox = connection.outbox] in
             outbox.close(.closing(code: CloseCode.goingAway, reason: "server shutting down"))
         }
-        let details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
+        let details: [ChatDetails]
+        do {
+            details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
+        } catch ChatError.storageUnavailable {
+            // A reconnect storm can outrun the database: the client should come back shortly.
+            try await outbound.close(
+                WebSocketErrorCode(codeNumber: CloseCode.tryAgainLater), reason: "database busy or unavailable")
+            return
+        }
         let joined: (positions: [ChatID: Int64], cameOnline: Bool)
         do {
             joined = try hub.connect(connection, chats: details.map { ($0.chat.id, $0.chat.lastSeq) })
