@@ -54,6 +54,10 @@ struct DeviceObservations: Sendable {
     var otherErrors: [String: Int] = [:]
     /// Chats that were too far behind to `resume` after a reconnect.
     var resumesTooFar = 0
+    /// Connections the server turned away with 1013 (try again later). A client answers
+    /// that by reconnecting, so it is no failure by itself; whatever the device missed
+    /// because of it shows in the check.
+    var turnedAway = 0
 }
 
 /// A failure of the simulator's own making or of the server's answers to it.
@@ -237,7 +241,9 @@ final class Device: @unchecked Sendable {
     fileprivate func detached() {
         context = nil
         completeReady(.failure(SimulationError("the connection closed before ready")))
-        if !leaving && control.phase < .finished {
+        if closeCode == WebSocketErrorCode(codeNumber: 1013) {
+            observed.turnedAway += 1
+        } else if !leaving && control.phase < .finished {
             let reason = closeCode.map { "closed by the server with \($0)" } ?? "the connection dropped"
             progress.failure.withLock { $0 = reason }
         }

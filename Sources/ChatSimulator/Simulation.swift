@@ -277,6 +277,7 @@ final class Simulation: Sendable {
         var senders: [Int: SendLog] = [:]
         var strays = 0
         var resumesTooFar = 0
+        var turnedAway = 0
         for (index, observed) in observations.enumerated() {
             deliveryLatency.add(observed.deliveryLatency)
             ackLatency.add(observed.ackLatency)
@@ -285,6 +286,7 @@ final class Simulation: Sendable {
             rates.deliveredFrames += observed.framesWhileMeasuring
             strays += observed.strays
             resumesTooFar += observed.resumesTooFar
+            turnedAway += observed.turnedAway
             if observed.sendLog.sent > 0 { senders[index] = observed.sendLog }
         }
         let window = max(measurement.seconds, 1e-9)
@@ -309,6 +311,10 @@ final class Simulation: Sendable {
             notes.append("\(resumesTooFar) chats were too far behind to resume after a reconnect")
         }
         if check.unanswered > 0 { notes.append("\(check.unanswered) sends were still unanswered at the end") }
+        if turnedAway > 0 {
+            notes.append(
+                "the server turned \(turnedAway) connections away with 1013 (try again later)")
+        }
         let server = measurement.server.map { before, after in
             let cpu = after.cpuSeconds - before.cpuSeconds
             return Report.ProcessUsage(
