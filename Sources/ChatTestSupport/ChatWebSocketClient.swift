@@ -75,6 +75,14 @@ public final class ChatWebSocketClient: Sendable {
         return client
     }
 
+    /// Opens a connection the server is expected to close before `ready`, and returns the
+    /// server's close frame.
+    public static func closeBeforeReady(port: Int, token: String) async throws -> WebSocketCloseFrame? {
+        let client = ChatWebSocketClient(
+            url: "ws://127.0.0.1:\(port)/ws", headers: [.authorization: "Bearer \(token)"])
+        return try await client.closedByServer()
+    }
+
     /// Sends a frame.
     public func send(_ frame: ClientFrame) {
         outgoing.yield(.text(String(decoding: (try? JSONEncoder().encode(frame)) ?? Data(), as: UTF8.self)))

@@ -28,17 +28,20 @@ public enum TestApp {
     ///   - testing: `.router` calls the router directly; `.live` serves on a free loopback port.
     ///   - overrides: environment variables to change from ``config(database:overrides:)``.
     ///   - logger: what the server logs to (warnings and worse, to standard error, by default).
+    ///   - wrapStore: what the application gets instead of the store, e.g. a ``FaultInjectingStore``.
     public static func run<T: Sendable>(
         on database: TestDatabase = .sqlite,
         testing: TestingSetup = .router,
         overrides: [String: String] = [:],
         logger: Logger = TestDatabase.logger,
+        wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 },
         _ test: @Sendable (APITestClient) async throws -> T
     ) async throws -> T {
         try await database.withLocation { location in
             let config = try await config(database: location, overrides: overrides)
             let telemetry = Telemetry()
-            let store = try await makeStore(for: location, poolSize: 20, metrics: telemetry.metrics, logger: logger)
+            let store = wrapStore(
+                try await makeStore(for: location, poolSize: 20, metrics: telemetry.metrics, logger: logger))
             let app = try await buildApplication(
                 config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true),
                 logger: logger)

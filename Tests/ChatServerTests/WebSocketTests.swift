@@ -127,6 +127,19 @@ struct WebSocketTests {
         }
     }
 
+    @Test func aBusyDatabaseAtSetupClosesWith1013() async throws {
+        let failingChatDetails: @Sendable (any ChatStore) -> any ChatStore = {
+            FaultInjectingStore($0, failing: [.chatDetails])
+        }
+        try await TestApp.run(testing: .live, wrapStore: failingChatDetails) { api in
+            let alice = try await api.user("alice")
+            let close = try await ChatWebSocketClient.closeBeforeReady(
+                port: try #require(api.client.port), token: alice.token)
+            #expect(close?.closeCode == .unknown(1013))
+            #expect(close?.reason == "database busy or unavailable")
+        }
+    }
+
     @Test func oversizedFramesCloseWith1009() async throws {
         try await Self.withPair(overrides: ["CHAT_WS_MAX_FRAME_BYTES": "1024"]) { _, chat, alice, _ in
             alice.send(.send(chatID: chat.id, clientID: "big", text: String(repeating: "x", count: 2000)))

@@ -1,0 +1,91 @@
+import ChatProtocol
+import ChatServer
+import Foundation
+import ServiceLifecycle
+
+/// A store that passes every call to another one, except the operations a test makes fail
+/// as a busy or unreachable database does (``ChatError/storageUnavailable``).
+public final class FaultInjectingStore: ChatStore {
+    /// The operations that can be made to fail.
+    public enum Operation: Sendable {
+        case chatDetails
+    }
+
+    private let base: any ChatStore
+    private let failing: Set<Operation>
+
+    public init(_ base: any ChatStore, failing: Set<Operation>) {
+        self.base = base
+        self.failing = failing
+    }
+
+    public func run() async throws { try await base.run() }
+    public func checkConnection() async throws { try await base.checkConnection() }
+    public func migrationStatus() async throws -> [MigrationStatus] { try await base.migrationStatus() }
+    public func migrateUp() async throws -> [Migration] { try await base.migrateUp() }
+    public func migrateDown(steps: Int) async throws -> [Migration] { try await base.migrateDown(steps: steps) }
+    public func createUser(_ user: NewUser) async throws -> User { try await base.createUser(user) }
+
+    public func credentials(loginKey: String) async throws -> UserCredentials? {
+        try await base.credentials(loginKey: loginKey)
+    }
+
+    public func updatePasswordHash(_ hash: String, for user: UserID) async throws {
+        try await base.updatePasswordHash(hash, for: user)
+    }
+
+    public func sessionUser(_ user: UserID, tokenID: String) async throws -> User? {
+        try await base.sessionUser(user, tokenID: tokenID)
+    }
+
+    public func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws {
+        try await base.revokeToken(tokenID, of: user, expiresAt: expiresAt)
+    }
+
+    public func users(nameKeyPrefix: String, limit: Int) async throws -> [User] {
+        try await base.users(nameKeyPrefix: nameKeyPrefix, limit: limit)
+    }
+
+    public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
+        try await base.setAdmin(isAdmin, nameKey: nameKey)
+    }
+
+    public func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat {
+        try await base.createChat(name: name, type: type, creator: creator)
+    }
+
+    public func chat(_ id: ChatID, member: UserID) async throws -> Chat? { try await base.chat(id, member: member) }
+    public func members(of chat: ChatID) async throws -> [ChatMember] { try await base.members(of: chat) }
+    public func addMember(_ user: UserID, to chat: ChatID) async throws { try await base.addMember(user, to: chat) }
+
+    public func removeMember(_ user: UserID, from chat: ChatID) async throws {
+        try await base.removeMember(user, from: chat)
+    }
+
+    public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {
+        try await base.chatSummaries(for: user)
+    }
+
+    public func chatDetails(for user: UserID) async throws -> [ChatDetails] {
+        if failing.contains(.chatDetails) { throw ChatError.storageUnavailable }
+        return try await base.chatDetails(for: user)
+    }
+
+    public func advanceReadMarker(of user: UserID, in chat: ChatID, to seq: Int64) async throws -> Int64? {
+        try await base.advanceReadMarker(of: user, in: chat, to: seq)
+    }
+
+    public func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>] {
+        try await base.appendMessages(messages)
+    }
+
+    public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
+        try await base.messages(in: chat, query)
+    }
+
+    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
+        try await base.appendGeneratedMessages(count, to: chat, from: sender)
+    }
+
+    public func counts() async throws -> StoreCounts { try await base.counts() }
+}
