@@ -83,12 +83,12 @@ struct CommonOptions: ParsableArguments {
 
 /// How senders pace themselves.
 struct PaceOptions: ParsableArguments {
-    @Option(help: "Unanswered sends each sender may have at a time.")
+    @Option(help: "Unanswered sends each sender may have at a time (default: 10 in fanout, 1 in pairs).")
     var window: Int?
     @Option(help: "Sends a second per sender, instead of a window.")
     var rate: Double?
     @Option(help: "Characters of text per message.")
-    var messageSize = 100
+    var messageSize = Fanout().messageSize
 
     func validate() throws {
         if window != nil && rate != nil { throw ValidationError("give --window or --rate, not both") }
@@ -97,8 +97,9 @@ struct PaceOptions: ParsableArguments {
         guard (1...4096).contains(messageSize) else { throw ValidationError("--message-size must be 1–4096") }
     }
 
-    func pace(defaultWindow: Int) -> Pace {
-        rate.map(Pace.rate) ?? .window(window ?? defaultWindow)
+    /// The pace asked for, or `scenarioDefault` when neither option was given.
+    func pace(or scenarioDefault: Pace) -> Pace {
+        rate.map(Pace.rate) ?? window.map(Pace.window) ?? scenarioDefault
     }
 }
 
@@ -108,15 +109,15 @@ struct FanoutCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var sending: PaceOptions
     @Option(help: "Members of the group, each with one connection.")
-    var users = 50
+    var users = Fanout().members
     @Option(help: "Members who send.")
-    var senders = 10
+    var senders = Fanout().senders
 
     func run() async throws {
         var scenario = Fanout()
         scenario.members = users
         scenario.senders = senders
-        scenario.pace = sending.pace(defaultWindow: 10)
+        scenario.pace = sending.pace(or: scenario.pace)
         scenario.messageSize = sending.messageSize
         try await common.run(scenario)
     }
@@ -128,12 +129,12 @@ struct PairsCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var sending: PaceOptions
     @Option(help: "Private chats (two users each).")
-    var chats = 100
+    var chats = Pairs().chats
 
     func run() async throws {
         var scenario = Pairs()
         scenario.chats = chats
-        scenario.pace = sending.pace(defaultWindow: 1)
+        scenario.pace = sending.pace(or: scenario.pace)
         scenario.messageSize = sending.messageSize
         try await common.run(scenario)
     }
@@ -168,9 +169,9 @@ struct ConnectionsCommand: AsyncParsableCommand {
         abstract: "Many idle authenticated connections: time to connect and server memory per connection.")
     @OptionGroup var common: CommonOptions
     @Option(help: "Connections to open.")
-    var connections = 1000
+    var connections = IdleConnections().connections
     @Option(help: "Connections per user (the server allows CHAT_WS_CONNECTIONS_PER_USER).")
-    var perUser = 10
+    var perUser = IdleConnections().perUser
 
     func run() async throws {
         var scenario = IdleConnections()
@@ -186,15 +187,15 @@ struct ReconnectCommand: AsyncParsableCommand {
         abstract: "Drops every connection at once; devices reconnect, resume, and nothing may be missing.")
     @OptionGroup var common: CommonOptions
     @Option(help: "Users, each with one connection.")
-    var users = 1000
+    var users = Reconnect().users
     @Option(help: "Members per group chat (one of them sends).")
-    var chatSize = 50
+    var chatSize = Reconnect().chatSize
     @Option(help: "Sends a second per sender.")
-    var rate = 2.0
+    var rate = Reconnect().rate
     @Option(help: "Characters of text per message.")
-    var messageSize = 100
+    var messageSize = Reconnect().messageSize
     @Option(help: "Most milliseconds a device waits before its first reconnect attempt.")
-    var jitterMs = 1000
+    var jitterMs = Int(Reconnect().jitter / .milliseconds(1))
 
     func run() async throws {
         var scenario = Reconnect()
@@ -213,17 +214,17 @@ struct MixedCommand: AsyncParsableCommand {
         abstract: "Groups and private chats with typing, read receipts, history reads and reconnects.")
     @OptionGroup var common: CommonOptions
     @Option(help: "Users (an even number), each with one connection.")
-    var users = 200
+    var users = Mixed().users
     @Option(help: "Members per group chat.")
-    var groupSize = 20
+    var groupSize = Mixed().groupSize
     @Option(help: "Sends a second per user.")
-    var rate = 1.0
+    var rate = Mixed().rate
     @Option(help: "Characters of text per message.")
-    var messageSize = 100
+    var messageSize = Mixed().messageSize
     @Option(help: "History pages read a second.")
-    var historyReads = 10.0
+    var historyReads = Mixed().historyReadsPerSecond
     @Option(help: "Devices dropped and reconnected a second.")
-    var reconnects = 1.0
+    var reconnects = Mixed().reconnectsPerSecond
 
     func run() async throws {
         var scenario = Mixed()

@@ -26,6 +26,7 @@ public enum StoreContract {
         StoreContractCheck(description: "concurrent sends get gap-free seqs", run: concurrentSends),
         StoreContractCheck(description: "raced duplicates store one message", run: racedDuplicates),
         StoreContractCheck(description: "a batch stores in order and answers per message", run: batchedSends),
+        StoreContractCheck(description: "raced batches store a shared client id once", run: racedBatches),
         StoreContractCheck(description: "history pages are seq ranges", run: historyPaging),
         StoreContractCheck(description: "generated messages continue the seqs in bulk", run: generatedMessages),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
@@ -284,6 +285,34 @@ public enum StoreContract {
         try await require(try await store.appendMessages([]).isEmpty, "an empty batch stores nothing")
         try await require(
             try await store.messages(in: chat.id, .offset(0, limit: 10)).map(\.seq) == [1, 2, 3, 4], "no gaps")
+    }
+
+    static func racedBatches(_ store: any ChatStore) async throws {
+        let creator = try await store.createUser(newUser("Batcher", "batcher@example.com"))
+        let chat = try await store.createChat(name: "Batches", type: .group, creator: creator.id)
+        // Two batches race, each with a message of its own and one client id they share: the
+        // shared one is stored once, and the batch that loses still stores its own message.
+        for round in 0..<10 {
+            let results = try await withThrowingTaskGroup(of: [Result<AppendedMessage, ChatError>].self) { group in
+                for side in ["a", "b"] {
+                    group.addTask {
+                        try await store.appendMessages([
+                            NewMessage(chatID: chat.id, senderID: creator.id, clientID: "\(side)\(round)", text: side),
+                            NewMessage(chatID: chat.id, senderID: creator.id, clientID: "s\(round)", text: "shared"),
+                        ])
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let own = try results.map { try $0[0].get() }
+            let shared = try results.map { try $0[1].get() }
+            try await require(own.allSatisfy { !$0.duplicate }, "round \(round): each batch stores its own message")
+            try await require(
+                shared[0].message.id == shared[1].message.id && shared.filter { !$0.duplicate }.count == 1,
+                "round \(round): the shared client id is stored once")
+        }
+        try await require(
+            try await store.messages(in: chat.id, .offset(0, limit: 100)).map(\.seq) == Array(1...30), "no gaps")
     }
 
     static func historyPaging(_ store: any ChatStore) async throws {
