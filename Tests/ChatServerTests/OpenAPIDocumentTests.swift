@@ -38,7 +38,9 @@ struct OpenAPIDocumentTests {
             let json = try JSONSerialization.jsonObject(with: Data(document.body.readableBytesView)) as? [String: Any]
             #expect(json?["openapi"] as? String == "3.1.0")
             let page = try await api.send(.get, "/docs")
-            #expect(page.status == .ok && page.bodyText.contains("/openapi.json"))
+            #expect(page.status == .ok && page.bodyText.contains("/static/docs.js"))
+            let script = try await api.send(.get, "/static/docs.js")
+            #expect(script.status == .ok && script.bodyText.contains("/openapi.json"))
         }
     }
 }

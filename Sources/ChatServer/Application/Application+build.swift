@@ -84,6 +84,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     let config = components.config
     let router = Router(context: ChatRequestContext.self)
     router.add(middleware: RequestObservationMiddleware(metrics: components.telemetry.metrics))
+    router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ErrorMiddleware())
 
     let users = UserController(accounts: components.accounts, maxBodyBytes: config.maxBodyBytes)
@@ -92,6 +93,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     users.addPublicRoutes(to: router)
     auth.addPublicRoutes(to: router)
     APIDocsController().addPublicRoutes(to: router)
+    WebController(accounts: components.accounts, chats: components.chats, assets: WebAssets())
+        .addPublicRoutes(to: router)
     OperationsController(
         store: components.store, registry: components.telemetry.registry, metricsToken: config.metricsToken
     ).addPublicRoutes(to: router)

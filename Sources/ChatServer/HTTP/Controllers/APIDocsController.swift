@@ -19,12 +19,16 @@ struct APIDocsController {
         }
         router.get("/docs") { _, _ in
             Response(
-                status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                status: .ok,
+                headers: [
+                    .contentType: "text/html; charset=utf-8", .contentSecurityPolicy: ContentSecurityPolicy.apiDocs,
+                ],
                 body: .init(byteBuffer: ByteBuffer(string: Self.page)))
         }
     }
 
-    /// Swagger UI from a CDN, as FastAPI's `/docs` does; the document itself is served locally.
+    /// Swagger UI from a CDN, as FastAPI's `/docs` does; the document itself is served locally,
+    /// and `web/static/docs.js` starts it (no inline script).
     private static let page = """
         <!doctype html>
         <html lang="en">
@@ -37,9 +41,7 @@ struct APIDocsController {
         <body>
           <div id="swagger-ui"></div>
           <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-          <script>
-            window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", withCredentials: true });
-          </script>
+          <script src="/static/docs.js"></script>
         </body>
         </html>
         """

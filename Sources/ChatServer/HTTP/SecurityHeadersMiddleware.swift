@@ -1,0 +1,44 @@
+import HTTPTypes
+import Hummingbird
+
+/// Adds to every response the headers that keep browsers from sniffing its type, framing it
+/// or leaking its address to other sites. A response without a `Content-Security-Policy`
+/// gets ``ContentSecurityPolicy/none``; pages set their own.
+struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+    static var referrerPolicy: HTTPField.Name { HTTPField.Name("Referrer-Policy")! }
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws
+        -> Response
+    {
+        var response = try await next(request, context)
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[Self.referrerPolicy] = "same-origin"
+        if response.headers[.contentSecurityPolicy] == nil {
+            response.headers[.contentSecurityPolicy] = ContentSecurityPolicy.none
+        }
+        return response
+    }
+}
+
+/// The `Content-Security-Policy` values the server sends. None allows inline scripts, and
+/// none lets another site frame the server's pages.
+enum ContentSecurityPolicy {
+    /// For responses that are not pages (JSON, metrics): nothing may load, nothing may frame.
+    static let none = "default-src 'none'; frame-ancestors 'none'"
+
+    /// The web client: its own scripts, styles and API (WebSocket included) only.
+    static let webClient = [
+        "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+        "connect-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+    ].joined(separator: "; ")
+
+    /// `/docs`: Swagger UI's script and styles from its CDN, started by a script of ours. Swagger
+    /// UI sets inline styles, so styles (never scripts) may be inline.
+    static let apiDocs = [
+        "default-src 'none'", "script-src 'self' https://cdn.jsdelivr.net",
+        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net", "img-src 'self' data: https://cdn.jsdelivr.net",
+        "connect-src 'self'", "base-uri 'none'", "frame-ancestors 'none'",
+    ].joined(separator: "; ")
+}

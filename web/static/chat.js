@@ -1,0 +1,551 @@
+// One chat: history with paging, live messages in seq order, sending with pending/sent/read
+// states, read markers, typing, presence and (for the creator) membership.
+import {
+  api, el, showError, shortTime, longTime, newClientId, LiveConnection, renderConnectionState,
+} from "./common.js";
+
+const chatId = Number(location.pathname.split("/").pop());
+const pageSize = 50;
+const pendingKey = `pending:${chatId}`;
+
+const view = {
+  scroller: document.getElementById("messages"),
+  list: document.getElementById("message-list"),
+  historyStatus: document.getElementById("history-status"),
+  typing: document.getElementById("typing"),
+  banner: document.getElementById("chat-banner"),
+  composer: document.getElementById("composer"),
+  text: document.getElementById("composer-text"),
+  members: document.getElementById("member-list"),
+  addMember: document.getElementById("add-member"),
+  search: document.getElementById("member-search"),
+  results: document.getElementById("member-results"),
+  memberError: document.getElementById("member-error"),
+};
+
+const state = {
+  me: null,
+  chat: null,
+  /** user id -> { name, readSeq, online } for current members. */
+  members: new Map(),
+  /** user id -> name, former members included, for senders of old messages. */
+  names: new Map(),
+  /** seq -> { message, node } for every message shown. */
+  messages: new Map(),
+  /** client_id -> { text, node, failed } for sends without an ack yet, oldest first. */
+  pending: new Map(),
+  lowestSeq: null,
+  highestSeq: 0,
+  reachedStart: false,
+  loadingOlder: false,
+  catchingUp: false,
+  /** My read marker as last sent or heard. */
+  readSeq: 0,
+  removed: false,
+  /** user id -> timer hiding their typing notice. */
+  typing: new Map(),
+  lastTypingSent: 0,
+};
+
+const connection = new LiveConnection(`/ws?chat_id=${chatId}`, {
+  onFrame: handleFrame,
+  onState: (connectionState, delay) =>
+    renderConnectionState(document.getElementById("connection"), connectionState, delay),
+});
+
+// ---- Rendering messages ---------------------------------------------------------------
+
+function senderName(id) {
+  if (id === state.me.id) return "You";
+  return state.names.get(id) ?? "Former member";
+}
+
+/** Read per the server's rule: every member other than the sender has read up to it. */
+function isRead(message) {
+  if (message.is_read) return true;
+  const others = [...state.members].filter(([id]) => id !== message.sender_id);
+  return others.length > 0 && others.every(([, member]) => member.readSeq >= message.seq);
+}
+
+function ticks(status) {
+  const labels = { pending: ["🕓", "Sending"], sent: ["✓", "Sent"], read: ["✓✓", "Read"], failed: ["!", "Not sent"] };
+  const [symbol, label] = labels[status];
+  return el("span", { class: `ticks ${status}`, title: label, "aria-label": label, text: symbol });
+}
+
+function messageNode({ text, senderId, timestamp, status }) {
+  const mine = senderId === state.me.id;
+  return el(
+    "li",
+    { class: `message ${mine ? "mine" : "theirs"}`, dataset: { status } },
+    el(
+      "div",
+      { class: "bubble" },
+      mine ? null : el("span", { class: "sender", text: senderName(senderId) }),
+      el("p", { class: "text", text }),
+      el(
+        "span",
+        { class: "meta" },
+        timestamp ? el("time", { datetime: timestamp, title: longTime(timestamp), text: shortTime(timestamp) }) : null,
+        mine ? ticks(status) : null,
+      ),
+    ),
+  );
+}
+
+function setStatus(node, status) {
+  if (node.dataset.status === status) return;
+  node.dataset.status = status;
+  node.querySelector(".ticks")?.replaceWith(ticks(status));
+}
+
+function nearBottom() {
+  const { scrollHeight, scrollTop, clientHeight } = view.scroller;
+  return scrollHeight - scrollTop - clientHeight < 120;
+}
+
+function scrollToBottom() {
+  view.scroller.scrollTop = view.scroller.scrollHeight;
+}
+
+/** Adds a stored message in its seq place (a no-op for a seq already shown). */
+function addMessage(message, node = null) {
+  if (state.messages.has(message.seq)) {
+    node?.remove();
+    return false;
+  }
+  const status = message.sender_id === state.me.id ? (isRead(message) ? "read" : "sent") : "received";
+  if (node) {
+    setStatus(node, status);
+    const time = el("time", { datetime: message.timestamp, title: longTime(message.timestamp), text: shortTime(message.timestamp) });
+    node.querySelector(".meta").prepend(time);
+  } else {
+    node = messageNode({ text: message.text, senderId: message.sender_id, timestamp: message.timestamp, status });
+  }
+  node.dataset.seq = message.seq;
+  state.messages.set(message.seq, { message, node });
+  view.list.insertBefore(node, insertionPoint(message.seq));
+  state.lowestSeq = Math.min(state.lowestSeq ?? message.seq, message.seq);
+  state.highestSeq = Math.max(state.highestSeq, message.seq);
+  if (message.sender_id !== state.me.id) readObserver.observe(node);
+  return true;
+}
+
+/** The node a message with `seq` goes before: stored messages in seq order, then pending sends. */
+function insertionPoint(seq) {
+  if (state.lowestSeq === null || seq > state.highestSeq) return firstPendingNode();
+  if (seq < state.lowestSeq) return view.list.firstChild;
+  let next = seq + 1;
+  while (!state.messages.has(next)) next += 1;
+  const node = state.messages.get(next).node;
+  return node.previousSibling?.classList.contains("unread-divider") ? node.previousSibling : node;
+}
+
+function firstPendingNode() {
+  for (const pending of state.pending.values()) if (pending.node.isConnected) return pending.node;
+  return null;
+}
+
+function refreshTicks() {
+  for (const { message, node } of state.messages.values()) {
+    if (message.sender_id === state.me.id && node.dataset.status === "sent" && isRead(message)) setStatus(node, "read");
+  }
+}
+
+// ---- History --------------------------------------------------------------------------
+
+async function loadLatest() {
+  const unread = state.chat.last_seq - state.readSeq;
+  const limit = Math.min(500, Math.max(pageSize, unread + 10));
+  const page = await api("GET", `/history/${chatId}?before_seq=${state.chat.last_seq + 1}&limit=${limit}`);
+  const firstUnread = page.find((message) => message.seq > state.readSeq && message.sender_id !== state.me.id);
+  for (const message of page) addMessage(message);
+  state.reachedStart = page.length === 0 || page[0].seq === 1;
+  renderHistoryStatus();
+  if (firstUnread) {
+    const node = state.messages.get(firstUnread.seq).node;
+    view.list.insertBefore(el("li", { class: "unread-divider", role: "separator", text: "Unread messages" }), node);
+    node.previousSibling.scrollIntoView({ block: "start" });
+  } else {
+    scrollToBottom();
+  }
+  await fillScreen();
+}
+
+/** Loads the page before the oldest shown message, keeping what is on screen in place. */
+async function loadOlder() {
+  if (state.loadingOlder || state.reachedStart || state.lowestSeq === null) return;
+  state.loadingOlder = true;
+  renderHistoryStatus();
+  try {
+    const page = await api("GET", `/history/${chatId}?before_seq=${state.lowestSeq}&limit=${pageSize}`);
+    const fromBottom = view.scroller.scrollHeight - view.scroller.scrollTop;
+    for (const message of page.reverse()) addMessage(message);
+    view.scroller.scrollTop = view.scroller.scrollHeight - fromBottom;
+    state.reachedStart = page.length < pageSize || state.lowestSeq === 1;
+  } catch (error) {
+    view.historyStatus.textContent = `Could not load older messages: ${error.message}`;
+  } finally {
+    state.loadingOlder = false;
+    renderHistoryStatus();
+  }
+}
+
+/** Loads older pages until the list can scroll (so scrolling up can ask for more). */
+async function fillScreen() {
+  while (!state.reachedStart && view.scroller.scrollHeight <= view.scroller.clientHeight) {
+    const before = state.lowestSeq;
+    await loadOlder();
+    if (state.lowestSeq === before) break;
+  }
+}
+
+function renderHistoryStatus() {
+  if (state.loadingOlder) view.historyStatus.textContent = "Loading older messages…";
+  else if (state.reachedStart) view.historyStatus.textContent = state.messages.size ? "This is the start of the chat." : "No messages yet. Say hello!";
+  else view.historyStatus.textContent = "";
+}
+
+/** After a reconnect: fetch what was missed (too much for `resume`) from history, then resume. */
+async function catchUp(lastSeq, resumeLimit) {
+  if (state.catchingUp) return;
+  state.catchingUp = true;
+  try {
+    while (lastSeq - state.highestSeq > resumeLimit) {
+      const page = await api("GET", `/history/${chatId}?after_seq=${state.highestSeq}&limit=1000`);
+      if (page.length === 0) break;
+      const follow = nearBottom();
+      for (const message of page) addMessage(message);
+      if (follow) scrollToBottom();
+    }
+    connection.send({ type: "resume", chat_id: chatId, after_seq: state.highestSeq });
+  } catch (error) {
+    view.historyStatus.textContent = `Could not catch up: ${error.message}`;
+  } finally {
+    state.catchingUp = false;
+  }
+}
+
+// ---- Reading --------------------------------------------------------------------------
+
+const visible = new Set();
+const readObserver = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      const seq = Number(entry.target.dataset.seq);
+      if (entry.isIntersecting) visible.add(seq);
+      else visible.delete(seq);
+    }
+    markRead();
+  },
+  { root: view.scroller, threshold: 0.5 },
+);
+
+/** Sends `read` up to the newest message on screen, only while the tab is seen and focused. */
+function markRead() {
+  if (document.visibilityState !== "visible" || !document.hasFocus() || visible.size === 0) return;
+  const newest = Math.max(...visible);
+  if (newest > state.readSeq && connection.send({ type: "read", chat_id: chatId, seq: newest })) {
+    state.readSeq = newest;
+  }
+}
+
+addEventListener("focus", markRead);
+document.addEventListener("visibilitychange", markRead);
+
+// ---- Sending --------------------------------------------------------------------------
+
+function savePending() {
+  const kept = [...state.pending].filter(([, pending]) => !pending.failed).map(([clientId, { text }]) => ({ clientId, text }));
+  if (kept.length) sessionStorage.setItem(pendingKey, JSON.stringify(kept));
+  else sessionStorage.removeItem(pendingKey);
+}
+
+function queueSend(clientId, text) {
+  const node = messageNode({ text, senderId: state.me.id, status: "pending" });
+  node.dataset.clientId = clientId;
+  state.pending.set(clientId, { text, node, failed: false });
+  view.list.append(node);
+  savePending();
+  connection.send({ type: "send", chat_id: chatId, client_id: clientId, text });
+}
+
+function sendComposer() {
+  const text = view.text.value;
+  if (!text.trim() || state.removed) return;
+  queueSend(newClientId(), text);
+  view.text.value = "";
+  resizeComposer();
+  scrollToBottom();
+}
+
+/** The sender's own stored copy: from an `ack`, or (rarely) a `message` from another path. */
+function confirmSend(message) {
+  const pending = state.pending.get(message.client_id);
+  if (!pending) return addMessage(message);
+  state.pending.delete(message.client_id);
+  savePending();
+  addMessage(message, pending.node);
+}
+
+function failSend(clientId, reason) {
+  const pending = state.pending.get(clientId);
+  if (!pending) return;
+  pending.failed = true;
+  savePending();
+  setStatus(pending.node, "failed");
+  const discard = el("button", { type: "button", class: "link", text: "Discard" });
+  discard.addEventListener("click", () => {
+    state.pending.delete(clientId);
+    pending.node.remove();
+  });
+  pending.node.querySelector(".bubble").append(el("span", { class: "send-error", text: `Not sent: ${reason} ` }, discard));
+}
+
+function resendPending() {
+  for (const [clientId, { text, failed }] of state.pending) {
+    if (!failed) connection.send({ type: "send", chat_id: chatId, client_id: clientId, text });
+  }
+}
+
+/** Grows the composer with its text up to 160 px, then scrolls inside it. */
+function resizeComposer() {
+  view.text.style.height = "auto";
+  const height = view.text.scrollHeight + view.text.offsetHeight - view.text.clientHeight;
+  view.text.style.height = `${Math.min(height, 160)}px`;
+  view.text.style.overflowY = height > 160 ? "auto" : "hidden";
+}
+
+view.composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendComposer();
+});
+view.text.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    sendComposer();
+  }
+});
+view.text.addEventListener("input", () => {
+  resizeComposer();
+  if (view.text.value.trim() && Date.now() - state.lastTypingSent > 3000) {
+    if (connection.send({ type: "typing", chat_id: chatId })) state.lastTypingSent = Date.now();
+  }
+});
+
+// ---- Typing, members, presence ----------------------------------------------------------
+
+function showTyping(userId) {
+  clearTimeout(state.typing.get(userId));
+  state.typing.set(userId, setTimeout(() => clearTyping(userId), 5000));
+  renderTyping();
+}
+
+function clearTyping(userId) {
+  clearTimeout(state.typing.get(userId));
+  state.typing.delete(userId);
+  renderTyping();
+}
+
+function renderTyping() {
+  const names = [...state.typing.keys()].map(senderName);
+  view.typing.textContent =
+    names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
+}
+
+function setMembers(members) {
+  const previous = state.members;
+  state.members = new Map();
+  for (const member of members) {
+    state.names.set(member.user_id, member.name);
+    state.members.set(member.user_id, {
+      name: member.name,
+      readSeq: Math.max(member.read_seq, previous.get(member.user_id)?.readSeq ?? 0),
+      online: member.online ?? previous.get(member.user_id)?.online ?? false,
+    });
+  }
+  renderMembers();
+  refreshTicks();
+}
+
+function renderMembers() {
+  const isCreator = state.chat.creator_id === state.me.id;
+  view.members.replaceChildren(
+    ...[...state.members].map(([id, member]) => {
+      const remove = isCreator && id !== state.me.id
+        ? el("button", { type: "button", class: "link danger", "aria-label": `Remove ${member.name}`, text: "Remove" })
+        : null;
+      remove?.addEventListener("click", () => changeMembership("remove_user", id));
+      return el(
+        "li",
+        { class: "member", dataset: { userId: id, online: member.online } },
+        el("span", { class: "presence", role: "img", "aria-label": member.online ? "online" : "offline" }),
+        el("span", { class: "member-name", text: member.name }),
+        id === state.me.id ? el("span", { class: "tag", text: "you" }) : null,
+        id === state.chat.creator_id ? el("span", { class: "tag", text: "creator" }) : null,
+        remove,
+      );
+    }),
+  );
+  const full = state.chat.chat_type === "PRIVATE" && state.members.size >= 2;
+  view.addMember.hidden = !isCreator || full || state.removed;
+}
+
+async function changeMembership(action, userId) {
+  showError(view.memberError, null);
+  try {
+    const chat = await api("POST", `/chat/${action}/${userId}/${chatId}`);
+    state.chat = chat;
+    setMembers(chat.members);
+    view.search.value = "";
+    view.results.replaceChildren();
+  } catch (error) {
+    showError(view.memberError, error.message);
+  }
+}
+
+let searchTimer = null;
+view.search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(searchUsers, 250);
+});
+view.addMember.addEventListener("submit", (event) => event.preventDefault());
+
+async function searchUsers() {
+  const query = view.search.value.trim();
+  if (!query) return view.results.replaceChildren();
+  try {
+    const users = await api("GET", `/users?q=${encodeURIComponent(query)}&limit=10`);
+    const candidates = users.filter((user) => !state.members.has(user.id));
+    view.results.replaceChildren(
+      ...candidates.map((user) => {
+        const add = el("button", { type: "button", "aria-label": `Add ${user.name}`, text: "Add" });
+        add.addEventListener("click", () => changeMembership("add_user", user.id));
+        return el("li", {}, el("span", { text: user.name }), add);
+      }),
+    );
+    if (candidates.length === 0) view.results.append(el("li", { class: "empty", text: "No one to add by that name." }));
+    showError(view.memberError, null);
+  } catch (error) {
+    showError(view.memberError, error.message);
+  }
+}
+
+async function reloadMembers() {
+  try {
+    state.chat = await api("GET", `/chats/${chatId}`);
+    setMembers(state.chat.members);
+  } catch (error) {
+    if (error.status === 404) leave("You are no longer a member of this chat.");
+  }
+}
+
+function leave(reason) {
+  state.removed = true;
+  connection.stop();
+  view.banner.textContent = reason;
+  view.banner.hidden = false;
+  view.text.disabled = true;
+  view.composer.querySelector("button").disabled = true;
+  renderMembers();
+}
+
+const membersToggle = document.getElementById("members-toggle");
+membersToggle.addEventListener("click", () => {
+  const open = document.body.classList.toggle("members-open");
+  membersToggle.setAttribute("aria-expanded", String(open));
+});
+
+// ---- Frames ---------------------------------------------------------------------------
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case "ready": {
+      const chat = frame.chats.find((candidate) => candidate.id === chatId);
+      if (!chat) return leave("You are no longer a member of this chat.");
+      setMembers(chat.members);
+      if (chat.last_seq > state.highestSeq) catchUp(chat.last_seq, frame.resume_limit);
+      resendPending();
+      markRead();
+      break;
+    }
+    case "ack":
+    case "message": {
+      const follow = nearBottom() || frame.type === "ack";
+      const message = frame.message;
+      if (message.chat_id !== chatId) return;
+      if (message.sender_id === state.me.id) confirmSend(message);
+      else if (addMessage(message)) clearTyping(message.sender_id);
+      renderHistoryStatus();
+      if (follow) scrollToBottom();
+      break;
+    }
+    case "read": {
+      const member = state.members.get(frame.user_id);
+      if (member) member.readSeq = Math.max(member.readSeq, frame.seq);
+      if (frame.user_id === state.me.id) state.readSeq = Math.max(state.readSeq, frame.seq);
+      refreshTicks();
+      break;
+    }
+    case "typing":
+      if (frame.user_id !== state.me.id) showTyping(frame.user_id);
+      break;
+    case "presence": {
+      const member = state.members.get(frame.user_id);
+      if (member) member.online = frame.online;
+      renderMembers();
+      break;
+    }
+    case "member_added":
+      reloadMembers();
+      break;
+    case "member_removed":
+      if (frame.user_id === state.me.id) leave("You were removed from this chat.");
+      else reloadMembers();
+      break;
+    case "error":
+      handleError(frame);
+      break;
+  }
+}
+
+function handleError(frame) {
+  if (frame.code === "resume_too_far") {
+    catchUp(Infinity, 0);
+  } else if (state.pending.has(frame.ref)) {
+    if (["rate_limited", "storage_unavailable"].includes(frame.code)) {
+      const pending = state.pending.get(frame.ref);
+      setTimeout(() => connection.send({ type: "send", chat_id: chatId, client_id: frame.ref, text: pending.text }), 1500);
+    } else {
+      failSend(frame.ref, frame.message);
+    }
+  }
+}
+
+// ---- Start ----------------------------------------------------------------------------
+
+async function start() {
+  try {
+    [state.me, state.chat] = await Promise.all([api("GET", "/users/me"), api("GET", `/chats/${chatId}`)]);
+  } catch (error) {
+    if (error.status === 401) return location.assign("/");
+    if (error.status === 404) return leave("This chat does not exist, or you are not one of its members.");
+    view.banner.textContent = error.message;
+    view.banner.hidden = false;
+    return;
+  }
+  document.title = `${state.chat.name} · Chat`;
+  document.getElementById("chat-name").textContent = state.chat.name;
+  state.readSeq = state.chat.members.find((member) => member.user_id === state.me.id)?.read_seq ?? 0;
+  setMembers(state.chat.members);
+  await loadLatest();
+  for (const { clientId, text } of JSON.parse(sessionStorage.getItem(pendingKey) ?? "[]")) queueSend(clientId, text);
+  view.scroller.addEventListener("scroll", () => {
+    if (view.scroller.scrollTop < 200) loadOlder();
+  });
+  connection.start();
+  resizeComposer();
+  view.text.focus();
+}
+
+start();

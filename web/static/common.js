@@ -1,0 +1,182 @@
+// What every page of the web client shares: API calls, building elements without parsing
+// user text as HTML, times in the viewer's zone, and a WebSocket that reconnects by itself.
+
+/** An API error: the status and the `{"error": {"code", "message"}}` body. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Calls the API with the session cookie; resolves to the JSON body (null for 204). */
+export async function api(method, path, { json, form } = {}) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (form !== undefined) {
+    init.body = new URLSearchParams(form);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached. Check your connection and try again.");
+  }
+  if (response.status === 204) return null;
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new ApiError(
+      response.status,
+      body?.error?.code ?? `http_${response.status}`,
+      body?.error?.message ?? `The request failed (${response.status}).`,
+    );
+  }
+  return body;
+}
+
+/**
+ * Builds an element. String children become text nodes, so user text is never parsed as
+ * HTML. Props: `class`, `text`, `dataset`, `on<event>` handlers, anything else an attribute.
+ */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+/** Shows or hides a form's error line. */
+export function showError(node, message) {
+  node.textContent = message ?? "";
+  node.hidden = !message;
+}
+
+/** "14:05" today, "25 Nov, 14:05" on other days, in the viewer's time zone. */
+export function shortTime(iso) {
+  const date = new Date(iso);
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (date.toDateString() === new Date().toDateString()) return time;
+  return `${date.toLocaleDateString([], { day: "numeric", month: "short" })}, ${time}`;
+}
+
+/** The full local date and time, for tooltips and `<time>` titles. */
+export function longTime(iso) {
+  return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
+}
+
+/** A fresh `client_id`: 32 random hex digits (works on plain-HTTP origins too). */
+export function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** Logs out and returns to the log-in page. */
+export async function logOut() {
+  await api("POST", "/auth/logout").catch(() => {});
+  location.assign("/");
+}
+
+/**
+ * A WebSocket to `/ws` that reconnects with exponential backoff and jitter. `onFrame` gets
+ * every parsed frame (`ready` first after each connect); `onState` gets "connecting",
+ * "online", "waiting" (with the delay in ms) or "stopped". A close for an ended session
+ * (1008), or a refused handshake without a session, sends the browser to the log-in page.
+ */
+export class LiveConnection {
+  constructor(path, { onFrame, onState }) {
+    this.path = path;
+    this.onFrame = onFrame;
+    this.onState = onState;
+    this.attempts = 0;
+    this.socket = null;
+    this.timer = null;
+    this.stopped = false;
+    addEventListener("online", () => this.reconnectNow());
+  }
+
+  get isOpen() {
+    return this.socket?.readyState === WebSocket.OPEN && this.ready;
+  }
+
+  start() {
+    if (this.stopped) return;
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}${this.path}`);
+    this.socket = socket;
+    this.ready = false;
+    this.onState("connecting");
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame.type === "ready") {
+        this.ready = true;
+        this.attempts = 0;
+        this.onState("online");
+      }
+      this.onFrame(frame);
+    });
+    socket.addEventListener("close", (event) => this.closed(socket, event));
+  }
+
+  /** Sends a frame; false when the connection is not ready (the caller keeps it for later). */
+  send(frame) {
+    if (!this.isOpen) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Closes for good (the user left the chat, or was removed from it). */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.socket?.close(1000);
+    this.onState("stopped");
+  }
+
+  reconnectNow() {
+    if (this.stopped || this.socket?.readyState !== WebSocket.CLOSED) return;
+    clearTimeout(this.timer);
+    this.start();
+  }
+
+  async closed(socket, event) {
+    if (socket !== this.socket || this.stopped) return;
+    const wasReady = this.ready;
+    this.ready = false;
+    if (event.code === 1008) return location.assign("/");
+    if (!wasReady) {
+      // The handshake may have been refused because the session ended (the browser does not
+      // show the HTTP status): ask the API, which answers 401 then.
+      try {
+        await api("GET", "/users/me");
+      } catch (error) {
+        if (error.status === 401) return location.assign("/");
+      }
+    }
+    const delay = Math.min(30_000, 500 * 2 ** this.attempts) * (0.5 + Math.random() / 2);
+    this.attempts += 1;
+    this.onState("waiting", delay);
+    this.timer = setTimeout(() => this.start(), delay);
+  }
+}
+
+/** Shows a LiveConnection state in a status element. */
+export function renderConnectionState(node, state, delay) {
+  const labels = { connecting: "Connecting…", online: "Live", stopped: "Disconnected" };
+  node.dataset.state = state;
+  node.textContent = state === "waiting" ? `Offline, retrying in ${Math.ceil(delay / 1000)} s` : labels[state];
+}

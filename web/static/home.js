@@ -1,0 +1,97 @@
+// The chat list: every chat of the user with its last message and unread count, kept current
+// by the user's WebSocket; a form to create a chat; log out.
+import { api, el, showError, shortTime, longTime, logOut, LiveConnection, renderConnectionState } from "./common.js";
+
+const list = document.getElementById("chat-list");
+const empty = document.getElementById("chats-empty");
+const listError = document.getElementById("chats-error");
+let me = null;
+let refreshTimer = null;
+
+function chatItem(chat) {
+  const last = chat.last_message;
+  const preview = last ? `${last.sender_id === me.id ? "You: " : ""}${last.text}` : "No messages yet";
+  const unread = chat.unread_count > 0
+    ? el("span", { class: "badge", "aria-label": `${chat.unread_count} unread`, text: String(chat.unread_count) })
+    : null;
+  return el(
+    "li",
+    {},
+    el(
+      "a",
+      { class: "chat-item", href: `/chat/${chat.id}`, dataset: { chatId: chat.id } },
+      el("span", { class: "avatar", "aria-hidden": "true", text: chat.name.trim().charAt(0).toUpperCase() }),
+      el(
+        "span",
+        { class: "chat-main" },
+        el(
+          "span",
+          { class: "chat-title" },
+          el("span", { class: "chat-name", text: chat.name }),
+          el("span", { class: "chat-type", text: chat.chat_type === "PRIVATE" ? "private" : "group" }),
+        ),
+        el("span", { class: "chat-last", text: preview }),
+      ),
+      el(
+        "span",
+        { class: "chat-side" },
+        last ? el("time", { datetime: last.timestamp, title: longTime(last.timestamp), text: shortTime(last.timestamp) }) : null,
+        unread,
+      ),
+    ),
+  );
+}
+
+async function refresh() {
+  try {
+    const chats = await api("GET", "/chats");
+    list.replaceChildren(...chats.map(chatItem));
+    empty.hidden = chats.length > 0;
+    showError(listError, null);
+  } catch (error) {
+    if (error.status === 401) return location.assign("/");
+    showError(listError, error.message);
+  }
+}
+
+/** Refreshes at most a few times a second however busy the chats are. */
+function refreshSoon() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refresh();
+  }, 250);
+}
+
+const connection = new LiveConnection("/ws", {
+  onFrame(frame) {
+    if (["ready", "message", "ack", "read", "member_added", "member_removed"].includes(frame.type)) refreshSoon();
+  },
+  onState: (state, delay) => renderConnectionState(document.getElementById("connection"), state, delay),
+});
+
+document.getElementById("logout").addEventListener("click", logOut);
+
+const createForm = document.getElementById("create-form");
+createForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const data = new FormData(createForm);
+  const errorNode = document.getElementById("create-error");
+  showError(errorNode, null);
+  try {
+    const chat = await api("POST", "/chat", { json: { name: data.get("name").trim(), chat_type: data.get("chat_type") } });
+    location.assign(`/chat/${chat.id}`);
+  } catch (error) {
+    showError(errorNode, error.message);
+  }
+});
+
+try {
+  me = await api("GET", "/users/me");
+  document.getElementById("me").textContent = me.name;
+  await refresh();
+  connection.start();
+} catch (error) {
+  if (error.status === 401) location.assign("/");
+  else showError(listError, error.message);
+}
