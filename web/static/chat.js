@@ -38,6 +38,7 @@ const state = {
   highestSeq: 0,
   reachedStart: false,
   loadingOlder: false,
+  historyError: null,
   catchingUp: false,
   /** My read marker as last sent or heard. */
   readSeq: 0,
@@ -68,7 +69,7 @@ function isRead(message) {
 }
 
 function ticks(status) {
-  const labels = { pending: ["🕓", "Sending"], sent: ["✓", "Sent"], read: ["✓✓", "Read"], failed: ["!", "Not sent"] };
+  const labels = { pending: ["", "Sending"], sent: ["✓", "Sent"], read: ["✓✓", "Read"], failed: ["!", "Not sent"] };
   const [symbol, label] = labels[status];
   return el("span", { class: `ticks ${status}`, title: label, "aria-label": label, text: symbol });
 }
@@ -175,19 +176,21 @@ async function loadLatest() {
 /** Loads the page before the oldest shown message, keeping what is on screen in place. */
 async function loadOlder() {
   if (state.loadingOlder || state.reachedStart || state.lowestSeq === null) return;
+  const anchor = state.messages.get(state.lowestSeq).node;
+  const anchorTop = anchor.getBoundingClientRect().top;
   state.loadingOlder = true;
+  state.historyError = null;
   renderHistoryStatus();
   try {
     const page = await api("GET", `/history/${chatId}?before_seq=${state.lowestSeq}&limit=${pageSize}`);
-    const fromBottom = view.scroller.scrollHeight - view.scroller.scrollTop;
     for (const message of page.reverse()) addMessage(message);
-    view.scroller.scrollTop = view.scroller.scrollHeight - fromBottom;
     state.reachedStart = page.length < pageSize || state.lowestSeq === 1;
   } catch (error) {
-    view.historyStatus.textContent = `Could not load older messages: ${error.message}`;
+    state.historyError = `Could not load older messages (${error.message}). Scroll up to try again.`;
   } finally {
     state.loadingOlder = false;
     renderHistoryStatus();
+    view.scroller.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
   }
 }
 
@@ -201,7 +204,8 @@ async function fillScreen() {
 }
 
 function renderHistoryStatus() {
-  if (state.loadingOlder) view.historyStatus.textContent = "Loading older messages…";
+  if (state.historyError) view.historyStatus.textContent = state.historyError;
+  else if (state.loadingOlder) view.historyStatus.textContent = "Loading older messages…";
   else if (state.reachedStart) view.historyStatus.textContent = state.messages.size ? "This is the start of the chat." : "No messages yet. Say hello!";
   else view.historyStatus.textContent = "";
 }

@@ -178,5 +178,6 @@ export class LiveConnection {
 export function renderConnectionState(node, state, delay) {
   const labels = { connecting: "Connecting…", online: "Live", stopped: "Disconnected" };
   node.dataset.state = state;
-  node.textContent = state === "waiting" ? `Offline, retrying in ${Math.ceil(delay / 1000)} s` : labels[state];
+  node.textContent = state === "waiting" ? "Offline, reconnecting…" : labels[state];
+  node.title = state === "waiting" ? `Next attempt in ${Math.ceil(delay / 1000)} s` : "";
 }

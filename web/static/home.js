@@ -20,7 +20,7 @@ function chatItem(chat) {
     el(
       "a",
       { class: "chat-item", href: `/chat/${chat.id}`, dataset: { chatId: chat.id } },
-      el("span", { class: "avatar", "aria-hidden": "true", text: chat.name.trim().charAt(0).toUpperCase() }),
+      el("span", { class: "avatar", "aria-hidden": "true", text: ([...chat.name.trim()][0] ?? "#").toUpperCase() }),
       el(
         "span",
         { class: "chat-main" },

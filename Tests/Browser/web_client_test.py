@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""End-to-end test of the web client: two real headless Chromium sessions against a live
+chat-server on a throwaway SQLite database.
+
+Alice registers through the page, creates a group and adds Bob; Bob logs in and sees it
+appear live with an unread badge; they exchange messages both ways (Enter, Shift+Enter) and
+Alice's ticks turn to read when Bob has the message on screen; Bob's typing shows on Alice's
+page; a message carrying HTML is shown as text and runs nothing; sixty messages arrive in
+order on both sides; the server is stopped and restarted while Alice sends, and her pending
+message is sent once after the page reconnects; Alice adds Carol, who logs in in Bob's
+window and pages back through the whole history without gaps, repeats or jumps.
+Screenshots of both windows go to --artifacts.
+
+Usage: web_client_test.py --server PATH/TO/chat-server [--artifacts DIR]
+Needs Debian's chromium and chromium-driver and Selenium (scripts/browser-test installs them).
+"""
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+PASSWORD = "correct horse battery"
+XSS = "<img src=x onerror=alert(1)>"
+BULK = 60
+WAIT_SECONDS = 30
+
+
+class Server:
+    """chat-server on a free loopback port and a SQLite file that outlives restarts."""
+
+    def __init__(self, binary, workdir):
+        self.binary = binary
+        self.workdir = workdir
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(
+            os.environ,
+            CHAT_ENV="test",
+            CHAT_HOST="127.0.0.1",
+            CHAT_PORT=str(self.port),
+            CHAT_BCRYPT_COST="4",
+            CHAT_JWT_SECRET=secrets.token_urlsafe(48),
+            DATABASE_URL=f"sqlite:{workdir}/chat.sqlite",
+        )
+        self.log = open(os.path.join(workdir, "server.log"), "ab")
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [self.binary, "serve"], env=self.env, cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.base}/health/ready", timeout=2):
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                if self.process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"chat-server did not start; see {self.log.name}")
+                time.sleep(0.1)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def register(self, name):
+        body = json.dumps({"name": name, "email": f"{name.lower()}@example.com", "password": PASSWORD}).encode()
+        request = urllib.request.Request(
+            f"{self.base}/user", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201, response.status
+
+
+class Window:
+    """One headless Chromium session with helpers for the client's pages."""
+
+    def __init__(self, label, base, size=(1200, 800)):
+        self.label = label
+        self.base = base
+        options = webdriver.ChromeOptions()
+        options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+        for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         f"--window-size={size[0]},{size[1]}", "--lang=en-US"]:
+            options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+        self.driver = webdriver.Chrome(service=service, options=options)
+        self.console = []
+
+    def open(self, path):
+        self.driver.get(self.base + path)
+
+    def wait(self, condition, what):
+        try:
+            # Elements re-render while a condition looks at them: a stale or missing one means "not yet".
+            return WebDriverWait(
+                self.driver, WAIT_SECONDS, poll_frequency=0.05,
+                ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
+            ).until(lambda _: condition())
+        except TimeoutException:
+            raise AssertionError(f"{self.label}: timed out waiting until {what}") from None
+
+    def find(self, selector):
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def finds(self, selector):
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def js(self, script, *arguments):
+        return self.driver.execute_script(script, *arguments)
+
+    def fill(self, selector, text):
+        field = self.find(selector)
+        field.clear()
+        field.send_keys(text)
+
+    def log_in(self, name):
+        self.open("/")
+        self.fill("#login-username", name)
+        self.fill("#login-password", PASSWORD)
+        self.find("#login-form button").click()
+        self.wait(lambda: self.finds("#chat-list"), "the chat list shows")
+        self.wait_live()
+
+    def wait_live(self):
+        self.wait(lambda: self.find("#connection").get_attribute("data-state") == "online", "the connection is live")
+
+    def messages(self):
+        """[(seq or None, status, text)] of the chat page's messages, in page order."""
+        return self.js("""
+            return [...document.querySelectorAll('#message-list .message')].map((node) => [
+              node.dataset.seq ? Number(node.dataset.seq) : null, node.dataset.status,
+              node.querySelector('.text').textContent]);
+        """)
+
+    def message(self, text):
+        """(seq, status) of the message with exactly this text; None when it is not shown."""
+        found = [(seq, status) for seq, status, shown in self.messages() if shown == text]
+        assert len(found) <= 1, f"{self.label}: {text!r} is shown {len(found)} times"
+        return found[0] if found else None
+
+    def send(self, text):
+        box = self.find("#composer-text")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    def expect_no_alert(self):
+        try:
+            alert = self.driver.switch_to.alert
+            raise AssertionError(f"{self.label}: a script ran and opened an alert: {alert.text}")
+        except NoAlertPresentException:
+            pass
+
+    def collect_console(self):
+        self.console += self.driver.get_log("browser")
+
+    def screenshot(self, directory, name):
+        path = os.path.join(directory, f"{name}.png")
+        self.driver.save_screenshot(path)
+        return path
+
+    def quit(self):
+        try:
+            self.collect_console()
+        finally:
+            self.driver.quit()
+
+
+def step(text):
+    print(f"  - {text}", flush=True)
+
+
+def run(server, alice, bob, artifacts):
+    server.register("Bob")
+    server.register("Carol")
+
+    step("Alice registers through the page and lands on her (empty) chat list")
+    alice.open("/")
+    alice.fill("#register-name", "Alice")
+    alice.fill("#register-email", "alice@example.com")
+    alice.fill("#register-password", PASSWORD)
+    alice.find("#register-form button").click()
+    alice.wait(lambda: alice.finds("#chat-list") and alice.find("#me").text == "Alice", "her chat list shows")
+    alice.wait_live()
+
+    step("A failed log-in shows the API's error inline")
+    bob.open("/")
+    bob.fill("#login-username", "Bob")
+    bob.fill("#login-password", "wrong password")
+    bob.find("#login-form button").click()
+    bob.wait(lambda: bob.find("#login-error").is_displayed() and bob.find("#login-error").text, "the error shows")
+
+    step("Alice creates a group and adds Bob by searching his name")
+    alice.fill("#create-name", "Weekend plans")
+    alice.find("#create-form button").click()
+    alice.wait(lambda: "/chat/" in alice.driver.current_url, "the chat page opens")
+    chat_path = alice.driver.current_url.removeprefix(server.base)
+    alice.wait(lambda: alice.find("#chat-name").text == "Weekend plans", "the chat name shows")
+    alice.wait_live()
+    alice.fill("#member-search", "Bo")
+    alice.wait(lambda: alice.finds('[aria-label="Add Bob"]'), "Bob is offered")
+    alice.find('[aria-label="Add Bob"]').click()
+    alice.wait(lambda: "Bob" in [n.text for n in alice.finds(".member-name")], "Bob is a member")
+
+    step("Bob logs in; Alice's first message appears live on his list, with an unread badge")
+    bob.log_in("Bob")
+    bob.wait(lambda: "Weekend plans" in [n.text for n in bob.finds(".chat-name")], "the new chat is listed")
+    alice.send("Hi Bob! Saturday at ten?")
+    alice.wait(lambda: (alice.message("Hi Bob! Saturday at ten?") or (0, ""))[1] in ("sent", "read"), "it is sent")
+    bob.wait(lambda: [n.text for n in bob.finds(".badge")] == ["1"], "the unread badge shows 1")
+    assert "Hi Bob! Saturday at ten?" in bob.find(".chat-last").text
+
+    step("Bob opens the chat: the unread divider sits above the message; Alice's ticks turn to read")
+    bob.find(".chat-item").click()
+    bob.wait(lambda: bob.message("Hi Bob! Saturday at ten?"), "the message shows")
+    bob.wait_live()
+    divider_next = bob.js("return document.querySelector('.unread-divider')?.nextElementSibling?.textContent")
+    assert divider_next and "Hi Bob!" in divider_next, f"unread divider misplaced: {divider_next!r}"
+    alice.wait(lambda: alice.message("Hi Bob! Saturday at ten?")[1] == "read", "the message shows as read")
+    assert alice.find(".message.mine .ticks").text == "✓✓"
+
+    step("Bob types: Alice sees it; his two-line reply (Shift+Enter) arrives in order")
+    bob.find("#composer-text").send_keys("Sounds good")
+    alice.wait(lambda: alice.find("#typing").text == "Bob is typing…", "the typing notice shows")
+    ActionChains(bob.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+    bob.find("#composer-text").send_keys("I'll bring coffee", Keys.ENTER)
+    reply = "Sounds good\nI'll bring coffee"
+    alice.wait(lambda: alice.message(reply), "the reply shows")
+    assert alice.message(reply)[0] == alice.message("Hi Bob! Saturday at ten?")[0] + 1
+    alice.wait(lambda: alice.find("#typing").text == "", "the typing notice clears")
+    bob.wait(lambda: bob.message(reply) and bob.message(reply)[1] == "read", "Bob's reply is read by Alice")
+
+    step("Markup in a message is shown as text and runs nothing")
+    bob.send(XSS)
+    alice.wait(lambda: alice.message(XSS), "the message shows as text")
+    for window in (alice, bob):
+        assert not window.finds("#message-list img"), f"{window.label}: the markup became an element"
+        window.expect_no_alert()
+
+    step(f"Alice sends {BULK} messages in a row: both pages show them in seq order, once each")
+    box = alice.find("#composer-text")
+    for number in range(1, BULK + 1):
+        box.send_keys(f"Plan item {number}", Keys.ENTER)
+    last = f"Plan item {BULK}"
+    for window in (alice, bob):
+        window.wait(lambda w=window: w.message(last) and w.message(last)[1] in ("sent", "read", "received"),
+                    f"{last} is stored")
+        seqs = [seq for seq, _, _ in window.messages()]
+        assert seqs == list(range(1, len(seqs) + 1)), f"{window.label}: seqs out of order: {seqs}"
+    alice.screenshot(artifacts, "alice-chat")
+    bob.screenshot(artifacts, "bob-chat")
+
+    step("The server restarts while Alice sends: the message waits as pending and is sent once")
+    server.stop()
+    for window in (alice, bob):
+        window.wait(lambda w=window: w.find("#connection").get_attribute("data-state") == "waiting",
+                    "the page shows it is offline")
+    alice.send("Sent while the server was down")
+    assert alice.message("Sent while the server was down") == (None, "pending")
+    alice.screenshot(artifacts, "alice-offline")
+    server.start()
+    alice.wait(lambda: (alice.message("Sent while the server was down") or (None,))[0] is not None,
+               "the pending message is acknowledged after reconnecting")
+    bob.wait(lambda: bob.message("Sent while the server was down"), "Bob gets it after reconnecting")
+    bob.wait_live()
+    alice.wait_live()
+    total = alice.message("Sent while the server was down")[0]
+    for window in (alice, bob):
+        seqs = [seq for seq, _, _ in window.messages()]
+        assert seqs == list(range(1, total + 1)), f"{window.label}: gap or repeat after reconnecting: {seqs}"
+
+    step("Alice adds Carol; Carol logs in in the second window and sees the whole history")
+    alice.fill("#member-search", "Car")
+    alice.wait(lambda: alice.finds('[aria-label="Add Carol"]'), "Carol is offered")
+    alice.find('[aria-label="Add Carol"]').click()
+    alice.wait(lambda: "Carol" in [n.text for n in alice.finds(".member-name")], "Carol is a member")
+    bob.open("/")
+    bob.wait(lambda: bob.finds("#logout"), "Bob's chat list shows")
+    bob.find("#logout").click()
+    bob.wait(lambda: bob.finds("#login-form"), "Bob is logged out")
+    bob.log_in("Carol")
+    carol = bob
+    carol.label = "carol"
+    carol.find(".chat-item").click()
+    carol.wait(lambda: carol.message("Sent while the server was down"), "the latest message shows")
+    carol.wait_live()
+    alice.wait(lambda: alice.find('.member[data-user-id] .member-name') and any(
+        node.find_element(By.CSS_SELECTOR, ".member-name").text == "Carol"
+        and node.get_attribute("data-online") == "true" for node in alice.finds(".member")), "Carol shows online")
+
+    step("Carol scrolls up: older pages load in place, without gaps, repeats or jumps")
+    while carol.find("#history-status").text != "This is the start of the chat.":
+        shown = len(carol.messages())
+        anchor_seq, anchor_top = carol.js("""
+            document.getElementById('messages').scrollTop = 0;
+            const first = document.querySelector('#message-list .message');
+            return [Number(first.dataset.seq), first.getBoundingClientRect().top];""")
+        carol.wait(lambda: len(carol.messages()) > shown or carol.find("#history-status").text ==
+                   "This is the start of the chat.", "an older page loads")
+        moved = carol.js("""return document.querySelector(`[data-seq="${arguments[0]}"]`).getBoundingClientRect().top
+                            - arguments[1];""", anchor_seq, anchor_top)
+        assert abs(moved) < 2, f"the list jumped by {moved}px when older messages loaded"
+    seqs = [seq for seq, _, _ in carol.messages()]
+    assert seqs == list(range(1, total + 1)), f"carol: history has gaps or repeats: {seqs}"
+    assert carol.messages()[0][2] == "Hi Bob! Saturday at ten?"
+    carol.js("document.getElementById('messages').scrollTop = 0")
+    carol.screenshot(artifacts, "carol-history")
+    alice.screenshot(artifacts, "alice-final")
+
+    step("A phone-width window: the member list folds behind a button")
+    carol.driver.set_window_size(390, 844)
+    carol.js("document.getElementById('messages').scrollTop = 1e9")
+    toggle = carol.find("#members-toggle")
+    assert toggle.is_displayed() and not carol.find("#members-panel").is_displayed()
+    carol.screenshot(artifacts, "carol-phone")
+    toggle.click()
+    carol.wait(lambda: carol.find("#members-panel").is_displayed(), "the member panel opens")
+    carol.screenshot(artifacts, "carol-phone-members")
+
+    for window in (alice, bob):
+        window.expect_no_alert()
+
+
+def check_console(windows):
+    """No CSP violation and no uncaught script error in either window."""
+    problems = []
+    for window in windows:
+        for entry in window.console:
+            text = entry.get("message", "")
+            if "Content Security Policy" in text or "Uncaught" in text:
+                problems.append(f"{window.label}: {text}")
+    assert not problems, "browser console:\n" + "\n".join(problems)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", required=True, help="the chat-server binary")
+    parser.add_argument("--artifacts", default=".build/browser-test", help="where screenshots go")
+    arguments = parser.parse_args()
+    artifacts = os.path.abspath(arguments.artifacts)
+    os.makedirs(artifacts, exist_ok=True)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(os.path.abspath(arguments.server), workdir)
+        server.start()
+        windows = []
+        try:
+            windows = [Window("alice", server.base), Window("bob", server.base)]
+            print(f"web client test against {server.base}")
+            run(server, *windows, artifacts)
+            for window in windows:
+                window.collect_console()
+            check_console(windows)
+        except BaseException:
+            for window in windows:
+                try:
+                    print(f"  failure screenshot: {window.screenshot(artifacts, f'failure-{window.label}')}")
+                except Exception:
+                    pass
+            with open(os.path.join(workdir, "server.log"), errors="replace") as log:
+                print("server log (last lines):\n" + "".join(log.readlines()[-40:]), file=sys.stderr)
+            raise
+        finally:
+            for window in windows:
+                window.quit()
+            server.stop()
+    print(f"web client test passed; screenshots in {artifacts}")
+
+
+if __name__ == "__main__":
+    main()
