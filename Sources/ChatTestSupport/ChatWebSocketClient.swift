@@ -50,6 +50,9 @@ public final class ChatWebSocketClient: Sendable {
                         for await frame in outgoingFrames {
                             try await outbound.write(frame)
                         }
+                        // Cancelled: the server closed first, and a close of ours would wait for
+                        // an answer that never comes.
+                        guard !Task.isCancelled else { return }
                         try await outbound.close(.normalClosure, reason: nil)
                     }
                     try await group.next()
@@ -73,14 +76,6 @@ public final class ChatWebSocketClient: Sendable {
         }
         client.readyFrame.withLock { $0 = ready }
         return client
-    }
-
-    /// Opens a connection the server is expected to close before `ready`, and returns the
-    /// server's close frame.
-    public static func closeBeforeReady(port: Int, token: String) async throws -> WebSocketCloseFrame? {
-        let client = ChatWebSocketClient(
-            url: "ws://127.0.0.1:\(port)/ws", headers: [.authorization: "Bearer \(token)"])
-        return try await client.closedByServer()
     }
 
     /// Sends a frame.
@@ -121,17 +116,28 @@ public final class ChatWebSocketClient: Sendable {
         return frames
     }
 
-    /// Closes the connection from the client side and waits for it to end.
+    /// Closes the connection from the client side and waits (at most 10 seconds) for it to end.
     @discardableResult
     public func close() async -> WebSocketCloseFrame? {
         outgoing.finish()
-        return try? await connection.value
+        return try? await closedByServer()
     }
 
     /// Waits for the server to close the connection and returns its close frame.
+    /// - Throws: ``Failure`` when the connection is still open after `timeout`; it is then
+    ///   dropped, so that nothing waits for it forever.
     public func closedByServer(timeout: Duration = .seconds(10)) async throws -> WebSocketCloseFrame? {
-        try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
-            group.addTask { try await self.connection.value }
+        let connection = connection
+        return try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
+            group.addTask {
+                // Awaiting a task's value does not pass cancellation on: do it by hand, or the
+                // group could not finish after a timeout.
+                try await withTaskCancellationHandler {
+                    try await connection.value
+                } onCancel: {
+                    connection.cancel()
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 throw Failure(description: "the server did not close the connection within \(timeout)")
@@ -155,6 +161,8 @@ private final class FrameInbox: Sendable {
         var waiter: (id: Int, continuation: CheckedContinuation<Outcome, Never>)?
         var finished = false
         var nextWaiterID = 0
+        /// A waiter whose timer fired before it was registered: it must not wait at all.
+        var expiredBeforeWaiting: Int?
     }
 
     private let state = Mutex(State())
@@ -191,6 +199,7 @@ private final class FrameInbox: Sendable {
             let ready = state.withLock { state -> Outcome? in
                 if !state.frames.isEmpty { return .frame(state.frames.removeFirst()) }
                 if state.finished { return .closed }
+                if state.expiredBeforeWaiting == id { return .timedOut }
                 state.waiter = (id, continuation)
                 return nil
             }
@@ -208,9 +217,14 @@ private final class FrameInbox: Sendable {
         }
     }
 
+    /// Times out waiter `id`. A zero or tiny timeout can fire before the waiter is registered
+    /// (the timer runs on another thread); that is remembered, or the waiter would wait forever.
     private func expire(_ id: Int) {
         let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
-            guard state.waiter?.id == id else { return nil }
+            guard state.waiter?.id == id else {
+                state.expiredBeforeWaiting = id
+                return nil
+            }
             return state.waiter.take()?.continuation
         }
         waiter?.resume(returning: .timedOut)

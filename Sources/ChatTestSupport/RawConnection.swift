@@ -10,23 +10,15 @@ public enum RawConnection {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: request))
-            return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
-                group.addTask {
-                    var received: [UInt8] = []
-                    for try await buffer in inbound { received += buffer.readableBytesView }
-                    return received
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let received = try await group.next() ?? nil else {
-                    throw ChatWebSocketClient.Failure(
-                        description: "the server kept the connection open past \(timeout)")
-                }
+            let received = try await within(timeout) {
+                var received: [UInt8] = []
+                for try await buffer in inbound { received += buffer.readableBytesView }
                 return received
             }
+            guard let received else {
+                throw ChatWebSocketClient.Failure(description: "the server kept the connection open past \(timeout)")
+            }
+            return received
         }
     }
 
@@ -41,19 +33,83 @@ public enum RawConnection {
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: request))
             let result = try await body()
-            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    for try await _ in inbound {}
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return false
-                }
-                defer { group.cancelAll() }
-                return try await group.next() ?? false
+            let closed = try await within(timeout) {
+                for try await _ in inbound {}
+                return true
             }
-            return (result, closed)
+            return (result, closed ?? false)
+        }
+    }
+
+    /// What a server said before closing a WebSocket: the handshake response's head and the
+    /// close frame's code and reason.
+    public struct Closing: Sendable {
+        public let responseHead: String
+        public let code: UInt16
+        public let reason: String
+    }
+
+    /// Sends a WebSocket handshake and reads until the server's close frame, skipping other
+    /// frames. Parses the bytes itself, so what is checked is exactly what the server wrote.
+    /// - Throws: when no close frame arrives within `timeout`.
+    public static func closing(port: Int, request: [UInt8], timeout: Duration = .seconds(10)) async throws -> Closing {
+        let channel = try await connect(port: port)
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: request))
+            let closing = try await within(timeout) {
+                var received: [UInt8] = []
+                for try await buffer in inbound {
+                    received += buffer.readableBytesView
+                    if let closing = parseClosing(received) { return closing }
+                }
+                return nil
+            }
+            guard let closing else {
+                throw ChatWebSocketClient.Failure(description: "no close frame within \(timeout)")
+            }
+            return closing
+        }
+    }
+
+    /// The response head and the first close frame in `bytes`, once both are complete.
+    /// Server frames are unmasked; close frames carry at most 125 bytes.
+    private static func parseClosing(_ bytes: [UInt8]) -> Closing? {
+        let separator: [UInt8] = Array("\r\n\r\n".utf8)
+        guard let headEnd = bytes.indices.first(where: { bytes[$0...].starts(with: separator) }) else { return nil }
+        var index = headEnd + separator.count
+        while index + 2 <= bytes.count {
+            let opcode = bytes[index] & 0x0F
+            let length = Int(bytes[index + 1] & 0x7F)
+            let lengthBytes = length == 126 ? 2 : length == 127 ? 8 : 0
+            let payloadStart = index + 2 + lengthBytes
+            guard payloadStart <= bytes.count else { return nil }
+            let payloadLength =
+                lengthBytes == 0 ? length : bytes[(index + 2)..<payloadStart].reduce(0) { $0 << 8 | Int($1) }
+            guard payloadStart + payloadLength <= bytes.count else { return nil }
+            if opcode == 0x8, payloadLength >= 2 {
+                let payload = bytes[payloadStart..<(payloadStart + payloadLength)]
+                return Closing(
+                    responseHead: String(decoding: bytes[..<headEnd], as: UTF8.self),
+                    code: UInt16(payload[payloadStart]) << 8 | UInt16(payload[payloadStart + 1]),
+                    reason: String(decoding: payload.dropFirst(2), as: UTF8.self))
+            }
+            index = payloadStart + payloadLength
+        }
+        return nil
+    }
+
+    /// What `work` returns, or nil when `timeout` passes first (`work` is then cancelled).
+    private static func within<T: Sendable>(
+        _ timeout: Duration, _ work: @escaping @Sendable () async throws -> T?
+    ) async throws -> T? {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask(operation: work)
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
         }
     }
 

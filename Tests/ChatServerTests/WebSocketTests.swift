@@ -133,10 +133,13 @@ struct WebSocketTests {
         }
         try await TestApp.run(testing: .live, wrapStore: failingChatDetails) { api in
             let alice = try await api.user("alice")
-            let close = try await ChatWebSocketClient.closeBeforeReady(
-                port: try #require(api.client.port), token: alice.token)
-            #expect(close?.closeCode == .unknown(1013))
-            #expect(close?.reason == "database busy or unavailable")
+            let port = try #require(api.client.port)
+            let closing = try await RawConnection.closing(
+                port: port,
+                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(alice.token)"]))
+            #expect(closing.responseHead.hasPrefix("HTTP/1.1 101"))
+            #expect(closing.code == 1013)
+            #expect(closing.reason == "database busy or unavailable")
         }
     }
 

@@ -1,4 +1,5 @@
 import ChatProtocol
+import Foundation
 import HTTPTypes
 import Hummingbird
 
@@ -43,11 +44,19 @@ struct WebController {
             throw APIError(status: .notFound, code: "not_found", message: "No such file.")
         }
         var headers: HTTPFields = [.eTag: file.etag, .cacheControl: "no-cache"]
-        if request.headers[.ifNoneMatch] == file.etag {
+        if let known = request.headers[.ifNoneMatch],
+            known.split(separator: ",").contains(where: { Self.sameTag($0, file.etag) })
+        {
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentType] = file.contentType
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: file.body))
+    }
+
+    /// The weak comparison `If-None-Match` asks for (RFC 9110 §13.1.2): `W/` is ignored.
+    private static func sameTag(_ candidate: Substring, _ etag: String) -> Bool {
+        let tag = candidate.trimmingCharacters(in: .whitespaces)
+        return tag == "*" || tag == etag || tag == "W/\(etag)"
     }
 
     private func page(_ name: String, status: HTTPResponse.Status = .ok) throws -> Response {
