@@ -48,9 +48,11 @@ public struct APITestClient: Sendable {
 
     /// Sends a raw body with the given content type.
     public func sendRaw(
-        _ method: HTTPRequest.Method, _ uri: String, body: String, contentType: String?, as user: TestUser? = nil
+        _ method: HTTPRequest.Method, _ uri: String, body: String, contentType: String?, as user: TestUser? = nil,
+        headers: HTTPFields = [:]
     ) async throws -> TestResponse {
-        var headers: HTTPFields = user?.headers ?? [:]
+        var headers = headers
+        headers.append(contentsOf: user?.headers ?? [:])
         if let contentType { headers[.contentType] = contentType }
         return try await client.executeRequest(
             uri: uri, method: method, headers: headers, body: ByteBuffer(string: body))
@@ -68,10 +70,13 @@ public struct APITestClient: Sendable {
         return try await send(.post, "/user", json: request).decode(AccountPayload.self, expecting: .created)
     }
 
-    /// Logs in with the password grant form (expecting 200) and returns the response.
-    public func logIn(_ login: String, password: String = "password123") async throws -> TestResponse {
+    /// Logs in with the password grant form and returns the response.
+    public func logIn(
+        _ login: String, password: String = "password123", headers: HTTPFields = [:]
+    ) async throws -> TestResponse {
         let form = "grant_type=password&username=\(Self.formEncoded(login))&password=\(Self.formEncoded(password))"
-        return try await sendRaw(.post, "/auth/login", body: form, contentType: "application/x-www-form-urlencoded")
+        return try await sendRaw(
+            .post, "/auth/login", body: form, contentType: "application/x-www-form-urlencoded", headers: headers)
     }
 
     /// Registers a user and logs them in.

@@ -26,7 +26,8 @@ struct ConfigTests {
                 "CHAT_BCRYPT_COST": "11", "CHAT_PBKDF2_ITERATIONS": "250000", "CHAT_PASSWORD_MIN_LENGTH": "12",
                 "CHAT_MAX_MESSAGE_LENGTH": "2000", "CHAT_MAX_BODY_BYTES": "4096",
                 "CHAT_ALLOWED_ORIGINS": "https://chat.example.com, http://localhost:3000",
-                "CHAT_COOKIE_SECURE": "true", "CHAT_LOG_LEVEL": "debug",
+                "CHAT_COOKIE_SECURE": "true", "CHAT_LOG_LEVEL": "debug", "CHAT_LOGIN_FAILURES_PER_ACCOUNT": "5",
+                "CHAT_LOGIN_FAILURES_PER_ADDRESS": "50", "CHAT_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
             ], directory: "/nonexistent")
         #expect(config.environment == .dev && config.host == "10.0.0.5" && config.port == 9000)
         #expect(
@@ -42,6 +43,8 @@ struct ConfigTests {
         #expect(config.inputRules == InputRules(minPasswordLength: 12, maxMessageLength: 2000))
         #expect(config.maxBodyBytes == 4096 && config.cookieSecure && config.logLevel == .debug)
         #expect(config.allowedOrigins == ["https://chat.example.com", "http://localhost:3000"])
+        #expect(config.loginLimits == LoginThrottle.Limits(perAccount: 5, perAddress: 50))
+        #expect(config.trustedProxies == ["10.0.0.1", "10.0.0.2"])
     }
 
     @Test func theEnvironmentFileFillsInButRealVariablesWin() async throws {

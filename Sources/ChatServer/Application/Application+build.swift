@@ -44,7 +44,8 @@ public struct ChatComponents: Sendable {
             metrics: telemetry.metrics, logger: logger)
         let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
         self.accounts = try await AccountService(
-            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: hub, logger: logger)
+            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: hub,
+            throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
         self.chats = ChatService(store: store, rules: config.inputRules, events: hub)
     }
 }
@@ -89,7 +90,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
 
     let users = UserController(accounts: components.accounts, maxBodyBytes: config.maxBodyBytes)
     let auth = AuthController(
-        accounts: components.accounts, maxBodyBytes: config.maxBodyBytes, cookieSecure: config.cookieSecure)
+        accounts: components.accounts, maxBodyBytes: config.maxBodyBytes, cookieSecure: config.cookieSecure,
+        trustedProxies: config.trustedProxies)
     users.addPublicRoutes(to: router)
     auth.addPublicRoutes(to: router)
     APIDocsController().addPublicRoutes(to: router)

@@ -41,6 +41,12 @@ public struct ChatConfig: Sendable {
     /// Origins allowed to make cookie-authenticated requests besides the server's own
     /// (`CHAT_ALLOWED_ORIGINS`, comma-separated).
     public var allowedOrigins: [String]
+    /// Failed log-ins allowed per account and per client address in a minute
+    /// (`CHAT_LOGIN_FAILURES_PER_ACCOUNT`, default 10; `CHAT_LOGIN_FAILURES_PER_ADDRESS`, default 30).
+    public var loginLimits: LoginThrottle.Limits
+    /// Proxies whose `X-Forwarded-For` names the client (`CHAT_TRUSTED_PROXIES`, comma-separated
+    /// IP addresses; none by default).
+    public var trustedProxies: Set<String>
     /// Whether the session cookie is marked `Secure` (`CHAT_COOKIE_SECURE`; default on in prod).
     public var cookieSecure: Bool
     /// Log level (`CHAT_LOG_LEVEL`, default info).
@@ -139,6 +145,12 @@ public struct ChatConfig: Sendable {
                 }
                 return origin
             }
+        loginLimits = LoginThrottle.Limits(
+            perAccount: try settings.int("CHAT_LOGIN_FAILURES_PER_ACCOUNT", default: 10, in: 1...1_000_000),
+            perAddress: try settings.int("CHAT_LOGIN_FAILURES_PER_ADDRESS", default: 30, in: 1...1_000_000))
+        trustedProxies = Set(
+            (settings.string("CHAT_TRUSTED_PROXIES") ?? "").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         cookieSecure = try settings.bool("CHAT_COOKIE_SECURE", default: isProd)
         let levelName = settings.string("CHAT_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {

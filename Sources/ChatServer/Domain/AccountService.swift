@@ -21,6 +21,8 @@ public struct AccountService: Sendable {
     let rules: InputRules
     /// Where revoked sessions are announced, so their open connections close.
     let events: (any ChatEvents)?
+    /// Failed log-ins so far, per account and address.
+    let throttle: LoginThrottle
     /// A hash of a random password, checked when a log-in names no user so that unknown
     /// users and wrong passwords take the same time.
     private let dummyHash: String
@@ -31,13 +33,14 @@ public struct AccountService: Sendable {
 
     public init(
         store: any ChatStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules,
-        events: (any ChatEvents)? = nil, logger: Logger
+        events: (any ChatEvents)? = nil, throttle: LoginThrottle = LoginThrottle(limits: .init()), logger: Logger
     ) async throws {
         self.store = store
         self.hasher = hasher
         self.tokens = tokens
         self.rules = rules
         self.events = events
+        self.throttle = throttle
         self.logger = logger
         self.dummyHash = try await hasher.hash(UUID().uuidString)
     }
@@ -53,10 +56,28 @@ public struct AccountService: Sendable {
 
     /// Checks a name-or-email and password and issues a session token. Upgrades the stored
     /// hash when it was made with another algorithm or cost than the configured one.
-    /// - Throws: ``ChatError/invalidCredentials`` for an unknown user or a wrong password alike.
-    public func logIn(login: String, password: String) async throws -> (User, SessionToken) {
-        let password = password.precomposedStringWithCanonicalMapping
+    /// - Parameter address: the client's address, for the per-address failure limit.
+    /// - Throws: ``ChatError/invalidCredentials`` for an unknown user or a wrong password alike;
+    ///   ``ChatError/tooManyLoginAttempts(retryAfterSeconds:)`` past the ``LoginThrottle``'s limits,
+    ///   before the password is checked.
+    public func logIn(login: String, password: String, address: String? = nil) async throws -> (User, SessionToken) {
         let loginKey = User.key(for: login.trimmingCharacters(in: .whitespacesAndNewlines))
+        if let wait = throttle.retryAfter(account: loginKey, address: address) {
+            throw ChatError.tooManyLoginAttempts(retryAfterSeconds: max(1, Int((wait / .seconds(1)).rounded(.up))))
+        }
+        do {
+            let user = try await checkCredentials(loginKey: loginKey, password: password)
+            throttle.recordSuccess(account: loginKey)
+            return (user, try await tokens.issue(for: user.id))
+        } catch ChatError.invalidCredentials {
+            throttle.recordFailure(account: loginKey, address: address)
+            throw ChatError.invalidCredentials
+        }
+    }
+
+    /// The user whose password this is, after upgrading an outdated hash.
+    private func checkCredentials(loginKey: String, password: String) async throws -> User {
+        let password = password.precomposedStringWithCanonicalMapping
         guard let credentials = try await store.credentials(loginKey: loginKey) else {
             _ = try await hasher.verify(password, against: dummyHash)
             throw ChatError.invalidCredentials
@@ -69,7 +90,7 @@ public struct AccountService: Sendable {
             try await store.updatePasswordHash(try await hasher.hash(password), for: user.id)
             logger.info("Upgraded password hash", metadata: ["chat.user_id": "\(user.id)"])
         }
-        return (user, try await tokens.issue(for: user.id))
+        return user
     }
 
     /// The session behind a token.

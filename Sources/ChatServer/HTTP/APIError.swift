@@ -30,6 +30,9 @@ public struct APIError: HTTPResponseError, Equatable {
         case .adminOnly, .creatorOnly: status = .forbidden
         case .chatNotFound, .userNotFound, .notAMember: status = .notFound
         case .nameTaken, .emailTaken, .alreadyMember, .privateChatFull, .creatorCannotBeRemoved: status = .conflict
+        case .tooManyLoginAttempts(let seconds):
+            status = .tooManyRequests
+            headers[.retryAfter] = "\(seconds)"
         case .storageUnavailable:
             status = .serviceUnavailable
             headers[.retryAfter] = "1"

@@ -1,9 +1,12 @@
 import Hummingbird
+import NIOCore
 
 /// The request context of every route. ``AuthMiddleware`` fills in ``session`` when the
 /// request carries a valid token.
-public struct ChatRequestContext: RequestContext {
+public struct ChatRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The peer of the connection: the client, or a proxy in front of the server.
+    public let remoteAddress: SocketAddress?
     /// The caller's session, if the request was authenticated.
     public var session: Session?
     /// How the session's token arrived.
@@ -13,6 +16,7 @@ public struct ChatRequestContext: RequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
     }
 }
 

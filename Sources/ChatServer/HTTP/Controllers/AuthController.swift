@@ -1,4 +1,6 @@
 import ChatProtocol
+import Foundation
+import HTTPTypes
 import Hummingbird
 
 /// `POST /auth/login` (OAuth2 password grant) and `POST /auth/logout`.
@@ -6,6 +8,7 @@ struct AuthController {
     let accounts: AccountService
     let maxBodyBytes: Int
     let cookieSecure: Bool
+    let trustedProxies: Set<String>
 
     /// The form of the OAuth2 password grant (RFC 6749 §4.3); `username` is a name or email.
     struct LoginForm: Decodable {
@@ -34,12 +37,25 @@ struct AuthController {
             throw APIError(
                 status: .badRequest, code: "unsupported_grant_type", message: "grant_type must be \"password\".")
         }
-        let (_, token) = try await accounts.logIn(login: form.username, password: form.password)
+        let (_, token) = try await accounts.logIn(
+            login: form.username, password: form.password, address: clientAddress(request, context: context))
         let lifetime = Int(accounts.tokens.lifetime.components.seconds)
         var response = try JSONResponse.make(TokenPayload(accessToken: token.token, expiresIn: lifetime))
         response.setCookie(SessionCookie.set(token, lifetimeSeconds: lifetime, secure: cookieSecure))
         response.headers[.cacheControl] = "no-store"
         return response
+    }
+
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+
+    /// The client's IP address: the connection's peer, or, when that peer is a trusted proxy,
+    /// the address the proxy appended last to `X-Forwarded-For` (earlier entries are the
+    /// client's own claims).
+    func clientAddress(_ request: Request, context: ChatRequestContext) -> String? {
+        guard let peer = context.remoteAddress?.ipAddress else { return nil }
+        guard trustedProxies.contains(peer), let forwarded = request.headers[Self.xForwardedFor] else { return peer }
+        let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces) ?? ""
+        return last.isEmpty ? peer : last
     }
 
     /// Revokes the token used for this request and clears the cookie; 204.

@@ -1,0 +1,104 @@
+import ChatTestSupport
+import Foundation
+import HTTPTypes
+import Synchronization
+import Testing
+
+@testable import ChatServer
+
+/// A clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let start = ContinuousClock.now
+    private let offset = Mutex(Duration.zero)
+
+    var now: ContinuousClock.Instant { start + offset.withLock { $0 } }
+    func advance(by duration: Duration) { offset.withLock { $0 += duration } }
+}
+
+@Suite("Log-in throttle")
+struct LoginThrottleTests {
+    @Test func theFailureAfterTheLimitWaitsUntilTheOldestLeavesTheWindow() {
+        let clock = ManualClock()
+        let throttle = LoginThrottle(limits: .init(perAccount: 3, perAddress: 100), now: { clock.now })
+        for _ in 1...2 {
+            throttle.recordFailure(account: "alice", address: "10.0.0.1")
+            clock.advance(by: .seconds(10))
+        }
+        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") == nil)
+        throttle.recordFailure(account: "alice", address: "10.0.0.1")
+        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") == .seconds(40))
+        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.2") == .seconds(40), "per account")
+        #expect(throttle.retryAfter(account: "bob", address: "10.0.0.1") == nil)
+        clock.advance(by: .seconds(40))
+        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") == nil, "the oldest left the window")
+    }
+
+    @Test func anAddressIsLimitedAcrossAccounts() {
+        let clock = ManualClock()
+        let throttle = LoginThrottle(limits: .init(perAccount: 100, perAddress: 3), now: { clock.now })
+        for account in ["a", "b", "c"] { throttle.recordFailure(account: account, address: "10.0.0.1") }
+        #expect(throttle.retryAfter(account: "d", address: "10.0.0.1") == .seconds(60))
+        #expect(throttle.retryAfter(account: "d", address: "10.0.0.2") == nil)
+        #expect(throttle.retryAfter(account: "d", address: nil) == nil)
+    }
+
+    @Test func successClearsTheAccountButNotTheAddress() {
+        let clock = ManualClock()
+        let throttle = LoginThrottle(limits: .init(perAccount: 2, perAddress: 2), now: { clock.now })
+        throttle.recordFailure(account: "alice", address: "10.0.0.1")
+        throttle.recordFailure(account: "alice", address: "10.0.0.1")
+        throttle.recordSuccess(account: "alice")
+        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.2") == nil)
+        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") != nil)
+    }
+}
+
+@Suite("Log-in limits over HTTP")
+struct LoginLimitTests {
+    static let form = "application/x-www-form-urlencoded"
+
+    @Test func failuresPastTheLimitGet429WithRetryAfterEvenWithTheRightPassword() async throws {
+        try await TestApp.run { api in
+            try await api.register("alice")
+            try await api.register("bob")
+            for _ in 1...10 {
+                let wrong = try await api.logIn("alice", password: "not-her-password")
+                #expect(wrong.status == .unauthorized)
+            }
+            let refused = try await api.logIn("alice")
+            #expect(refused.status == .tooManyRequests)
+            let seconds = try #require(refused.headers[.retryAfter].flatMap { Int($0) })
+            #expect((1...60).contains(seconds))
+            #expect(refused.bodyText.contains(#""code":"too_many_attempts""#))
+            let refusedByEmail = try await api.logIn("ALICE ")
+            #expect(refusedByEmail.status == .tooManyRequests, "the same account under another spelling")
+            #expect(try await api.logIn("bob").status == .ok, "other accounts are unaffected")
+        }
+    }
+
+    @Test func anAddressIsLimitedAndForgedForwardingHeadersDoNotHelp() async throws {
+        try await TestApp.run(testing: .live, overrides: ["CHAT_LOGIN_FAILURES_PER_ADDRESS": "3"]) { api in
+            try await api.register("alice")
+            for (number, name) in ["x1", "x2", "x3"].enumerated() {
+                let failed = try await api.logIn(name, headers: [AuthController.xForwardedFor: "203.0.113.\(number)"])
+                #expect(failed.status == .unauthorized)
+            }
+            let refused = try await api.logIn("alice", headers: [AuthController.xForwardedFor: "198.51.100.7"])
+            #expect(refused.status == .tooManyRequests, "X-Forwarded-For from an untrusted peer is ignored")
+        }
+    }
+
+    @Test func behindATrustedProxyTheForwardedAddressCounts() async throws {
+        let overrides = ["CHAT_LOGIN_FAILURES_PER_ADDRESS": "3", "CHAT_TRUSTED_PROXIES": "127.0.0.1"]
+        try await TestApp.run(testing: .live, overrides: overrides) { api in
+            try await api.register("alice")
+            let attacker: HTTPFields = [AuthController.xForwardedFor: "forged, 203.0.113.9"]
+            for name in ["x1", "x2", "x3"] {
+                #expect(try await api.logIn(name, headers: attacker).status == .unauthorized)
+            }
+            #expect(try await api.logIn("alice", headers: attacker).status == .tooManyRequests)
+            let someoneElse: HTTPFields = [AuthController.xForwardedFor: "203.0.113.9, 198.51.100.7"]
+            #expect(try await api.logIn("alice", headers: someoneElse).status == .ok)
+        }
+    }
+}
