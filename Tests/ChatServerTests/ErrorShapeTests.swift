@@ -1,9 +1,10 @@
 import ChatProtocol
-import ChatServer
 import ChatTestSupport
 import HTTPTypes
 import HummingbirdTesting
 import Testing
+
+@testable import ChatServer
 
 @Suite("Error responses")
 struct ErrorShapeTests {
@@ -24,6 +25,38 @@ struct ErrorShapeTests {
                 #expect(response.status == .badRequest && response.error?.code == "invalid_json", "\(body)")
             }
         }
+    }
+
+    /// What JSON parsers disagree on, or choke on, gets a 400 or 422 that says so; nothing is
+    /// half-accepted and the server stays up.
+    @Test(arguments: [
+        (#"{"name":"a","name":"b","chat_type":"GROUP"}"#, "invalid_json"),
+        (#"{"name":"a","n\u0061me":"b","chat_type":"GROUP"}"#, "invalid_json"),
+        (#"{"name":"a","chat_type":"GROUP"} {"name":"b"}"#, "invalid_json"),
+        (#"{"name":NaN,"chat_type":"GROUP"}"#, "invalid_json"),
+        (#"{"name":1e999999,"chat_type":"GROUP"}"#, "validation_failed"),
+        (#"{"name":123456789012345678901234567890,"chat_type":"GROUP"}"#, "validation_failed"),
+        (String(repeating: "[", count: 20_000) + String(repeating: "]", count: 20_000), "invalid_json"),
+        (String(repeating: #"{"a":"#, count: 5_000) + "1" + String(repeating: "}", count: 5_000), "invalid_json"),
+    ])
+    func jsonEdgeCasesGetAClearError(body: String, code: String) async throws {
+        try await TestApp.run { api in
+            let alice = try await api.user("alice")
+            let response = try await api.sendRaw(.post, "/chat", body: body, contentType: "application/json", as: alice)
+            #expect(response.error?.code == code, "\(body.prefix(60)): \(response.bodyText)")
+            #expect([400, 422].contains(response.status.code))
+            #expect(
+                try await api.send(.get, "/chats", as: alice).decode([ChatSummaryPayload].self, expecting: .ok).isEmpty)
+        }
+    }
+
+    @Test func keysRepeatedInDifferentObjectsAreFine() {
+        #expect(
+            DuplicateKeyCheck.firstDuplicate(in: Array(#"{"a":{"x":1},"b":[{"x":2},{"x":3}],"x":"x"}"#.utf8)) == nil)
+        #expect(DuplicateKeyCheck.firstDuplicate(in: Array(#"{"a":""x":1,","a":2}"#.utf8)) == "a")
+        #expect(DuplicateKeyCheck.firstDuplicate(in: Array(#"[{"k":1,"k":2}]"#.utf8)) == "k")
+        #expect(DuplicateKeyCheck.firstDuplicate(in: Array(#"{"a":{"k":1,"k":2}}"#.utf8)) == "k")
+        #expect(DuplicateKeyCheck.firstDuplicate(in: Array(#"{"k":"v","v":"k"}"#.utf8)) == nil)
     }
 
     @Test func wrongContentTypesAre415() async throws {

@@ -127,6 +127,17 @@ struct WebSocketTests {
         }
     }
 
+    @Test func framesRepeatingAKeyAreRefusedButTheConnectionStays() async throws {
+        try await Self.withPair { _, chat, alice, bob in
+            alice.sendText(#"{"type":"send","chat_id":\#(chat.id),"client_id":"d1","text":"one","text":"two"}"#)
+            guard case .error(let code, let message, _) = try await alice.next(.error) else { return }
+            #expect(code == "invalid_json" && message.contains("\"text\""))
+            alice.send(.send(chatID: chat.id, clientID: "d2", text: "fine"))
+            guard case .message(let message) = try await bob.next(.message) else { return }
+            #expect(message.clientID == "d2" && message.seq == 1, "nothing was stored for the refused frame")
+        }
+    }
+
     @Test func aBusyDatabaseAtSetupClosesWith1013() async throws {
         let failingChatDetails: @Sendable (any ChatStore) -> any ChatStore = {
             FaultInjectingStore($0, failing: [.chatDetails])

@@ -5,13 +5,17 @@ import NIOCore
 
 extension Request {
     /// Decodes a JSON body of at most `maxBytes` bytes.
-    /// - Throws: 415 without a JSON content type, 413 when too large, 400 for malformed JSON,
-    ///   422 naming the field for a missing, null or mistyped value.
+    /// - Throws: 415 without a JSON content type, 413 when too large, 400 for malformed JSON
+    ///   or a key repeated in an object, 422 naming the field for a missing, null or mistyped
+    ///   value.
     func decodeJSON<T: Decodable>(as type: T.Type, maxBytes: Int) async throws -> T {
         guard hasContentType("application/json") else {
             throw APIError.unsupportedMediaType(expected: "application/json")
         }
         let body = try await body.collect(upTo: maxBytes)
+        if let key = DuplicateKeyCheck.firstDuplicate(in: body.readableBytesView) {
+            throw APIError(status: .badRequest, code: "invalid_json", message: "The key \"\(key)\" appears twice.")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
         } catch let error as DecodingError {

@@ -25,6 +25,10 @@ extension ClientFrame {
             return .failure(
                 FrameProblem(code: "invalid_json", message: "A frame must be a JSON object with a \"type\".", ref: nil))
         }
+        if let key = DuplicateKeyCheck.firstDuplicate(in: data) {
+            return .failure(
+                FrameProblem(code: "invalid_json", message: "The key \"\(key)\" appears twice.", ref: envelope.type))
+        }
         let known = Kind.allCases.map(\.rawValue)
         guard let type = envelope.type, known.contains(type) else {
             return .failure(
