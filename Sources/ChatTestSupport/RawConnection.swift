@@ -113,6 +113,23 @@ public enum RawConnection {
         }
     }
 
+    /// One WebSocket frame as a client would send it, or, through the parameters, as a
+    /// broken client might: unmasked, with reserved bits set, or not final.
+    public static func frame(
+        opcode: UInt8, payload: [UInt8], fin: Bool = true, reservedBits: UInt8 = 0, masked: Bool = true
+    ) -> [UInt8] {
+        var bytes: [UInt8] = [(fin ? 0x80 : 0) | (reservedBits & 0x07) << 4 | opcode & 0x0F]
+        let maskBit: UInt8 = masked ? 0x80 : 0
+        switch payload.count {
+        case ..<126: bytes.append(maskBit | UInt8(payload.count))
+        case ..<65_536: bytes += [maskBit | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        default: bytes += [maskBit | 127] + (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xFF) }
+        }
+        guard masked else { return bytes + payload }
+        let mask: [UInt8] = [0x37, 0xFA, 0x21, 0x3D]
+        return bytes + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+    }
+
     /// A WebSocket handshake for `/ws` with extra header lines.
     public static func handshake(port: Int, headers: [String] = []) -> [UInt8] {
         let lines =

@@ -245,6 +245,30 @@ struct WebSocketWireTests {
         }
     }
 
+    /// Hand-built frames that break RFC 6455 close the connection with 1002.
+    @Test(arguments: [
+        (
+            "an unmasked frame",
+            RawConnection.frame(opcode: 0x1, payload: Array(#"{"type":"typing"}"#.utf8), masked: false)
+        ),
+        ("reserved bits", RawConnection.frame(opcode: 0x1, payload: Array("{}".utf8), reservedBits: 0b100)),
+        ("a fragmented ping", RawConnection.frame(opcode: 0x9, payload: [1], fin: false)),
+        ("a ping over 125 bytes", RawConnection.frame(opcode: 0x9, payload: Array(repeating: 7, count: 126))),
+        ("an unknown opcode", RawConnection.frame(opcode: 0x3, payload: [])),
+        ("a close code no one may send", RawConnection.frame(opcode: 0x8, payload: [0x03, 0xED])),
+        ("a continuation with nothing to continue", RawConnection.frame(opcode: 0x0, payload: Array("x".utf8))),
+    ])
+    func protocolViolationsCloseWith1002(violation: String, frame: [UInt8]) async throws {
+        try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            let handshake = RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(alice.token)"])
+            let closing = try await RawConnection.closing(port: port, request: handshake + frame)
+            #expect(closing.responseHead.hasPrefix("HTTP/1.1 101"))
+            #expect(closing.code == 1002, "\(violation): closed with \(closing.code) \(closing.reason)")
+        }
+    }
+
     @Test func aClientThatStopsAnsweringPingsIsClosed() async throws {
         try await TestApp.run(testing: .live, overrides: ["CHAT_WS_PING_SECONDS": "1"]) { api in
             let port = try #require(api.client.port)

@@ -70,6 +70,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         guard let session = handshake.accepted.session else {
                             throw ChannelError.inappropriateOperationForState
                         }
+                        try channel.pipeline.syncOperations.addHandler(MaskedFramesOnly())
                         let webSocket = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))
