@@ -18,9 +18,14 @@ struct CommandLineTests {
         try await database.withLocation { location in
             let cli = try ChatServerCLI(database: location)
             #expect(try cli.run("migrate", "status").output.contains("0001 initial_schema  pending"))
-            #expect(try cli.run("migrate", "up").output.contains("Applied 0001 initial_schema"))
+            let applied = try cli.run("migrate", "up").output
+            #expect(
+                applied.contains("Applied 0001 initial_schema") && applied.contains("Applied 0002 sessions_valid_from"))
             #expect(try cli.run("migrate", "up").output.contains("Nothing to apply"))
-            #expect(try cli.run("migrate", "status").output.contains("0001 initial_schema  applied"))
+            let status = try cli.run("migrate", "status").output
+            #expect(
+                status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
+            #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0002 sessions_valid_from"))
             #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0001 initial_schema"))
             #expect(try cli.run("migrate", "up").status == 0)
             #expect(try cli.run("seed").output.contains("log in as Sergey, Arina, Vlad"))

@@ -34,8 +34,12 @@ public final class FaultInjectingStore: ChatStore {
         try await base.updatePasswordHash(hash, for: user)
     }
 
-    public func sessionUser(_ user: UserID, tokenID: String) async throws -> User? {
-        try await base.sessionUser(user, tokenID: tokenID)
+    public func changePassword(_ hash: String, for user: UserID, sessionsValidFrom: Date) async throws {
+        try await base.changePassword(hash, for: user, sessionsValidFrom: sessionsValidFrom)
+    }
+
+    public func sessionUser(_ user: UserID, tokenID: String, issuedAt: Date) async throws -> User? {
+        try await base.sessionUser(user, tokenID: tokenID, issuedAt: issuedAt)
     }
 
     public func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws {

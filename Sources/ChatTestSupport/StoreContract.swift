@@ -67,13 +67,30 @@ public enum StoreContract {
 
     static func sessions(_ store: any ChatStore) async throws {
         let user = try await store.createUser(newUser("Vlad", "vlad@example.com"))
-        try await require(try await store.sessionUser(user.id, tokenID: "t1") == user, "a fresh token has a session")
-        try await store.revokeToken("t1", of: user.id, expiresAt: Date().addingTimeInterval(3600))
-        try await store.revokeToken("t1", of: user.id, expiresAt: Date().addingTimeInterval(3600))
-        try await require(try await store.sessionUser(user.id, tokenID: "t1") == nil, "a revoked token has no session")
-        try await require(try await store.sessionUser(user.id, tokenID: "t2") == user, "other tokens keep working")
+        let issued = Date(timeIntervalSince1970: 1_800_000_000)
         try await require(
-            try await store.sessionUser(UserID(999_999), tokenID: "t3") == nil, "a missing user has no session")
+            try await store.sessionUser(user.id, tokenID: "t1", issuedAt: issued) == user, "a fresh token has a session"
+        )
+        try await store.revokeToken("t1", of: user.id, expiresAt: Date().addingTimeInterval(3600))
+        try await store.revokeToken("t1", of: user.id, expiresAt: Date().addingTimeInterval(3600))
+        try await require(
+            try await store.sessionUser(user.id, tokenID: "t1", issuedAt: issued) == nil,
+            "a revoked token has no session")
+        try await require(
+            try await store.sessionUser(user.id, tokenID: "t2", issuedAt: issued) == user, "other tokens keep working")
+        try await require(
+            try await store.sessionUser(UserID(999_999), tokenID: "t3", issuedAt: issued) == nil,
+            "a missing user has no session")
+
+        try await store.changePassword("changed-hash", for: user.id, sessionsValidFrom: issued.addingTimeInterval(1))
+        try await require(
+            try await store.credentials(loginKey: "vlad")?.passwordHash == "changed-hash", "the new hash is stored")
+        try await require(
+            try await store.sessionUser(user.id, tokenID: "t2", issuedAt: issued) == nil,
+            "tokens issued before a password change have no session")
+        try await require(
+            try await store.sessionUser(user.id, tokenID: "t4", issuedAt: issued.addingTimeInterval(1)) == user,
+            "tokens issued from then on do")
     }
 
     static func userSearch(_ store: any ChatStore) async throws {

@@ -14,6 +14,22 @@ public struct CreateUserRequest: Codable, Sendable, Equatable {
 }
 
 /// The caller's own account (`POST /user`, `GET /users/me`). Never carries the password hash.
+/// Body of `POST /user/password`.
+public struct ChangePasswordRequest: Codable, Sendable, Equatable {
+    public var currentPassword: String
+    public var newPassword: String
+
+    public init(currentPassword: String, newPassword: String) {
+        self.currentPassword = currentPassword
+        self.newPassword = newPassword
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case currentPassword = "current_password"
+        case newPassword = "new_password"
+    }
+}
+
 public struct AccountPayload: Codable, Sendable, Equatable {
     public var id: UserID
     public var name: String

@@ -88,7 +88,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ErrorMiddleware())
 
-    let users = UserController(accounts: components.accounts, maxBodyBytes: config.maxBodyBytes)
+    let users = UserController(
+        accounts: components.accounts, maxBodyBytes: config.maxBodyBytes, cookieSecure: config.cookieSecure)
     let auth = AuthController(
         accounts: components.accounts, maxBodyBytes: config.maxBodyBytes, cookieSecure: config.cookieSecure,
         trustedProxies: config.trustedProxies)

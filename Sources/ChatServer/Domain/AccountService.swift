@@ -75,6 +75,33 @@ public struct AccountService: Sendable {
         }
     }
 
+    /// Changes the session's user's password after checking the current one, ends every
+    /// session of theirs (closing their connections) and returns a new token for the caller.
+    /// Wrong current passwords count towards the log-in limits.
+    /// - Throws: ``ChatError/wrongPassword``; ``ChatError/invalidField(_:_:)`` for a new
+    ///   password the rules refuse; ``ChatError/tooManyLoginAttempts(retryAfterSeconds:)``.
+    public func changePassword(of session: Session, current: String, new: String) async throws -> SessionToken {
+        let user = session.user
+        let loginKey = User.key(for: user.name)
+        if let wait = throttle.retryAfter(account: loginKey, address: nil) {
+            throw ChatError.tooManyLoginAttempts(retryAfterSeconds: max(1, Int((wait / .seconds(1)).rounded(.up))))
+        }
+        let newPassword = try rules.newPassword(new, maxBytes: hasher.algorithm.maxPasswordBytes)
+        do {
+            _ = try await checkCredentials(loginKey: loginKey, password: current)
+        } catch ChatError.invalidCredentials {
+            throttle.recordFailure(account: loginKey, address: nil)
+            throw ChatError.wrongPassword
+        }
+        // Tokens carry whole seconds: everything issued up to this second ends, and the new
+        // token is dated one second on.
+        let validFrom = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down) + 1)
+        try await store.changePassword(try await hasher.hash(newPassword), for: user.id, sessionsValidFrom: validFrom)
+        events?.sessionsEnded(of: user.id)
+        logger.info("Password changed; sessions ended", metadata: ["chat.user_id": "\(user.id)"])
+        return try await tokens.issue(for: user.id, now: validFrom)
+    }
+
     /// The user whose password this is, after upgrading an outdated hash.
     private func checkCredentials(loginKey: String, password: String) async throws -> User {
         let password = password.precomposedStringWithCanonicalMapping
@@ -98,7 +125,10 @@ public struct AccountService: Sendable {
     ///   or its user no longer exists.
     public func authenticate(token: String) async throws -> Session {
         let verified = try await tokens.verify(token)
-        guard let user = try await store.sessionUser(verified.userID, tokenID: verified.tokenID) else {
+        guard
+            let user = try await store.sessionUser(
+                verified.userID, tokenID: verified.tokenID, issuedAt: verified.issuedAt)
+        else {
             throw ChatError.notAuthenticated
         }
         return Session(user: user, token: verified)

@@ -7,6 +7,8 @@ public enum ChatError: Error, Equatable, Sendable {
     case emailTaken
     /// Unknown login or wrong password; deliberately indistinguishable.
     case invalidCredentials
+    /// The current password given to change it is wrong.
+    case wrongPassword
     /// Too many failed log-ins for the account or from the address (``LoginThrottle``).
     case tooManyLoginAttempts(retryAfterSeconds: Int)
     /// No token, or one that is invalid, expired, revoked, or whose user is gone.
@@ -30,6 +32,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .nameTaken: "name_taken"
         case .emailTaken: "email_taken"
         case .invalidCredentials: "invalid_credentials"
+        case .wrongPassword: "wrong_password"
         case .tooManyLoginAttempts: "too_many_attempts"
         case .notAuthenticated: "not_authenticated"
         case .adminOnly: "admin_only"
@@ -51,6 +54,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .nameTaken: "That name is already taken."
         case .emailTaken: "That email is already registered."
         case .invalidCredentials: "Incorrect username or password."
+        case .wrongPassword: "The current password is not correct."
         case .tooManyLoginAttempts(let seconds): "Too many failed log-ins. Try again in \(seconds) seconds."
         case .notAuthenticated: "Not authenticated."
         case .adminOnly: "Only administrators may do this."

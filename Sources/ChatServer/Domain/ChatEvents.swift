@@ -9,4 +9,6 @@ public protocol ChatEvents: Sendable {
     func memberRemoved(chat: ChatID, user: UserID)
     /// The session token `tokenID` was revoked; connections opened with it must close.
     func sessionRevoked(tokenID: String)
+    /// Every session of `user` ended (the password changed); all their connections must close.
+    func sessionsEnded(of user: UserID)
 }

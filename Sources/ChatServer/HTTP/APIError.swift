@@ -27,7 +27,7 @@ public struct APIError: HTTPResponseError, Equatable {
         case .invalidCredentials, .notAuthenticated:
             status = .unauthorized
             headers[.wwwAuthenticate] = "Bearer"
-        case .adminOnly, .creatorOnly: status = .forbidden
+        case .adminOnly, .creatorOnly, .wrongPassword: status = .forbidden
         case .chatNotFound, .userNotFound, .notAMember: status = .notFound
         case .nameTaken, .emailTaken, .alreadyMember, .privateChatFull, .creatorCannotBeRemoved: status = .conflict
         case .tooManyLoginAttempts(let seconds):

@@ -10,6 +10,8 @@ public struct SessionToken: Sendable, Equatable {
     public let tokenID: String
     public let userID: UserID
     public let expiresAt: Date
+    /// When it was issued, in whole seconds.
+    public let issuedAt: Date
 }
 
 /// Issues and checks HS256 JWT session tokens (`sub`, `iat`, `exp`, `jti`).
@@ -40,7 +42,8 @@ public struct TokenService: Sendable {
             expiration: .init(value: expiresAt),
             id: .init(value: UUID().uuidString.lowercased()))
         let token = try await keys.sign(claims)
-        return SessionToken(token: token, tokenID: claims.id.value, userID: userID, expiresAt: expiresAt)
+        return SessionToken(
+            token: token, tokenID: claims.id.value, userID: userID, expiresAt: expiresAt, issuedAt: now)
     }
 
     /// Verifies a token's signature, algorithm and expiry.
@@ -54,7 +57,9 @@ public struct TokenService: Sendable {
             throw ChatError.notAuthenticated
         }
         guard let userID = UserID(claims.subject.value) else { throw ChatError.notAuthenticated }
-        return SessionToken(token: token, tokenID: claims.id.value, userID: userID, expiresAt: claims.expiration.value)
+        return SessionToken(
+            token: token, tokenID: claims.id.value, userID: userID, expiresAt: claims.expiration.value,
+            issuedAt: claims.issuedAt.value)
     }
 }
 

@@ -35,8 +35,12 @@ public protocol ChatStore: Service {
     /// The user whose name or email has the case-folded key `loginKey`, with their hash.
     func credentials(loginKey: String) async throws -> UserCredentials?
     func updatePasswordHash(_ hash: String, for user: UserID) async throws
-    /// The user behind a session, or nil when the user is gone or the token was revoked.
-    func sessionUser(_ user: UserID, tokenID: String) async throws -> User?
+    /// Replaces the password hash and refuses from now on every token issued before
+    /// `sessionsValidFrom`.
+    func changePassword(_ hash: String, for user: UserID, sessionsValidFrom: Date) async throws
+    /// The user behind a session, or nil when the user is gone, the token was revoked, or it
+    /// was issued before the user's sessions were last ended (a password change).
+    func sessionUser(_ user: UserID, tokenID: String, issuedAt: Date) async throws -> User?
     /// Puts a token on the deny-list until it expires (and forgets tokens already expired).
     func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws
     /// Users whose case-folded name starts with `nameKeyPrefix`, by name.

@@ -185,11 +185,20 @@ public final class PostgresChatStore: ChatStore {
         try await execute("UPDATE users SET password_hash = \(hash) WHERE id = \(user.rawValue)")
     }
 
-    public func sessionUser(_ user: UserID, tokenID: String) async throws -> User? {
+    public func changePassword(_ hash: String, for user: UserID, sessionsValidFrom: Date) async throws {
+        try await execute(
+            """
+            UPDATE users SET password_hash = \(hash), sessions_valid_from = \(sessionsValidFrom)
+            WHERE id = \(user.rawValue)
+            """)
+    }
+
+    public func sessionUser(_ user: UserID, tokenID: String, issuedAt: Date) async throws -> User? {
         try await fetch(
             """
             SELECT id, name, email, is_admin, created_at FROM users
-            WHERE id = \(user.rawValue) AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = \(tokenID))
+            WHERE id = \(user.rawValue) AND (sessions_valid_from IS NULL OR sessions_valid_from <= \(issuedAt))
+              AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = \(tokenID))
             """, as: UserRow.self
         ).first.map(Self.user)
     }

@@ -192,13 +192,22 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
-    public func sessionUser(_ user: UserID, tokenID: String) async throws -> User? {
+    public func changePassword(_ hash: String, for user: UserID, sessionsValidFrom: Date) async throws {
+        _ = try await write { connection in
+            try await connection.run(
+                "UPDATE users SET password_hash = ?, sessions_valid_from = ? WHERE id = ?",
+                [.text(hash), .integer(Self.milliseconds(sessionsValidFrom)), .integer(Int(user.rawValue))])
+        }
+    }
+
+    public func sessionUser(_ user: UserID, tokenID: String, issuedAt: Date) async throws -> User? {
         let rows = try await read { connection in
             try await connection.run(
                 """
                 SELECT id, name, email, is_admin, created_at FROM users
-                WHERE id = ? AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = ?)
-                """, [.integer(Int(user.rawValue)), .text(tokenID)])
+                WHERE id = ?1 AND (sessions_valid_from IS NULL OR sessions_valid_from <= ?3)
+                  AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = ?2)
+                """, [.integer(Int(user.rawValue)), .text(tokenID), .integer(Self.milliseconds(issuedAt))])
         }
         return try rows.first.map(Self.user)
     }

@@ -350,6 +350,12 @@ extension ChatHub: ChatEvents {
     public func sessionRevoked(tokenID: String) {
         closeConnections(tokenID: tokenID, code: 1008, reason: "session ended")
     }
+
+    public func sessionsEnded(of user: UserID) {
+        for connection in connections(of: user) {
+            connection.outbox.close(.closing(code: 1008, reason: "session ended"))
+        }
+    }
 }
 
 /// The users and connections on this node.

@@ -1,10 +1,11 @@
 import ChatProtocol
 import Hummingbird
 
-/// `POST /user`, `GET /users/me`, `GET /users?q=`.
+/// `POST /user`, `GET /users/me`, `GET /users?q=`, `POST /user/password`.
 struct UserController {
     let accounts: AccountService
     let maxBodyBytes: Int
+    let cookieSecure: Bool
 
     func addPublicRoutes(to router: Router<ChatRequestContext>) {
         router.post("/user", use: create)
@@ -13,6 +14,7 @@ struct UserController {
     func addRoutes(to group: RouterGroup<AuthenticatedContext>) {
         group.get("/users/me", use: me)
         group.get("/users", use: search)
+        group.post("/user/password", use: changePassword)
     }
 
     /// Registers a user; 201 with the account.
@@ -20,6 +22,19 @@ struct UserController {
         let body = try await request.decodeJSON(as: CreateUserRequest.self, maxBytes: maxBodyBytes)
         let user = try await accounts.register(name: body.name, email: body.email, password: body.password)
         return try JSONResponse.make(AccountPayload(user), status: .created)
+    }
+
+    /// Changes the caller's password. Every session of theirs ends (their sockets close with
+    /// 1008); the answer carries a new token (and cookie) for this client.
+    @Sendable func changePassword(request: Request, context: AuthenticatedContext) async throws -> Response {
+        let body = try await request.decodeJSON(as: ChangePasswordRequest.self, maxBytes: maxBodyBytes)
+        let token = try await accounts.changePassword(
+            of: context.session, current: body.currentPassword, new: body.newPassword)
+        let lifetime = Int(accounts.tokens.lifetime.components.seconds)
+        var response = try JSONResponse.make(TokenPayload(accessToken: token.token, expiresIn: lifetime))
+        response.setCookie(SessionCookie.set(token, lifetimeSeconds: lifetime, secure: cookieSecure))
+        response.headers[.cacheControl] = "no-store"
+        return response
     }
 
     /// The caller's own account.
