@@ -105,7 +105,8 @@ public struct AccountService: Sendable {
     /// The user whose password this is, after upgrading an outdated hash.
     private func checkCredentials(loginKey: String, password: String) async throws -> User {
         let password = password.precomposedStringWithCanonicalMapping
-        guard let credentials = try await store.credentials(loginKey: loginKey) else {
+        guard InputRules.couldBeStoredName(loginKey), let credentials = try await store.credentials(loginKey: loginKey)
+        else {
             _ = try await hasher.verify(password, against: dummyHash)
             throw ChatError.invalidCredentials
         }
@@ -147,13 +148,15 @@ public struct AccountService: Sendable {
             throw ChatError.invalidField("limit", "must be from 1 to \(Self.maxSearchResults)")
         }
         let prefix = User.key(for: query.trimmingCharacters(in: .whitespacesAndNewlines))
-        guard prefix.count <= InputRules.maxNameLength else { return [] }
+        guard prefix.count <= InputRules.maxNameLength, InputRules.couldBeStoredName(prefix) else { return [] }
         return try await store.users(nameKeyPrefix: prefix, limit: limit)
     }
 
     /// Grants or revokes admin rights by user name.
     public func setAdmin(_ isAdmin: Bool, name: String) async throws -> User {
-        guard let user = try await store.setAdmin(isAdmin, nameKey: User.key(for: name)) else {
+        let nameKey = User.key(for: name)
+        guard InputRules.couldBeStoredName(nameKey), let user = try await store.setAdmin(isAdmin, nameKey: nameKey)
+        else {
             throw ChatError.userNotFound
         }
         return user

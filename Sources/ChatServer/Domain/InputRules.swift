@@ -101,6 +101,13 @@ public struct InputRules: Sendable, Equatable {
         return value
     }
 
+    /// Whether `text` could be part of a stored name or email, which never hold control
+    /// characters. Lookups of anything else are answered without asking the database (where,
+    /// on PostgreSQL, a NUL in a parameter is an error rather than a miss).
+    static func couldBeStoredName(_ text: String) -> Bool {
+        !text.unicodeScalars.contains(where: isControl)
+    }
+
     /// Characters that do not display as text: C0/C1 controls, line and paragraph separators,
     /// and the bidirectional overrides used to disguise names (U+202A–U+202E, U+2066–U+2069).
     private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
