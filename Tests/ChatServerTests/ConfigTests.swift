@@ -28,6 +28,7 @@ struct ConfigTests {
                 "CHAT_ALLOWED_ORIGINS": "https://chat.example.com, http://localhost:3000",
                 "CHAT_COOKIE_SECURE": "true", "CHAT_LOG_LEVEL": "debug", "CHAT_LOGIN_FAILURES_PER_ACCOUNT": "5",
                 "CHAT_LOGIN_FAILURES_PER_ADDRESS": "50", "CHAT_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+                "CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "5", "CHAT_IDLE_TIMEOUT_SECONDS": "90",
             ], directory: "/nonexistent")
         #expect(config.environment == .dev && config.host == "10.0.0.5" && config.port == 9000)
         #expect(
@@ -45,6 +46,7 @@ struct ConfigTests {
         #expect(config.allowedOrigins == ["https://chat.example.com", "http://localhost:3000"])
         #expect(config.loginLimits == LoginThrottle.Limits(perAccount: 5, perAddress: 50))
         #expect(config.trustedProxies == ["10.0.0.1", "10.0.0.2"])
+        #expect(config.requestHeadTimeout == .seconds(5) && config.idleTimeout == .seconds(90))
     }
 
     @Test func theEnvironmentFileFillsInButRealVariablesWin() async throws {

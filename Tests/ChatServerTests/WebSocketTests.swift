@@ -245,6 +245,34 @@ struct WebSocketWireTests {
         }
     }
 
+    /// Slowloris: hundreds of connections that never finish their request head are closed at
+    /// the deadline (with 408), while complete requests keep being served meanwhile.
+    @Test func connectionsThatNeverFinishTheirHeadersAreClosedWhileOthersAreServed() async throws {
+        try await TestApp.run(testing: .live, overrides: ["CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "2"]) { api in
+            let port = try #require(api.client.port)
+            let partialHead = Array("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n".utf8)
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<300 {
+                    group.addTask {
+                        let received = try await RawConnection.exchange(
+                            port: port, request: partialHead, timeout: .seconds(30))
+                        return String(decoding: received, as: UTF8.self)
+                    }
+                }
+                for _ in 0..<20 {
+                    #expect(try await api.send(.get, "/health/live").status == .ok)
+                }
+                var closed = 0
+                for try await answer in group {
+                    #expect(answer.hasPrefix("HTTP/1.1 408"), "got \(answer.prefix(40))")
+                    closed += 1
+                }
+                #expect(closed == 300)
+            }
+            #expect(try await api.send(.get, "/health/live").status == .ok)
+        }
+    }
+
     /// Hand-built frames that break RFC 6455 close the connection with 1002.
     @Test(arguments: [
         (

@@ -59,7 +59,8 @@ public func buildApplication(
     let router = buildRouter(components)
     let upgradeRouter = router.buildResponder()
     let webSocket = WebSocketUpgradeChannel.Configuration(
-        maxFrameSize: config.webSocket.maxFrameBytes, pingInterval: config.webSocket.pingInterval)
+        maxFrameSize: config.webSocket.maxFrameBytes, pingInterval: config.webSocket.pingInterval,
+        requestHeadTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout)
     var app = Application(
         router: router,
         server: HTTPServerBuilder { responder in

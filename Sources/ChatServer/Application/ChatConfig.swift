@@ -55,6 +55,11 @@ public struct ChatConfig: Sendable {
     public var logFormat: ChatLogHandler.Format
     /// When set, `GET /metrics` needs it as a bearer token (`CHAT_METRICS_TOKEN`).
     public var metricsToken: String?
+    /// How long a new connection has to send its first request's head
+    /// (`CHAT_REQUEST_HEAD_TIMEOUT_SECONDS`, default 10): slow senders are closed with 408.
+    public var requestHeadTimeout: Duration
+    /// How long an HTTP keep-alive connection may be idle (`CHAT_IDLE_TIMEOUT_SECONDS`, default 60).
+    public var idleTimeout: Duration
     /// How long a stopping server waits for connections and requests to finish before it
     /// cancels them (`CHAT_SHUTDOWN_GRACE_SECONDS`, default 10).
     public var shutdownGrace: Duration
@@ -165,6 +170,8 @@ public struct ChatConfig: Sendable {
         logFormat = format
         metricsToken = settings.string("CHAT_METRICS_TOKEN", isSecret: true)
         shutdownGrace = .seconds(try settings.int("CHAT_SHUTDOWN_GRACE_SECONDS", default: 10, in: 1...3600))
+        requestHeadTimeout = .seconds(try settings.int("CHAT_REQUEST_HEAD_TIMEOUT_SECONDS", default: 10, in: 1...3600))
+        idleTimeout = .seconds(try settings.int("CHAT_IDLE_TIMEOUT_SECONDS", default: 60, in: 1...86_400))
         webSocket = WebSocketSettings(
             maxFrameBytes: try settings.int("CHAT_WS_MAX_FRAME_BYTES", default: 65_536, in: 1024...(16 << 20)),
             connectionsPerUser: try settings.int("CHAT_WS_CONNECTIONS_PER_USER", default: 10, in: 1...10_000),

@@ -26,6 +26,10 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         var maxFrameSize: Int
         var pingInterval: Duration
         var closeTimeout: Duration = .seconds(15)
+        /// How long a new connection has to send its first request head.
+        var requestHeadTimeout: Duration
+        /// How long an HTTP keep-alive connection may sit idle between requests.
+        var idleTimeout: Duration
     }
 
     /// What a connection turned into after its first request.
@@ -83,7 +87,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                            HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -95,6 +99,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enablePipelining = false  // NIOAsyncChannel pipelines HTTP itself
             pipeline.enableErrorHandling = false  // Hummingbird handles errors
             pipeline.enableResponseHeaderValidation = false  // HTTPTypes validates already
+            try channel.pipeline.syncOperations.addHandler(
+                RequestHeadDeadline(timeout: .nanoseconds(Int64(configuration.requestHeadTimeout / .nanoseconds(1)))))
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: pipeline)
             return Value(negotiated: negotiated, channel: channel)
