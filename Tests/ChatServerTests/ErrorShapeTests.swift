@@ -50,6 +50,17 @@ struct ErrorShapeTests {
         }
     }
 
+    @Test func formsRepeatingAFieldAre400() async throws {
+        try await TestApp.run { api in
+            try await api.register("alice")
+            for body in ["username=alice&username=bob&password=password123", "a=1&a=2&username=alice&password=x"] {
+                let response = try await api.sendRaw(
+                    .post, "/auth/login", body: body, contentType: "application/x-www-form-urlencoded")
+                #expect(response.status == .badRequest && response.error?.code == "invalid_form", "\(body)")
+            }
+        }
+    }
+
     @Test func keysRepeatedInDifferentObjectsAreFine() {
         #expect(
             DuplicateKeyCheck.firstDuplicate(in: Array(#"{"a":{"x":1},"b":[{"x":2},{"x":3}],"x":"x"}"#.utf8)) == nil)

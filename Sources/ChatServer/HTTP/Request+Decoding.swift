@@ -24,6 +24,8 @@ extension Request {
     }
 
     /// Decodes an `application/x-www-form-urlencoded` body of at most `maxBytes` bytes.
+    /// - Throws: 415 without a form content type, 413 when too large, 400 for a form that
+    ///   cannot be read (such as one repeating a field), 422 naming a missing or mistyped field.
     func decodeForm<T: Decodable>(as type: T.Type, maxBytes: Int) async throws -> T {
         guard hasContentType("application/x-www-form-urlencoded") else {
             throw APIError.unsupportedMediaType(expected: "application/x-www-form-urlencoded")
@@ -33,6 +35,10 @@ extension Request {
             return try URLEncodedFormDecoder().decode(T.self, from: String(buffer: body))
         } catch let error as DecodingError {
             throw Self.apiError(error)
+        } catch {
+            throw APIError(
+                status: .badRequest, code: "invalid_form",
+                message: "The form body could not be read (each field may appear once).")
         }
     }
 
