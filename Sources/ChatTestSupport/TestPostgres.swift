@@ -99,43 +99,51 @@ enum ThrowawayCluster {
             binaries.initdb,
             ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"],
             as: runAs)
-        let port = try FreePort.find()
         let log = directory.appendingPathComponent("postgres.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         if let runAs { try run("/bin/chown", [runAs, log.path]) }
-        // postgres runs as a foreground child (pg_ctl start under Process can hang on its pipes).
-        let server = Process()
-        (server.executableURL, server.arguments) = command(
-            binaries.postgres,
-            [
-                "-D", dataDirectory.path, "-p", String(port), "-k", directory.path,
-                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=300",
-            ], as: runAs)
-        let logHandle = try FileHandle(forWritingTo: log)
-        server.standardOutput = logHandle
-        server.standardError = logHandle
-        try server.run()
-        ClusterCleanup.register {
-            _ = try? run(binaries.pgCtl, ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w"], as: runAs)
-            try? FileManager.default.removeItem(at: directory)
-        }
+        // The free port can be taken by someone else before postgres binds it: then postgres
+        // exits at once, and another port is tried.
+        for attempt in 1...3 {
+            let port = try FreePort.find()
+            // postgres runs as a foreground child (pg_ctl start under Process can hang on its pipes).
+            let server = Process()
+            (server.executableURL, server.arguments) = command(
+                binaries.postgres,
+                [
+                    "-D", dataDirectory.path, "-p", String(port), "-k", directory.path,
+                    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                    "-c", "full_page_writes=off", "-c", "max_connections=300",
+                ], as: runAs)
+            let logHandle = try FileHandle(forWritingTo: log)
+            logHandle.seekToEndOfFile()
+            server.standardOutput = logHandle
+            server.standardError = logHandle
+            try server.run()
+            ClusterCleanup.register {
+                _ = try? run(binaries.pgCtl, ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w"], as: runAs)
+                try? FileManager.default.removeItem(at: directory)
+            }
 
-        let location = PostgresLocation(
-            host: "127.0.0.1", port: port, username: "postgres", password: nil, database: "postgres", tls: .disable)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while true {
-            do {
-                try await TestPostgres.execute("SELECT 1", on: location)
-                return location
-            } catch {
-                let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                guard server.isRunning, ContinuousClock.now < deadline else {
-                    throw TestPostgresError("The throwaway PostgreSQL did not start:\n\(output)")
+            let location = PostgresLocation(
+                host: "127.0.0.1", port: port, username: "postgres", password: nil, database: "postgres",
+                tls: .disable)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while true {
+                do {
+                    try await TestPostgres.execute("SELECT 1", on: location)
+                    return location
+                } catch {
+                    let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                    if !server.isRunning, attempt < 3 { break }
+                    guard server.isRunning, ContinuousClock.now < deadline else {
+                        throw TestPostgresError("The throwaway PostgreSQL did not start:\n\(output)")
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
                 }
-                try await Task.sleep(for: .milliseconds(50))
             }
         }
+        throw TestPostgresError("The throwaway PostgreSQL did not start")
     }
 
     /// Stops and deletes clusters left behind by test processes that died without cleaning up.
