@@ -62,9 +62,7 @@ public struct AccountService: Sendable {
     ///   before the password is checked.
     public func logIn(login: String, password: String, address: String? = nil) async throws -> (User, SessionToken) {
         let loginKey = User.key(for: login.trimmingCharacters(in: .whitespacesAndNewlines))
-        if let wait = throttle.retryAfter(account: loginKey, address: address) {
-            throw ChatError.tooManyLoginAttempts(retryAfterSeconds: max(1, Int((wait / .seconds(1)).rounded(.up))))
-        }
+        try checkThrottle(account: loginKey, address: address)
         do {
             let user = try await checkCredentials(loginKey: loginKey, password: password)
             throttle.recordSuccess(account: loginKey)
@@ -83,9 +81,7 @@ public struct AccountService: Sendable {
     public func changePassword(of session: Session, current: String, new: String) async throws -> SessionToken {
         let user = session.user
         let loginKey = User.key(for: user.name)
-        if let wait = throttle.retryAfter(account: loginKey, address: nil) {
-            throw ChatError.tooManyLoginAttempts(retryAfterSeconds: max(1, Int((wait / .seconds(1)).rounded(.up))))
-        }
+        try checkThrottle(account: loginKey, address: nil)
         let newPassword = try rules.newPassword(new, maxBytes: hasher.algorithm.maxPasswordBytes)
         do {
             _ = try await checkCredentials(loginKey: loginKey, password: current)
@@ -93,13 +89,19 @@ public struct AccountService: Sendable {
             throttle.recordFailure(account: loginKey, address: nil)
             throw ChatError.wrongPassword
         }
-        // Tokens carry whole seconds: everything issued up to this second ends, and the new
-        // token is dated one second on.
+        // Tokens carry whole seconds: everything issued up to this second ends (a log-in
+        // elsewhere within this very second too), and the new token is dated one second on.
         let validFrom = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down) + 1)
         try await store.changePassword(try await hasher.hash(newPassword), for: user.id, sessionsValidFrom: validFrom)
         events?.sessionsEnded(of: user.id)
         logger.info("Password changed; sessions ended", metadata: ["chat.user_id": "\(user.id)"])
         return try await tokens.issue(for: user.id, now: validFrom)
+    }
+
+    /// - Throws: ``ChatError/tooManyLoginAttempts(retryAfterSeconds:)`` past the limits.
+    private func checkThrottle(account: String, address: String?) throws {
+        guard let wait = throttle.retryAfter(account: account, address: address) else { return }
+        throw ChatError.tooManyLoginAttempts(retryAfterSeconds: max(1, Int((wait / .seconds(1)).rounded(.up))))
     }
 
     /// The user whose password this is, after upgrading an outdated hash.
