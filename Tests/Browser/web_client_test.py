@@ -180,6 +180,8 @@ class Window:
         self.console += self.driver.get_log("browser")
 
     def screenshot(self, directory, name):
+        # Let the page paint what the test just changed (scrolling, a resize) first.
+        self.driver.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
         path = os.path.join(directory, f"{name}.png")
         self.driver.save_screenshot(path)
         return path

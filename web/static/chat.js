@@ -78,7 +78,7 @@ function messageNode({ text, senderId, timestamp, status }) {
   const mine = senderId === state.me.id;
   return el(
     "li",
-    { class: `message ${mine ? "mine" : "theirs"}`, dataset: { status } },
+    { class: `message ${mine ? "mine" : "theirs"}`, dataset: { status, sender: senderId } },
     el(
       "div",
       { class: "bubble" },
@@ -126,10 +126,18 @@ function addMessage(message, node = null) {
   node.dataset.seq = message.seq;
   state.messages.set(message.seq, { message, node });
   view.list.insertBefore(node, insertionPoint(message.seq));
+  markRuns(node);
+  markRuns(node.nextElementSibling);
   state.lowestSeq = Math.min(state.lowestSeq ?? message.seq, message.seq);
   state.highestSeq = Math.max(state.highestSeq, message.seq);
   if (message.sender_id !== state.me.id) readObserver.observe(node);
   return true;
+}
+
+/** Marks a message that follows one from the same sender, which then shows no name. */
+function markRuns(node) {
+  if (!node?.classList.contains("message")) return;
+  node.classList.toggle("continued", node.previousElementSibling?.dataset.sender === node.dataset.sender);
 }
 
 /** The node a message with `seq` goes before: stored messages in seq order, then pending sends. */
