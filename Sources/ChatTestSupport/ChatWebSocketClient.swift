@@ -120,13 +120,19 @@ public final class ChatWebSocketClient: Sendable {
     @discardableResult
     public func close() async -> WebSocketCloseFrame? {
         outgoing.finish()
-        return try? await closedByServer()
+        return try? await end(within: .seconds(10))
     }
 
     /// Waits for the server to close the connection and returns its close frame.
     /// - Throws: ``Failure`` when the connection is still open after `timeout`; it is then
     ///   dropped, so that nothing waits for it forever.
     public func closedByServer(timeout: Duration = .seconds(10)) async throws -> WebSocketCloseFrame? {
+        try await end(within: timeout)
+    }
+
+    /// The close frame once the connection has ended; after `timeout` the connection is
+    /// dropped and ``Failure`` thrown.
+    private func end(within timeout: Duration) async throws -> WebSocketCloseFrame? {
         let connection = connection
         return try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
             group.addTask {

@@ -102,6 +102,10 @@ enum ThrowawayCluster {
         let log = directory.appendingPathComponent("postgres.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         if let runAs { try run("/bin/chown", [runAs, log.path]) }
+        ClusterCleanup.register {
+            _ = try? run(binaries.pgCtl, ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w"], as: runAs)
+            try? FileManager.default.removeItem(at: directory)
+        }
         // The free port can be taken by someone else before postgres binds it: then postgres
         // exits at once, and another port is tried.
         for attempt in 1...3 {
@@ -120,10 +124,6 @@ enum ThrowawayCluster {
             server.standardOutput = logHandle
             server.standardError = logHandle
             try server.run()
-            ClusterCleanup.register {
-                _ = try? run(binaries.pgCtl, ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w"], as: runAs)
-                try? FileManager.default.removeItem(at: directory)
-            }
 
             let location = PostgresLocation(
                 host: "127.0.0.1", port: port, username: "postgres", password: nil, database: "postgres",

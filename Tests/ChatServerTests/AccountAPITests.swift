@@ -89,6 +89,15 @@ struct AccountAPITests {
         }
     }
 
+    @Test func passwordsMatchWhateverUnicodeFormTheyAreTypedIn() async throws {
+        try await TestApp.run { api in
+            try await api.register("amelie", password: "cafe\u{301}-au-lait")
+            #expect(
+                try await api.logIn("amelie", password: "caf\u{E9}-au-lait").status == .ok, "NFD at sign-up, NFC now")
+            #expect(try await api.logIn("amelie", password: "cafe-au-lait").status == .unauthorized)
+        }
+    }
+
     @Test func unknownUsersAndWrongPasswordsGetTheSameAnswer() async throws {
         try await TestApp.run { api in
             try await api.register("alice")

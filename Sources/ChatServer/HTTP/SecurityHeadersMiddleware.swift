@@ -1,12 +1,12 @@
 import HTTPTypes
 import Hummingbird
 
+private let referrerPolicy = HTTPField.Name("Referrer-Policy")!
+
 /// Adds to every response the headers that keep browsers from sniffing its type, framing it
 /// or leaking its address to other sites. A response without a `Content-Security-Policy`
 /// gets ``ContentSecurityPolicy/none``; pages set their own.
 struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
-    static var referrerPolicy: HTTPField.Name { HTTPField.Name("Referrer-Policy")! }
-
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws
@@ -14,7 +14,7 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     {
         var response = try await next(request, context)
         response.headers[.xContentTypeOptions] = "nosniff"
-        response.headers[Self.referrerPolicy] = "same-origin"
+        response.headers[referrerPolicy] = "same-origin"
         if response.headers[.contentSecurityPolicy] == nil {
             response.headers[.contentSecurityPolicy] = ContentSecurityPolicy.none
         }

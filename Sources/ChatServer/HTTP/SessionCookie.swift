@@ -1,3 +1,4 @@
+import ChatProtocol
 import Hummingbird
 
 /// The HttpOnly cookie that carries the session token for browsers.
@@ -10,6 +11,16 @@ enum SessionCookie {
         Cookie(
             name: name, value: token.token, maxAge: lifetimeSeconds, path: "/", secure: secure, httpOnly: true,
             sameSite: .lax)
+    }
+
+    /// The answer that starts a session (log-in, password change): the token as JSON and in
+    /// the cookie, never cached.
+    static func sessionResponse(_ token: SessionToken, lifetime: Duration, secure: Bool) throws -> Response {
+        let seconds = Int(lifetime.components.seconds)
+        var response = try JSONResponse.make(TokenPayload(accessToken: token.token, expiresIn: seconds))
+        response.setCookie(set(token, lifetimeSeconds: seconds, secure: secure))
+        response.headers[.cacheControl] = "no-store"
+        return response
     }
 
     /// A cookie that makes the browser drop the session cookie.

@@ -39,11 +39,7 @@ struct AuthController {
         }
         let (_, token) = try await accounts.logIn(
             login: form.username, password: form.password, address: clientAddress(request, context: context))
-        let lifetime = Int(accounts.tokens.lifetime.components.seconds)
-        var response = try JSONResponse.make(TokenPayload(accessToken: token.token, expiresIn: lifetime))
-        response.setCookie(SessionCookie.set(token, lifetimeSeconds: lifetime, secure: cookieSecure))
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return try SessionCookie.sessionResponse(token, lifetime: accounts.tokens.lifetime, secure: cookieSecure)
     }
 
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!

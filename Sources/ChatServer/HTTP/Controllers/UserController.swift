@@ -30,11 +30,7 @@ struct UserController {
         let body = try await request.decodeJSON(as: ChangePasswordRequest.self, maxBytes: maxBodyBytes)
         let token = try await accounts.changePassword(
             of: context.session, current: body.currentPassword, new: body.newPassword)
-        let lifetime = Int(accounts.tokens.lifetime.components.seconds)
-        var response = try JSONResponse.make(TokenPayload(accessToken: token.token, expiresIn: lifetime))
-        response.setCookie(SessionCookie.set(token, lifetimeSeconds: lifetime, secure: cookieSecure))
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return try SessionCookie.sessionResponse(token, lifetime: accounts.tokens.lifetime, secure: cookieSecure)
     }
 
     /// The caller's own account.
