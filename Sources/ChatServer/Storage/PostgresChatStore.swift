@@ -15,6 +15,8 @@ public final class PostgresChatStore: ChatStore {
     private let logger: Logger
     /// How long a request waits for a pooled connection before failing with 503.
     let connectionWaitLimit: Duration
+    /// How long the work on a leased connection may take before it is abandoned with 503.
+    let workLimit: Duration
     private let metrics: ChatMetrics
 
     /// Key of the advisory lock that serialises migrations across nodes starting together.
@@ -22,7 +24,7 @@ public final class PostgresChatStore: ChatStore {
 
     public init(
         location: PostgresLocation, maxConnections: Int, connectionWaitLimit: Duration = .seconds(5),
-        metrics: ChatMetrics = .disabled, logger: Logger
+        workLimit: Duration = .seconds(15), metrics: ChatMetrics = .disabled, logger: Logger
     ) throws {
         let poolTLS: PostgresClient.Configuration.TLS
         let connectionTLS: PostgresConnection.Configuration.TLS
@@ -48,6 +50,7 @@ public final class PostgresChatStore: ChatStore {
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: connectionTLS)
         self.connectionWaitLimit = connectionWaitLimit
+        self.workLimit = workLimit
         self.metrics = metrics
         self.logger = logger
     }
@@ -161,7 +164,7 @@ public final class PostgresChatStore: ChatStore {
     private typealias UserRow = (Int64, String, String, Bool, Date)
 
     public func createUser(_ user: NewUser) async throws -> User {
-        let rows = try await fetch(
+        let rows = try await write(
             """
             INSERT INTO users (name, name_key, email, email_key, password_hash)
             VALUES (\(user.name), \(user.nameKey), \(user.email), \(user.emailKey), \(user.passwordHash))
@@ -227,7 +230,7 @@ public final class PostgresChatStore: ChatStore {
     }
 
     public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
-        try await fetch(
+        try await write(
             """
             UPDATE users SET is_admin = \(isAdmin) WHERE name_key = \(nameKey)
             RETURNING id, name, email, is_admin, created_at
@@ -244,7 +247,7 @@ public final class PostgresChatStore: ChatStore {
     private typealias ChatRow = (Int64, String, String, Int64, Date, Int64)
 
     public func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat {
-        let rows = try await fetch(
+        let rows = try await write(
             """
             WITH chat AS (
                 INSERT INTO chats (name, chat_type) VALUES (\(name), \(type.rawValue))
@@ -316,7 +319,7 @@ public final class PostgresChatStore: ChatStore {
     }
 
     public func removeMember(_ user: UserID, from chat: ChatID) async throws {
-        let removed = try await fetch(
+        let removed = try await write(
             """
             DELETE FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)
             RETURNING user_id
@@ -377,7 +380,7 @@ public final class PostgresChatStore: ChatStore {
     }
 
     public func advanceReadMarker(of user: UserID, in chat: ChatID, to seq: Int64) async throws -> Int64? {
-        let rows = try await fetch(
+        let rows = try await write(
             """
             WITH target AS (
                 SELECT LEAST(\(seq), last_seq) AS seq FROM chats WHERE id = \(chat.rawValue)
@@ -455,8 +458,10 @@ public final class PostgresChatStore: ChatStore {
         let rows: [(Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date)]
         do {
             rows = try await withConnection { connection in
-                try await connection.query(query, logger: self.logger)
-                    .decode((Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
+                try await self.committing(on: connection) {
+                    try await connection.query(query, logger: self.logger)
+                        .decode((Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
+                }
             }
         } catch let error as PSQLError where Self.isUniqueViolation(error, constraint: "messages_sender_client_unique")
         {
@@ -518,7 +523,7 @@ public final class PostgresChatStore: ChatStore {
         let count = Int64(count)
         // One statement: the chat row's lock hands out `count` seqs at once and
         // generate_series stores them; the INSERT runs although nothing reads its result.
-        let rows = try await fetch(
+        let rows = try await write(
             """
             WITH next AS (
                 UPDATE chats SET last_seq = last_seq + \(count)
@@ -562,7 +567,7 @@ public final class PostgresChatStore: ChatStore {
 
     // MARK: Connections, transactions and errors
 
-    /// Runs a query and decodes every row.
+    /// Runs a query that reads, and decodes every row.
     private func fetch<each Column: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as types: (repeat each Column).Type
     ) async throws -> [(repeat each Column)] {
@@ -575,14 +580,19 @@ public final class PostgresChatStore: ChatStore {
         }
     }
 
-    /// Runs a statement whose rows, if any, are not needed.
+    /// Runs a statement that writes, and decodes every row once it has committed.
+    private func write<each Column: PostgresDecodable & Sendable>(
+        _ query: PostgresQuery, as types: (repeat each Column).Type
+    ) async throws -> [(repeat each Column)] {
+        try await transaction { connection in
+            try await connection.query(query, logger: self.logger).decode(types).collectAll()
+        }
+    }
+
+    /// Runs a statement that writes and whose rows, if any, are not needed.
     private func execute(_ query: PostgresQuery) async throws {
-        do {
-            try await withConnection { connection -> Void in
-                _ = try await connection.query(query, logger: self.logger).collect()
-            }
-        } catch {
-            throw mapError(error)
+        try await transaction { connection -> Void in
+            _ = try await connection.query(query, logger: self.logger).collect()
         }
     }
 
@@ -594,54 +604,82 @@ public final class PostgresChatStore: ChatStore {
     {
         do {
             return try await withConnection { connection in
-                try await connection.query("BEGIN", logger: self.logger)
-                do {
-                    let value = try await body(connection)
-                    try await connection.query("COMMIT", logger: self.logger)
-                    return value
-                } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
-                    throw error
-                }
+                try await self.committing(on: connection) { try await body(connection) }
             }
         } catch {
             throw mapError(error)
         }
     }
 
+    /// Runs `body` between BEGIN and COMMIT, so that returning means committed. A statement
+    /// outside a transaction block would not do: PostgreSQL sends its rows and its completion
+    /// before it commits (at the protocol's Sync), and the driver returns on the completion;
+    /// a database crash in between would report a write that never happened (found by the
+    /// `pg_ctl restart -m immediate` fault run: acknowledged messages whose seq went to others).
+    private func committing<T: Sendable>(
+        on connection: PostgresConnection, _ body: () async throws -> T
+    ) async throws -> T {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            let value = try await body()
+            try await connection.query("COMMIT", logger: logger)
+            return value
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
     /// Leases a pooled connection for `body`, giving up with ``ChatError/storageUnavailable``
-    /// when none can be had within ``connectionWaitLimit``. The pool itself would wait forever
-    /// while the database is down; a request should fail fast instead (and be retried).
+    /// when none can be had within ``connectionWaitLimit``, or when `body` has not finished
+    /// within ``workLimit`` of the lease. The pool itself would wait forever while the database
+    /// is down; a request should fail fast instead (and be retried). And a query sent just as
+    /// the database drops the connection can wait forever, deaf to cancellation (PostgresNIO
+    /// 1.33, seen under load during `pg_ctl restart`): the caller stops waiting for it rather
+    /// than hold up every later send into its chat. An abandoned transaction that commits
+    /// after all does no harm: the sender's retry with the same client id gets the stored
+    /// message, and the hub fills the gap.
     private func withConnection<T: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     )
         async throws -> T
     {
-        let lease = LeaseState()
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await self.client.withConnection { connection in
-                    lease.isLeased.withLock { $0 = true }
-                    return try await body(connection)
+        let race = LeaseRace<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard race.start(continuation) else { return }
+                let work = Task {
+                    do {
+                        let value = try await self.client.withConnection { connection in
+                            race.leased()
+                            return try await body(connection)
+                        }
+                        race.finish(with: .success(value))
+                    } catch {
+                        race.finish(with: .failure(error))
+                    }
+                }
+                race.onAbandon { work.cancel() }
+                race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: connectionWaitLimit) {
+                    if let leasedAt = race.leasedAt {
+                        race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + self.workLimit - .now)
+                        {
+                            self.logger.error(
+                                "PostgreSQL did not answer in time", metadata: ["limit": "\(self.workLimit)"])
+                            self.giveUp(race)
+                        }
+                    } else {
+                        self.giveUp(race)
+                    }
                 }
             }
-            group.addTask {
-                try await Task.sleep(for: self.connectionWaitLimit)
-                // Once a connection is leased the work runs to completion, however long it takes.
-                guard lease.isLeased.withLock({ $0 }) else {
-                    self.metrics.databaseError()
-                    throw ChatError.storageUnavailable
-                }
-                return nil
-            }
-            while let result = try await group.next() {
-                if let value = result {
-                    group.cancelAll()
-                    return value
-                }
-            }
-            throw StorageError.unexpected("connection lease ended without a result")
+        } onCancel: {
+            race.finish(with: .failure(CancellationError()))
         }
+    }
+
+    private func giveUp<T>(_ race: LeaseRace<T>) {
+        if race.finish(with: .failure(ChatError.storageUnavailable)) { metrics.databaseError() }
     }
 
     private func mapError(_ error: any Error) -> any Error {
@@ -685,9 +723,69 @@ public final class PostgresChatStore: ChatStore {
     }
 }
 
-/// Whether a connection lease has begun, shared by the lease and its timeout.
-private final class LeaseState: Sendable {
-    let isLeased = Mutex(false)
+/// One lease's work racing its time limits: whichever ends first resumes the caller, once.
+/// The work is cancelled when it loses, and the pending limit when the work wins.
+private final class LeaseRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var finished = false
+        var leasedAt: ContinuousClock.Instant?
+        var limit: Scheduled<Void>?
+        var abandon: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    var leasedAt: ContinuousClock.Instant? { state.withLock { $0.leasedAt } }
+
+    /// Hands the race its caller; false (and the caller resumed) when it was cancelled already.
+    func start(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+        let finished = state.withLock { state in
+            if !state.finished { state.continuation = continuation }
+            return state.finished
+        }
+        if finished { continuation.resume(throwing: CancellationError()) }
+        return !finished
+    }
+
+    func leased() {
+        state.withLock { $0.leasedAt = .now }
+    }
+
+    func onAbandon(_ action: @escaping @Sendable () -> Void) {
+        let finished = state.withLock { state in
+            if !state.finished { state.abandon = action }
+            return state.finished
+        }
+        if finished { action() }
+    }
+
+    /// Runs `action` after `delay` unless the race is over by then.
+    func schedule(on eventLoop: any EventLoop, in delay: Duration, _ action: @escaping @Sendable () -> Void) {
+        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(Int64(max(delay, .zero) / .nanoseconds(1)))) {
+            action()
+        }
+        let finished = state.withLock { state in
+            if !state.finished { state.limit = scheduled }
+            return state.finished
+        }
+        if finished { scheduled.cancel() }
+    }
+
+    /// Ends the race with `result` unless it is over already; returns whether this ended it.
+    @discardableResult
+    func finish(with result: Result<T, any Error>) -> Bool {
+        let ended = state.withLock { state -> State? in
+            guard !state.finished else { return nil }
+            defer { state = State(finished: true) }
+            return state
+        }
+        guard let ended else { return false }
+        ended.limit?.cancel()
+        if case .failure = result { ended.abandon?() }
+        ended.continuation?.resume(with: result)
+        return true
+    }
 }
 
 extension AsyncSequence where Self: Sendable {
