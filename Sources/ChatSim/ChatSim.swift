@@ -49,6 +49,11 @@ struct CommonOptions: ParsableArguments {
     var minRate: Double?
     @Option(help: "Also write the report as JSON to this file.")
     var json: String?
+    @Flag(
+        help: ArgumentHelp(
+            "Reconnect and resume whenever a connection ends unasked, and repeat sends refused with storage_unavailable.",
+            discussion: "For runs during which the server or its database is made to fail (scripts/fault-runs)."))
+    var rideOut = false
     @Flag(help: "Print no progress lines.")
     var quiet = false
 
@@ -73,6 +78,7 @@ struct CommonOptions: ParsableArguments {
         options.sourceAddresses = sourceAddresses
         options.maxP99Milliseconds = maxP99Milliseconds
         options.minRate = minRate
+        options.rideOut = rideOut
         if !quiet { options.log = { FileHandle.standardError.write(Data("chatsim: \($0)\n".utf8)) } }
         let report = try await scenario.run(options)
         print(report.text)
@@ -112,11 +118,14 @@ struct FanoutCommand: AsyncParsableCommand {
     var users = Fanout().members
     @Option(help: "Members who send.")
     var senders = Fanout().senders
+    @Option(help: "Members who stop reading while measured, to be closed by the server (needs --ride-out).")
+    var slowConsumers = Fanout().slowConsumers
 
     func run() async throws {
         var scenario = Fanout()
         scenario.members = users
         scenario.senders = senders
+        scenario.slowConsumers = slowConsumers
         scenario.pace = sending.pace(or: scenario.pace)
         scenario.messageSize = sending.messageSize
         try await common.run(scenario)

@@ -72,21 +72,33 @@ struct ChatStream: Sendable {
         } else if let index = missing.firstIndex(where: { $0.contains(seq) }) {
             // Late: it arrives after a higher seq.
             reordered += 1
-            let range = missing.remove(at: index)
-            if range.lowerBound < seq { missing.append(range.lowerBound...(seq - 1)) }
-            if seq < range.upperBound { missing.append((seq + 1)...range.upperBound) }
+            fillHole(at: index, with: seq)
         } else if seq > start {
             duplicates += 1
         }
-        remember(seq: seq, messageID: messageID)
+        remember(seq: seq, messageID: messageID, clientID: clientID, run: run)
+    }
+
+    /// Records a message read from `/history` to fill what a reconnect skipped: it closes a
+    /// hole without counting as a late delivery.
+    mutating func filled(seq: Int64, messageID: Int64, clientID: ClientID?, run: UInt32) {
+        guard seq > start, seq <= last else { return }
+        if let index = missing.firstIndex(where: { $0.contains(seq) }) { fillHole(at: index, with: seq) }
+        remember(seq: seq, messageID: messageID, clientID: clientID, run: run)
+    }
+
+    private mutating func fillHole(at index: Int, with seq: Int64) {
+        let range = missing.remove(at: index)
+        if range.lowerBound < seq { missing.append(range.lowerBound...(seq - 1)) }
+        if seq < range.upperBound { missing.append((seq + 1)...range.upperBound) }
+    }
+
+    private mutating func remember(seq: Int64, messageID: Int64, clientID: ClientID?, run: UInt32) {
         if let clientID, clientID.run == run {
             highestNumber[clientID.sender] = max(highestNumber[clientID.sender] ?? 0, clientID.number)
         } else {
             foreign += 1
         }
-    }
-
-    private mutating func remember(seq: Int64, messageID: Int64) {
         guard seq > start else { return }
         let index = Int(seq - start - 1)
         if index >= messageIDs.count {

@@ -32,6 +32,9 @@ struct DeviceRole: Sendable {
     var sending: Sending?
     /// Marks what it receives as read, at most once a chat per this many nanoseconds.
     var readInterval: UInt64?
+    /// Stops reading while the run is measured (a slow consumer); its deliveries are left out
+    /// of the latencies.
+    var stallsWhileMeasuring = false
 }
 
 /// What a device observed, collected when the run ends.
@@ -52,8 +55,12 @@ struct DeviceObservations: Sendable {
     var strays = 0
     /// Errors that did not answer a send, by code.
     var otherErrors: [String: Int] = [:]
-    /// Chats that were too far behind to `resume` after a reconnect.
-    var resumesTooFar = 0
+    /// Chats too far behind to `resume` after a reconnect, caught up through `/history`.
+    var historyCatchUps = 0
+    /// Connections that ended unasked and were reconnected (`--ride-out`).
+    var connectionsLost = 0
+    /// Sends refused with `storage_unavailable` and repeated with their client id (`--ride-out`).
+    var sendsRepeated = 0
     /// Connections the server turned away with 1013 (try again later). A client answers
     /// that by reconnecting, so it is no failure by itself; whatever the device missed
     /// because of it shows in the check.
@@ -70,7 +77,8 @@ public struct SimulationError: Error, CustomStringConvertible {
 }
 
 /// One simulated device: a WebSocket connection of one user, reconnected when a scenario
-/// drops it, receiving the user's chats and, as a sender, sending into them.
+/// drops it (or, riding out faults, whenever it ends unasked), receiving the user's chats and,
+/// as a sender, sending into them.
 ///
 /// The connection is a plain NIO pipeline and the device does its work in the channel
 /// handler, on its event loop, without tasks or locks: the simulator must cost less than the
@@ -86,10 +94,15 @@ final class Device: @unchecked Sendable {
     let control: RunControl
     let eventLoop: any EventLoop
     let progress = DeviceProgress()
+    /// Called on the event loop when a ready connection ends unasked, to reconnect the device
+    /// as a real client would; nil counts such an end as a failure.
+    private let lost: (@Sendable (Device) -> Void)?
 
     private var observed = DeviceObservations()
     private var context: ChannelHandlerContext?
     private var readyPromise: EventLoopPromise<Void>?
+    /// Whether the current connection got past `ready`.
+    private var isReady = false
     /// Unanswered sends by number, kept to repeat them after a reconnect.
     private var pending: [Int: ByteBuffer] = [:]
     private var nextChat = 0
@@ -103,12 +116,17 @@ final class Device: @unchecked Sendable {
     private var lastRead: [Int64: UInt64] = [:]
     /// Chats being resumed, in the order the resumes were sent, and the `seq` each must reach.
     private var resumes: [(chat: Int64, target: Int64)] = []
+    /// Chats too far behind to `resume`: the `seq`s missed, to be read from `/history`.
+    private var farBehind: [(chat: Int64, missed: ClosedRange<Int64>)] = []
     private var masks: SplitMix64
     private let padding: String
 
-    init(index: Int, user: ServerAPI.User, role: DeviceRole, run: UInt32, control: RunControl, eventLoop: any EventLoop)
-    {
+    init(
+        index: Int, user: ServerAPI.User, role: DeviceRole, run: UInt32, control: RunControl, eventLoop: any EventLoop,
+        lost: (@Sendable (Device) -> Void)? = nil
+    ) {
         self.index = index
+        self.lost = lost
         self.user = user
         self.role = role
         self.run = run
@@ -203,6 +221,56 @@ final class Device: @unchecked Sendable {
         try? await closed?.get()
     }
 
+    /// Stops reading from the connection, as a client that hangs or is swamped would. A small
+    /// receive buffer keeps the kernel from soaking up megabytes of frames meanwhile (loopback
+    /// buffers grow to 32 MiB here), so that the server's own limits are what is tested.
+    func stallReading() {
+        eventLoop.execute {
+            guard let channel = self.context?.channel else { return }
+            _ = channel.setOption(.socketOption(.so_rcvbuf), value: 65_536)
+            _ = channel.setOption(.autoRead, value: false)
+        }
+    }
+
+    /// Reads again after `stallReading`: whatever the server sent meanwhile arrives, and
+    /// returns when the connection has ended. The server should have closed it at its outbox
+    /// limit: one still open 10 s later is closed here and counted as a failure.
+    func readAgain() async {
+        let channel: (any Channel)? = try? await eventLoop.submit {
+            guard let context = self.context else { return nil }
+            _ = context.channel.setOption(.autoRead, value: true)
+            context.read()
+            return context.channel
+        }.get()
+        guard let channel else { return }
+        let timer = eventLoop.scheduleTask(in: .seconds(10)) {
+            self.leaving = true
+            self.progress.failure.withLock { $0 = "a slow consumer was not closed by the server" }
+            channel.close(promise: nil)
+        }
+        try? await channel.closeFuture.get()
+        timer.cancel()
+    }
+
+    /// The chats too far behind to `resume` since the last call, with the `seq`s missed.
+    func takeFarBehind() async -> [(chat: Int64, missed: ClosedRange<Int64>)] {
+        (try? await eventLoop.submit {
+            defer { self.farBehind.removeAll() }
+            return self.farBehind
+        }.get()) ?? []
+    }
+
+    /// Records messages of `chat` read from `/history` to fill what a reconnect skipped.
+    func fill(_ chat: Int64, with messages: [MessagePayload]) async {
+        try? await eventLoop.submit {
+            for message in messages {
+                self.observed.streams[chat]?.filled(
+                    seq: message.seq, messageID: message.id.rawValue,
+                    clientID: message.clientID.flatMap(ClientID.init), run: self.run)
+            }
+        }.get()
+    }
+
     /// What the device observed so far.
     func observations() async -> DeviceObservations {
         (try? await eventLoop.submit { self.observed }.get()) ?? DeviceObservations()
@@ -240,12 +308,19 @@ final class Device: @unchecked Sendable {
 
     fileprivate func detached() {
         context = nil
+        let wasReady = isReady
+        isReady = false
         completeReady(.failure(SimulationError("the connection closed before ready")))
+        let unasked = !leaving && control.phase < .finished
         if closeCode == WebSocketErrorCode(codeNumber: 1013) {
             observed.turnedAway += 1
-        } else if !leaving && control.phase < .finished {
+        } else if unasked && lost == nil {
             let reason = closeCode.map { "closed by the server with \($0)" } ?? "the connection dropped"
             progress.failure.withLock { $0 = reason }
+        }
+        if unasked && wasReady, let lost {
+            observed.connectionsLost += 1
+            lost(self)
         }
     }
 
@@ -293,7 +368,8 @@ final class Device: @unchecked Sendable {
                     resumes.append((id, chat.lastSeq))
                     write(#"{"type":"resume","chat_id":\#(id),"after_seq":\#(have)}"#)
                 } else {
-                    observed.resumesTooFar += 1
+                    observed.historyCatchUps += 1
+                    farBehind.append((id, (have + 1)...chat.lastSeq))
                 }
             }
             observed.streams[id] = stream
@@ -305,6 +381,7 @@ final class Device: @unchecked Sendable {
         if case .window(let size)? = role.sending?.pace, sendingStarted {
             for _ in pending.count..<max(size, pending.count) { sendNext() }
         }
+        isReady = true
         completeReady(.success(()))
     }
 
@@ -351,7 +428,7 @@ final class Device: @unchecked Sendable {
         observed.streams[chat]!.record(seq: seq, messageID: messageID, clientID: clientID, run: run)
         progress.received.add(1, ordering: .relaxed)
         if control.phase == .measuring { observed.framesWhileMeasuring += 1 }
-        if let clientID, clientID.run == run, control.isMeasured(sentAt: clientID.sentAt) {
+        if let clientID, clientID.run == run, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {
             _ = observed[keyPath: latency].record((monotonicNanoseconds() &- clientID.sentAt) / 1000)
         }
         if !resumes.isEmpty, let index = resumes.firstIndex(where: { $0.chat == chat }),
@@ -367,7 +444,19 @@ final class Device: @unchecked Sendable {
             case .error(let code, _, let ref)? = try? JSONDecoder().decode(
                 ServerFrame.self, from: Data(text.readableBytesView))
         else { return }
-        if let clientID = ref.flatMap(ClientID.init), clientID.run == run, pending[clientID.number] != nil {
+        if let clientID = ref.flatMap(ClientID.init), clientID.run == run, let send = pending[clientID.number] {
+            if code == "storage_unavailable", lost != nil, let connection = context?.channel {
+                // Riding out an outage, as a client would: the same send again after a pause.
+                // Stored or not the first time, it is stored once.
+                observed.sendsRepeated += 1
+                let pause = Int64.random(in: 100...500, using: &masks)
+                eventLoop.scheduleTask(in: .milliseconds(pause)) {
+                    guard self.context?.channel === connection, self.pending[clientID.number] != nil else { return }
+                    self.write(send)
+                    connection.flush()
+                }
+                return
+            }
             observed.sendLog.refused(number: clientID.number, code: code)
             answered(clientID.number)
             guard case .window = role.sending?.pace else { return }
@@ -387,13 +476,13 @@ final class Device: @unchecked Sendable {
             let chat = resumes[index].chat
             observed.otherErrors[code, default: 0] += 1
             if code == "storage_unavailable", let position = observed.streams[chat]?.resumePosition,
-                let connection = context
+                let connection = context?.channel
             {
                 // "Try again later": as a client would, resume again after a pause, on this
                 // connection if it still stands (a new one resumes by itself).
                 let pause = Int64.random(in: 100...500, using: &masks)
                 eventLoop.scheduleTask(in: .milliseconds(pause)) {
-                    guard self.context === connection else { return }
+                    guard self.context?.channel === connection else { return }
                     self.write(#"{"type":"resume","chat_id":\#(chat),"after_seq":\#(position)}"#)
                     connection.flush()
                 }

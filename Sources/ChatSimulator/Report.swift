@@ -24,6 +24,8 @@ public struct Report: Codable, Sendable {
     public var connections: ConnectionCost?
     /// `reconnect`: how long recovering took.
     public var recovery: Recovery?
+    /// `--ride-out`: what the devices rode out.
+    public var faults: Faults?
     /// Each `--server-pid` over the measured window.
     public var server: [ProcessUsage]
     public var simulator: SimulatorUsage
@@ -87,6 +89,20 @@ public struct Report: Codable, Sendable {
         /// Connection attempts made while recovering (failed ones are retried with backoff).
         public var attempts: Int
         public var recovered: Int
+    }
+
+    /// What the devices of a `--ride-out` run went through.
+    public struct Faults: Codable, Sendable {
+        /// Connections that ended unasked.
+        public var connectionsLost: Int
+        /// Of those, reconnected and resumed.
+        public var recovered: Int
+        /// Connection attempts made while recovering.
+        public var attempts: Int
+        /// Seconds the slowest recovery took.
+        public var slowestRecoverySeconds: Double?
+        /// Sends refused with `storage_unavailable` and repeated with their client id.
+        public var sendsRepeated: Int
     }
 
     /// One server process over the measured window.
@@ -160,6 +176,13 @@ public struct Report: Codable, Sendable {
             lines.append(
                 "  recovery: \(recovery.recovered) devices in \(format(recovery.allRecoveredSeconds)) s, "
                     + "\(recovery.attempts) connection attempts")
+        }
+        if let faults {
+            lines.append(
+                "  faults: \(faults.connectionsLost) connections lost, \(faults.recovered) recovered in "
+                    + "\(faults.attempts) attempts"
+                    + (faults.slowestRecoverySeconds.map { " (slowest \(format($0)) s)" } ?? "")
+                    + ", \(faults.sendsRepeated) sends repeated after storage_unavailable")
         }
         for process in server {
             var line = "  server pid \(process.pid) (\(process.command)): \(format(process.cpuSeconds)) CPU s "

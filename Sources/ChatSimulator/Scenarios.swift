@@ -18,31 +18,59 @@ public protocol Scenario: Sendable {
 /// `fanout`: one group chat, every member connected once, some of them sending. A busy group
 /// is the broadcast core's hardest case: each message is stored once and delivered to every
 /// member.
+///
+/// With slow consumers, that many members who do not send stop reading for the measured
+/// window: the server must close them at its outbox limit while the others go on unhindered;
+/// then they read again, find themselves closed, reconnect and recover everything (through
+/// `/history` when too far behind to `resume`). That needs `rideOut`.
 public struct Fanout: Scenario {
     public static let name = "fanout"
     public var members = 50
     public var senders = 10
     public var pace = Pace.window(10)
     public var messageSize = 100
+    public var slowConsumers = 0
 
     public init() {}
 
     public var parameters: [String: String] {
-        ["users": "\(members)", "senders": "\(senders)", "pace": pace.description, "message_size": "\(messageSize)"]
+        [
+            "users": "\(members)", "senders": "\(senders)", "pace": pace.description, "message_size": "\(messageSize)",
+            "slow_consumers": "\(slowConsumers)",
+        ]
     }
 
     public func run(_ options: SimulationOptions) async throws -> Report {
         guard members >= 2 else { throw SimulationError("fanout needs at least 2 users") }
         guard (1...members).contains(senders) else { throw SimulationError("senders must be between 1 and the users") }
+        guard (0...(members - senders)).contains(slowConsumers) else {
+            throw SimulationError("slow consumers must be between 0 and the users who do not send")
+        }
+        guard slowConsumers == 0 || options.rideOut else {
+            throw SimulationError("slow consumers are closed by the server: they need --ride-out to reconnect")
+        }
         try pace.validate()
         return try await Simulation.with(options) { simulation in
             let users = try await simulation.registerUsers(members)
             let chat = try await simulation.createChat(.group, named: "fanout \(simulation.run)", members: users)
             let roles = users.enumerated().map { index, user in
                 let sending = DeviceRole.Sending(sender: index, chats: [chat], pace: pace, messageSize: messageSize)
-                return (user, DeviceRole(sending: index < senders ? sending : nil))
+                return (
+                    user,
+                    DeviceRole(
+                        sending: index < senders ? sending : nil, stallsWhileMeasuring: index >= members - slowConsumers
+                    )
+                )
             }
-            return try await simulation.traffic(Self.name, parameters: parameters, roles: roles)
+            return try await simulation.traffic(
+                Self.name, parameters: parameters, roles: roles,
+                alongside: { devices, _ in
+                    for device in devices where device.role.stallsWhileMeasuring { device.stallReading() }
+                    return [:]
+                },
+                afterMeasuring: { devices in
+                    for device in devices where device.role.stallsWhileMeasuring { await device.readAgain() }
+                })
         }
     }
 }

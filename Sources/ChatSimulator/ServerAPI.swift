@@ -43,6 +43,12 @@ struct ServerAPI: Sendable {
             .decode([MessagePayload].self, expecting: .ok, doing: "reading history \(query)").count
     }
 
+    /// Up to `limit` messages of `chat` after `seq`, in order.
+    func messages(of chat: ChatID, after seq: Int64, limit: Int, as user: User) async throws -> [MessagePayload] {
+        try await send(.GET, "/history/\(chat)?after_seq=\(seq)&limit=\(limit)", token: user.token)
+            .decode([MessagePayload].self, expecting: .ok, doing: "reading history after \(seq)")
+    }
+
     struct Reply {
         let status: HTTPResponseStatus
         let body: ByteBuffer

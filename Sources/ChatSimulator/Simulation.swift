@@ -26,6 +26,10 @@ public struct SimulationOptions: Sendable {
     public var sourceAddresses: Int?
     public var maxP99Milliseconds: Double?
     public var minRate: Double?
+    /// Devices reconnect (with backoff, then `resume`) whenever a connection ends unasked, and
+    /// repeat sends refused with `storage_unavailable`, as real clients do: for runs during
+    /// which the server or its database is made to fail.
+    public var rideOut = false
     /// Where progress lines go (the CLI prints them to standard error).
     public var log: @Sendable (String) -> Void = { _ in }
 
@@ -45,6 +49,12 @@ final class Simulation: Sendable {
     let run: UInt32
     let group: MultiThreadedEventLoopGroup
     let startedAt = Date()
+    /// Devices made so far (for spreading reconnects over source addresses).
+    let devicesMade = Atomic<Int>(0)
+    /// Lost connections being recovered (`rideOut`).
+    let recovering = Atomic<Int>(0)
+    /// How the recoveries of lost connections went (`rideOut`).
+    let recoveries = Mutex(RecoveryLog())
 
     static let password = "chatsim-password"
 
@@ -132,10 +142,13 @@ final class Simulation: Sendable {
 
     /// One device per role, spread over the event loops.
     func makeDevices(_ roles: [(user: ServerAPI.User, role: DeviceRole)]) -> [Device] {
-        roles.enumerated().map { index, entry in
+        devicesMade.add(roles.count, ordering: .relaxed)
+        var lost: (@Sendable (Device) -> Void)?
+        if options.rideOut { lost = { device in self.reconnectLost(device) } }
+        return roles.enumerated().map { index, entry in
             Device(
                 index: index, user: entry.user, role: entry.role, run: run, control: control,
-                eventLoop: group.next())
+                eventLoop: group.next(), lost: lost)
         }
     }
 
@@ -222,9 +235,11 @@ final class Simulation: Sendable {
             seconds: seconds, server: server, simulatorCPUSeconds: ProcessStats.ownCPUSeconds() - ownBefore)
     }
 
-    /// Waits until no send is unanswered and deliveries stopped for 300 ms (at most 15 s).
+    /// Waits until no lost connection is still recovering, no send is unanswered and
+    /// deliveries stopped for 300 ms (at most 15 s after the recoveries).
     func settle(_ devices: [Device]) async {
         options.log("draining")
+        while recovering.load(ordering: .relaxed) > 0 { try? await Task.sleep(for: .milliseconds(20)) }
         let deadline = ContinuousClock.now + .seconds(15)
         var lastReceived = -1
         var quietSince = ContinuousClock.now
@@ -276,7 +291,9 @@ final class Simulation: Sendable {
             sent: 0, stored: 0, deliveredFrames: 0, sentPerSecond: 0, storedPerSecond: 0, deliveredFramesPerSecond: 0)
         var senders: [Int: SendLog] = [:]
         var strays = 0
-        var resumesTooFar = 0
+        var historyCatchUps = 0
+        var connectionsLost = 0
+        var sendsRepeated = 0
         var turnedAway = 0
         for (index, observed) in observations.enumerated() {
             deliveryLatency.add(observed.deliveryLatency)
@@ -285,7 +302,9 @@ final class Simulation: Sendable {
             rates.stored += observed.ackedWhileMeasuring
             rates.deliveredFrames += observed.framesWhileMeasuring
             strays += observed.strays
-            resumesTooFar += observed.resumesTooFar
+            historyCatchUps += observed.historyCatchUps
+            connectionsLost += observed.connectionsLost
+            sendsRepeated += observed.sendsRepeated
             turnedAway += observed.turnedAway
             if observed.sendLog.sent > 0 { senders[index] = observed.sendLog }
         }
@@ -307,9 +326,13 @@ final class Simulation: Sendable {
             notes.append(
                 "the simulator used \(format(simulatorCores * 100))% of a core: it may have limited the rates measured")
         }
-        if resumesTooFar > 0 {
-            notes.append("\(resumesTooFar) chats were too far behind to resume after a reconnect")
+        if historyCatchUps > 0 {
+            notes.append("\(historyCatchUps) chats were too far behind to resume and were caught up through /history")
         }
+        let recoveryLog = recoveries.withLock { $0 }
+        let faults = Report.Faults(
+            connectionsLost: connectionsLost, recovered: recoveryLog.recovered, attempts: recoveryLog.attempts,
+            slowestRecoverySeconds: recoveryLog.slowest, sendsRepeated: sendsRepeated)
         if check.unanswered > 0 { notes.append("\(check.unanswered) sends were still unanswered at the end") }
         if turnedAway > 0 {
             notes.append(
@@ -330,7 +353,7 @@ final class Simulation: Sendable {
             scenario: scenario, parameters: parameters, startedAt: startedAt, measuredSeconds: measurement.seconds,
             devices: devices, connectSeconds: connect?.seconds, deviceFailures: allFailures,
             rates: observations.isEmpty ? nil : rates, latencies: latencies, history: nil, connections: nil,
-            recovery: nil, server: server,
+            recovery: nil, faults: options.rideOut ? faults : nil, server: server,
             simulator: .init(
                 cpuSeconds: measurement.simulatorCPUSeconds, cpuCores: simulatorCores, threads: options.threads),
             check: check, thresholds: [], notes: notes, passed: false)

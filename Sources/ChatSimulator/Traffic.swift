@@ -8,9 +8,10 @@ extension Simulation {
     typealias Alongside = @Sendable ([Device], ContinuousClock.Instant) async -> [String: Report.LatencySummary]
 
     /// The common course of the sending scenarios: connect, warm up, measure, drain, check.
+    /// `afterMeasuring` runs between the measured window and draining.
     func traffic(
         _ scenario: String, parameters: [String: String], roles: [(user: ServerAPI.User, role: DeviceRole)],
-        alongside: Alongside? = nil
+        alongside: Alongside? = nil, afterMeasuring: (@Sendable ([Device]) async -> Void)? = nil
     ) async throws -> Report {
         let devices = makeDevices(roles)
         let connect = await connectAll(devices)
@@ -25,6 +26,7 @@ extension Simulation {
             if let alongside { extra = await alongside(devices, end) }
             try await Task.sleep(until: end, clock: .continuous)
         }
+        await afterMeasuring?(devices)
         await settle(devices)
         let failures = failures(of: devices)
         let observations = await finish(devices)
@@ -84,6 +86,7 @@ extension Simulation {
             await device.drop()
             do {
                 try await device.connect(to: endpoint, from: sourceAddress(for: device.index, of: devices.count))
+                try await catchUp(device)
                 _ = latency.record((monotonicNanoseconds() - start) / 1000)
             } catch {
                 device.progress.failure.withLock { $0 = "reconnecting: \(error)" }
@@ -91,6 +94,42 @@ extension Simulation {
             next += .seconds(1 / perSecond)
         }
         return latency.totalCount > 0 ? ["reconnect": .init(microseconds: latency)] : [:]
+    }
+
+    /// Reconnects a device whose connection ended unasked, in the background; `settle` waits
+    /// for it. Called on the device's event loop.
+    func reconnectLost(_ device: Device) {
+        recovering.add(1, ordering: .relaxed)
+        Task {
+            let outcome = await recover(
+                device, of: devicesMade.load(ordering: .relaxed), jitter: .milliseconds(500), since: .now)
+            recoveries.withLock { $0.add(outcome) }
+            if let failure = outcome.failure { device.progress.failure.withLock { $0 = failure } }
+            recovering.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    /// Reads from `/history` what `device` missed in chats too far behind to `resume`, 1,000
+    /// messages a page, repeating pages the server cannot answer for now.
+    func catchUp(_ device: Device) async throws {
+        for (chat, missed) in await device.takeFarBehind() {
+            var after = missed.lowerBound - 1
+            var refusals = 0
+            while after < missed.upperBound {
+                let page: [MessagePayload]
+                do {
+                    page = try await api.messages(of: ChatID(chat), after: after, limit: 1000, as: device.user)
+                } catch {
+                    refusals += 1
+                    guard refusals < 100 else { throw error }
+                    try await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
+                guard let last = page.last else { break }
+                await device.fill(chat, with: page)
+                after = last.seq
+            }
+        }
     }
 
     /// How one device's recovery went.
@@ -102,8 +141,9 @@ extension Simulation {
     }
 
     /// Reconnects a dropped device: after a random delay up to `jitter`, then with
-    /// exponential backoff (0.1 s doubling up to 5 s, with jitter) for up to 60 s; then waits
-    /// until its `resume`s are complete.
+    /// exponential backoff (0.1 s doubling up to 5 s, with jitter) for up to 60 s; then reads
+    /// from `/history` what is too far behind to resume and waits until its `resume`s are
+    /// complete.
     func recover(
         _ device: Device, of total: Int, jitter: Duration, since droppedAt: ContinuousClock.Instant
     ) async -> Recovered {
@@ -119,19 +159,40 @@ extension Simulation {
             attempts += 1
             do {
                 try await device.connect(to: endpoint, from: sourceAddress(for: device.index, of: total))
-                while device.progress.resuming.load(ordering: .relaxed) > 0 {
-                    guard ContinuousClock.now - droppedAt < .seconds(90) else {
-                        return Recovered(seconds: nil, attempts: attempts, failure: "resume did not complete")
-                    }
-                    try? await Task.sleep(for: .milliseconds(5))
-                }
-                return Recovered(seconds: (ContinuousClock.now - droppedAt).seconds, attempts: attempts)
             } catch {
                 lastError = "\(error)"
                 try? await Task.sleep(for: backoff + randomDelay(upTo: backoff))
                 backoff = min(backoff * 2, .seconds(5))
+                continue
             }
+            do {
+                try await catchUp(device)
+            } catch {
+                return Recovered(seconds: nil, attempts: attempts, failure: "catching up through /history: \(error)")
+            }
+            while device.progress.resuming.load(ordering: .relaxed) > 0 {
+                guard ContinuousClock.now - droppedAt < .seconds(90) else {
+                    return Recovered(seconds: nil, attempts: attempts, failure: "resume did not complete")
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return Recovered(seconds: (ContinuousClock.now - droppedAt).seconds, attempts: attempts)
         }
         return Recovered(seconds: nil, attempts: attempts, failure: "did not reconnect within 60 s: \(lastError)")
+    }
+}
+
+/// How the recoveries of lost connections went in a run riding out faults.
+struct RecoveryLog: Sendable {
+    var recovered = 0
+    var attempts = 0
+    /// Seconds the slowest recovery took.
+    var slowest: Double?
+
+    mutating func add(_ outcome: Simulation.Recovered) {
+        attempts += outcome.attempts
+        guard let seconds = outcome.seconds else { return }
+        recovered += 1
+        slowest = max(slowest ?? 0, seconds)
     }
 }

@@ -154,6 +154,26 @@ import Testing
         #expect(report.gaps == 1)
     }
 
+    @Test func historyReadAfterAReconnectFillsWhatWasMissedButMustBeTheStoredMessages() {
+        var device = stream([1, 2])
+        device.reconnected(liveAfter: 5)
+        for seq: Int64 in [6, 7] {
+            device.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        for seq: Int64 in [3, 4, 5] {
+            device.filled(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        #expect(check([device], acked: 7) == CheckReport())
+
+        var partly = stream([1, 2])
+        partly.reconnected(liveAfter: 5)
+        partly.filled(seq: 3, messageID: 103, clientID: clientID(3), run: Self.run)
+        partly.filled(seq: 4, messageID: 999, clientID: clientID(4), run: Self.run)
+        let report = check([partly], acked: 5)
+        #expect(report.lost == 1, "seq 5 was never read")
+        #expect(report.unexpected == 1, "seq 4 was another message than the one acknowledged")
+    }
+
     @Test func aDeviceThatJoinedLateIsCheckedFromWhereItJoined() {
         #expect(check([stream([4, 5], after: 3)]) == CheckReport())
         #expect(check([stream([5], after: 3)]).lost == 1)

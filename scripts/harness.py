@@ -1,0 +1,155 @@
+"""What the scripts that drive release binaries share: building them, a throwaway PostgreSQL
+cluster, and chat-server processes on free ports (scripts/bench, scripts/fault-runs)."""
+
+import glob
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import resource
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(message):
+    print(f"{os.path.basename(sys.argv[0])}: {message}", file=sys.stderr, flush=True)
+
+
+def run(command, **kwargs):
+    log("$ " + " ".join(command))
+    return subprocess.run(command, check=True, **kwargs)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raise_file_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wait_until_ready(url, process, deadline=60):
+    end = time.time() + deadline
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"the process serving {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except Exception:
+            pass
+        if time.time() > end:
+            sys.exit(f"{url} did not become ready")
+        time.sleep(0.2)
+
+
+def build():
+    """Release binaries of chat-server and chatsim."""
+    for product in ["chat-server", "chatsim"]:
+        run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT)
+    bin_path = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    return os.path.join(bin_path, "chat-server"), os.path.join(bin_path, "chatsim")
+
+
+class Postgres:
+    """A throwaway cluster on a free port, removed with its work directory."""
+
+    def __init__(self, workdir):
+        self.bin = self.find_binaries()
+        self.port = free_port()
+        self.data = os.path.join(workdir, "pgdata")
+        self.sockets = os.path.join(workdir, "pgsock")
+        self.log_path = os.path.join(workdir, "postgres.log")
+        os.makedirs(self.sockets)
+        self.as_postgres = []
+        if os.geteuid() == 0:
+            # initdb and postgres refuse to run as root.
+            user = pwd.getpwnam("postgres")
+            os.chown(workdir, user.pw_uid, user.pw_gid)
+            os.chown(self.sockets, user.pw_uid, user.pw_gid)
+            self.as_postgres = ["runuser", "-u", "postgres", "--"]
+        run(self.as_postgres + [f"{self.bin}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
+                                "--no-sync"], stdout=subprocess.DEVNULL)
+        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c max_connections=200")
+        run(self.as_postgres + [f"{self.bin}/pg_ctl", "start", "-D", self.data, "-l", self.log_path, "-w",
+                                "-o", options], stdout=subprocess.DEVNULL)
+        self.version = subprocess.run([f"{self.bin}/postgres", "--version"], capture_output=True,
+                                      text=True).stdout.strip()
+
+    @staticmethod
+    def find_binaries():
+        for _ in range(2):
+            for directory in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+                if all(os.access(f"{directory}/{name}", os.X_OK) for name in ["initdb", "postgres", "pgbench"]):
+                    return directory
+            run([os.path.join(ROOT, "scripts", "install-postgres")])
+        sys.exit("PostgreSQL's initdb, postgres and pgbench are needed (Debian package postgresql)")
+
+    @property
+    def pid(self):
+        """The postmaster's pid."""
+        with open(os.path.join(self.data, "postmaster.pid")) as file:
+            return int(file.readline())
+
+    def url(self, database):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
+
+    def create_database(self, name):
+        run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name])
+        return self.url(name)
+
+    def psql(self, database, sql):
+        run([f"{self.bin}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+             "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], stdout=subprocess.DEVNULL)
+
+    def pg_ctl(self, *arguments):
+        run(self.as_postgres + [f"{self.bin}/pg_ctl", *arguments, "-D", self.data], stdout=subprocess.DEVNULL)
+
+    def restart(self, mode):
+        """`pg_ctl restart -m <mode>`: `fast` rolls back and disconnects cleanly, `immediate`
+        kills every backend at once and recovers from the WAL at the next start."""
+        self.pg_ctl("restart", "-m", mode, "-l", self.log_path, "-w")
+
+    def stop(self):
+        subprocess.run(self.as_postgres + [f"{self.bin}/pg_ctl", "stop", "-D", self.data, "-m", "fast"],
+                       capture_output=True)
+
+
+class Server:
+    """A chat-server on a free port; `kill` and `start` keep the port."""
+
+    def __init__(self, binary, database_url, workdir, name, environment):
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.environment = dict(os.environ, **environment, CHAT_PORT=str(self.port), DATABASE_URL=database_url)
+        self.log = open(os.path.join(workdir, f"server-{name}.log"), "a")
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen([self.binary, "serve"], env=self.environment, cwd=self.workdir,
+                                        stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=raise_file_limit)
+        wait_until_ready(self.url + "/health/ready", self.process)
+
+    def kill(self):
+        """SIGKILL: no graceful shutdown, no closing handshakes."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
