@@ -4,12 +4,13 @@ import NIOPosix
 /// A plain TCP connection for tests that must write exactly the bytes they mean (hand-made
 /// handshakes, silent clients) and read everything the server sends back.
 public enum RawConnection {
-    /// Writes `request`, then reads until the server closes the connection or `timeout` passes.
+    /// Writes `request` (if any), then reads until the server closes the connection or
+    /// `timeout` passes.
     /// - Returns: every byte received.
     public static func exchange(port: Int, request: [UInt8], timeout: Duration = .seconds(10)) async throws -> [UInt8] {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: request))
+            if !request.isEmpty { try await outbound.write(ByteBuffer(bytes: request)) }
             let received = try await within(timeout) {
                 var received: [UInt8] = []
                 for try await buffer in inbound { received += buffer.readableBytesView }

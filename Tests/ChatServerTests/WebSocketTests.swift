@@ -273,6 +273,40 @@ struct WebSocketWireTests {
         }
     }
 
+    /// The server-wide cap: a connection over `CHAT_MAX_CONNECTIONS` gets 503 with the error
+    /// body and is closed, the open ones keep working, and a freed place can be taken again.
+    @Test func connectionsOverTheServerWideCapAreTurnedAway() async throws {
+        try await TestApp.run(testing: .live, overrides: ["CHAT_MAX_CONNECTIONS": "6"]) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            let request = Array("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+            // The test's HTTP client holds some of the places: fill the rest with sockets.
+            var sockets: [ChatWebSocketClient] = []
+            while let socket = try? await ChatWebSocketClient.connect(port: port, token: alice.token) {
+                sockets.append(socket)
+                try #require(sockets.count <= 6, "the cap never turned a connection away")
+            }
+            // Turned away before it says anything (a request would meet a closed connection).
+            let refused = String(decoding: try await RawConnection.exchange(port: port, request: []), as: UTF8.self)
+            #expect(refused.hasPrefix("HTTP/1.1 503"), "got \(refused.prefix(40))")
+            #expect(refused.contains("Retry-After: 1") && refused.contains(#""code":"too_many_connections""#))
+            let open = try #require(sockets.first)
+            open.send(.typing(chatID: ChatID(999)))
+            guard case .error(let code, _, _) = try await open.next(.error) else { return }
+            #expect(code == "not_a_member", "an open connection still answers")
+            await sockets.removeLast().close()
+            // The server counts the closed connection out when it sees it end.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var answer = ""
+            while !answer.hasPrefix("HTTP/1.1 200"), ContinuousClock.now < deadline {
+                let received = try? await RawConnection.exchange(port: port, request: request)
+                answer = String(decoding: received ?? [], as: UTF8.self)
+            }
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "the freed place can be taken")
+            for socket in sockets { await socket.close() }
+        }
+    }
+
     /// Hand-built frames that break RFC 6455 close the connection with 1002.
     @Test(arguments: [
         (

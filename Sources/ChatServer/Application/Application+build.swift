@@ -60,7 +60,8 @@ public func buildApplication(
     let upgradeRouter = router.buildResponder()
     let webSocket = WebSocketUpgradeChannel.Configuration(
         maxFrameSize: config.webSocket.maxFrameBytes, pingInterval: config.webSocket.pingInterval,
-        requestHeadTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout)
+        requestHeadTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout,
+        connections: OpenConnections(limit: config.maxConnections))
     var app = Application(
         router: router,
         server: HTTPServerBuilder { responder in

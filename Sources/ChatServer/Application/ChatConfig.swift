@@ -60,11 +60,25 @@ public struct ChatConfig: Sendable {
     public var requestHeadTimeout: Duration
     /// How long an HTTP keep-alive connection may be idle (`CHAT_IDLE_TIMEOUT_SECONDS`, default 60).
     public var idleTimeout: Duration
+    /// Most client connections (HTTP and WebSocket) open at once (`CHAT_MAX_CONNECTIONS`);
+    /// further ones get 503. Defaults to the open-file limit less what the server keeps for
+    /// its database and files.
+    public var maxConnections: Int
     /// How long a stopping server waits for connections and requests to finish before it
     /// cancels them (`CHAT_SHUTDOWN_GRACE_SECONDS`, default 10).
     public var shutdownGrace: Duration
     /// The WebSocket layer's limits.
     public var webSocket: WebSocketSettings
+
+    /// The open-file limit less 100 descriptors for the database pool, logs and files (at
+    /// least 16).
+    static func defaultMaxConnections() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else {
+            return 10_000
+        }
+        return max(16, Int(clamping: limit.rlim_cur) - 100)
+    }
 
     /// The smallest secret accepted, in bytes: HS256's output size.
     public static let minimumSecretBytes = 32
@@ -172,6 +186,8 @@ public struct ChatConfig: Sendable {
         shutdownGrace = .seconds(try settings.int("CHAT_SHUTDOWN_GRACE_SECONDS", default: 10, in: 1...3600))
         requestHeadTimeout = .seconds(try settings.int("CHAT_REQUEST_HEAD_TIMEOUT_SECONDS", default: 10, in: 1...3600))
         idleTimeout = .seconds(try settings.int("CHAT_IDLE_TIMEOUT_SECONDS", default: 60, in: 1...86_400))
+        maxConnections = try settings.int(
+            "CHAT_MAX_CONNECTIONS", default: Self.defaultMaxConnections(), in: 1...10_000_000)
         webSocket = WebSocketSettings(
             maxFrameBytes: try settings.int("CHAT_WS_MAX_FRAME_BYTES", default: 65_536, in: 1024...(16 << 20)),
             connectionsPerUser: try settings.int("CHAT_WS_CONNECTIONS_PER_USER", default: 10, in: 1...10_000),

@@ -30,6 +30,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         var requestHeadTimeout: Duration
         /// How long an HTTP keep-alive connection may sit idle between requests.
         var idleTimeout: Duration
+        /// The server's open connections and their limit.
+        var connections: OpenConnections
     }
 
     /// What a connection turned into after its first request.
@@ -99,6 +101,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enablePipelining = false  // NIOAsyncChannel pipelines HTTP itself
             pipeline.enableErrorHandling = false  // Hummingbird handles errors
             pipeline.enableResponseHeaderValidation = false  // HTTPTypes validates already
+            try channel.pipeline.syncOperations.addHandler(ConnectionLimit(connections: configuration.connections))
             try channel.pipeline.syncOperations.addHandler(
                 RequestHeadDeadline(timeout: .nanoseconds(Int64(configuration.requestHeadTimeout / .nanoseconds(1)))))
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
