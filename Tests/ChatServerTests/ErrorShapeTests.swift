@@ -10,11 +10,28 @@ import Testing
 struct ErrorShapeTests {
     @Test func unknownRoutesGetTheErrorShape() async throws {
         try await TestApp.run { api in
-            for (method, uri) in [(HTTPRequest.Method.get, "/nope"), (.delete, "/user"), (.get, "/chat/add_user/1/2")] {
+            for (method, uri) in [(HTTPRequest.Method.get, "/nope"), (.post, "/chat/1/2"), (.get, "/history")] {
                 let response = try await api.send(method, uri)
                 #expect(response.status == .notFound && response.error?.code == "not_found", "\(method) \(uri)")
                 #expect(response.headers[.contentType] == "application/json; charset=utf-8")
             }
+        }
+    }
+
+    @Test func methodsAPathDoesNotTakeAre405WithAllow() async throws {
+        try await TestApp.run { api in
+            for (method, uri, allow) in [
+                (HTTPRequest.Method.delete, "/user", "POST"), (.get, "/chat/add_user/1/2", "POST"),
+                (.put, "/history/7", "GET"), (.post, "/static/app.css", "GET"), (.patch, "/", "GET"),
+            ] {
+                let response = try await api.send(method, uri)
+                #expect(
+                    response.status == .methodNotAllowed && response.error?.code == "method_not_allowed",
+                    "\(method) \(uri)")
+                #expect(response.headers[.allow] == allow, "\(method) \(uri)")
+            }
+            // A path the method does take still says 404 for what it cannot find.
+            #expect(try await api.send(.get, "/static/nope.css").status == .notFound)
         }
     }
 
@@ -58,6 +75,19 @@ struct ErrorShapeTests {
                     .post, "/auth/login", body: body, contentType: "application/x-www-form-urlencoded")
                 #expect(response.status == .badRequest && response.error?.code == "invalid_form", "\(body)")
             }
+        }
+    }
+
+    @Test func formFieldsAreReadLiterallyAndUnknownOnesIgnored() async throws {
+        try await TestApp.run { api in
+            try await api.register("alice", password: "pass word+1")
+            let body = "=x&a[b]=1&l%09=2&scope=&username=alice&password=pass+word%2B1&grant_type=password"
+            let response = try await api.sendRaw(
+                .post, "/auth/login", body: body, contentType: "application/x-www-form-urlencoded")
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let missing = try await api.sendRaw(
+                .post, "/auth/login", body: "username=alice", contentType: "application/x-www-form-urlencoded")
+            #expect(missing.status == .unprocessableContent && missing.error?.code == "validation_failed")
         }
     }
 

@@ -89,6 +89,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     router.add(middleware: RequestObservationMiddleware(metrics: components.telemetry.metrics))
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ErrorMiddleware())
+    let methods = RouteMethods()
+    router.add(middleware: MethodNotAllowedMiddleware(routes: methods))
 
     let users = UserController(
         accounts: components.accounts, maxBodyBytes: config.maxBodyBytes, cookieSecure: config.cookieSecure)
@@ -116,6 +118,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     auth.addRoutes(to: authenticated)
     ChatController(chats: components.chats, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
     AdminController(store: components.store, hub: components.hub).addRoutes(to: authenticated)
+    methods.learn(router.routes)
     return router
 }
 

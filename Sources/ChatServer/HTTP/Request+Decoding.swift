@@ -23,23 +23,32 @@ extension Request {
         }
     }
 
-    /// Decodes an `application/x-www-form-urlencoded` body of at most `maxBytes` bytes.
+    /// Reads an `application/x-www-form-urlencoded` body of at most `maxBytes` bytes as its
+    /// fields. Names are taken literally (no `a[b]` nesting) and each may appear once: a form
+    /// repeating a field is ambiguous, and is refused rather than read one way or the other.
     /// - Throws: 415 without a form content type, 413 when too large, 400 for a form that
-    ///   cannot be read (such as one repeating a field), 422 naming a missing or mistyped field.
-    func decodeForm<T: Decodable>(as type: T.Type, maxBytes: Int) async throws -> T {
+    ///   cannot be read.
+    func formFields(maxBytes: Int) async throws -> [String: String] {
         guard hasContentType("application/x-www-form-urlencoded") else {
             throw APIError.unsupportedMediaType(expected: "application/x-www-form-urlencoded")
         }
-        let body = try await body.collect(upTo: maxBytes)
-        do {
-            return try URLEncodedFormDecoder().decode(T.self, from: String(buffer: body))
-        } catch let error as DecodingError {
-            throw Self.apiError(error)
-        } catch {
-            throw APIError(
-                status: .badRequest, code: "invalid_form",
-                message: "The form body could not be read (each field may appear once).")
+        let body = String(buffer: try await body.collect(upTo: maxBytes))
+        var fields: [String: String] = [:]
+        for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = Self.formDecoded(parts[0]), let value = Self.formDecoded(parts.last ?? ""),
+                fields.updateValue(parts.count == 2 ? value : "", forKey: name) == nil
+            else {
+                throw APIError(
+                    status: .badRequest, code: "invalid_form",
+                    message: "The form body could not be read (each field may appear once).")
+            }
         }
+        return fields
+    }
+
+    private static func formDecoded(_ text: Substring) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
     /// An optional integer query parameter.

@@ -28,12 +28,12 @@ struct WebSocketController {
                 originPolicy.isAllowed(origin: origin, host: request.head.authority)
             else { throw OriginPolicy.crossSite }
         }
+        let narrowedTo = try Self.narrowedChat(request)
         guard Self.isHandshake(request) else {
             throw APIError(
                 status: .upgradeRequired, code: "upgrade_required", message: "Open this URL as a WebSocket.",
                 headers: [.upgrade: "websocket"])
         }
-        let narrowedTo = try Self.narrowedChat(request)
         if let narrowedTo {
             _ = try await chats.details(of: narrowedTo, viewer: session.user.id)
         }

@@ -11,14 +11,18 @@ struct AuthController {
     let trustedProxies: Set<String>
 
     /// The form of the OAuth2 password grant (RFC 6749 §4.3); `username` is a name or email.
-    struct LoginForm: Decodable {
+    /// The OAuth2 password grant's fields; others (`scope`, `client_id`, ...) are ignored.
+    struct LoginForm {
         var grantType: String?
         var username: String
         var password: String
 
-        enum CodingKeys: String, CodingKey {
-            case grantType = "grant_type"
-            case username, password
+        init(_ fields: [String: String]) throws {
+            guard let username = fields["username"] else { throw ChatError.invalidField("username", "is required") }
+            guard let password = fields["password"] else { throw ChatError.invalidField("password", "is required") }
+            self.grantType = fields["grant_type"]
+            self.username = username
+            self.password = password
         }
     }
 
@@ -32,7 +36,7 @@ struct AuthController {
 
     /// Checks the credentials; returns the token and sets it as an HttpOnly cookie.
     @Sendable func logIn(request: Request, context: ChatRequestContext) async throws -> Response {
-        let form = try await request.decodeForm(as: LoginForm.self, maxBytes: maxBodyBytes)
+        let form = try LoginForm(await request.formFields(maxBytes: maxBodyBytes))
         if let grantType = form.grantType, grantType != "password" {
             throw APIError(
                 status: .badRequest, code: "unsupported_grant_type", message: "grant_type must be \"password\".")
