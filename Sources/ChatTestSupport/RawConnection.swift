@@ -23,6 +23,36 @@ public enum RawConnection {
         }
     }
 
+    /// Writes `first`, reads until the bytes received contain `answer`, then writes `second`
+    /// and reads until the server closes the connection, within `timeout` in all.
+    /// - Returns: every byte received after `second` was written.
+    public static func exchangeInTwoSteps(
+        port: Int, first: [UInt8], until answer: String, then second: [UInt8], timeout: Duration = .seconds(10)
+    ) async throws -> [UInt8] {
+        let channel = try await connect(port: port)
+        return try await channel.executeThenClose { inbound, outbound in
+            let received = try await within(timeout) {
+                try await outbound.write(ByteBuffer(bytes: first))
+                var received: [UInt8] = []
+                var answered = false
+                for try await buffer in inbound {
+                    received += buffer.readableBytesView
+                    if !answered, String(decoding: received, as: UTF8.self).contains(answer) {
+                        answered = true
+                        received = []
+                        try await outbound.write(ByteBuffer(bytes: second))
+                    }
+                }
+                return answered ? received : nil
+            }
+            guard let received else {
+                throw ChatWebSocketClient.Failure(
+                    description: "no \(answer) then a close within \(timeout), or the connection ended first")
+            }
+            return received
+        }
+    }
+
     /// Writes `request`, runs `body` without reading anything (so the socket fills up, as with
     /// a client that stopped reading), then reads until the server closes the connection.
     /// - Returns: what `body` returned, and whether the server closed the connection within

@@ -273,6 +273,30 @@ struct WebSocketWireTests {
         }
     }
 
+    /// A keep-alive connection's later request heads have the same deadline as its first,
+    /// from their first byte; a WebSocket, no longer speaking HTTP, has none.
+    @Test func laterRequestHeadsHaveADeadlineTooButWebSocketsDoNot() async throws {
+        try await TestApp.run(testing: .live, overrides: ["CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "1"]) { api in
+            let port = try #require(api.client.port)
+            // First, while the test client's own connection is within its first deadline.
+            let alice = try await api.user("alice")
+            let received = try await RawConnection.exchangeInTwoSteps(
+                port: port, first: Array("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8),
+                until: #""status":"ok"}"#, then: Array("GET /health/live HTTP/1.1\r\nHost: 127".utf8))
+            let answer = String(decoding: received, as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 408"), "got \(answer.prefix(40))")
+
+            let socket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            for round in 1...2 {
+                socket.send(.typing(chatID: ChatID(999)))
+                guard case .error(let code, _, _) = try await socket.next(.error) else { return }
+                #expect(code == "not_a_member", "round \(round): the WebSocket still answers")
+                if round == 1 { try await Task.sleep(for: .seconds(2)) }  // past any deadline the frame started
+            }
+            await socket.close()
+        }
+    }
+
     /// The server-wide cap: a connection over `CHAT_MAX_CONNECTIONS` gets 503 with the error
     /// body and is closed, the open ones keep working, and a freed place can be taken again.
     @Test func connectionsOverTheServerWideCapAreTurnedAway() async throws {

@@ -55,7 +55,7 @@ public struct ChatConfig: Sendable {
     public var logFormat: ChatLogHandler.Format
     /// When set, `GET /metrics` needs it as a bearer token (`CHAT_METRICS_TOKEN`).
     public var metricsToken: String?
-    /// How long a new connection has to send its first request's head
+    /// How long a request head may take to arrive, from connecting or from its first byte
     /// (`CHAT_REQUEST_HEAD_TIMEOUT_SECONDS`, default 10): slow senders are closed with 408.
     public var requestHeadTimeout: Duration
     /// How long an HTTP keep-alive connection may be idle (`CHAT_IDLE_TIMEOUT_SECONDS`, default 60).

@@ -1,20 +1,31 @@
 import NIOCore
 
-/// Closes a connection whose first request head (request line and headers) has not fully
-/// arrived within `timeout` of connecting, with a `408` when part of it came. This is the
-/// defence against slowloris, which holds connections by sending headers a byte at a time:
-/// an idle timer never fires on such a connection, a deadline does. Bytes pass through
-/// untouched; the handler removes itself once the head is complete (WebSocket connections
-/// then live as long as they answer pings; HTTP keep-alive connections are closed by the idle
-/// timeout).
-final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler {
+/// Closes a connection whose request head (request line and headers) does not fully arrive
+/// within `timeout`, with a `408` when part of it came. This is the defence against slowloris,
+/// which holds connections by sending headers a byte at a time: an idle timer never fires on
+/// such a connection, a deadline does.
+///
+/// The first head's deadline runs from the moment of connecting; a keep-alive connection's
+/// later heads have theirs from their first byte (until then the idle timeout watches it).
+/// Bytes pass through untouched. The handler sees only bytes, so it takes a flush of the
+/// server's answer as the end of a request: what arrives after it starts the next head. A
+/// WebSocket upgrade removes it (``removed(from:)``): frames are no heads.
+final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    private enum State {
+        /// Waiting for a head; the deadline runs once a byte of it came (or from connecting).
+        case awaitingHead(receivedAnything: Bool)
+        /// A head arrived: what follows is its body, until the server answers.
+        case inRequest
+    }
+
     private let timeout: TimeAmount
+    private var state = State.awaitingHead(receivedAnything: false)
     private var deadline: Scheduled<Void>?
-    private var receivedAnything = false
     /// The last bytes seen, enough to find a head's end split across reads.
     private var tail: [UInt8] = []
 
@@ -25,12 +36,17 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
         self.timeout = timeout
     }
 
+    /// Removes the handler from a connection that stopped speaking HTTP/1.1.
+    static func removed(from pipeline: ChannelPipeline.SynchronousOperations) throws {
+        try pipeline.removeHandler(try pipeline.handler(type: RequestHeadDeadline.self))
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { start(context: context) }
+        if context.channel.isActive { startDeadline(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        start(context: context)
+        startDeadline(context: context)
         context.fireChannelActive()
     }
 
@@ -39,23 +55,35 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        receivedAnything = true
-        tail += unwrapInboundIn(data).readableBytesView
-        let headIsComplete = tail.indices.contains { tail[$0...].starts(with: Self.endOfHead) }
-        tail = Array(tail.suffix(Self.endOfHead.count - 1))
-        context.fireChannelRead(data)
-        if headIsComplete {
-            deadline?.cancel()
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        if case .awaitingHead = state {
+            state = .awaitingHead(receivedAnything: true)
+            startDeadline(context: context)
+            tail += unwrapInboundIn(data).readableBytesView
+            if tail.indices.contains(where: { tail[$0...].starts(with: Self.endOfHead) }) {
+                state = .inRequest
+                deadline?.cancel()
+                deadline = nil
+                tail = []
+            } else {
+                tail = Array(tail.suffix(Self.endOfHead.count - 1))
+            }
         }
+        context.fireChannelRead(data)
     }
 
-    private func start(context: ChannelHandlerContext) {
+    func flush(context: ChannelHandlerContext) {
+        if case .inRequest = state { state = .awaitingHead(receivedAnything: false) }
+        context.flush()
+    }
+
+    private func startDeadline(context: ChannelHandlerContext) {
         guard deadline == nil else { return }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         deadline = context.eventLoop.scheduleTask(in: timeout) {
             let (handler, context) = loopBound.value
-            guard handler.receivedAnything else { return context.close(promise: nil) }
+            guard case .awaitingHead(receivedAnything: true) = handler.state else {
+                return context.close(promise: nil)
+            }
             let response = context.channel.allocator.buffer(string: Self.timedOut)
             context.writeAndFlush(handler.wrapOutboundOut(response)).whenComplete { _ in
                 context.close(promise: nil)

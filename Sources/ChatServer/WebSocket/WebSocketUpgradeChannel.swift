@@ -26,7 +26,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         var maxFrameSize: Int
         var pingInterval: Duration
         var closeTimeout: Duration = .seconds(15)
-        /// How long a new connection has to send its first request head.
+        /// How long a request head may take to arrive (see ``RequestHeadDeadline``).
         var requestHeadTimeout: Duration
         /// How long an HTTP keep-alive connection may sit idle between requests.
         var idleTimeout: Duration
@@ -76,6 +76,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         guard let session = handshake.accepted.session else {
                             throw ChannelError.inappropriateOperationForState
                         }
+                        try RequestHeadDeadline.removed(from: channel.pipeline.syncOperations)
                         try channel.pipeline.syncOperations.addHandler(MaskedFramesOnly())
                         let webSocket = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                             wrappingChannelSynchronously: channel,
