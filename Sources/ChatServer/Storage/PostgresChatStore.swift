@@ -129,7 +129,7 @@ public final class PostgresChatStore: ChatStore {
     private func migrationTransaction(
         _ body: @escaping @Sendable (PostgresConnection, [AppliedMigration]) async throws -> [Migration]
     ) async throws -> [Migration] {
-        try await transaction { connection in
+        try await transaction(limited: false) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: self.logger)
             try await connection.query(
                 """
@@ -458,10 +458,10 @@ public final class PostgresChatStore: ChatStore {
         let rows: [(Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date)]
         do {
             rows = try await withConnection { connection in
-                try await self.committing(on: connection) {
-                    try await connection.query(query, logger: self.logger)
-                        .decode((Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
-                }
+                let rows = try await connection.query(query, logger: self.logger)
+                    .decode((Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
+                try await self.awaitCommit(on: connection)
+                return rows
             }
         } catch let error as PSQLError where Self.isUniqueViolation(error, constraint: "messages_sender_client_unique")
         {
@@ -584,49 +584,61 @@ public final class PostgresChatStore: ChatStore {
     private func write<each Column: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as types: (repeat each Column).Type
     ) async throws -> [(repeat each Column)] {
-        try await transaction { connection in
-            try await connection.query(query, logger: self.logger).decode(types).collectAll()
-        }
-    }
-
-    /// Runs a statement that writes and whose rows, if any, are not needed.
-    private func execute(_ query: PostgresQuery) async throws {
-        try await transaction { connection -> Void in
-            _ = try await connection.query(query, logger: self.logger).collect()
-        }
-    }
-
-    /// Runs `body` in a transaction on one pooled connection, mapping errors.
-    private func transaction<T: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    )
-        async throws -> T
-    {
         do {
             return try await withConnection { connection in
-                try await self.committing(on: connection) { try await body(connection) }
+                let rows = try await connection.query(query, logger: self.logger).decode(types).collectAll()
+                try await self.awaitCommit(on: connection)
+                return rows
             }
         } catch {
             throw mapError(error)
         }
     }
 
-    /// Runs `body` between BEGIN and COMMIT, so that returning means committed. A statement
-    /// outside a transaction block would not do: PostgreSQL sends its rows and its completion
-    /// before it commits (at the protocol's Sync), and the driver returns on the completion;
-    /// a database crash in between would report a write that never happened (found by the
-    /// `pg_ctl restart -m immediate` fault run: acknowledged messages whose seq went to others).
-    private func committing<T: Sendable>(
-        on connection: PostgresConnection, _ body: () async throws -> T
-    ) async throws -> T {
-        try await connection.query("BEGIN", logger: logger)
+    /// Runs a statement that writes and whose rows, if any, are not needed, until it has
+    /// committed.
+    private func execute(_ query: PostgresQuery) async throws {
         do {
-            let value = try await body()
-            try await connection.query("COMMIT", logger: logger)
-            return value
+            try await withConnection { connection -> Void in
+                _ = try await connection.query(query, logger: self.logger).collect()
+                try await self.awaitCommit(on: connection)
+            }
         } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
-            throw error
+            throw mapError(error)
+        }
+    }
+
+    /// Returns once the statement just run on `connection` (outside a transaction block) has
+    /// committed. PostgreSQL sends a statement's rows and completion before it commits (at the
+    /// protocol's Sync, which ends with ReadyForQuery), and the driver returns on the
+    /// completion: a database crash in between would report a write that never happened (the
+    /// `pg_ctl restart -m immediate` fault run found acknowledged messages whose seq went to
+    /// others). The driver starts a connection's next query only after ReadyForQuery, so one
+    /// trivial query proves the commit, one round trip where BEGIN and COMMIT would take two.
+    private func awaitCommit(on connection: PostgresConnection) async throws {
+        _ = try await connection.query("SELECT 1", logger: logger).collect()
+    }
+
+    /// Runs `body` in a transaction on one pooled connection, mapping errors.
+    private func transaction<T: Sendable>(
+        limited: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    )
+        async throws -> T
+    {
+        do {
+            return try await withConnection(limited: limited) { connection in
+                try await connection.query("BEGIN", logger: self.logger)
+                do {
+                    let value = try await body(connection)
+                    try await connection.query("COMMIT", logger: self.logger)
+                    return value
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                    throw error
+                }
+            }
+        } catch {
+            throw mapError(error)
         }
     }
 
@@ -638,9 +650,10 @@ public final class PostgresChatStore: ChatStore {
     /// 1.33, seen under load during `pg_ctl restart`): the caller stops waiting for it rather
     /// than hold up every later send into its chat. An abandoned transaction that commits
     /// after all does no harm: the sender's retry with the same client id gets the stored
-    /// message, and the hub fills the gap.
+    /// message, and the hub fills the gap. Migrations pass `limited: false`: they may take long
+    /// or wait for another node's.
     private func withConnection<T: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        limited: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     )
         async throws -> T
     {
@@ -662,6 +675,7 @@ public final class PostgresChatStore: ChatStore {
                 race.onAbandon { work.cancel() }
                 race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: connectionWaitLimit) {
                     if let leasedAt = race.leasedAt {
+                        guard limited else { return }
                         race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + self.workLimit - .now)
                         {
                             self.logger.error(
