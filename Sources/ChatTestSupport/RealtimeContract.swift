@@ -37,6 +37,8 @@ public enum RealtimeContract {
         RealtimeCheck(description: "concurrent senders: every connection sees seq order without gaps", run: ordering),
         RealtimeCheck(description: "a retried client id is acknowledged as a duplicate, broadcast once", run: retries),
         RealtimeCheck(description: "a client id raced from two devices is stored once", run: racedDevices),
+        RealtimeCheck(
+            description: "a retried send whose first answer was lost reaches every member", run: lostAnswers),
         RealtimeCheck(description: "read markers move forward and reach every device", run: readMarkers),
         RealtimeCheck(description: "presence follows a user's first and last connection", run: presence),
         RealtimeCheck(description: "membership changes take effect on open connections", run: membership),
@@ -108,6 +110,32 @@ public enum RealtimeContract {
         try await require(try await ack(on: aliceSocket).message.seq == 2, "the retry consumed no seq")
         let received = try await deliveries(2, in: chat.id, on: bobSocket)
         try await require(received.map(\.clientID) == ["c1", "c2"], "the other member got the message once")
+        await aliceSocket.close()
+        await bobSocket.close()
+    }
+
+    /// The first attempt was stored, but the database failed before the server learned it
+    /// (so nobody was told): the retry must bring the message to the other members too.
+    static func lostAnswers(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, chat) = try await pair(api)
+        let aliceSocket = try await fixture.connect(alice)
+        let bobSocket = try await fixture.connect(bob)
+        _ = try await api.store.appendMessages([
+            NewMessage(chatID: chat.id, senderID: alice.id, clientID: "lost", text: "stored unannounced")
+        ])
+        aliceSocket.send(.send(chatID: chat.id, clientID: "lost", text: "stored unannounced"))
+        let retry = try await ack(on: aliceSocket)
+        try await require(retry.duplicate && retry.message.seq == 1, "the retry is acknowledged as the stored message")
+        // No later message comes to reveal a gap: the retry itself must deliver it.
+        let first = try await deliveries(1, in: chat.id, on: bobSocket)
+        try await require(first.map(\.clientID) == ["lost"], "the other member got it")
+        aliceSocket.send(.send(chatID: chat.id, clientID: "lost", text: "stored unannounced"))
+        aliceSocket.send(.send(chatID: chat.id, clientID: "next", text: "next"))
+        try await require(try await ack(on: aliceSocket).duplicate, "a second retry is a duplicate too")
+        try await require(try await ack(on: aliceSocket).message.seq == 2, "then the next one")
+        let second = try await deliveries(1, in: chat.id, on: bobSocket)
+        try await require(second.map(\.clientID) == ["next"], "and nothing is delivered twice")
         await aliceSocket.close()
         await bobSocket.close()
     }

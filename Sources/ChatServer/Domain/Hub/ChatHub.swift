@@ -26,12 +26,13 @@ public final class ChatHub: Service {
 
         /// - Parameters:
         ///   - origin: the sending connection and its client id, when sent on this node.
-        public init(_ message: Message, origin: (ConnectionID, clientID: String)?) {
+        ///   - duplicate: whether the send repeated a stored one (its `ack` says so).
+        public init(_ message: Message, origin: (ConnectionID, clientID: String)?, duplicate: Bool = false) {
             self.message = message
             let payload = MessagePayload(message, isRead: false)
             self.frame = FrameEncoding.encode(.message(payload))
             self.origin = origin.map {
-                ($0.0, FrameEncoding.encode(.ack(clientID: $0.clientID, message: payload, duplicate: false)))
+                ($0.0, FrameEncoding.encode(.ack(clientID: $0.clientID, message: payload, duplicate: duplicate)))
             }
         }
     }
