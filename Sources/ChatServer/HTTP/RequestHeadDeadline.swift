@@ -38,7 +38,7 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Removes the handler from a connection that stopped speaking HTTP/1.1.
     static func removed(from pipeline: ChannelPipeline.SynchronousOperations) throws {
-        try pipeline.removeHandler(try pipeline.handler(type: RequestHeadDeadline.self))
+        pipeline.removeHandler(context: try pipeline.context(handlerType: RequestHeadDeadline.self), promise: nil)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -84,10 +84,9 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
             guard case .awaitingHead(receivedAnything: true) = handler.state else {
                 return context.close(promise: nil)
             }
-            let response = context.channel.allocator.buffer(string: Self.timedOut)
-            context.writeAndFlush(handler.wrapOutboundOut(response)).whenComplete { _ in
-                context.close(promise: nil)
-            }
+            let channel = context.channel
+            let response = channel.allocator.buffer(string: Self.timedOut)
+            context.writeAndFlush(handler.wrapOutboundOut(response)).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 }
