@@ -108,10 +108,9 @@ struct ChatStream: Sendable {
         messageIDs[index] = messageID
     }
 
-    /// How many `seq`s after the start and up to `end` were never received.
-    func lost(upTo end: Int64) -> Int64 {
-        let holes = missing.reduce(Int64(0)) { $0 + Int64($1.count) }
-        return holes + max(0, end - last)
+    /// The `seq`s after the start and up to `end` that were never received.
+    func neverReceived(upTo end: Int64) -> [ClosedRange<Int64>] {
+        (missing + (end > last ? [(last + 1)...end] : [])).sorted { $0.lowerBound < $1.lowerBound }
     }
 }
 
@@ -179,6 +178,8 @@ public struct CheckReport: Codable, Equatable, Sendable {
     public var unanswered = 0
     /// Refused sends by error code (not a violation by itself).
     public var sendErrors: [String: Int] = [:]
+    /// Where the first losses were, for whoever looks into them: device, chat, `seq`s.
+    public var lostExamples: [String] = []
 
     public var passed: Bool {
         lost == 0 && duplicated == 0 && reordered == 0 && gaps == 0 && unexpected == 0 && conflictingAcks == 0
@@ -188,6 +189,7 @@ public struct CheckReport: Codable, Equatable, Sendable {
         case lost, duplicated, reordered, gaps, unexpected, unanswered, passed
         case conflictingAcks = "conflicting_acks"
         case sendErrors = "send_errors"
+        case lostExamples = "lost_examples"
     }
 
     public init() {}
@@ -202,6 +204,7 @@ public struct CheckReport: Codable, Equatable, Sendable {
         conflictingAcks = try container.decode(Int.self, forKey: .conflictingAcks)
         unanswered = try container.decode(Int.self, forKey: .unanswered)
         sendErrors = try container.decode([String: Int].self, forKey: .sendErrors)
+        lostExamples = try container.decodeIfPresent([String].self, forKey: .lostExamples) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -214,6 +217,7 @@ public struct CheckReport: Codable, Equatable, Sendable {
         try container.encode(conflictingAcks, forKey: .conflictingAcks)
         try container.encode(unanswered, forKey: .unanswered)
         try container.encode(sendErrors, forKey: .sendErrors)
+        try container.encode(lostExamples, forKey: .lostExamples)
         try container.encode(passed, forKey: .passed)
     }
 }
@@ -233,14 +237,20 @@ enum Checker {
             report.sendErrors.merge(log.errors, uniquingKeysWith: +)
             for ack in log.acks.values { acknowledged[ack.chatID, default: [:]][ack.seq] = ack.messageID }
         }
-        for device in streams {
-            for (chat, stream) in device {
+        for (index, device) in streams.enumerated() {
+            for (chat, stream) in device.sorted(by: { $0.key < $1.key }) {
                 report.duplicated += stream.duplicates
                 report.reordered += stream.reordered
                 report.gaps += stream.gaps
                 report.unexpected += stream.conflicting + stream.foreign
                 let acked = acknowledged[chat] ?? [:]
-                report.lost += stream.lost(upTo: acked.keys.max() ?? stream.start)
+                let neverReceived = stream.neverReceived(upTo: acked.keys.max() ?? stream.start)
+                report.lost += neverReceived.reduce(0) { $0 + Int64($1.count) }
+                if !neverReceived.isEmpty && report.lostExamples.count < 10 {
+                    let seqs = neverReceived.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0)" }
+                    report.lostExamples.append(
+                        "device \(index), chat \(chat): seq \(seqs.joined(separator: ", ")) after \(stream.start)")
+                }
                 for (offset, messageID) in stream.messageIDs.enumerated() where messageID != 0 {
                     if let ackedID = acked[stream.start + 1 + Int64(offset)], ackedID != messageID {
                         report.unexpected += 1

@@ -201,6 +201,7 @@ public struct Report: Codable, Sendable {
             "  check: lost=\(check.lost) duplicated=\(check.duplicated) reordered=\(check.reordered) "
                 + "gaps=\(check.gaps) unexpected=\(check.unexpected) conflicting_acks=\(check.conflictingAcks) "
                 + "unanswered=\(check.unanswered) send_errors=[\(errors)]")
+        lines += check.lostExamples.map { "  lost: \($0)" }
         for threshold in thresholds {
             lines.append(
                 "  threshold \(threshold.name) \(format(threshold.limit)): measured "

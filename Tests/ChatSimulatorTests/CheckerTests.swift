@@ -42,12 +42,14 @@ import Testing
         let report = check([stream([1, 2, 3, 4, 5]), stream([1, 2, 4, 5])])
         #expect(report.lost == 1)
         #expect(report.gaps == 1)
+        #expect(report.lostExamples == ["device 1, chat 7: seq 3 after 0"])
         #expect(!report.passed)
     }
 
     @Test func catchesTheMissingTail() {
         let report = check([stream([1, 2, 3])])
         #expect(report.lost == 2)
+        #expect(report.lostExamples == ["device 0, chat 7: seq 4...5 after 0"])
         #expect(report.gaps == 0)
         #expect(!report.passed)
     }
