@@ -48,6 +48,11 @@ struct ChatStream: Sendable {
         pendingResume = nil
     }
 
+    /// Whether `seq` was received (and is not a hole the stream still waits for).
+    func holds(_ seq: Int64) -> Bool {
+        seq > start && seq <= last && !missing.contains { $0.contains(seq) }
+    }
+
     /// Whether a `resume` is under way.
     var isResuming: Bool { pendingResume != nil }
 
@@ -141,13 +146,16 @@ struct SendLog: Sendable {
         return sent
     }
 
-    mutating func acked(number: Int, _ ack: Ack, duplicate: Bool) {
+    /// Records an ack; returns whether it is the send's first.
+    @discardableResult
+    mutating func acked(number: Int, _ ack: Ack, duplicate: Bool) -> Bool {
         if duplicate { duplicateAcks += 1 }
         if let earlier = acks[number] {
             if earlier != ack { conflictingAcks += 1 }
-            return
+            return false
         }
         acks[number] = ack
+        return true
     }
 
     mutating func refused(number: Int, code: String) {

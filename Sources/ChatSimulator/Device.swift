@@ -410,11 +410,14 @@ final class Device: @unchecked Sendable {
             observed.strays += 1
             return
         }
-        observed.sendLog.acked(
+        let first = observed.sendLog.acked(
             number: clientID.number, SendLog.Ack(messageID: messageID, chatID: chat, seq: seq),
             duplicate: frame.duplicate)
         answered(clientID.number)
-        if !frame.duplicate {
+        // A send's first ack is its delivery to this device, even one marked duplicate: an
+        // earlier attempt can have been stored without anyone being told (the database failed
+        // before the server learned it), and the retry's ack is how this device gets the seq.
+        if first && !observed.streams[chat]!.holds(seq) {
             if control.phase == .measuring { observed.ackedWhileMeasuring += 1 }
             record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
         }
