@@ -203,22 +203,25 @@ private struct FrameReader {
             throw error
         }
         session.metrics.messageStored(duplicate: appended.duplicate)
-        let ack = ServerFrame.ack(
-            clientID: clientID, message: MessagePayload(appended.message, isRead: false), duplicate: appended.duplicate)
-        guard appended.message.chatID == chat else {
+        let ackedByHub: Bool
+        if appended.message.chatID == chat {
+            // A duplicate is published too: the first attempt may have been stored without
+            // anyone learning it (the database failed before its answer came), and then nobody
+            // else got it either. The hub ignores a seq it has delivered already.
+            ackedByHub = hub.publish(
+                ChatHub.Publication(appended.message, origin: (connection.id, clientID), duplicate: appended.duplicate))
+        } else {
             // The client id was used before in another chat: that message is the answer.
             hub.sendEnded(connection, clientID: clientID, in: chat)
-            return reply(ack)
+            ackedByHub = false
         }
-        // A duplicate is published too: the first attempt may have been stored without anyone
-        // learning it (the database failed before its answer came), and then nobody else got
-        // it either. The hub ignores a seq it has delivered already.
-        let publication = ChatHub.Publication(
-            appended.message, origin: (connection.id, clientID), duplicate: appended.duplicate)
-        if !hub.publish(publication) {
-            // Delivered before, or the connection stopped following the chat meanwhile: it still
-            // learns its send is stored.
-            reply(ack)
+        if !ackedByHub {
+            // Delivered before, elsewhere, or the connection stopped following the chat
+            // meanwhile: it still learns its send is stored.
+            reply(
+                .ack(
+                    clientID: clientID, message: MessagePayload(appended.message, isRead: false),
+                    duplicate: appended.duplicate))
         }
         session.metrics.sendAcknowledged(after: .now - received)
     }
