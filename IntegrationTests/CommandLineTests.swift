@@ -25,6 +25,7 @@ struct CommandLineTests {
             let status = try cli.run("migrate", "status").output
             #expect(
                 status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
+            #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0003 cluster"))
             #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0002 sessions_valid_from"))
             #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0001 initial_schema"))
             #expect(try cli.run("migrate", "up").status == 0)
@@ -53,6 +54,22 @@ struct CommandLineTests {
             defer { server.terminate() }
             try await cli.waitForLog("is ready at http://127.0.0.1:\(port)/", process: server)
             #expect(cli.log.contains("Loaded demo data: log in as Sergey, Arina, Vlad with password 12345"))
+            // A second server on the same database: another node on PostgreSQL, refused on SQLite.
+            let secondCLI = try ChatServerCLI(database: location, environment: "local")
+            let secondPort = try FreePort.find()
+            let second = try secondCLI.start("serve", "--port", String(secondPort))
+            defer { second.terminate() }
+            switch database {
+            case .sqlite:
+                second.waitUntilExit()
+                #expect(second.terminationStatus != 0)
+                #expect(secondCLI.log.contains("a SQLite database serves a single node"), "\(secondCLI.log)")
+            case .postgres:
+                try await secondCLI.waitForLog("is ready at http://127.0.0.1:\(secondPort)/", process: second)
+                second.terminate()
+                second.waitUntilExit()
+                #expect(second.terminationStatus == 0)
+            }
 
             var login = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/auth/login")!)
             login.httpMethod = "POST"

@@ -60,6 +60,15 @@ public struct APITestClient: Sendable {
 
     /// Registers a user (expecting 201).
     @discardableResult
+    /// Polls `GET /health/ready` until it answers 200 (within 10 s).
+    public func waitUntilReady() async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await send(.get, "/health/ready").status != .ok {
+            guard ContinuousClock.now < deadline else { throw UnexpectedResponse(description: "never ready") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     public func register(
         _ name: String, email: String? = nil, password: String = "password123"
     ) async throws

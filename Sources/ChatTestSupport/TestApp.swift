@@ -38,16 +38,58 @@ public enum TestApp {
         _ test: @Sendable (APITestClient) async throws -> T
     ) async throws -> T {
         try await database.withLocation { location in
-            let config = try await config(database: location, overrides: overrides)
-            let telemetry = Telemetry()
-            let store = wrapStore(
-                try await makeStore(for: location, poolSize: 20, metrics: telemetry.metrics, logger: logger))
-            let app = try await buildApplication(
-                config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true),
-                logger: logger)
+            let (app, store) = try await makeApp(
+                on: location, overrides: overrides, logger: logger, wrapStore: wrapStore)
             return try await app.test(testing) { client in
                 try await test(APITestClient(client: client, store: store, database: location))
             }
         }
+    }
+
+    /// Runs `test` against `count` nodes serving one fresh PostgreSQL database, each with its
+    /// own store, hub and cluster link, on its own loopback port, once every node is ready
+    /// (it hears the others). Nodes are named `node-1`, `node-2`, ..., and beat every 200 ms.
+    /// - Parameter test: gets a client of each node, the first node's first.
+    public static func runNodes<T: Sendable>(
+        _ count: Int, overrides: [String: String] = [:], logger: Logger = TestDatabase.logger,
+        _ test: @Sendable ([APITestClient]) async throws -> T
+    ) async throws -> T {
+        try await TestDatabase.postgres.withLocation { location in
+            try await startNodes(count, on: location, overrides: overrides, logger: logger, started: [], test)
+        }
+    }
+
+    private static func startNodes<T: Sendable>(
+        _ remaining: Int, on location: DatabaseLocation, overrides: [String: String], logger: Logger,
+        started: [APITestClient], _ test: @Sendable ([APITestClient]) async throws -> T
+    ) async throws -> T {
+        guard remaining > 0 else {
+            for node in started { try await node.waitUntilReady() }
+            return try await test(started)
+        }
+        let node = ["CHAT_NODE_NAME": "node-\(started.count + 1)", "CHAT_HEARTBEAT_INTERVAL_MS": "200"]
+        // Small pools: parallel tests with several nodes each share one PostgreSQL server.
+        let (app, store) = try await makeApp(
+            on: location, poolSize: 6, overrides: node.merging(overrides) { _, override in override }, logger: logger)
+        return try await app.test(.live) { client in
+            try await startNodes(
+                remaining - 1, on: location, overrides: overrides, logger: logger,
+                started: started + [APITestClient(client: client, store: store, database: location)], test)
+        }
+    }
+
+    private static func makeApp(
+        on location: DatabaseLocation, poolSize: Int = 20, overrides: [String: String], logger: Logger,
+        wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 }
+    ) async throws -> (some ApplicationProtocol, any ChatStore) {
+        let config = try await config(database: location, overrides: overrides)
+        let telemetry = Telemetry()
+        let store = wrapStore(
+            try await makeStore(
+                for: location, poolSize: poolSize, nodeName: config.cluster.nodeName, metrics: telemetry.metrics,
+                logger: logger))
+        let app = try await buildApplication(
+            config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true), logger: logger)
+        return (app, store)
     }
 }

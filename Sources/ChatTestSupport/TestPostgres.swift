@@ -51,17 +51,20 @@ public actor TestPostgres {
         return location
     }
 
-    /// Runs one statement on a short-lived connection. Only for SQL the tests wrote themselves:
-    /// nothing is escaped.
-    public static func execute(_ sql: String, on location: PostgresLocation) async throws {
+    /// Runs one statement on a short-lived connection and returns how many rows it returned.
+    /// Only for SQL the tests wrote themselves: nothing is escaped.
+    @discardableResult
+    public static func execute(_ sql: String, on location: PostgresLocation) async throws -> Int {
         let configuration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable)
         let connection = try await PostgresConnection.connect(
             configuration: configuration, id: 1, logger: Logger(label: "test-postgres"))
         do {
-            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test-postgres"))
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test-postgres"))
+                .collect()
             try await connection.close()
+            return rows.count
         } catch {
             try? await connection.close()
             throw error

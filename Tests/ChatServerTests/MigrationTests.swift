@@ -31,6 +31,24 @@ struct MigrationTests {
             ])
     }
 
+    @Test func aDollarQuotedBodyStaysOneStatement() {
+        let sql = """
+            CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                -- a comment inside the body stays;
+                RETURN NULL;
+            END
+            $$;
+            CREATE TRIGGER t AFTER INSERT ON a FOR EACH STATEMENT EXECUTE FUNCTION f();
+            """
+        #expect(
+            Migration.statements(in: sql) == [
+                "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
+                    + "    -- a comment inside the body stays;\n    RETURN NULL;\nEND\n$$;",
+                "CREATE TRIGGER t AFTER INSERT ON a FOR EACH STATEMENT EXECUTE FUNCTION f();",
+            ])
+    }
+
     @Test func filesPairUpByVersion() throws {
         let files = [
             "m/0002_second.up.sql": "Mg==", "m/0002_second.down.sql": "Mg==", "m/0001_first.up.sql": "MQ==",

@@ -26,6 +26,11 @@ public struct ChatComponents: Sendable {
     public let chats: ChatService
     /// The real-time core: live delivery to WebSocket connections.
     public let hub: ChatHub
+    /// The link to the other nodes on the same PostgreSQL database; nil on SQLite, which
+    /// serves one node.
+    public let cluster: ClusterLink?
+    /// Where events that open connections must hear of go: the cluster link, else the hub.
+    public var events: any ChatEvents { cluster ?? hub }
     public let telemetry: Telemetry
     let logger: Logger
 
@@ -42,11 +47,17 @@ public struct ChatComponents: Sendable {
             limits: .init(
                 connectionsPerUser: config.webSocket.connectionsPerUser, heldFrames: config.webSocket.outboxFrames),
             metrics: telemetry.metrics, logger: logger)
+        let hub = self.hub
+        let cluster = (store as? PostgresChatStore).map {
+            ClusterLink(settings: config.cluster, hub: hub, store: $0, logger: logger)
+        }
+        self.cluster = cluster
+        let events: any ChatEvents = cluster ?? hub
         let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
         self.accounts = try await AccountService(
-            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: hub,
+            store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: events,
             throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
-        self.chats = ChatService(store: store, rules: config.inputRules, events: hub)
+        self.chats = ChatService(store: store, rules: config.inputRules, events: events)
     }
 }
 
@@ -68,7 +79,7 @@ public func buildApplication(
             WebSocketUpgradeChannel(responder: responder, upgradeRouter: upgradeRouter, configuration: webSocket)
         },
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
-        services: [store, components.hub],
+        services: [store, components.hub] + (components.cluster.map { [$0] } ?? []),
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             let host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
@@ -103,21 +114,24 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     WebController(accounts: components.accounts, chats: components.chats, assets: WebAssets())
         .addPublicRoutes(to: router)
     OperationsController(
-        store: components.store, registry: components.telemetry.registry, metricsToken: config.metricsToken
+        store: components.store, cluster: components.cluster, registry: components.telemetry.registry,
+        metricsToken: config.metricsToken
     ).addPublicRoutes(to: router)
 
     let originPolicy = OriginPolicy(allowedOrigins: config.allowedOrigins)
     let withSession = router.group()
         .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
     WebSocketController(
-        chats: components.chats, hub: components.hub, originPolicy: originPolicy, settings: config.webSocket,
+        chats: components.chats, hub: components.hub, events: components.events, originPolicy: originPolicy,
+        settings: config.webSocket,
         metrics: components.telemetry.metrics, logger: components.logger
     ).addRoutes(to: withSession)
     let authenticated = withSession.group(context: AuthenticatedContext.self)
     users.addRoutes(to: authenticated)
     auth.addRoutes(to: authenticated)
     ChatController(chats: components.chats, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
-    AdminController(store: components.store, hub: components.hub).addRoutes(to: authenticated)
+    AdminController(store: components.store, hub: components.hub, cluster: components.cluster).addRoutes(
+        to: authenticated)
     methods.learn(router.routes)
     return router
 }
@@ -140,17 +154,23 @@ func prepareDatabase(_ components: ChatComponents, options: StartupOptions, logg
             "Loaded demo data: log in as \(DemoSeeder.userNames.joined(separator: ", ")) with password \(DemoSeeder.password)"
         )
     }
+    components.cluster?.databaseIsPrepared()
 }
 
 /// Why the server refuses to start.
 public enum StartupError: Error, CustomStringConvertible {
     case pendingMigrations([Int])
+    /// Another `chat-server serve` holds the SQLite database at this path.
+    case sqliteInUse(String)
 
     public var description: String {
         switch self {
         case .pendingMigrations(let versions):
             "Migrations \(versions.map(String.init).joined(separator: ", ")) are pending and --no-migrate was given: "
                 + "run `chat-server migrate up` first."
+        case .sqliteInUse(let path):
+            "Another chat-server is serving \(path): a SQLite database serves a single node. To run several "
+                + "nodes, point them all at one PostgreSQL database (docs/scaling.md)."
         }
     }
 }

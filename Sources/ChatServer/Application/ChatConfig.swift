@@ -69,6 +69,11 @@ public struct ChatConfig: Sendable {
     public var shutdownGrace: Duration
     /// The WebSocket layer's limits.
     public var webSocket: WebSocketSettings
+    /// How this node names itself to the others on one PostgreSQL database (`CHAT_NODE_NAME`,
+    /// default `<host name>-<process id>`; at most 63 characters, each a letter, digit, `.`,
+    /// `_` or `-`), and how often it records its heartbeat (`CHAT_HEARTBEAT_INTERVAL_MS`,
+    /// default 2000). See docs/scaling.md.
+    public var cluster: ClusterLink.Settings
 
     /// The open-file limit less 100 descriptors for the database pool, logs and files (at
     /// least 16).
@@ -195,6 +200,25 @@ public struct ChatConfig: Sendable {
             sendsPerSecond: try settings.int("CHAT_WS_SEND_RATE", default: 20, in: 1...1_000_000),
             sendBurst: try settings.int("CHAT_WS_SEND_BURST", default: 40, in: 1...1_000_000),
             pingInterval: .seconds(try settings.int("CHAT_WS_PING_SECONDS", default: 30, in: 1...3600)))
+        let nodeName = settings.string("CHAT_NODE_NAME") ?? Self.defaultNodeName()
+        guard nodeName.utf8.count <= 63,
+            nodeName.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
+        else {
+            throw ConfigError.invalid(
+                "CHAT_NODE_NAME", nodeName, "must be at most 63 letters, digits, dots, underscores or hyphens")
+        }
+        cluster = ClusterLink.Settings(
+            nodeName: nodeName,
+            heartbeatInterval: .milliseconds(
+                try settings.int("CHAT_HEARTBEAT_INTERVAL_MS", default: 2000, in: 100...60_000)))
+    }
+
+    /// The host name (its first label, without characters a node name may not hold) and the
+    /// process id: unique among nodes on distinct hosts or in one host's processes.
+    static func defaultNodeName() -> String {
+        let host = ProcessInfo.processInfo.hostName.prefix { $0 != "." }
+            .filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        return "\(host.prefix(48))-\(ProcessInfo.processInfo.processIdentifier)"
     }
 }
 

@@ -2,14 +2,17 @@ import Logging
 import ServiceLifecycle
 
 /// Opens the store that `location` names.
+/// - Parameter nodeName: how this node names itself to PostgreSQL (see ``ClusterLink``).
 public func makeStore(
-    for location: DatabaseLocation, poolSize: Int, metrics: ChatMetrics = .disabled, logger: Logger
+    for location: DatabaseLocation, poolSize: Int, nodeName: String = "chat-server", metrics: ChatMetrics = .disabled,
+    logger: Logger
 ) async throws -> any ChatStore {
     switch location {
     case .sqlite(let path):
         try await SQLiteChatStore.open(path: path, metrics: metrics, logger: logger)
     case .postgres(let postgres):
-        try PostgresChatStore(location: postgres, maxConnections: poolSize, metrics: metrics, logger: logger)
+        try PostgresChatStore(
+            location: postgres, maxConnections: poolSize, nodeName: nodeName, metrics: metrics, logger: logger)
     }
 }
 

@@ -1,12 +1,20 @@
 import ChatProtocol
 
-/// What the services tell the real-time layer about changes made outside it (through the
-/// REST API), so that open connections follow at once.
+/// What open connections must hear of, as the services and WebSocket sessions report it.
+/// ``ChatHub`` tells the connections on this node; ``ClusterLink`` tells them and the other
+/// nodes sharing the database.
 public protocol ChatEvents: Sendable {
     /// `user` joined the chat.
     func memberAdded(_ details: ChatDetails, user: UserID)
     /// `user` left the chat.
     func memberRemoved(chat: ChatID, user: UserID)
+    /// `user` moved their read marker in `chat` to `seq`.
+    func markedRead(chat: ChatID, user: UserID, seq: Int64)
+    /// `user` is typing in `chat`.
+    func typing(chat: ChatID, user: UserID)
+    /// `user`'s first connection on this node opened (`online`), or their last one closed;
+    /// `chats` are the chats it follows.
+    func presenceChanged(of user: UserID, online: Bool, chats: Set<ChatID>)
     /// The session token `tokenID` was revoked; connections opened with it must close.
     func sessionRevoked(tokenID: String)
     /// Every session of `user` ended (the password changed); all their connections must close.

@@ -15,16 +15,18 @@ public struct Migration: Sendable, Equatable {
         SHA256.hash(data: Data(upSQL.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The SQL split into statements. A statement ends with `;` at the end of a line;
-    /// lines starting with `--` are comments (see migrations/README.md).
+    /// The SQL split into statements. A statement ends with `;` at the end of a line, outside
+    /// a `$$`-quoted body; lines starting with `--` are comments (see migrations/README.md).
     static func statements(in sql: String) -> [String] {
         var statements: [String] = []
         var current: [Substring] = []
+        var inDollarQuotes = false
         for line in sql.split(separator: "\n", omittingEmptySubsequences: false) {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.hasPrefix("--") || (trimmed.isEmpty && current.isEmpty) { continue }
+            if !inDollarQuotes && (trimmed.hasPrefix("--") || (trimmed.isEmpty && current.isEmpty)) { continue }
             current.append(line)
-            if trimmed.hasSuffix(";") {
+            if line.components(separatedBy: "$$").count % 2 == 0 { inDollarQuotes.toggle() }
+            if !inDollarQuotes && trimmed.hasSuffix(";") {
                 statements.append(current.joined(separator: "\n"))
                 current = []
             }

@@ -11,8 +11,8 @@ import Synchronization
 /// server nodes can share one database.
 public final class PostgresChatStore: ChatStore {
     let client: PostgresClient
-    private let connectionConfiguration: PostgresConnection.Configuration
-    private let logger: Logger
+    let connectionConfiguration: PostgresConnection.Configuration
+    let logger: Logger
     /// How long a request waits for a pooled connection before failing with 503.
     let connectionWaitLimit: Duration
     /// How long the work on a leased connection may take before it is abandoned with 503.
@@ -22,9 +22,12 @@ public final class PostgresChatStore: ChatStore {
     /// Key of the advisory lock that serialises migrations across nodes starting together.
     private static let migrationLockKey: Int64 = 0x6368_6174_6D69_6772  // "chatmigr"
 
+    /// - Parameter nodeName: the connections' `application_name`: the node a message
+    ///   notification names as its writer (see ``ClusterLink``), and what `pg_stat_activity` shows.
     public init(
-        location: PostgresLocation, maxConnections: Int, connectionWaitLimit: Duration = .seconds(5),
-        workLimit: Duration = .seconds(15), metrics: ChatMetrics = .disabled, logger: Logger
+        location: PostgresLocation, maxConnections: Int, nodeName: String = "chat-server",
+        connectionWaitLimit: Duration = .seconds(5), workLimit: Duration = .seconds(15),
+        metrics: ChatMetrics = .disabled, logger: Logger
     ) throws {
         let poolTLS: PostgresClient.Configuration.TLS
         let connectionTLS: PostgresConnection.Configuration.TLS
@@ -45,10 +48,13 @@ public final class PostgresChatStore: ChatStore {
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: poolTLS)
         configuration.options.maximumConnections = maxConnections
+        configuration.options.additionalStartupParameters = [("application_name", nodeName)]
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.connectionConfiguration = PostgresConnection.Configuration(
+        var connectionConfiguration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: connectionTLS)
+        connectionConfiguration.options.additionalStartupParameters = [("application_name", nodeName)]
+        self.connectionConfiguration = connectionConfiguration
         self.connectionWaitLimit = connectionWaitLimit
         self.workLimit = workLimit
         self.metrics = metrics
@@ -568,7 +574,7 @@ public final class PostgresChatStore: ChatStore {
     // MARK: Connections, transactions and errors
 
     /// Runs a query that reads, and decodes every row.
-    private func fetch<each Column: PostgresDecodable & Sendable>(
+    func fetch<each Column: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as types: (repeat each Column).Type
     ) async throws -> [(repeat each Column)] {
         do {
@@ -581,7 +587,7 @@ public final class PostgresChatStore: ChatStore {
     }
 
     /// Runs a statement that writes, and decodes every row once it has committed.
-    private func write<each Column: PostgresDecodable & Sendable>(
+    func write<each Column: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as types: (repeat each Column).Type
     ) async throws -> [(repeat each Column)] {
         do {
@@ -597,7 +603,7 @@ public final class PostgresChatStore: ChatStore {
 
     /// Runs a statement that writes and whose rows, if any, are not needed, until it has
     /// committed.
-    private func execute(_ query: PostgresQuery) async throws {
+    func execute(_ query: PostgresQuery) async throws {
         do {
             try await withConnection { connection -> Void in
                 _ = try await connection.query(query, logger: self.logger).collect()
@@ -696,7 +702,7 @@ public final class PostgresChatStore: ChatStore {
         if race.finish(with: .failure(ChatError.storageUnavailable)) { metrics.databaseError() }
     }
 
-    private func mapError(_ error: any Error) -> any Error {
+    func mapError(_ error: any Error) -> any Error {
         guard let error = error as? PSQLError else { return error }
         if Self.isUniqueViolation(error, constraint: "users_name_key_unique") { return ChatError.nameTaken }
         if Self.isUniqueViolation(error, constraint: "users_email_key_unique") { return ChatError.emailTaken }

@@ -13,6 +13,9 @@ struct ChatSession {
     let narrowedTo: ChatID?
     let chats: ChatService
     let hub: ChatHub
+    /// Where read markers, typing and presence are announced: this node's hub, and with
+    /// several nodes the others too.
+    let events: any ChatEvents
     let settings: WebSocketSettings
     let metrics: ChatMetrics
     let logger: Logger
@@ -63,7 +66,7 @@ struct ChatSession {
         }
         defer {
             let followed = connection.chats
-            if hub.disconnect(connection) { hub.announcePresence(of: user.id, online: false, chats: followed) }
+            if hub.disconnect(connection) { events.presenceChanged(of: user.id, online: false, chats: followed) }
         }
         let ready = ReadyPayload(
             user: UserPayload(user),
@@ -73,7 +76,7 @@ struct ChatSession {
             resumeLimit: WebSocketSettings.resumeLimit)
         connection.outbox.offer(FrameEncoding.encode(.ready(ready)))
         hub.release(connection)
-        if joined.cameOnline { hub.announcePresence(of: user.id, online: true, chats: connection.chats) }
+        if joined.cameOnline { events.presenceChanged(of: user.id, online: true, chats: connection.chats) }
 
         var connectionLogger = logger
         connectionLogger[metadataKey: "chat.user_id"] = "\(user.id)"
@@ -229,7 +232,7 @@ private struct FrameReader {
     private func read(_ chat: ChatID, upTo seq: Int64) async throws {
         try requireFollowing(chat)
         if let marker = try await session.chats.markRead(in: chat, reader: user, upTo: seq) {
-            hub.broadcast(.read(chatID: chat, userID: user, seq: marker), to: chat)
+            session.events.markedRead(chat: chat, user: user, seq: marker)
         }
     }
 
@@ -238,7 +241,7 @@ private struct FrameReader {
         let now = ContinuousClock.now
         if let last = lastTyping[chat], now - last < WebSocketSettings.typingInterval { return }
         lastTyping[chat] = now
-        hub.broadcast(.typing(chatID: chat, userID: user), to: chat, excludingUser: user)
+        session.events.typing(chat: chat, user: user)
     }
 
     private func resume(_ chat: ChatID, after afterSeq: Int64) async throws {

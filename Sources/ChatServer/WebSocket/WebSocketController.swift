@@ -12,6 +12,7 @@ import Logging
 struct WebSocketController {
     let chats: ChatService
     let hub: ChatHub
+    let events: any ChatEvents
     let originPolicy: OriginPolicy
     let settings: WebSocketSettings
     let metrics: ChatMetrics
@@ -49,7 +50,8 @@ struct WebSocketController {
                 status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
         }
         let chatSession = ChatSession(
-            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, settings: settings, metrics: metrics,
+            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, events: events, settings: settings,
+            metrics: metrics,
             logger: logger)
         slot.accept { inbound, outbound, context in
             try await chatSession.run(

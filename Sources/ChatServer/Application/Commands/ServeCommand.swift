@@ -30,11 +30,13 @@ struct ServeCommand: AsyncParsableCommand {
         if case .sqlite = config.database {
             logger.info("Using the embedded SQLite database \(config.database) (single node)")
         } else {
-            logger.info("Using PostgreSQL at \(config.database)")
+            logger.info("Using PostgreSQL at \(config.database) as node \(config.cluster.nodeName)")
         }
+        if case .sqlite(let path) = config.database { try SQLiteServeLock.acquire(databasePath: path) }
         let telemetry = Telemetry()
         let store = try await makeStore(
-            for: config.database, poolSize: config.databasePoolSize, metrics: telemetry.metrics, logger: logger)
+            for: config.database, poolSize: config.databasePoolSize, nodeName: config.cluster.nodeName,
+            metrics: telemetry.metrics, logger: logger)
         let options = StartupOptions(
             migrate: !noMigrate, seedDemoDataIntoEmptyDatabase: config.environment == .local)
         let app = try await buildApplication(

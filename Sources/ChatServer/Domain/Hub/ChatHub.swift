@@ -10,8 +10,9 @@ import Synchronization
 /// Its input is, per chat, the sequence of committed messages: ``publish(_:)`` may be called
 /// in any order (commits finish in `seq` order, but their results reach the server in any
 /// order), and the hub delivers strictly by `seq`. When a `seq` is missing for longer than a
-/// short grace period, the hub reads it from the store, so a lost publication (or, later, a
-/// commit on another node) never leaves a gap.
+/// short grace period, the hub reads it from the store, so a lost publication never leaves a
+/// gap. Messages committed by other nodes arrive the same way, at once: see
+/// ``committed(in:upTo:)``.
 ///
 /// Chats are sharded by id; every operation takes one shard's lock briefly and offers
 /// pre-encoded frames to bounded outboxes, so the hub never waits for a client.
@@ -44,6 +45,8 @@ public final class ChatHub: Service {
 
     private let shards: [Shard]
     private let registry = Mutex(Registry())
+    /// Users with a connection on another node (see ``ClusterLink``).
+    private let onlineElsewhere = Mutex<Set<UserID>>([])
     private let store: any ChatStore
     private let limits: Limits
     private let gapFills: AsyncStream<ChatID>.Continuation
@@ -59,6 +62,8 @@ public final class ChatHub: Service {
         public var heldFrames: Int
         /// How long a missing `seq` may be awaited before it is read from the store.
         public var gapGrace: Duration
+        /// How long to wait before reading a gap again after the store failed.
+        public var gapRetryDelay: Duration = .milliseconds(500)
 
         public init(connectionsPerUser: Int, heldFrames: Int, gapGrace: Duration = .milliseconds(50)) {
             self.connectionsPerUser = connectionsPerUser
@@ -130,9 +135,19 @@ public final class ChatHub: Service {
         return wentOffline
     }
 
-    /// Whether the user has a connection on this node.
+    /// Whether the user has a connection on this node or, as far as this node knows, on another.
     public func isOnline(_ user: UserID) -> Bool {
+        isOnlineHere(user) || onlineElsewhere.withLock { $0.contains(user) }
+    }
+
+    /// Whether the user has a connection on this node.
+    public func isOnlineHere(_ user: UserID) -> Bool {
         registry.withLock { $0.connections[user] != nil }
+    }
+
+    /// Records whether the user has a connection on another node.
+    public func setOnlineElsewhere(_ user: UserID, _ online: Bool) {
+        _ = onlineElsewhere.withLock { online ? $0.insert(user).inserted : $0.remove(user) != nil }
     }
 
     /// Whether the connection follows `chat`.
@@ -161,6 +176,11 @@ public final class ChatHub: Service {
     /// Every user with a connection on this node.
     func onlineUsers() -> [UserID] {
         registry.withLock { Array($0.connections.keys) }
+    }
+
+    /// Every chat that a connection on this node follows.
+    func followedChats() -> [ChatID] {
+        shards.flatMap { shard in shard.state.withLock { Array($0.channels.keys) } }
     }
 
     // MARK: Messages
@@ -214,6 +234,13 @@ public final class ChatHub: Service {
     public func sendEnded(_ connection: ChatConnection, clientID: String, in chat: ChatID) {
         let key = SendKey(sender: connection.userID, clientID: clientID)
         shard(chat).state.withLock { $0.sendEnded(key, by: connection.id, in: chat) }
+    }
+
+    /// Tells the hub that `chat` holds committed messages up to `lastSeq`, as another node or
+    /// the store reports: those this node has not delivered are read from the store at once.
+    public func committed(in chat: ChatID, upTo lastSeq: Int64) {
+        let needsGapFill = shard(chat).state.withLock { $0.committed(in: chat, upTo: lastSeq) }
+        if needsGapFill { gapFills.yield(chat) }
     }
 
     // MARK: Catching up
@@ -319,10 +346,19 @@ public final class ChatHub: Service {
     }
 
     private func fillGap(in chat: ChatID) async {
-        try? await Task.sleep(for: limits.gapGrace)
+        // A message published on this node out of order usually comes soon; one committed
+        // elsewhere never comes unless read.
+        let committedElsewhere = shard(chat).state.withLock { $0.channels[chat].map { $0.known > $0.top } ?? false }
+        if !committedElsewhere { try? await Task.sleep(for: limits.gapGrace) }
         guard let gap = shard(chat).state.withLock({ $0.gap(in: chat) }) else { return }
         do {
             let missing = try await store.messages(in: chat, .after(seq: gap.after, limit: gap.count))
+            if committedElsewhere {
+                // The removal of a member may reach this node after messages stored since:
+                // read after them, the members tell who may no longer have them.
+                let members = Set(try await store.members(of: chat).map(\.userID))
+                shard(chat).state.withLock { $0.unsubscribe(from: chat, allBut: members) }
+            }
             for message in missing {
                 _ = publish(Publication(message, origin: nil))
             }
@@ -330,6 +366,7 @@ public final class ChatHub: Service {
         } catch {
             logger.warning(
                 "Could not fill a gap; retrying", metadata: ["chat.chat_id": "\(chat)", "error": "\(error)"])
+            try? await Task.sleep(for: limits.gapRetryDelay)
         }
         let stillMissing = shard(chat).state.withLock { $0.finishGapFill(in: chat) }
         if stillMissing { gapFills.yield(chat) }
@@ -347,6 +384,18 @@ public final class ChatHub: Service {
 }
 
 extension ChatHub: ChatEvents {
+    public func markedRead(chat: ChatID, user: UserID, seq: Int64) {
+        broadcast(.read(chatID: chat, userID: user, seq: seq), to: chat)
+    }
+
+    public func typing(chat: ChatID, user: UserID) {
+        broadcast(.typing(chatID: chat, userID: user), to: chat, excludingUser: user)
+    }
+
+    public func presenceChanged(of user: UserID, online: Bool, chats: Set<ChatID>) {
+        announcePresence(of: user, online: online, chats: chats)
+    }
+
     /// Closes the revoked session's connections with 1008 (policy violation).
     public func sessionRevoked(tokenID: String) {
         closeConnections(tokenID: tokenID, code: 1008, reason: "session ended")
@@ -374,6 +423,9 @@ private final class Shard: Sendable {
 private final class Channel {
     /// The last `seq` delivered to subscribers.
     var top: Int64
+    /// The highest `seq` known to be committed: above `top` while messages from another node
+    /// are being read.
+    var known: Int64
     var subscribers: [ConnectionID: Subscription] = [:]
     /// Messages that arrived before a lower `seq`, by `seq`.
     var pending: [Int64: ChatHub.Publication] = [:]
@@ -386,6 +438,7 @@ private final class Channel {
 
     init(top: Int64) {
         self.top = top
+        self.known = top
     }
 
     /// For a message read from the store: the connection that is still storing it, and its
@@ -476,6 +529,18 @@ private struct ShardState {
         if channel.subscribers.isEmpty { channels[chat] = nil }
     }
 
+    /// Unsubscribes the connections of users not in `members`; each gets a `member_removed`
+    /// frame (the other members hear of it from the removal itself).
+    mutating func unsubscribe(from chat: ChatID, allBut members: Set<UserID>) {
+        let leaving = (channels[chat]?.subscribers.values.map(\.connection) ?? []).filter {
+            !members.contains($0.userID)
+        }
+        for connection in leaving {
+            unsubscribe(connection.id, from: chat)
+            connection.outbox.offer(FrameEncoding.encode(.memberRemoved(chatID: chat, userID: connection.userID)))
+        }
+    }
+
     /// Delivers the publication and whatever it unblocks, in `seq` order.
     /// - Returns: whether the sending connection gets its `ack` from the hub, whether a gap
     ///   fill should be requested, and how many frames were handed to connections.
@@ -563,12 +628,23 @@ private struct ShardState {
         }
     }
 
-    /// The missing range before the lowest pending `seq`, or nil when there is none.
+    /// Notes that `chat` holds messages up to `lastSeq`; returns true when a gap fill should
+    /// be requested.
+    func committed(in chat: ChatID, upTo lastSeq: Int64) -> Bool {
+        guard let channel = channels[chat] else { return false }
+        channel.known = max(channel.known, lastSeq)
+        guard channel.known > channel.top, !channel.gapFillRequested else { return false }
+        channel.gapFillRequested = true
+        return true
+    }
+
+    /// The missing range after the last delivered `seq`: up to the highest known or pending
+    /// one (at most a page), or nil when nothing is missing.
     func gap(in chat: ChatID) -> (after: Int64, count: Int)? {
-        guard let channel = channels[chat], let lowest = channel.pending.keys.min(), lowest > channel.top + 1 else {
-            return nil
-        }
-        return (channel.top, Int(min(lowest - channel.top - 1, Int64(ChatService.maxHistoryLimit))))
+        guard let channel = channels[chat] else { return nil }
+        let end = max(channel.known, (channel.pending.keys.min() ?? 0) - 1)
+        guard end > channel.top else { return nil }
+        return (channel.top, Int(min(end - channel.top, Int64(ChatService.maxHistoryLimit))))
     }
 
     /// Ends a gap fill; returns true when a gap remains and another fill should follow.

@@ -7,6 +7,7 @@ import Prometheus
 /// `GET /metrics` (Prometheus text format, behind `CHAT_METRICS_TOKEN` when it is set).
 struct OperationsController {
     let store: any ChatStore
+    let cluster: ClusterLink?
     let registry: PrometheusCollectorRegistry
     let metricsToken: String?
 
@@ -21,8 +22,8 @@ struct OperationsController {
         try JSONResponse.make(["status": "ok"])
     }
 
-    /// The database answers and every migration this build knows is applied; 503 with the
-    /// reason otherwise.
+    /// The database answers, every migration this build knows is applied, and with several
+    /// nodes this one hears the others; 503 with the reason otherwise.
     @Sendable func ready(request: Request, context: ChatRequestContext) async throws -> Response {
         let pending: [MigrationStatus]
         do {
@@ -39,6 +40,12 @@ struct OperationsController {
                 message:
                     "Migrations \(pending.map { String($0.migration.version) }.joined(separator: ", ")) are not applied."
             )
+        }
+        if let cluster, !cluster.isListening {
+            throw APIError(
+                status: .serviceUnavailable, code: "cluster_unreachable",
+                message: "This node does not hear the other nodes through the database yet.",
+                headers: [.retryAfter: "1"])
         }
         return try JSONResponse.make(["status": "ready"])
     }

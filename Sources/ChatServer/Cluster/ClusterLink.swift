@@ -1,0 +1,317 @@
+import ChatProtocol
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// This node's link to the other nodes sharing its PostgreSQL database (docs/scaling.md).
+///
+/// Events reported here go to this node's hub and, with NOTIFY, to the other nodes, whose
+/// events arrive through LISTEN and go to this node's hub. New messages need no announcement:
+/// the database's trigger sends one notification per committing statement (migration 0003),
+/// and the hub reads the `seq`s it has not delivered (``ChatHub/committed(in:upTo:)``).
+///
+/// The listening connection reopens whenever it drops. Each time, before anything newer is
+/// delivered, the node catches up: it checks every chat it follows against its last `seq`
+/// and rebuilds memberships from the database. Every heartbeat checks the followed chats again
+/// (a lost notification costs at most one interval) and records who is connected here: a node
+/// whose heartbeats stop is gone after ``Settings/expiry``, and its users' presence with it.
+public final class ClusterLink: ChatEvents, Service {
+    /// The link's tunables.
+    public struct Settings: Sendable {
+        /// How this node names itself; unique among the nodes (`CHAT_NODE_NAME`).
+        public var nodeName: String
+        /// How often the node records its heartbeat and checks its chats
+        /// (`CHAT_HEARTBEAT_INTERVAL_MS`).
+        public var heartbeatInterval: Duration
+
+        public init(nodeName: String, heartbeatInterval: Duration) {
+            self.nodeName = nodeName
+            self.heartbeatInterval = heartbeatInterval
+        }
+
+        /// How long a node may stay silent before it counts as gone: three missed heartbeats.
+        public var expiry: Duration { heartbeatInterval * 3 }
+    }
+
+    /// Most announcements waiting to be sent; when the database is away longer, the oldest go
+    /// (the other nodes catch up from the database when they reconnect).
+    static let maxWaitingAnnouncements = 10_000
+
+    private let settings: Settings
+    private let hub: ChatHub
+    private let store: PostgresChatStore
+    private let waiting = Mutex<[String]>([])
+    private let announcementsWaiting: AsyncStream<Void>.Continuation
+    private let wakeUps: AsyncStream<Void>
+    private let presenceChanges: AsyncStream<(UserID, online: Bool)>.Continuation
+    private let presenceChangesToAnnounce: AsyncStream<(UserID, online: Bool)>
+    private let remotePresence = Mutex(RemotePresence())
+    /// Numbers this node's presence changes. It starts at the clock's microseconds, so a node
+    /// restarted under the same name numbers above its earlier life.
+    private let presenceVersion = Atomic<Int64>(Int64(Date().timeIntervalSince1970 * 1_000_000))
+    private let listening = Atomic(false)
+    private let databasePrepared: AsyncStream<Void>.Continuation
+    private let databasePreparation: AsyncStream<Void>
+    private let logger: Logger
+
+    public init(settings: Settings, hub: ChatHub, store: PostgresChatStore, logger: Logger) {
+        self.settings = settings
+        self.hub = hub
+        self.store = store
+        self.logger = logger
+        (wakeUps, announcementsWaiting) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (presenceChangesToAnnounce, presenceChanges) = AsyncStream.makeStream()
+        (databasePreparation, databasePrepared) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public var nodeName: String { settings.nodeName }
+
+    /// Whether the node hears the other nodes and has caught up: until then it is not ready
+    /// for traffic (`GET /health/ready`).
+    public var isListening: Bool { listening.load(ordering: .relaxed) }
+
+    /// Starts the link's work, which needs the tables of the current migrations.
+    public func databaseIsPrepared() {
+        databasePrepared.yield()
+    }
+
+    /// Waits for ``databaseIsPrepared()``, then links this node to the others until graceful
+    /// shutdown, when it tells them it stops.
+    public func run() async throws {
+        for await _ in databasePreparation.cancelOnGracefulShutdown() { break }
+        guard !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.listen() }
+            group.addTask { await self.sendAnnouncements() }
+            group.addTask { await self.beat() }
+            group.addTask { await self.announcePresenceChanges() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        do {
+            try await store.forgetNode(settings.nodeName)
+            try await store.notifyCluster([encode(.stopped)])
+        } catch {
+            logger.warning("Could not tell the other nodes that this one stops", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Asks every other node to rebuild its memberships from the database.
+    public func requestResync() {
+        announce(.resync)
+    }
+
+    // MARK: ChatEvents
+
+    public func memberAdded(_ details: ChatDetails, user: UserID) {
+        hub.memberAdded(details, user: user)
+        announce(.memberAdded(chat: details.chat.id, user: user))
+    }
+
+    public func memberRemoved(chat: ChatID, user: UserID) {
+        hub.memberRemoved(chat: chat, user: user)
+        announce(.memberRemoved(chat: chat, user: user))
+    }
+
+    public func markedRead(chat: ChatID, user: UserID, seq: Int64) {
+        hub.markedRead(chat: chat, user: user, seq: seq)
+        announce(.read(chat: chat, user: user, seq: seq))
+    }
+
+    public func typing(chat: ChatID, user: UserID) {
+        hub.typing(chat: chat, user: user)
+        announce(.typing(chat: chat, user: user))
+    }
+
+    /// Announces the change with the next presence version: the hub's registry changed
+    /// before, so a heartbeat numbered below it lists the users from before the change.
+    public func presenceChanged(of user: UserID, online: Bool, chats: Set<ChatID>) {
+        let version = presenceVersion.add(1, ordering: .sequentiallyConsistent).newValue
+        announce(.presence(user: user, online: online, version: version))
+        if !remotePresence.withLock({ $0.isOnline(user) }) {
+            hub.presenceChanged(of: user, online: online, chats: chats)
+        }
+    }
+
+    public func sessionRevoked(tokenID: String) {
+        hub.sessionRevoked(tokenID: tokenID)
+        announce(.sessionRevoked(tokenID: tokenID))
+    }
+
+    public func sessionsEnded(of user: UserID) {
+        hub.sessionsEnded(of: user)
+        announce(.sessionsEnded(user: user))
+    }
+
+    // MARK: Sending
+
+    private func announce(_ event: ClusterEvent) {
+        let payload = encode(event)
+        let dropped = waiting.withLock { waiting in
+            waiting.append(payload)
+            let excess = max(0, waiting.count - Self.maxWaitingAnnouncements)
+            waiting.removeFirst(excess)
+            return excess
+        }
+        if dropped > 0 { logger.warning("Dropped announcements to the other nodes: the database is away") }
+        announcementsWaiting.yield()
+    }
+
+    private func encode(_ event: ClusterEvent) -> String {
+        let notice = ClusterNotice(node: settings.nodeName, event: event)
+        // Encoding these plain values cannot fail.
+        return String(decoding: (try? JSONEncoder().encode(notice)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Sends what waits, everything at once in one round trip, until shutdown.
+    private func sendAnnouncements() async {
+        for await _ in wakeUps {
+            let batch = waiting.withLock { waiting in
+                defer { waiting = [] }
+                return waiting
+            }
+            guard !batch.isEmpty else { continue }
+            do {
+                try await store.notifyCluster(batch)
+            } catch  where !Task.isCancelled {
+                logger.warning(
+                    "Could not tell the other nodes about \(batch.count) events", metadata: ["error": "\(error)"])
+            } catch {}
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Listens until shutdown, reconnecting with backoff after every failure.
+    private func listen() async {
+        let firstRetryDelay = Duration.milliseconds(100)
+        var retryDelay = firstRetryDelay
+        while !Task.isCancelled {
+            do {
+                try await store.listenToCluster { notifications in
+                    try await self.catchUp()
+                    retryDelay = firstRetryDelay
+                    self.listening.store(true, ordering: .relaxed)
+                    self.logger.info("Listening to the other nodes", metadata: ["chat.node": "\(self.nodeName)"])
+                    for try await notification in notifications {
+                        await self.received(notification.payload)
+                    }
+                }
+            } catch {
+                listening.store(false, ordering: .relaxed)
+                guard !Task.isCancelled else { return }
+                logger.warning(
+                    "Lost the connection that hears the other nodes; reconnecting", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: retryDelay)
+            retryDelay = min(retryDelay * 2, .seconds(5))
+        }
+    }
+
+    /// Brings this node up to date after it could not listen: messages first, then memberships.
+    private func catchUp() async throws {
+        try await checkFollowedChats()
+        _ = try await hub.resync()
+    }
+
+    /// Reads the last `seq` of every chat followed here; the hub fetches what it lacks.
+    private func checkFollowedChats() async throws {
+        let chats = hub.followedChats()
+        guard !chats.isEmpty else { return }
+        for (chat, lastSeq) in try await store.lastSeqs(of: chats) {
+            hub.committed(in: chat, upTo: lastSeq)
+        }
+    }
+
+    private func received(_ payload: String) async {
+        let notice: ClusterNotice
+        do {
+            notice = try JSONDecoder().decode(ClusterNotice.self, from: Data(payload.utf8))
+        } catch {
+            logger.warning(
+                "Ignored a notification it cannot read", metadata: ["chat.payload": "\(payload.prefix(200))"])
+            return
+        }
+        guard notice.node != settings.nodeName else { return }
+        for commit in notice.commits ?? [] where commit.count == 2 {
+            hub.committed(in: ChatID(commit[0]), upTo: commit[1])
+        }
+        do {
+            if notice.allChats == true { try await checkFollowedChats() }
+            if let event = notice.event { try await apply(event, from: notice.node) }
+        } catch {
+            logger.warning("Could not apply another node's event", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func apply(_ event: ClusterEvent, from node: String) async throws {
+        switch event {
+        case .memberAdded(let chat, let user):
+            // Read now, so that the new member starts at the chat's current end.
+            guard let details = try await store.chat(chat, member: user) else { return }
+            hub.memberAdded(ChatDetails(chat: details, members: try await store.members(of: chat)), user: user)
+        case .memberRemoved(let chat, let user):
+            hub.memberRemoved(chat: chat, user: user)
+        case .read(let chat, let user, let seq):
+            hub.markedRead(chat: chat, user: user, seq: seq)
+        case .typing(let chat, let user):
+            hub.typing(chat: chat, user: user)
+        case .presence(let user, let online, let version):
+            if remotePresence.withLock({ $0.apply(user: user, online: online, version: version, from: node) }) {
+                presenceChangedElsewhere([user: online])
+            }
+        case .sessionRevoked(let tokenID):
+            hub.sessionRevoked(tokenID: tokenID)
+        case .sessionsEnded(let user):
+            hub.sessionsEnded(of: user)
+        case .resync:
+            _ = try await hub.resync()
+        case .stopped:
+            presenceChangedElsewhere(remotePresence.withLock { $0.remove(node) })
+        }
+    }
+
+    // MARK: Heartbeats and presence
+
+    /// Records a heartbeat and checks the followed chats every interval, until shutdown.
+    private func beat() async {
+        while !Task.isCancelled {
+            // The version is read before the users are listed: see RemotePresence.
+            let version = presenceVersion.load(ordering: .sequentiallyConsistent)
+            do {
+                let heartbeats = try await store.heartbeat(
+                    node: settings.nodeName, presenceVersion: version, onlineUsers: hub.onlineUsers(),
+                    expiry: settings.expiry)
+                presenceChangedElsewhere(remotePresence.withLock { $0.apply(heartbeats: heartbeats) })
+                try await checkFollowedChats()
+            } catch  where !Task.isCancelled {
+                logger.warning("Heartbeat failed", metadata: ["error": "\(error)"])
+            } catch {}
+            try? await Task.sleep(for: settings.heartbeatInterval)
+        }
+    }
+
+    /// Records users who came online or went offline on other nodes; those with no connection
+    /// here are announced to the connections here.
+    private func presenceChangedElsewhere(_ changes: [UserID: Bool]) {
+        for (user, online) in changes {
+            hub.setOnlineElsewhere(user, online)
+            if !hub.isOnlineHere(user) { presenceChanges.yield((user, online)) }
+        }
+    }
+
+    /// Announces presence changes from other nodes to the members of the user's chats, off
+    /// the listener's path (it reads the user's chats).
+    private func announcePresenceChanges() async {
+        for await (user, online) in presenceChangesToAnnounce {
+            guard hub.isOnline(user) == online else { continue }
+            do {
+                hub.announcePresence(of: user, online: online, chats: try await store.chatIDs(of: user))
+            } catch  where !Task.isCancelled {
+                logger.warning("Could not announce presence", metadata: ["error": "\(error)"])
+            } catch {}
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import ChatProtocol
+
+/// One notification on the cluster channel, as JSON: messages committed (sent by the
+/// database's trigger, see migration 0003) or an event a node announced.
+struct ClusterNotice: Codable, Sendable {
+    /// The node that wrote the messages or announced the event.
+    let node: String
+    /// Per chat, `[chat id, last seq]` after the commit.
+    var commits: [[Int64]]?
+    /// Too many chats to list: every node checks all the chats it follows.
+    var allChats: Bool?
+    var event: ClusterEvent?
+
+    enum CodingKeys: String, CodingKey {
+        case node, commits, event
+        case allChats = "all_chats"
+    }
+}
+
+/// What one node tells the others, so that their connections hear of it too.
+enum ClusterEvent: Codable, Sendable, Equatable {
+    case memberAdded(chat: ChatID, user: UserID)
+    case memberRemoved(chat: ChatID, user: UserID)
+    case read(chat: ChatID, user: UserID, seq: Int64)
+    case typing(chat: ChatID, user: UserID)
+    /// The user's first connection on the node opened, or their last one closed. `version`
+    /// orders the node's presence changes and heartbeats (see ``RemotePresence``).
+    case presence(user: UserID, online: Bool, version: Int64)
+    case sessionRevoked(tokenID: String)
+    case sessionsEnded(user: UserID)
+    /// An administrator asked for memberships to be rebuilt from the database.
+    case resync
+    /// The node is shutting down: its users' presence ends now rather than at expiry.
+    case stopped
+}
+
+/// Who is online on the other nodes, from their presence events and heartbeats.
+///
+/// Each node numbers its presence changes in order. A heartbeat carries the number reached
+/// before the node listed its users, so it reflects every change numbered up to it: an event
+/// numbered at most that is old news, and a later one overrides the heartbeat. Notifications
+/// from one node may arrive out of order (they leave on different connections); the numbers
+/// keep the newest.
+struct RemotePresence {
+    private struct Status {
+        var online: Bool
+        var version: Int64
+    }
+
+    /// Per node: the version of its last heartbeat applied, and what is known per user.
+    private var nodes: [String: (version: Int64, users: [UserID: Status])] = [:]
+
+    func isOnline(_ user: UserID) -> Bool {
+        nodes.values.contains { $0.users[user]?.online == true }
+    }
+
+    /// Applies a presence event from `node`; returns whether the user's status changed.
+    mutating func apply(user: UserID, online: Bool, version: Int64, from node: String) -> Bool {
+        let before = isOnline(user)
+        var entry = nodes[node] ?? (version: 0, users: [:])
+        guard version > entry.version, version > entry.users[user]?.version ?? 0 else { return false }
+        entry.users[user] = Status(online: online, version: version)
+        nodes[node] = entry
+        return before != isOnline(user)
+    }
+
+    /// Replaces what is known with the heartbeats of the nodes alive: nodes without one are
+    /// gone, and so is their users' presence.
+    /// - Returns: the users whose status changed, with the new one.
+    mutating func apply(heartbeats: [PostgresChatStore.NodeHeartbeat]) -> [UserID: Bool] {
+        let affected = Set(nodes.values.flatMap(\.users.keys) + heartbeats.flatMap(\.onlineUsers))
+        let before = Dictionary(uniqueKeysWithValues: affected.map { ($0, isOnline($0)) })
+        var updated: [String: (version: Int64, users: [UserID: Status])] = [:]
+        for heartbeat in heartbeats {
+            let known = nodes[heartbeat.node]
+            if let known, known.version > heartbeat.presenceVersion {
+                updated[heartbeat.node] = known
+                continue
+            }
+            var users = Dictionary(
+                uniqueKeysWithValues: heartbeat.onlineUsers.map {
+                    ($0, Status(online: true, version: heartbeat.presenceVersion))
+                })
+            for (user, status) in known?.users ?? [:] where status.version > heartbeat.presenceVersion {
+                users[user] = status
+            }
+            updated[heartbeat.node] = (heartbeat.presenceVersion, users)
+        }
+        nodes = updated
+        return changes(since: before)
+    }
+
+    /// Forgets a node that stopped.
+    /// - Returns: the users whose status changed, with the new one.
+    mutating func remove(_ node: String) -> [UserID: Bool] {
+        let affected = nodes[node]?.users.keys.map { $0 } ?? []
+        let before = Dictionary(uniqueKeysWithValues: affected.map { ($0, isOnline($0)) })
+        nodes[node] = nil
+        return changes(since: before)
+    }
+
+    private func changes(since before: [UserID: Bool]) -> [UserID: Bool] {
+        var changed: [UserID: Bool] = [:]
+        for (user, wasOnline) in before where isOnline(user) != wasOnline {
+            changed[user] = !wasOnline
+        }
+        return changed
+    }
+}

@@ -1,0 +1,84 @@
+import ChatProtocol
+import PostgresNIO
+
+/// What ``ClusterLink`` asks of PostgreSQL: a notification channel shared by every node, and
+/// the nodes' heartbeats (migration 0003).
+extension PostgresChatStore {
+    /// The channel the messages trigger and the nodes notify on.
+    static let clusterChannel = "chat_cluster"
+
+    /// A node's heartbeat as another node reads it.
+    struct NodeHeartbeat: Sendable {
+        let node: String
+        let presenceVersion: Int64
+        let onlineUsers: [UserID]
+    }
+
+    /// LISTENs on the cluster channel on a connection of its own and runs `body` with what
+    /// arrives. Throws when the connection cannot be opened or fails; then nothing more arrives.
+    func listenToCluster(_ body: (PostgresNotificationSequence) async throws -> Void) async throws {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(
+                configuration: connectionConfiguration, id: 0, logger: logger)
+        } catch {
+            throw mapError(error)
+        }
+        do {
+            try await connection.listen(on: Self.clusterChannel, consume: body)
+        } catch {
+            try? await connection.close()
+            throw mapError(error)
+        }
+        try? await connection.close()
+    }
+
+    /// Sends each payload as a notification to every node, in order, in one round trip.
+    func notifyCluster(_ payloads: [String]) async throws {
+        try await execute(
+            """
+            SELECT pg_notify(\(Self.clusterChannel), payload)
+            FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS sent(payload, position) ORDER BY position
+            """)
+    }
+
+    /// Records this node's heartbeat with the users connected to it, and returns the other
+    /// nodes heard from within `expiry`. Nodes silent for an hour are forgotten.
+    func heartbeat(
+        node: String, presenceVersion: Int64, onlineUsers: [UserID], expiry: Duration
+    ) async throws -> [NodeHeartbeat] {
+        try await write(
+            """
+            WITH mine AS (
+                INSERT INTO cluster_nodes (node, seen_at, presence_version, online_users)
+                VALUES (\(node), now(), \(presenceVersion), \(onlineUsers.map(\.rawValue))::bigint[])
+                ON CONFLICT (node) DO UPDATE SET seen_at = now(), presence_version = excluded.presence_version,
+                    online_users = excluded.online_users
+            ), forgotten AS (
+                DELETE FROM cluster_nodes WHERE seen_at < now() - interval '1 hour'
+            )
+            SELECT node, presence_version, online_users FROM cluster_nodes
+            WHERE node <> \(node) AND seen_at > now() - make_interval(secs => \(Double(expiry.milliseconds) / 1000))
+            """, as: (String, Int64, [Int64]).self
+        ).map { NodeHeartbeat(node: $0.0, presenceVersion: $0.1, onlineUsers: $0.2.map(UserID.init)) }
+    }
+
+    /// Deletes this node's heartbeat: it is stopping, and its users' presence ends with it.
+    func forgetNode(_ node: String) async throws {
+        try await execute("DELETE FROM cluster_nodes WHERE node = \(node)")
+    }
+
+    /// The last `seq` of each of `chats` that still exists.
+    func lastSeqs(of chats: [ChatID]) async throws -> [(chat: ChatID, lastSeq: Int64)] {
+        try await fetch(
+            "SELECT id, last_seq FROM chats WHERE id = ANY(\(chats.map(\.rawValue))::bigint[])",
+            as: (Int64, Int64).self
+        ).map { (ChatID($0.0), $0.1) }
+    }
+
+    /// The chats `user` is a member of.
+    func chatIDs(of user: UserID) async throws -> [ChatID] {
+        try await fetch("SELECT chat_id FROM group_members WHERE user_id = \(user.rawValue)", as: Int64.self)
+            .map(ChatID.init)
+    }
+}

@@ -1,0 +1,37 @@
+-- Several nodes share this database (docs/scaling.md).
+--
+-- Every committing statement that stores messages sends one notification on the channel
+-- chat_cluster, delivered at commit: the node that wrote them (the connection's
+-- application_name) and, per chat, its new last seq. A statement that touches more than 100
+-- chats lists none ("all_chats"), which keeps the payload far below PostgreSQL's 8000 bytes:
+-- every node then checks all the chats it follows.
+CREATE FUNCTION notify_committed_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    chat_count integer;
+    commits json;
+BEGIN
+    SELECT count(*), json_agg(json_build_array(chat_id, seq)) INTO chat_count, commits
+    FROM (SELECT chat_id, max(seq) AS seq FROM inserted GROUP BY chat_id) AS latest;
+    IF chat_count = 0 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify('chat_cluster', json_build_object(
+        'node', current_setting('application_name'),
+        'commits', CASE WHEN chat_count <= 100 THEN commits END,
+        'all_chats', chat_count > 100)::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER messages_notify_committed AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_committed_messages();
+
+-- Each node's heartbeat, with the users it holds connections of: a node whose heartbeat is
+-- older than the expiry is gone, and so is its users' presence. presence_version orders the
+-- row against the node's presence notifications.
+CREATE TABLE cluster_nodes (
+    node TEXT PRIMARY KEY,
+    seen_at TIMESTAMPTZ NOT NULL,
+    presence_version BIGINT NOT NULL,
+    online_users BIGINT[] NOT NULL
+);

@@ -1,0 +1,1 @@
+-- Nothing to undo (see 0003_cluster.up.sql).

@@ -1,0 +1,2 @@
+-- Nothing to do: several nodes need PostgreSQL (docs/scaling.md). A SQLite database serves
+-- one chat-server process, which holds a lock on it while it serves.
