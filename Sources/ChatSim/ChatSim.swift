@@ -25,7 +25,11 @@ struct ChatSim: AsyncParsableCommand {
 
 /// Options every scenario takes.
 struct CommonOptions: ParsableArguments {
-    @Option(help: "The server's base URL.")
+    @Option(
+        help: ArgumentHelp(
+            "The server's base URL; for several nodes, their URLs separated by commas.",
+            discussion: "Devices connect to the nodes in turn (and to the next one when theirs does not answer); "
+                + "REST calls go to the first."))
     var url = "http://127.0.0.1:8000"
     @Option(help: "Seconds of sending before measuring.")
     var warmup = 3.0

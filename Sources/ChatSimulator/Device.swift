@@ -43,6 +43,9 @@ struct DeviceObservations: Sendable {
     var sendLog = SendLog()
     /// Send to delivery on another connection, microseconds, for sends in the measured window.
     var deliveryLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    /// The part of `deliveryLatency` from senders that started on another node.
+    var crossNodeDeliveryLatency = Histogram<UInt64>(
+        highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// Send to ack, microseconds, for sends in the measured window.
     var ackLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// Sends made while measuring.
@@ -93,6 +96,10 @@ final class Device: @unchecked Sendable {
     let run: UInt32
     let control: RunControl
     let eventLoop: any EventLoop
+    /// The index of the node this device connects to first.
+    let node: Int
+    /// With several nodes, the node each sender (by number) connects to first.
+    private let senderNodes: [Int: Int]
     let progress = DeviceProgress()
     /// Called on the event loop when a ready connection ends unasked, to reconnect the device
     /// as a real client would; nil counts such an end as a failure.
@@ -123,9 +130,11 @@ final class Device: @unchecked Sendable {
 
     init(
         index: Int, user: ServerAPI.User, role: DeviceRole, run: UInt32, control: RunControl, eventLoop: any EventLoop,
-        lost: (@Sendable (Device) -> Void)? = nil
+        node: Int = 0, senderNodes: [Int: Int] = [:], lost: (@Sendable (Device) -> Void)? = nil
     ) {
         self.index = index
+        self.node = node
+        self.senderNodes = senderNodes
         self.lost = lost
         self.user = user
         self.role = role
@@ -392,7 +401,10 @@ final class Device: @unchecked Sendable {
             observed.strays += 1
             return
         }
-        record(chat: chat, seq: seq, messageID: messageID, clientID: frame.clientID, latency: \.deliveryLatency)
+        let crossNode = frame.clientID.flatMap { senderNodes[$0.sender] }.map { $0 != node } ?? false
+        record(
+            chat: chat, seq: seq, messageID: messageID, clientID: frame.clientID, latency: \.deliveryLatency,
+            crossNode: crossNode)
         if let interval = role.readInterval {
             let now = monotonicNanoseconds()
             if now &- (lastRead[chat] ?? 0) >= interval {
@@ -426,13 +438,15 @@ final class Device: @unchecked Sendable {
 
     private func record(
         chat: Int64, seq: Int64, messageID: Int64, clientID: ClientID?,
-        latency: WritableKeyPath<DeviceObservations, Histogram<UInt64>>
+        latency: WritableKeyPath<DeviceObservations, Histogram<UInt64>>, crossNode: Bool = false
     ) {
         observed.streams[chat]!.record(seq: seq, messageID: messageID, clientID: clientID, run: run)
         progress.received.add(1, ordering: .relaxed)
         if control.phase == .measuring { observed.framesWhileMeasuring += 1 }
         if let clientID, clientID.run == run, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {
-            _ = observed[keyPath: latency].record((monotonicNanoseconds() &- clientID.sentAt) / 1000)
+            let microseconds = (monotonicNanoseconds() &- clientID.sentAt) / 1000
+            _ = observed[keyPath: latency].record(microseconds)
+            if crossNode { _ = observed.crossNodeDeliveryLatency.record(microseconds) }
         }
         if !resumes.isEmpty, let index = resumes.firstIndex(where: { $0.chat == chat }),
             let stream = observed.streams[chat], !stream.isResuming, stream.last >= resumes[index].target

@@ -24,6 +24,15 @@ public struct Endpoint: Sendable {
         hostHeader = "\(host):\(port)"
     }
 
+    /// The servers of a comma-separated list of base URLs (several nodes of one deployment).
+    public static func list(_ urls: String) throws -> [Endpoint] {
+        let endpoints = try urls.split(separator: ",").map {
+            try Endpoint(url: $0.trimmingCharacters(in: .whitespaces))
+        }
+        guard !endpoints.isEmpty else { throw SimulationError("--url needs at least one server") }
+        return endpoints
+    }
+
     /// Whether the server is on this machine's IPv4 loopback network, where the simulator can
     /// connect from several source addresses (127.0.0.1, 127.0.0.2, ...).
     var isIPv4Loopback: Bool {

@@ -9,7 +9,8 @@ import Synchronization
 
 /// Settings every scenario shares.
 public struct SimulationOptions: Sendable {
-    /// The server's base URL.
+    /// The server's base URL, or several separated by commas: nodes of one deployment,
+    /// which devices are spread over in turn (REST calls go to the first).
     public var url: String
     public var warmup: Duration = .seconds(3)
     public var duration: Duration = .seconds(20)
@@ -38,11 +39,12 @@ public struct SimulationOptions: Sendable {
     }
 }
 
-/// One run of a scenario: the server's endpoint, the devices' event loops, the REST client,
+/// One run of a scenario: the servers' endpoints, the devices' event loops, the REST client,
 /// the run's phase, and the steps scenarios are made of.
 final class Simulation: Sendable {
     let options: SimulationOptions
-    let endpoint: Endpoint
+    /// The nodes of the server; device `i` connects to node `i % count` first.
+    let endpoints: [Endpoint]
     let api: ServerAPI
     let control = RunControl()
     /// This run's id in user names and client ids.
@@ -58,11 +60,12 @@ final class Simulation: Sendable {
 
     static let password = "chatsim-password"
 
-    private init(options: SimulationOptions, endpoint: Endpoint, client: HTTPClient, group: MultiThreadedEventLoopGroup)
-    {
+    private init(
+        options: SimulationOptions, endpoints: [Endpoint], client: HTTPClient, group: MultiThreadedEventLoopGroup
+    ) {
         self.options = options
-        self.endpoint = endpoint
-        self.api = ServerAPI(baseURL: endpoint.baseURL, client: client)
+        self.endpoints = endpoints
+        self.api = ServerAPI(baseURL: endpoints[0].baseURL, client: client)
         self.group = group
         self.run = UInt32.random(in: 100_000...UInt32.max)
     }
@@ -71,14 +74,14 @@ final class Simulation: Sendable {
     static func with<T: Sendable>(
         _ options: SimulationOptions, _ body: (Simulation) async throws -> T
     ) async throws -> T {
-        let endpoint = try Endpoint(url: options.url)
+        let endpoints = try Endpoint.list(options.url)
         ProcessStats.raiseOpenFileLimit()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.threads))
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 32
         configuration.timeout.connect = .seconds(3)
         let client = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
-        let simulation = Simulation(options: options, endpoint: endpoint, client: client, group: group)
+        let simulation = Simulation(options: options, endpoints: endpoints, client: client, group: group)
         do {
             try await simulation.checkServer()
             let result = try await body(simulation)
@@ -94,17 +97,24 @@ final class Simulation: Sendable {
 
     // MARK: Setting up
 
-    /// Fails clearly when the server cannot be reached or is not ready.
+    /// Fails clearly when a server cannot be reached or is not ready.
     func checkServer() async throws {
-        let reply: ServerAPI.Reply
-        do {
-            reply = try await api.send(.GET, "/health/ready")
-        } catch {
-            throw SimulationError("cannot reach the server at \(endpoint.baseURL): \(error)")
+        for endpoint in endpoints {
+            let reply: ServerAPI.Reply
+            do {
+                reply = try await ServerAPI(baseURL: endpoint.baseURL, client: api.client).send(.GET, "/health/ready")
+            } catch {
+                throw SimulationError("cannot reach the server at \(endpoint.baseURL): \(error)")
+            }
+            guard reply.status == .ok else {
+                throw SimulationError("the server at \(endpoint.baseURL) is not ready: \(reply.status)")
+            }
         }
-        guard reply.status == .ok else {
-            throw SimulationError("the server at \(endpoint.baseURL) is not ready: \(reply.status)")
-        }
+    }
+
+    /// The node `device` connects to: its own in turn, the next one after each failed attempt.
+    func endpoint(for device: Device, attempt: Int = 0) -> Endpoint {
+        endpoints[(device.node + attempt) % endpoints.count]
     }
 
     /// Registers and logs in `count` new users, named after the run.
@@ -145,10 +155,16 @@ final class Simulation: Sendable {
         devicesMade.add(roles.count, ordering: .relaxed)
         var lost: (@Sendable (Device) -> Void)?
         if options.rideOut { lost = { device in self.reconnectLost(device) } }
+        let nodeCount = endpoints.count
+        var senderNodes: [Int: Int] = [:]
+        for (index, entry) in roles.enumerated() {
+            if let sender = entry.role.sending?.sender { senderNodes[sender] = index % nodeCount }
+        }
         return roles.enumerated().map { index, entry in
             Device(
                 index: index, user: entry.user, role: entry.role, run: run, control: control,
-                eventLoop: group.next(), lost: lost)
+                eventLoop: group.next(), node: index % nodeCount, senderNodes: nodeCount > 1 ? senderNodes : [:],
+                lost: lost)
         }
     }
 
@@ -187,7 +203,7 @@ final class Simulation: Sendable {
                 group.addTask {
                     let began = monotonicNanoseconds()
                     do {
-                        try await device.connect(to: self.endpoint, from: source)
+                        try await device.connect(to: self.endpoint(for: device), from: source)
                         return .success((monotonicNanoseconds() - began) / 1000)
                     } catch {
                         return .failure(SimulationError("connecting: \(error)"))
@@ -205,7 +221,7 @@ final class Simulation: Sendable {
     /// address has only some 28,000 ephemeral ports.
     func sourceAddress(for index: Int, of total: Int) -> SocketAddress? {
         let count = options.sourceAddresses ?? (total + 19_999) / 20_000
-        guard endpoint.isIPv4Loopback, count > 1 else { return nil }
+        guard endpoints.allSatisfy(\.isIPv4Loopback), count > 1 else { return nil }
         return try? SocketAddress(ipAddress: "127.0.0.\(1 + index % min(count, 254))", port: 0)
     }
 
@@ -287,6 +303,7 @@ final class Simulation: Sendable {
         var deliveryLatency = Histogram<UInt64>(
             highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var ackLatency = deliveryLatency
+        var crossNodeLatency = deliveryLatency
         var rates = Report.Rates(
             sent: 0, stored: 0, deliveredFrames: 0, sentPerSecond: 0, storedPerSecond: 0, deliveredFramesPerSecond: 0)
         var senders: [Int: SendLog] = [:]
@@ -297,6 +314,7 @@ final class Simulation: Sendable {
         var turnedAway = 0
         for (index, observed) in observations.enumerated() {
             deliveryLatency.add(observed.deliveryLatency)
+            crossNodeLatency.add(observed.crossNodeDeliveryLatency)
             ackLatency.add(observed.ackLatency)
             rates.sent += observed.sentWhileMeasuring
             rates.stored += observed.ackedWhileMeasuring
@@ -317,6 +335,9 @@ final class Simulation: Sendable {
 
         var latencies: [String: Report.LatencySummary] = [:]
         if deliveryLatency.totalCount > 0 { latencies["send_to_delivery"] = .init(microseconds: deliveryLatency) }
+        if crossNodeLatency.totalCount > 0 {
+            latencies["send_to_delivery_cross_node"] = .init(microseconds: crossNodeLatency)
+        }
         if ackLatency.totalCount > 0 { latencies["send_to_ack"] = .init(microseconds: ackLatency) }
         if let connect, connect.latency.totalCount > 0 { latencies["connect"] = .init(microseconds: connect.latency) }
 

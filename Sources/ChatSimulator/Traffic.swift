@@ -85,7 +85,8 @@ extension Simulation {
             let start = monotonicNanoseconds()
             await device.drop()
             do {
-                try await device.connect(to: endpoint, from: sourceAddress(for: device.index, of: devices.count))
+                try await device.connect(
+                    to: endpoint(for: device), from: sourceAddress(for: device.index, of: devices.count))
                 try await catchUp(device)
                 _ = latency.record((monotonicNanoseconds() - start) / 1000)
             } catch {
@@ -158,7 +159,9 @@ extension Simulation {
         while ContinuousClock.now - droppedAt < .seconds(60) {
             attempts += 1
             do {
-                try await device.connect(to: endpoint, from: sourceAddress(for: device.index, of: total))
+                // A node that does not answer may be gone: the next attempt tries the next one.
+                try await device.connect(
+                    to: endpoint(for: device, attempt: attempts - 1), from: sourceAddress(for: device.index, of: total))
             } catch {
                 lastError = "\(error)"
                 try? await Task.sleep(for: backoff + randomDelay(upTo: backoff))

@@ -44,6 +44,22 @@ import Testing
         }
     }
 
+    @Test func fanoutAcrossTwoNodes() async throws {
+        try await TestApp.runNodes(2, overrides: Self.overrides) { nodes in
+            var options = try options(nodes[0])
+            options.url = try nodes.map { "http://127.0.0.1:\(try #require($0.client.port))" }.joined(separator: ",")
+            var scenario = Fanout()
+            scenario.members = 6
+            scenario.senders = 2
+            scenario.pace = .window(4)
+            let report = try await scenario.run(options)
+            expectClean(report)
+            // Devices alternate between the nodes: each sender's message reaches some members
+            // on the other node.
+            #expect((report.latencies["send_to_delivery_cross_node"]?.count ?? 0) > 0, "\(report.text)")
+        }
+    }
+
     @Test func pairs() async throws {
         try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
             var scenario = Pairs()
