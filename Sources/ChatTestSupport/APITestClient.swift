@@ -58,8 +58,6 @@ public struct APITestClient: Sendable {
             uri: uri, method: method, headers: headers, body: ByteBuffer(string: body))
     }
 
-    /// Registers a user (expecting 201).
-    @discardableResult
     /// Polls `GET /health/ready` until it answers 200 (within 10 s).
     public func waitUntilReady() async throws {
         let deadline = ContinuousClock.now + .seconds(10)
@@ -69,6 +67,8 @@ public struct APITestClient: Sendable {
         }
     }
 
+    /// Registers a user (expecting 201).
+    @discardableResult
     public func register(
         _ name: String, email: String? = nil, password: String = "password123"
     ) async throws
