@@ -177,7 +177,7 @@ struct ClusterTests {
                 WITH beat AS (
                     INSERT INTO cluster_nodes VALUES ('crashed', now(), 1, ARRAY[\(bob.id)]::bigint[])
                 )
-                SELECT pg_notify('chat_cluster', '{"node":"crashed","event":{"presence":{"user":\(bob.id),"online":true,"version":2}}}')
+                SELECT pg_notify('chat_cluster', E'crashed\\n{"event":{"presence":{"user":\(bob.id),"online":true,"version":2}}}')
                 """, on: location)
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: true))
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: false))

@@ -110,6 +110,46 @@ struct ChatHubTests {
         }
     }
 
+    @Test func messagesCommittedElsewhereAreReadAtOnceNotAfterTheGrace() async throws {
+        let limits = ChatHub.Limits(connectionsPerUser: 10, heldFrames: 100, gapGrace: .seconds(600))
+        try await Self.withHub(limits: limits) { fixture in
+            let connection = try fixture.connect(fixture.alice)
+            let messages = try await fixture.store(3, from: fixture.bob, prefix: "m")
+            // A local gap waits out its (long) grace; another node's commit is read at once.
+            fixture.hub.publish(.init(messages[1], origin: nil))
+            fixture.hub.committed(in: fixture.chat, upTo: 3)
+            #expect(Self.seqs(try await Self.frames(3, from: connection.outbox)) == [1, 2, 3])
+        }
+    }
+
+    @Test func aGapThatClosedDuringItsGraceLeavesLaterGapsFilled() async throws {
+        try await Self.withHub { fixture in
+            let connection = try fixture.connect(fixture.alice)
+            let messages = try await fixture.store(4, from: fixture.bob, prefix: "m")
+            fixture.hub.publish(.init(messages[1], origin: nil))
+            fixture.hub.publish(.init(messages[0], origin: nil))
+            #expect(Self.seqs(try await Self.frames(2, from: connection.outbox)) == [1, 2])
+            // Time for the fill requested by the first gap to find it closed and finish.
+            try await Task.sleep(for: .milliseconds(100))
+            fixture.hub.publish(.init(messages[3], origin: nil))
+            #expect(Self.seqs(try await Self.frames(2, from: connection.outbox)) == [3, 4])
+        }
+    }
+
+    @Test func aFillUnsubscribesUsersNoLongerMembers() async throws {
+        try await Self.withHub { fixture in
+            let alice = try fixture.connect(fixture.alice)
+            let bob = try fixture.connect(fixture.bob)
+            // Removed, and a message stored, by another node: this hub hears of the message first.
+            try await fixture.store.removeMember(fixture.bob, from: fixture.chat)
+            _ = try await fixture.store(1, from: fixture.alice, prefix: "after")
+            fixture.hub.committed(in: fixture.chat, upTo: 1)
+            #expect(Self.seqs(try await Self.frames(1, from: alice.outbox)) == [1])
+            #expect(try await Self.frames(1, from: bob.outbox) == [.memberRemoved(chatID: fixture.chat, userID: fixture.bob)])
+            #expect(!fixture.hub.isSubscribed(bob, to: fixture.chat))
+        }
+    }
+
     @Test func aGapFillStillAcksASendBeingStored() async throws {
         try await Self.withHub { fixture in
             let sender = try fixture.connect(fixture.alice)

@@ -2,9 +2,9 @@
 --
 -- Every committing statement that stores messages sends one notification on the channel
 -- chat_cluster, delivered at commit: the node that wrote them (the connection's
--- application_name) and, per chat, its new last seq. A statement that touches more than 100
--- chats lists none ("all_chats"), which keeps the payload far below PostgreSQL's 8000 bytes:
--- every node then checks all the chats it follows.
+-- application_name), a line break, and JSON with each chat's new last seq. A statement that
+-- touches more than 100 chats lists none ("all_chats"), which keeps the payload far below
+-- PostgreSQL's 8000 bytes: every node then checks all the chats it follows.
 CREATE FUNCTION notify_committed_messages() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     chat_count integer;
@@ -15,8 +15,7 @@ BEGIN
     IF chat_count = 0 THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_notify('chat_cluster', json_build_object(
-        'node', current_setting('application_name'),
+    PERFORM pg_notify('chat_cluster', current_setting('application_name') || E'\n' || json_build_object(
         'commits', CASE WHEN chat_count <= 100 THEN commits END,
         'all_chats', chat_count > 100)::text);
     RETURN NULL;

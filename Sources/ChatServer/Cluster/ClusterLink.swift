@@ -92,7 +92,7 @@ public final class ClusterLink: ChatEvents, Service {
         }
         do {
             try await store.forgetNode(settings.nodeName)
-            try await store.notifyCluster([encode(.stopped)])
+            try await store.notifyCluster([ClusterNotice.payload(of: .stopped, from: settings.nodeName)])
         } catch {
             logger.warning("Could not tell the other nodes that this one stops", metadata: ["error": "\(error)"])
         }
@@ -148,7 +148,7 @@ public final class ClusterLink: ChatEvents, Service {
     // MARK: Sending
 
     private func announce(_ event: ClusterEvent) {
-        let payload = encode(event)
+        let payload = ClusterNotice.payload(of: event, from: settings.nodeName)
         let dropped = waiting.withLock { waiting in
             waiting.append(payload)
             let excess = max(0, waiting.count - Self.maxWaitingAnnouncements)
@@ -157,12 +157,6 @@ public final class ClusterLink: ChatEvents, Service {
         }
         if dropped > 0 { logger.warning("Dropped announcements to the other nodes: the database is away") }
         announcementsWaiting.yield()
-    }
-
-    private func encode(_ event: ClusterEvent) -> String {
-        let notice = ClusterNotice(node: settings.nodeName, event: event)
-        // Encoding these plain values cannot fail.
-        return String(decoding: (try? JSONEncoder().encode(notice)) ?? Data(), as: UTF8.self)
     }
 
     /// Sends what waits, everything at once in one round trip, until shutdown.
@@ -226,21 +220,19 @@ public final class ClusterLink: ChatEvents, Service {
     }
 
     private func received(_ payload: String) async {
-        let notice: ClusterNotice
-        do {
-            notice = try JSONDecoder().decode(ClusterNotice.self, from: Data(payload.utf8))
-        } catch {
+        let parsed = ClusterNotice.parse(payload)
+        guard parsed?.node != Substring(settings.nodeName) else { return }
+        guard let (node, decode) = parsed, let notice = try? decode() else {
             logger.warning(
                 "Ignored a notification it cannot read", metadata: ["chat.payload": "\(payload.prefix(200))"])
             return
         }
-        guard notice.node != settings.nodeName else { return }
         for commit in notice.commits ?? [] where commit.count == 2 {
             hub.committed(in: ChatID(commit[0]), upTo: commit[1])
         }
         do {
             if notice.allChats == true { try await checkFollowedChats() }
-            if let event = notice.event { try await apply(event, from: notice.node) }
+            if let event = notice.event { try await apply(event, from: String(node)) }
         } catch {
             logger.warning("Could not apply another node's event", metadata: ["error": "\(error)"])
         }

@@ -1,10 +1,11 @@
+import Foundation
 import ChatProtocol
 
-/// One notification on the cluster channel, as JSON: messages committed (sent by the
-/// database's trigger, see migration 0003) or an event a node announced.
+/// One notification on the cluster channel: messages committed (sent by the database's
+/// trigger, see migration 0003) or an event a node announced. Its payload is the name of the
+/// node that wrote the messages or announced the event, a line break, and this as JSON: a node
+/// skips its own notifications without decoding them.
 struct ClusterNotice: Codable, Sendable {
-    /// The node that wrote the messages or announced the event.
-    let node: String
     /// Per chat, `[chat id, last seq]` after the commit.
     var commits: [[Int64]]?
     /// Too many chats to list: every node checks all the chats it follows.
@@ -12,8 +13,22 @@ struct ClusterNotice: Codable, Sendable {
     var event: ClusterEvent?
 
     enum CodingKeys: String, CodingKey {
-        case node, commits, event
+        case commits, event
         case allChats = "all_chats"
+    }
+
+    /// The payload of an event announced by `node`.
+    static func payload(of event: ClusterEvent, from node: String) -> String {
+        // Encoding these plain values cannot fail.
+        let json = (try? JSONEncoder().encode(ClusterNotice(event: event))) ?? Data()
+        return node + "\n" + String(decoding: json, as: UTF8.self)
+    }
+
+    /// The sending node and the notice of a payload, or nil when it is not in this format.
+    static func parse(_ payload: String) -> (node: Substring, notice: () throws -> ClusterNotice)? {
+        guard let lineBreak = payload.firstIndex(of: "\n") else { return nil }
+        let json = payload[payload.index(after: lineBreak)...]
+        return (payload[..<lineBreak], { try JSONDecoder().decode(ClusterNotice.self, from: Data(json.utf8)) })
     }
 }
 

@@ -85,6 +85,12 @@ public protocol ChatStore: Service {
     func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>]
     /// A page of a chat's messages in `seq` order.
     func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
+    /// The messages after `afterSeq` (at most `limit`, in `seq` order) and the chat's members
+    /// as of no earlier than the newest of them: a member removed before one of these messages
+    /// was stored is not among the members. What the hub reads to fill a gap.
+    func messagesAndMembers(
+        in chat: ChatID, after afterSeq: Int64, limit: Int
+    ) async throws -> (messages: [Message], members: Set<UserID>)
     /// Stores `count` generated messages (`"message <seq>"`, no client id) from `sender` at
     /// the chat's next `seq`s in one transaction: the bulk path `chatsim history` fills a
     /// chat with. Publishes nothing, so run it before clients follow the chat.
@@ -99,6 +105,14 @@ public protocol ChatStore: Service {
 }
 
 extension ChatStore {
+    /// Two reads, the members after the messages.
+    public func messagesAndMembers(
+        in chat: ChatID, after afterSeq: Int64, limit: Int
+    ) async throws -> (messages: [Message], members: Set<UserID>) {
+        let messages = try await self.messages(in: chat, .after(seq: afterSeq, limit: limit))
+        return (messages, Set(try await members(of: chat).map(\.userID)))
+    }
+
     /// Stores one message: ``appendMessages(_:)`` with a batch of one.
     /// - Throws: ``ChatError/notAMember`` when the sender is not a member.
     public func appendMessage(_ message: NewMessage) async throws -> AppendedMessage {

@@ -524,6 +524,34 @@ public final class PostgresChatStore: ChatStore {
         return try await fetch(sql, as: MessageRow.self).map(Self.message)
     }
 
+    /// One statement, so one snapshot: the members are read with the messages.
+    public func messagesAndMembers(
+        in chat: ChatID, after afterSeq: Int64, limit: Int
+    ) async throws -> (messages: [Message], members: Set<UserID>) {
+        let rows = try await fetch(
+            """
+            SELECT ARRAY(SELECT user_id FROM group_members WHERE chat_id = \(chat.rawValue)), NULL, NULL, NULL,
+                   NULL, NULL, NULL, NULL
+            UNION ALL
+            (SELECT NULL, id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
+             WHERE chat_id = \(chat.rawValue) AND seq > \(afterSeq) ORDER BY seq LIMIT \(limit))
+            """, as: ([Int64]?, Int64?, Int64?, Int64?, Int64?, String?, String?, Date?).self)
+        var members: Set<UserID> = []
+        var messages: [Message] = []
+        for row in rows {
+            if let ids = row.0 {
+                members = Set(ids.map(UserID.init))
+            } else if let id = row.1, let chat = row.2, let seq = row.3, let sender = row.4, let text = row.6,
+                let createdAt = row.7
+            {
+                messages.append(Self.message((id, chat, seq, sender, row.5, text, createdAt)))
+            }
+        }
+        // UNION ALL keeps each part's order in practice; the standard does not promise it.
+        messages.sort { $0.seq < $1.seq }
+        return (messages, members)
+    }
+
     public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
         guard count >= 1 else { throw ChatError.invalidField("count", "must be at least 1") }
         let count = Int64(count)

@@ -49,8 +49,8 @@ public final class ChatHub: Service {
     private let onlineElsewhere = Mutex<Set<UserID>>([])
     private let store: any ChatStore
     private let limits: Limits
-    private let gapFills: AsyncStream<ChatID>.Continuation
-    private let gapFillRequests: AsyncStream<ChatID>
+    private let gapFills: AsyncStream<GapFill>.Continuation
+    private let gapFillRequests: AsyncStream<GapFill>
     private let metrics: ChatMetrics
     private let logger: Logger
 
@@ -79,7 +79,7 @@ public final class ChatHub: Service {
         self.limits = limits
         self.metrics = metrics
         self.shards = (0..<max(1, shardCount)).map { _ in Shard() }
-        (self.gapFillRequests, self.gapFills) = AsyncStream.makeStream(of: ChatID.self)
+        (self.gapFillRequests, self.gapFills) = AsyncStream.makeStream(of: GapFill.self)
         self.logger = logger
     }
 
@@ -196,7 +196,7 @@ public final class ChatHub: Service {
             $0.publish(publication, heldLimit: limits.heldFrames)
         }
         metrics.messagesDelivered(deliveries)
-        if needsGapFill { gapFills.yield(chat) }
+        if needsGapFill { gapFills.yield(GapFill(chat: chat, urgent: false)) }
         return originAcked
     }
 
@@ -240,7 +240,7 @@ public final class ChatHub: Service {
     /// the store reports: those this node has not delivered are read from the store at once.
     public func committed(in chat: ChatID, upTo lastSeq: Int64) {
         let needsGapFill = shard(chat).state.withLock { $0.committed(in: chat, upTo: lastSeq) }
-        if needsGapFill { gapFills.yield(chat) }
+        if needsGapFill { gapFills.yield(GapFill(chat: chat, urgent: true)) }
     }
 
     // MARK: Catching up
@@ -335,28 +335,36 @@ public final class ChatHub: Service {
 
     // MARK: Gap filling
 
-    /// Reads missing `seq`s from the store for chats whose gap outlived the grace period.
+    /// Reads missing `seq`s from the store: at once for messages committed elsewhere, after
+    /// the grace period for a gap among this node's own publications.
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            for await chat in gapFillRequests.cancelOnGracefulShutdown() {
-                group.addTask { await self.fillGap(in: chat) }
+            for await fill in gapFillRequests.cancelOnGracefulShutdown() {
+                group.addTask { await self.fillGap(fill) }
             }
             group.cancelAll()
         }
     }
 
-    private func fillGap(in chat: ChatID) async {
+    private func fillGap(_ fill: GapFill) async {
+        let chat = fill.chat
         // A message published on this node out of order usually comes soon; one committed
         // elsewhere never comes unless read.
-        let committedElsewhere = shard(chat).state.withLock { $0.channels[chat].map { $0.known > $0.top } ?? false }
-        if !committedElsewhere { try? await Task.sleep(for: limits.gapGrace) }
-        guard let gap = shard(chat).state.withLock({ $0.gap(in: chat) }) else { return }
+        if !fill.urgent { try? await Task.sleep(for: limits.gapGrace) }
+        if let gap = shard(chat).state.withLock({ $0.gap(in: chat) }) {
+            await read(gap, of: chat)
+        }
+        if let next = shard(chat).state.withLock({ $0.finishGapFill(fill) }) { gapFills.yield(next) }
+    }
+
+    /// Reads and publishes the missing messages, or waits a moment when the store fails.
+    private func read(_ gap: (after: Int64, count: Int), of chat: ChatID) async {
         do {
-            let missing = try await store.messages(in: chat, .after(seq: gap.after, limit: gap.count))
-            if committedElsewhere {
-                // The removal of a member may reach this node after messages stored since:
-                // read after them, the members tell who may no longer have them.
-                let members = Set(try await store.members(of: chat).map(\.userID))
+            let (missing, members) = try await store.messagesAndMembers(
+                in: chat, after: gap.after, limit: gap.count)
+            if !missing.isEmpty {
+                // A member's removal may reach this node (from another) after messages stored
+                // since: the members read with them tell who may no longer have them.
                 shard(chat).state.withLock { $0.unsubscribe(from: chat, allBut: members) }
             }
             for message in missing {
@@ -368,8 +376,6 @@ public final class ChatHub: Service {
                 "Could not fill a gap; retrying", metadata: ["chat.chat_id": "\(chat)", "error": "\(error)"])
             try? await Task.sleep(for: limits.gapRetryDelay)
         }
-        let stillMissing = shard(chat).state.withLock { $0.finishGapFill(in: chat) }
-        if stillMissing { gapFills.yield(chat) }
     }
 
     // MARK: Helpers
@@ -408,6 +414,12 @@ extension ChatHub: ChatEvents {
     }
 }
 
+/// A request to read a chat's missing `seq`s; an urgent one skips the grace period.
+private struct GapFill: Sendable {
+    let chat: ChatID
+    let urgent: Bool
+}
+
 /// The users and connections on this node.
 private struct Registry {
     var connections: [UserID: [ConnectionID: ChatConnection]] = [:]
@@ -429,7 +441,10 @@ private final class Channel {
     var subscribers: [ConnectionID: Subscription] = [:]
     /// Messages that arrived before a lower `seq`, by `seq`.
     var pending: [Int64: ChatHub.Publication] = [:]
-    var gapFillRequested = false
+    /// Gap fills requested and not finished: at most one urgent one and one that waits out the
+    /// grace period.
+    var gapFillsInFlight = 0
+    var urgentGapFillInFlight = false
     /// Sends on this node that are being stored, by sender and client id: if a gap fill
     /// delivers one of them first, its connection still gets its `ack` in order.
     var sendsInFlight: [SendKey: Set<ConnectionID>] = [:]
@@ -578,8 +593,8 @@ private struct ShardState {
                     heldLimit: heldLimit)
             }
         }
-        let needsGapFill = !channel.pending.isEmpty && !channel.gapFillRequested
-        if needsGapFill { channel.gapFillRequested = true }
+        let needsGapFill = !channel.pending.isEmpty && channel.gapFillsInFlight == 0
+        if needsGapFill { channel.gapFillsInFlight += 1 }
         return (originAcked, needsGapFill, deliveries)
     }
 
@@ -628,13 +643,14 @@ private struct ShardState {
         }
     }
 
-    /// Notes that `chat` holds messages up to `lastSeq`; returns true when a gap fill should
-    /// be requested.
+    /// Notes that `chat` holds messages up to `lastSeq`; returns true when an urgent gap fill
+    /// should be requested (none is under way).
     func committed(in chat: ChatID, upTo lastSeq: Int64) -> Bool {
         guard let channel = channels[chat] else { return false }
         channel.known = max(channel.known, lastSeq)
-        guard channel.known > channel.top, !channel.gapFillRequested else { return false }
-        channel.gapFillRequested = true
+        guard channel.known > channel.top, !channel.urgentGapFillInFlight else { return false }
+        channel.gapFillsInFlight += 1
+        channel.urgentGapFillInFlight = true
         return true
     }
 
@@ -647,11 +663,18 @@ private struct ShardState {
         return (channel.top, Int(min(end - channel.top, Int64(ChatService.maxHistoryLimit))))
     }
 
-    /// Ends a gap fill; returns true when a gap remains and another fill should follow.
-    func finishGapFill(in chat: ChatID) -> Bool {
-        guard let channel = channels[chat] else { return false }
-        channel.gapFillRequested = gap(in: chat) != nil
-        return channel.gapFillRequested
+    /// Ends a gap fill; returns the next one when a gap remains that no fill under way covers.
+    func finishGapFill(_ fill: GapFill) -> GapFill? {
+        guard let channel = channels[fill.chat] else { return nil }
+        // At least 0: the channel may be a new one, made after the fill started.
+        channel.gapFillsInFlight = max(0, channel.gapFillsInFlight - 1)
+        if fill.urgent { channel.urgentGapFillInFlight = false }
+        guard gap(in: fill.chat) != nil else { return nil }
+        let urgent = channel.known > channel.top
+        guard urgent ? !channel.urgentGapFillInFlight : channel.gapFillsInFlight == 0 else { return nil }
+        channel.gapFillsInFlight += 1
+        if urgent { channel.urgentGapFillInFlight = true }
+        return GapFill(chat: fill.chat, urgent: urgent)
     }
 }
 
