@@ -175,7 +175,7 @@ struct ClusterTests {
             try await TestPostgres.execute(
                 """
                 WITH beat AS (
-                    INSERT INTO cluster_nodes VALUES ('crashed', now(), 1, ARRAY[\(bob.id)]::bigint[])
+                    INSERT INTO cluster_nodes VALUES ('crashed', now() + interval '1 second', 1, ARRAY[\(bob.id)]::bigint[])
                 )
                 SELECT pg_notify('chat_cluster', E'crashed\\n{"event":{"presence":{"user":\(bob.id),"online":true,"version":2}}}')
                 """, on: location)

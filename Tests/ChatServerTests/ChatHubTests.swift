@@ -145,7 +145,10 @@ struct ChatHubTests {
             _ = try await fixture.store(1, from: fixture.alice, prefix: "after")
             fixture.hub.committed(in: fixture.chat, upTo: 1)
             #expect(Self.seqs(try await Self.frames(1, from: alice.outbox)) == [1])
-            #expect(try await Self.frames(1, from: bob.outbox) == [.memberRemoved(chatID: fixture.chat, userID: fixture.bob)])
+            #expect(
+                try await Self.frames(1, from: bob.outbox) == [
+                    .memberRemoved(chatID: fixture.chat, userID: fixture.bob)
+                ])
             #expect(!fixture.hub.isSubscribed(bob, to: fixture.chat))
         }
     }

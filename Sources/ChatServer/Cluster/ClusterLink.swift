@@ -1,7 +1,6 @@
 import ChatProtocol
 import Foundation
 import Logging
-import PostgresNIO
 import ServiceLifecycle
 import Synchronization
 
@@ -9,8 +8,9 @@ import Synchronization
 ///
 /// Events reported here go to this node's hub and, with NOTIFY, to the other nodes, whose
 /// events arrive through LISTEN and go to this node's hub. New messages need no announcement:
-/// the database's trigger sends one notification per committing statement (migration 0003),
-/// and the hub reads the `seq`s it has not delivered (``ChatHub/committed(in:upTo:)``).
+/// while another node's heartbeat is alive, the database's trigger sends one notification per
+/// committing statement (migration 0003), and the hub reads the `seq`s it has not delivered
+/// (``ChatHub/committed(in:upTo:)``).
 ///
 /// The listening connection reopens whenever it drops. Each time, before anything newer is
 /// delivered, the node catches up: it checks every chat it follows against its last `seq`
@@ -184,15 +184,17 @@ public final class ClusterLink: ChatEvents, Service {
         var retryDelay = firstRetryDelay
         while !Task.isCancelled {
             do {
-                try await store.listenToCluster { notifications in
-                    try await self.catchUp()
-                    retryDelay = firstRetryDelay
-                    self.listening.store(true, ordering: .relaxed)
-                    self.logger.info("Listening to the other nodes", metadata: ["chat.node": "\(self.nodeName)"])
-                    for try await notification in notifications {
-                        await self.received(notification.payload)
-                    }
-                }
+                // Other nodes notify only while a heartbeat of another is alive (migration
+                // 0003): recorded first, then listening, then catching up misses nothing.
+                try await recordHeartbeat()
+                try await store.listenToCluster(
+                    listening: {
+                        try await self.catchUp()
+                        retryDelay = firstRetryDelay
+                        self.listening.store(true, ordering: .relaxed)
+                        self.logger.info("Listening to the other nodes", metadata: ["chat.node": "\(self.nodeName)"])
+                    },
+                    receive: { await self.received($0) })
             } catch {
                 listening.store(false, ordering: .relaxed)
                 guard !Task.isCancelled else { return }
@@ -270,19 +272,23 @@ public final class ClusterLink: ChatEvents, Service {
     /// Records a heartbeat and checks the followed chats every interval, until shutdown.
     private func beat() async {
         while !Task.isCancelled {
-            // The version is read before the users are listed: see RemotePresence.
-            let version = presenceVersion.load(ordering: .sequentiallyConsistent)
             do {
-                let heartbeats = try await store.heartbeat(
-                    node: settings.nodeName, presenceVersion: version, onlineUsers: hub.onlineUsers(),
-                    expiry: settings.expiry)
-                presenceChangedElsewhere(remotePresence.withLock { $0.apply(heartbeats: heartbeats) })
+                try await recordHeartbeat()
                 try await checkFollowedChats()
             } catch  where !Task.isCancelled {
                 logger.warning("Heartbeat failed", metadata: ["error": "\(error)"])
             } catch {}
             try? await Task.sleep(for: settings.heartbeatInterval)
         }
+    }
+
+    /// Records this node's heartbeat and applies the other nodes'.
+    private func recordHeartbeat() async throws {
+        // The version is read before the users are listed: see RemotePresence.
+        let version = presenceVersion.load(ordering: .sequentiallyConsistent)
+        let heartbeats = try await store.heartbeat(
+            node: settings.nodeName, presenceVersion: version, onlineUsers: hub.onlineUsers(), expiry: settings.expiry)
+        presenceChangedElsewhere(remotePresence.withLock { $0.apply(heartbeats: heartbeats) })
     }
 
     /// Records users who came online or went offline on other nodes; those with no connection

@@ -1,5 +1,5 @@
-import Foundation
 import ChatProtocol
+import Foundation
 
 /// One notification on the cluster channel: messages committed (sent by the database's
 /// trigger, see migration 0003) or an event a node announced. Its payload is the name of the

@@ -14,9 +14,12 @@ extension PostgresChatStore {
         let onlineUsers: [UserID]
     }
 
-    /// LISTENs on the cluster channel on a connection of its own and runs `body` with what
-    /// arrives. Throws when the connection cannot be opened or fails; then nothing more arrives.
-    func listenToCluster(_ body: (PostgresNotificationSequence) async throws -> Void) async throws {
+    /// LISTENs on the cluster channel on a connection of its own, runs `listening` once it
+    /// listens, then `receive` with each payload that arrives, in order, until cancelled.
+    /// Throws when the connection cannot be opened or fails.
+    func listenToCluster(
+        listening: () async throws -> Void, receive: (String) async -> Void
+    ) async throws {
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(
@@ -25,7 +28,12 @@ extension PostgresChatStore {
             throw mapError(error)
         }
         do {
-            try await connection.listen(on: Self.clusterChannel, consume: body)
+            try await connection.listen(on: Self.clusterChannel) { notifications in
+                try await listening()
+                for try await notification in notifications {
+                    await receive(notification.payload)
+                }
+            }
         } catch {
             try? await connection.close()
             throw mapError(error)
@@ -42,23 +50,25 @@ extension PostgresChatStore {
             """)
     }
 
-    /// Records this node's heartbeat with the users connected to it, and returns the other
-    /// nodes heard from within `expiry`. Nodes silent for an hour are forgotten.
+    /// Records this node's heartbeat with the users connected to it, valid for `expiry`, and
+    /// returns the other nodes' unexpired ones. Nodes expired for an hour are forgotten.
     func heartbeat(
         node: String, presenceVersion: Int64, onlineUsers: [UserID], expiry: Duration
     ) async throws -> [NodeHeartbeat] {
         try await write(
             """
             WITH mine AS (
-                INSERT INTO cluster_nodes (node, seen_at, presence_version, online_users)
-                VALUES (\(node), now(), \(presenceVersion), \(onlineUsers.map(\.rawValue))::bigint[])
-                ON CONFLICT (node) DO UPDATE SET seen_at = now(), presence_version = excluded.presence_version,
-                    online_users = excluded.online_users
+                INSERT INTO cluster_nodes (node, expires_at, presence_version, online_users)
+                VALUES (
+                    \(node), now() + make_interval(secs => \(Double(expiry.milliseconds) / 1000)),
+                    \(presenceVersion), \(onlineUsers.map(\.rawValue))::bigint[])
+                ON CONFLICT (node) DO UPDATE SET expires_at = excluded.expires_at,
+                    presence_version = excluded.presence_version, online_users = excluded.online_users
             ), forgotten AS (
-                DELETE FROM cluster_nodes WHERE seen_at < now() - interval '1 hour'
+                DELETE FROM cluster_nodes WHERE expires_at < now() - interval '1 hour'
             )
             SELECT node, presence_version, online_users FROM cluster_nodes
-            WHERE node <> \(node) AND seen_at > now() - make_interval(secs => \(Double(expiry.milliseconds) / 1000))
+            WHERE node <> \(node) AND expires_at > now()
             """, as: (String, Int64, [Int64]).self
         ).map { NodeHeartbeat(node: $0.0, presenceVersion: $0.1, onlineUsers: $0.2.map(UserID.init)) }
     }
