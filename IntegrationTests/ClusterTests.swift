@@ -166,6 +166,24 @@ struct ClusterTests {
         }
     }
 
+    @Test func anAdminSyncOnOneNodeRebuildsMembershipsOnEveryNode() async throws {
+        try await TestApp.runNodes(2) { nodes in
+            let api = nodes[0]
+            let (admin, bob) = (try await api.user("admin"), try await api.user("bob"))
+            _ = try await api.store.setAdmin(true, nameKey: "admin")
+            let chat = try await api.createChat("Elsewhere", as: admin)
+            let bobSocket = try await Self.connect(bob, to: nodes[1])
+            // Changed in the database only: no node hears of it until an admin sync.
+            try await api.store.addMember(bob.id, to: chat.id)
+            #expect(try await api.send(.get, "/chat/sync/persistent", as: admin).status == .ok)
+            guard case .memberAdded(let chatID, let userID, _?) = try await bobSocket.next(.memberAdded) else {
+                throw ClusterTestFailure("bob's connection on the other node was not subscribed")
+            }
+            #expect(chatID == chat.id && userID == bob.id)
+            await bobSocket.close()
+        }
+    }
+
     @Test func aNodeThatStopsBeatingTakesItsUsersPresenceWithIt() async throws {
         try await TestApp.runNodes(1) { nodes in
             let (alice, bob, _) = try await RealtimeContract.pair(nodes[0])
@@ -177,7 +195,7 @@ struct ClusterTests {
                 WITH beat AS (
                     INSERT INTO cluster_nodes VALUES ('crashed', now() + interval '1 second', 1, ARRAY[\(bob.id)]::bigint[])
                 )
-                SELECT pg_notify('chat_cluster', E'crashed\\n{"event":{"presence":{"user":\(bob.id),"online":true,"version":2}}}')
+                SELECT pg_notify('chat_cluster', E'crashed\\n{"presence":{"user":\(bob.id),"online":true,"version":2}}')
                 """, on: location)
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: true))
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: false))

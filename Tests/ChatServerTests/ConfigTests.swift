@@ -29,6 +29,7 @@ struct ConfigTests {
                 "CHAT_COOKIE_SECURE": "true", "CHAT_LOG_LEVEL": "debug", "CHAT_LOGIN_FAILURES_PER_ACCOUNT": "5",
                 "CHAT_LOGIN_FAILURES_PER_ADDRESS": "50", "CHAT_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
                 "CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "5", "CHAT_IDLE_TIMEOUT_SECONDS": "90",
+                "CHAT_NODE_NAME": "eu-west.node_2", "CHAT_HEARTBEAT_INTERVAL_MS": "500",
             ], directory: "/nonexistent")
         #expect(config.environment == .dev && config.host == "10.0.0.5" && config.port == 9000)
         #expect(
@@ -47,6 +48,15 @@ struct ConfigTests {
         #expect(config.loginLimits == LoginThrottle.Limits(perAccount: 5, perAddress: 50))
         #expect(config.trustedProxies == ["10.0.0.1", "10.0.0.2"])
         #expect(config.requestHeadTimeout == .seconds(5) && config.idleTimeout == .seconds(90))
+        #expect(config.cluster.nodeName == "eu-west.node_2" && config.cluster.heartbeatInterval == .milliseconds(500))
+        #expect(config.cluster.expiry == .milliseconds(1500))
+    }
+
+    @Test func theDefaultNodeNameIsAValidOne() async throws {
+        let name = try await ChatConfig.load(environment: [:], directory: "/nonexistent").cluster.nodeName
+        #expect(name.hasSuffix("-\(ProcessInfo.processInfo.processIdentifier)"))
+        let given = try await ChatConfig.load(environment: ["CHAT_NODE_NAME": name], directory: "/nonexistent")
+        #expect(given.cluster.nodeName == name, "the default passes the rules a given name must pass")
     }
 
     @Test func theEnvironmentFileFillsInButRealVariablesWin() async throws {
@@ -69,7 +79,8 @@ struct ConfigTests {
             ("CHAT_PASSWORD_HASH", "md5"), ("DATABASE_URL", "mysql://x"), ("DATABASE_URL", "sqlite:"),
             ("DATABASE_URL", "postgres://u@h/db?sslmode=maybe"), ("CHAT_COOKIE_SECURE", "perhaps"),
             ("CHAT_ALLOWED_ORIGINS", "chat.example.com"), ("CHAT_JWT_SECRET", "shorter-than-32-bytes"),
-            ("CHAT_LOG_LEVEL", "loud"), ("CHAT_MAX_BODY_BYTES", "12"),
+            ("CHAT_LOG_LEVEL", "loud"), ("CHAT_MAX_BODY_BYTES", "12"), ("CHAT_NODE_NAME", "node 1"),
+            ("CHAT_NODE_NAME", String(repeating: "n", count: 64)), ("CHAT_HEARTBEAT_INTERVAL_MS", "50"),
         ])
     func malformedValuesAreErrors(_ variable: String, _ value: String) async throws {
         let error = await #expect(throws: ConfigError.self) {

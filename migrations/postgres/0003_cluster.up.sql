@@ -12,9 +12,10 @@ CREATE TABLE cluster_nodes (
 
 -- Every committing statement that stores messages sends one notification on the channel
 -- chat_cluster, delivered at commit: the node that wrote them (the connection's
--- application_name), a line break, and JSON with each chat's new last seq. A statement that
--- touches more than 100 chats lists none ("all_chats"), which keeps the payload far below
--- PostgreSQL's 8000 bytes: every node then checks all the chats it follows.
+-- application_name), a line break, and "commits " with each chat's new last seq, as in
+-- "node1\ncommits 7:42 8:13". A statement that touches more than 100 chats lists none
+-- ("all chats"), which keeps the payload far below PostgreSQL's 8000 bytes: every node then
+-- checks all the chats it follows.
 --
 -- A notifying commit takes a lock that every other notifying commit waits for, so a node
 -- with no other node alive (no unexpired heartbeat but its own) does not notify. A node
@@ -22,7 +23,7 @@ CREATE TABLE cluster_nodes (
 CREATE FUNCTION notify_committed_messages() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     chat_count integer;
-    commits json;
+    commits text;
 BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM cluster_nodes
@@ -30,14 +31,13 @@ BEGIN
     ) THEN
         RETURN NULL;
     END IF;
-    SELECT count(*), json_agg(json_build_array(chat_id, seq)) INTO chat_count, commits
+    SELECT count(*), string_agg(chat_id || ':' || seq, ' ') INTO chat_count, commits
     FROM (SELECT chat_id, max(seq) AS seq FROM inserted GROUP BY chat_id) AS latest;
     IF chat_count = 0 THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_notify('chat_cluster', current_setting('application_name') || E'\n' || json_build_object(
-        'commits', CASE WHEN chat_count <= 100 THEN commits END,
-        'all_chats', chat_count > 100)::text);
+    PERFORM pg_notify('chat_cluster', current_setting('application_name') || E'\n'
+        || CASE WHEN chat_count <= 100 THEN 'commits ' || commits ELSE 'all chats' END);
     RETURN NULL;
 END
 $$;

@@ -222,19 +222,22 @@ public final class ClusterLink: ChatEvents, Service {
     }
 
     private func received(_ payload: String) async {
-        let parsed = ClusterNotice.parse(payload)
-        guard parsed?.node != Substring(settings.nodeName) else { return }
-        guard let (node, decode) = parsed, let notice = try? decode() else {
+        let parts = ClusterNotice.split(payload)
+        guard parts?.node != Substring(settings.nodeName) else { return }
+        guard let (node, body) = parts, let notice = ClusterNotice(body: body) else {
             logger.warning(
                 "Ignored a notification it cannot read", metadata: ["chat.payload": "\(payload.prefix(200))"])
             return
         }
-        for commit in notice.commits ?? [] where commit.count == 2 {
-            hub.committed(in: ChatID(commit[0]), upTo: commit[1])
-        }
         do {
-            if notice.allChats == true { try await checkFollowedChats() }
-            if let event = notice.event { try await apply(event, from: String(node)) }
+            switch notice {
+            case .committed(let commits):
+                for (chat, lastSeq) in commits { hub.committed(in: chat, upTo: lastSeq) }
+            case .committedInAllChats:
+                try await checkFollowedChats()
+            case .event(let event):
+                try await apply(event, from: String(node))
+            }
         } catch {
             logger.warning("Could not apply another node's event", metadata: ["error": "\(error)"])
         }

@@ -1,34 +1,59 @@
 import ChatProtocol
 import Foundation
 
-/// One notification on the cluster channel: messages committed (sent by the database's
-/// trigger, see migration 0003) or an event a node announced. Its payload is the name of the
-/// node that wrote the messages or announced the event, a line break, and this as JSON: a node
-/// skips its own notifications without decoding them.
-struct ClusterNotice: Codable, Sendable {
-    /// Per chat, `[chat id, last seq]` after the commit.
-    var commits: [[Int64]]?
-    /// Too many chats to list: every node checks all the chats it follows.
-    var allChats: Bool?
-    var event: ClusterEvent?
-
-    enum CodingKeys: String, CodingKey {
-        case commits, event
-        case allChats = "all_chats"
-    }
+/// One notification on the cluster channel. Its payload is the name of the node that wrote
+/// the messages or announced the event, a line break, and one of:
+///
+/// - `commits 7:42 8:13`: messages committed, each chat with its new last `seq` (sent by the
+///   database's trigger, migration 0003);
+/// - `all chats`: messages committed in more chats than a payload lists: check every chat;
+/// - an event a node announced, as JSON.
+///
+/// A node skips its own notifications by their first line, without reading the rest.
+enum ClusterNotice: Equatable {
+    case committed([(chat: ChatID, lastSeq: Int64)])
+    case committedInAllChats
+    case event(ClusterEvent)
 
     /// The payload of an event announced by `node`.
     static func payload(of event: ClusterEvent, from node: String) -> String {
         // Encoding these plain values cannot fail.
-        let json = (try? JSONEncoder().encode(ClusterNotice(event: event))) ?? Data()
-        return node + "\n" + String(decoding: json, as: UTF8.self)
+        node + "\n" + String(decoding: (try? JSONEncoder().encode(event)) ?? Data(), as: UTF8.self)
     }
 
-    /// The sending node and the notice of a payload, or nil when it is not in this format.
-    static func parse(_ payload: String) -> (node: Substring, notice: () throws -> ClusterNotice)? {
+    /// The sending node and the rest of a payload, or nil when it has no first line.
+    static func split(_ payload: String) -> (node: Substring, body: Substring)? {
         guard let lineBreak = payload.firstIndex(of: "\n") else { return nil }
-        let json = payload[payload.index(after: lineBreak)...]
-        return (payload[..<lineBreak], { try JSONDecoder().decode(ClusterNotice.self, from: Data(json.utf8)) })
+        return (payload[..<lineBreak], payload[payload.index(after: lineBreak)...])
+    }
+
+    /// Reads the body of a payload; nil when it is in none of the formats.
+    init?(body: Substring) {
+        if body.hasPrefix("commits ") {
+            var commits: [(chat: ChatID, lastSeq: Int64)] = []
+            for pair in body.dropFirst("commits ".count).split(separator: " ") {
+                let parts = pair.split(separator: ":")
+                guard parts.count == 2, let chat = Int64(parts[0]), let lastSeq = Int64(parts[1]) else { return nil }
+                commits.append((ChatID(chat), lastSeq))
+            }
+            self = .committed(commits)
+        } else if body == "all chats" {
+            self = .committedInAllChats
+        } else if let event = try? JSONDecoder().decode(ClusterEvent.self, from: Data(body.utf8)) {
+            self = .event(event)
+        } else {
+            return nil
+        }
+    }
+
+    static func == (lhs: ClusterNotice, rhs: ClusterNotice) -> Bool {
+        switch (lhs, rhs) {
+        case (.committed(let left), .committed(let right)):
+            left.map(\.chat) == right.map(\.chat) && left.map(\.lastSeq) == right.map(\.lastSeq)
+        case (.committedInAllChats, .committedInAllChats): true
+        case (.event(let left), .event(let right)): left == right
+        default: false
+        }
     }
 }
 

@@ -64,6 +64,9 @@ public final class ChatHub: Service {
         public var gapGrace: Duration
         /// How long to wait before reading a gap again after the store failed.
         public var gapRetryDelay: Duration = .milliseconds(500)
+        /// How long messages committed elsewhere are gathered before they are read: one read
+        /// then serves every commit notified meanwhile (docs/scaling.md).
+        public var remoteGathering: Duration = .milliseconds(3)
 
         public init(connectionsPerUser: Int, heldFrames: Int, gapGrace: Duration = .milliseconds(50)) {
             self.connectionsPerUser = connectionsPerUser
@@ -349,8 +352,8 @@ public final class ChatHub: Service {
     private func fillGap(_ fill: GapFill) async {
         let chat = fill.chat
         // A message published on this node out of order usually comes soon; one committed
-        // elsewhere never comes unless read.
-        if !fill.urgent { try? await Task.sleep(for: limits.gapGrace) }
+        // elsewhere never comes unless read, soon, with whatever else was committed meanwhile.
+        try? await Task.sleep(for: fill.urgent ? limits.remoteGathering : limits.gapGrace)
         if let gap = shard(chat).state.withLock({ $0.gap(in: chat) }) {
             await read(gap, of: chat)
         }
