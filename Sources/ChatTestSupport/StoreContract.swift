@@ -28,6 +28,7 @@ public enum StoreContract {
         StoreContractCheck(description: "a batch stores in order and answers per message", run: batchedSends),
         StoreContractCheck(description: "raced batches store a shared client id once", run: racedBatches),
         StoreContractCheck(description: "history pages are seq ranges", run: historyPaging),
+        StoreContractCheck(description: "a gap's messages come with the chat's members", run: messagesAndMembers),
         StoreContractCheck(description: "generated messages continue the seqs in bulk", run: generatedMessages),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
         StoreContractCheck(description: "chat details list every chat with its members", run: chatDetails),
@@ -347,6 +348,22 @@ public enum StoreContract {
         try await require(try await seqs(.before(seq: 3, limit: 5)) == [1, 2], "before the start")
         try await require(try await seqs(.after(seq: 22, limit: 5)) == [23, 24, 25], "after a cursor")
         try await require(try await store.messages(in: ChatID(999_999), .offset(0, limit: 5)).isEmpty, "unknown chat")
+    }
+
+    static func messagesAndMembers(_ store: any ChatStore) async throws {
+        let (creator, member, _) = try await threeUsers(store)
+        let chat = try await store.createChat(name: "Gap", type: .group, creator: creator.id)
+        try await store.addMember(member.id, to: chat.id)
+        for index in 1...5 {
+            _ = try await store.appendMessage(
+                NewMessage(chatID: chat.id, senderID: creator.id, clientID: "g\(index)", text: "\(index)"))
+        }
+        try await store.removeMember(member.id, from: chat.id)
+        let read = try await store.messagesAndMembers(in: chat.id, after: 2, limit: 2)
+        try await require(read.messages.map(\.seq) == [3, 4] && read.messages[0].text == "3", "the page after seq 2")
+        try await require(read.members == [creator.id], "the members as of the read, without the removed one")
+        let past = try await store.messagesAndMembers(in: chat.id, after: 5, limit: 10)
+        try await require(past.messages.isEmpty && past.members == [creator.id], "no messages past the end")
     }
 
     static func generatedMessages(_ store: any ChatStore) async throws {

@@ -11,7 +11,7 @@ import Synchronization
 /// in any order (commits finish in `seq` order, but their results reach the server in any
 /// order), and the hub delivers strictly by `seq`. When a `seq` is missing for longer than a
 /// short grace period, the hub reads it from the store, so a lost publication never leaves a
-/// gap. Messages committed by other nodes arrive the same way, at once: see
+/// gap. Messages committed by other nodes arrive the same way, within milliseconds: see
 /// ``committed(in:upTo:)``.
 ///
 /// Chats are sharded by id; every operation takes one shard's lock briefly and offers
@@ -240,7 +240,8 @@ public final class ChatHub: Service {
     }
 
     /// Tells the hub that `chat` holds committed messages up to `lastSeq`, as another node or
-    /// the store reports: those this node has not delivered are read from the store at once.
+    /// the store reports: those this node has not delivered are read from the store after
+    /// ``Limits/remoteGathering``, not after the grace period.
     public func committed(in chat: ChatID, upTo lastSeq: Int64) {
         let needsGapFill = shard(chat).state.withLock { $0.committed(in: chat, upTo: lastSeq) }
         if needsGapFill { gapFills.yield(GapFill(chat: chat, urgent: true)) }
@@ -338,8 +339,8 @@ public final class ChatHub: Service {
 
     // MARK: Gap filling
 
-    /// Reads missing `seq`s from the store: at once for messages committed elsewhere, after
-    /// the grace period for a gap among this node's own publications.
+    /// Reads missing `seq`s from the store: soon for messages committed elsewhere, after the
+    /// grace period for a gap among this node's own publications.
     public func run() async throws {
         await withDiscardingTaskGroup { group in
             for await fill in gapFillRequests.cancelOnGracefulShutdown() {
@@ -417,7 +418,8 @@ extension ChatHub: ChatEvents {
     }
 }
 
-/// A request to read a chat's missing `seq`s; an urgent one skips the grace period.
+/// A request to read a chat's missing `seq`s; an urgent one (messages committed elsewhere)
+/// waits only ``ChatHub/Limits/remoteGathering``, not the grace period.
 private struct GapFill: Sendable {
     let chat: ChatID
     let urgent: Bool
