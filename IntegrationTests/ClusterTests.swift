@@ -166,6 +166,31 @@ struct ClusterTests {
         }
     }
 
+    @Test func aPasswordChangedThroughOneNodeClosesTheUsersSocketsOnAnother() async throws {
+        try await TestApp.runNodes(2) { nodes in
+            let alice = try await nodes[0].user("alice")
+            let socket = try await Self.connect(alice, to: nodes[1])
+            let change = ChangePasswordRequest(currentPassword: "password123", newPassword: "a-new-password-1")
+            #expect(try await nodes[0].send(.post, "/user/password", json: change, as: alice).status == .ok)
+            #expect(try await socket.closedByServer()?.closeCode == .policyViolation)
+            #expect(try await nodes[1].send(.get, "/users/me", as: alice).status == .unauthorized)
+        }
+    }
+
+    @Test func aMessageNobodyNotifiedIsDeliveredByTheHeartbeatsCheck() async throws {
+        try await TestApp.runNodes(1) { nodes in
+            let (alice, bob, chat) = try await RealtimeContract.pair(nodes[0])
+            let bobSocket = try await Self.connect(bob, to: nodes[0])
+            // Stored beside the server: no publication, and no notification (the node is alone,
+            // and would skip its own anyway). Only the check of the chat's last seq finds it.
+            _ = try await nodes[0].store.appendMessage(
+                NewMessage(chatID: chat.id, senderID: alice.id, clientID: "unannounced", text: "hello"))
+            let delivered = try await RealtimeContract.deliveries(1, in: chat.id, on: bobSocket)
+            #expect(delivered.map(\.clientID) == ["unannounced"])
+            await bobSocket.close()
+        }
+    }
+
     @Test func anAdminSyncOnOneNodeRebuildsMembershipsOnEveryNode() async throws {
         try await TestApp.runNodes(2) { nodes in
             let api = nodes[0]
@@ -198,6 +223,25 @@ struct ClusterTests {
                 SELECT pg_notify('chat_cluster', E'crashed\\n{"presence":{"user":\(bob.id),"online":true,"version":2}}')
                 """, on: location)
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: true))
+            #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: false))
+            await aliceSocket.close()
+        }
+    }
+
+    @Test func aNodeThatStopsSaysSoAndItsUsersGoOfflineAtOnce() async throws {
+        try await TestApp.runNodes(1) { nodes in
+            let (alice, bob, _) = try await RealtimeContract.pair(nodes[0])
+            let location = try Self.postgres(nodes[0])
+            let aliceSocket = try await Self.connect(alice, to: nodes[0])
+            // A node holding bob whose heartbeat is good for an hour: only its stop can end it
+            // now. (Its row stays, so the offline must come from the notice, not from expiry.)
+            try await TestPostgres.execute(
+                """
+                INSERT INTO cluster_nodes VALUES ('stopping', now() + interval '1 hour', 1, ARRAY[\(bob.id)]::bigint[])
+                """, on: location)
+            #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: true))
+            try await TestPostgres.execute(
+                "SELECT pg_notify('chat_cluster', E'stopping\\n{\"stopped\":{}}')", on: location)
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: false))
             await aliceSocket.close()
         }

@@ -9,7 +9,9 @@ struct ClusterNoticeTests {
     @Test func triggerPayloadsAndEventsAreRead() throws {
         let (node, body) = try #require(ClusterNotice.split("node-1\ncommits 7:42 8:13"))
         #expect(node == "node-1")
-        #expect(ClusterNotice(body: body) == .committed([(ChatID(7), Int64(42)), (ChatID(8), Int64(13))]))
+        #expect(
+            ClusterNotice(body: body)
+                == .committed([.init(chat: ChatID(7), lastSeq: 42), .init(chat: ChatID(8), lastSeq: 13)]))
         #expect(ClusterNotice(body: "all chats") == .committedInAllChats)
 
         let event = ClusterEvent.presence(user: UserID(3), online: true, version: 99)

@@ -66,8 +66,6 @@ public final class ClusterLink: ChatEvents, Service {
         (databasePreparation, databasePrepared) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    public var nodeName: String { settings.nodeName }
-
     /// Whether the node hears the other nodes and has caught up: until then it is not ready
     /// for traffic (`GET /health/ready`).
     public var isListening: Bool { listening.load(ordering: .relaxed) }
@@ -192,7 +190,8 @@ public final class ClusterLink: ChatEvents, Service {
                         try await self.catchUp()
                         retryDelay = firstRetryDelay
                         self.listening.store(true, ordering: .relaxed)
-                        self.logger.info("Listening to the other nodes", metadata: ["chat.node": "\(self.nodeName)"])
+                        self.logger.info(
+                            "Listening to the other nodes", metadata: ["chat.node": "\(self.settings.nodeName)"])
                     },
                     receive: { await self.received($0) })
             } catch {
@@ -232,7 +231,7 @@ public final class ClusterLink: ChatEvents, Service {
         do {
             switch notice {
             case .committed(let commits):
-                for (chat, lastSeq) in commits { hub.committed(in: chat, upTo: lastSeq) }
+                for commit in commits { hub.committed(in: commit.chat, upTo: commit.lastSeq) }
             case .committedInAllChats:
                 try await checkFollowedChats()
             case .event(let event):

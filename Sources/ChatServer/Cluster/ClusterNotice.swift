@@ -11,7 +11,13 @@ import Foundation
 ///
 /// A node skips its own notifications by their first line, without reading the rest.
 enum ClusterNotice: Equatable {
-    case committed([(chat: ChatID, lastSeq: Int64)])
+    /// A chat and its last `seq` after a commit.
+    struct Commit: Equatable {
+        let chat: ChatID
+        let lastSeq: Int64
+    }
+
+    case committed([Commit])
     case committedInAllChats
     case event(ClusterEvent)
 
@@ -30,11 +36,11 @@ enum ClusterNotice: Equatable {
     /// Reads the body of a payload; nil when it is in none of the formats.
     init?(body: Substring) {
         if body.hasPrefix("commits ") {
-            var commits: [(chat: ChatID, lastSeq: Int64)] = []
+            var commits: [Commit] = []
             for pair in body.dropFirst("commits ".count).split(separator: " ") {
                 let parts = pair.split(separator: ":")
                 guard parts.count == 2, let chat = Int64(parts[0]), let lastSeq = Int64(parts[1]) else { return nil }
-                commits.append((ChatID(chat), lastSeq))
+                commits.append(Commit(chat: ChatID(chat), lastSeq: lastSeq))
             }
             self = .committed(commits)
         } else if body == "all chats" {
@@ -43,16 +49,6 @@ enum ClusterNotice: Equatable {
             self = .event(event)
         } else {
             return nil
-        }
-    }
-
-    static func == (lhs: ClusterNotice, rhs: ClusterNotice) -> Bool {
-        switch (lhs, rhs) {
-        case (.committed(let left), .committed(let right)):
-            left.map(\.chat) == right.map(\.chat) && left.map(\.lastSeq) == right.map(\.lastSeq)
-        case (.committedInAllChats, .committedInAllChats): true
-        case (.event(let left), .event(let right)): left == right
-        default: false
         }
     }
 }

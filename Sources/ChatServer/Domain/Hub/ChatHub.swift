@@ -150,7 +150,9 @@ public final class ChatHub: Service {
 
     /// Records whether the user has a connection on another node.
     public func setOnlineElsewhere(_ user: UserID, _ online: Bool) {
-        _ = onlineElsewhere.withLock { online ? $0.insert(user).inserted : $0.remove(user) != nil }
+        onlineElsewhere.withLock { (users) -> Void in
+            if online { users.insert(user) } else { users.remove(user) }
+        }
     }
 
     /// Whether the connection follows `chat`.
