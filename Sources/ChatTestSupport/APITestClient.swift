@@ -95,6 +95,16 @@ public struct APITestClient: Sendable {
         return TestUser(id: account.id, name: account.name, token: token.accessToken)
     }
 
+    /// A user created in the store, with a session token signed with the test secret, without
+    /// a request: for tests whose server may already have closed the test client's connection
+    /// (a short request-head deadline on a busy machine).
+    public func storedUser(_ name: String) async throws -> TestUser {
+        let user = try await store.createUser(
+            NewUser(name: name, email: "\(name.lowercased())@example.com", passwordHash: "not used"))
+        let token = try await TokenService(secret: TestApp.jwtSecret, lifetime: .seconds(3600)).issue(for: user.id)
+        return TestUser(id: user.id, name: user.name, token: token.token)
+    }
+
     /// Creates a chat (expecting 201).
     public func createChat(_ name: String, type: ChatType = .group, as user: TestUser) async throws -> ChatPayload {
         try await send(.post, "/chat", json: CreateChatRequest(name: name, chatType: type), as: user)

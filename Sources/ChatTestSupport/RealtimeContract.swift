@@ -163,13 +163,7 @@ public enum RealtimeContract {
             laptop.send(.send(chatID: chat.id, clientID: "raced-\(round)", text: "from the laptop"))
             let (fromPhone, fromLaptop) = (try await ack(on: phone), try await ack(on: laptop))
             try await require(fromPhone.message == fromLaptop.message, "both devices get the same message")
-            if fixture.ports.count == 1 {
-                try await require(fromPhone.duplicate != fromLaptop.duplicate, "exactly one of them stored it")
-            } else {
-                // Each node may learn of the stored message before its own attempt's answer,
-                // and then acks it as stored (docs/scaling.md).
-                try await require(!(fromPhone.duplicate && fromLaptop.duplicate), "one of them stored it")
-            }
+            try await require(fromPhone.duplicate != fromLaptop.duplicate, "exactly one of them stored it")
             try await require(fromPhone.message.seq == Int64(round + 1), "one seq per round")
         }
         let received = try await deliveries(5, in: chat.id, on: bobSocket)

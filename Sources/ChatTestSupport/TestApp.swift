@@ -5,6 +5,9 @@ import Logging
 
 /// Builds the real application on a fresh test database and runs a test against it.
 public enum TestApp {
+    /// The session-token secret of every test server.
+    public static let jwtSecret = "test-secret-that-is-long-enough-for-hs256-signing"
+
     /// The configuration tests run with: the `test` environment, a fixed secret, and the
     /// cheapest bcrypt cost so that registering users is fast.
     public static func config(
@@ -12,7 +15,7 @@ public enum TestApp {
     ) async throws -> ChatConfig {
         var environment = [
             "CHAT_ENV": "test",
-            "CHAT_JWT_SECRET": "test-secret-that-is-long-enough-for-hs256-signing",
+            "CHAT_JWT_SECRET": jwtSecret,
             "CHAT_BCRYPT_COST": "4",
             "CHAT_PBKDF2_ITERATIONS": "1000",
         ]

@@ -163,14 +163,48 @@ struct ChatHubTests {
             let third = try await fixture.store(1, from: fixture.bob, prefix: "c")
             fixture.hub.publish(.init(first[0], origin: nil))
             fixture.hub.publish(.init(third[0], origin: nil))
-            // Seq 2's own publication is late: the gap fill reads it and acks its sender.
-            let senderFrames = try await Self.frames(3, from: sender.outbox)
-            #expect(senderFrames.map(\.kind) == [.message, .ack, .message])
-            #expect(Self.seqs(senderFrames) == [1, 2, 3])
-            #expect(
-                fixture.hub.publish(.init(mine[0], origin: (sender.id, "a1"))), "the late publication was acked already"
-            )
+            // Seq 2's own publication is late: the gap fill reads it; the others get it, and its
+            // sender waits for the publication to learn what its ack says.
             #expect(Self.seqs(try await Self.frames(3, from: other.outbox)) == [1, 2, 3])
+            let beforeAck = try await Self.frames(1, from: sender.outbox)
+            #expect(beforeAck.map(\.kind) == [.message] && Self.seqs(beforeAck) == [1])
+            #expect(
+                fixture.hub.publish(.init(mine[0], origin: (sender.id, "a1"))), "the hub delivers the late ack")
+            let senderFrames = try await Self.frames(2, from: sender.outbox)
+            #expect(senderFrames.map(\.kind) == [.ack, .message] && Self.seqs(senderFrames) == [2, 3])
+        }
+    }
+
+    @Test func aSendThatFindsItsMessageStoredIsAckedAsADuplicateInOrder() async throws {
+        try await Self.withHub { fixture in
+            let sender = try fixture.connect(fixture.alice)
+            // Stored by an earlier attempt (or another node) that nobody heard of.
+            let earlier = try await fixture.store(1, from: fixture.alice, prefix: "retried")
+            fixture.hub.sendStarted(sender, clientID: "retried1", in: fixture.chat)
+            fixture.hub.committed(in: fixture.chat, upTo: 1)
+            let later = try await fixture.store(1, from: fixture.bob, prefix: "b")
+            fixture.hub.publish(.init(later[0], origin: nil))
+            #expect(fixture.hub.publish(.init(earlier[0], origin: (sender.id, "retried1"), duplicate: true)))
+            let frames = try await Self.frames(2, from: sender.outbox)
+            guard case .ack(_, let message, let duplicate) = frames.first else {
+                Issue.record("expected the ack first, got \(frames)")
+                return
+            }
+            #expect(message.seq == 1 && duplicate, "the retry learns it was a duplicate")
+            #expect(Self.seqs(frames) == [1, 2])
+        }
+    }
+
+    @Test func aSendThatFailsAfterAGapFillReadItsMessageGetsTheMessage() async throws {
+        try await Self.withHub { fixture in
+            let sender = try fixture.connect(fixture.alice)
+            fixture.hub.sendStarted(sender, clientID: "m1", in: fixture.chat)
+            _ = try await fixture.store(1, from: fixture.alice, prefix: "m")
+            fixture.hub.committed(in: fixture.chat, upTo: 1)
+            // The store call failed after all (its answer was lost): no publication comes.
+            fixture.hub.sendEnded(sender, clientID: "m1", in: fixture.chat)
+            let frames = try await Self.frames(1, from: sender.outbox)
+            #expect(frames.map(\.kind) == [.message] && Self.seqs(frames) == [1])
         }
     }
 

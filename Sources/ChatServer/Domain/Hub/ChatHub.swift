@@ -455,24 +455,25 @@ private final class Channel {
     /// Sends on this node that are being stored, by sender and client id: if a gap fill
     /// delivers one of them first, its connection still gets its `ack` in order.
     var sendsInFlight: [SendKey: Set<ConnectionID>] = [:]
-    /// Sends whose `ack` a gap fill delivered, and to which connection.
-    var ackedByGapFill: [SendKey: ConnectionID] = [:]
+    /// Sends a gap fill read from the store while their connection was still storing them,
+    /// and that connection: it waits for its own publication, which says whether this send
+    /// stored the message or found it stored (another attempt, another node).
+    var awaitingAck: [SendKey: (connection: ConnectionID, seq: Int64)] = [:]
 
     init(top: Int64) {
         self.top = top
         self.known = top
     }
 
-    /// For a message read from the store: the connection that is still storing it, and its
-    /// `ack`, when exactly one connection here sent that client id.
-    func ackForGapFill(of message: Message) -> (id: ConnectionID, ackFrame: ByteBuffer)? {
+    /// For a message read from the store: the connection that is still storing it, when
+    /// exactly one connection here sent that client id. It then awaits its `ack`.
+    func takeStoringSender(of message: Message) -> ConnectionID? {
         guard let key = SendKey(message), let senders = sendsInFlight[key], senders.count == 1,
             let sender = senders.first
         else { return nil }
         sendsInFlight[key] = nil
-        ackedByGapFill[key] = sender
-        let payload = MessagePayload(message, isRead: false)
-        return (sender, FrameEncoding.encode(.ack(clientID: key.clientID, message: payload, duplicate: false)))
+        awaitingAck[key] = (sender, message.seq)
+        return sender
     }
 }
 
@@ -500,6 +501,11 @@ private final class Subscription {
     /// Frames kept back while the connection catches up: messages with their `seq`, other
     /// events with none.
     var held: [(seq: Int64?, frame: ByteBuffer)]?
+    /// Messages of this connection's own sends that a gap fill read first, by `seq`: each
+    /// stands in `held` for its `ack` until the ack comes.
+    var awaitedAcks: Set<Int64> = []
+    /// Whether `held` is kept only for awaited acks, not for a catch-up.
+    var holdIsForAcks = false
 
     init(connection: ChatConnection, cursor: Int64, held: Bool) {
         self.connection = connection
@@ -524,6 +530,27 @@ private final class Subscription {
         }
         connection.outbox.offer(frame)
     }
+
+    /// Holds the message `seq` (its `frame`) and what follows it until its ack comes.
+    func awaitAck(seq: Int64, frame: ByteBuffer) {
+        if held == nil { (held, holdIsForAcks) = ([], true) }
+        held?.append((seq, frame))
+        awaitedAcks.insert(seq)
+    }
+
+    /// Puts the `ack` of message `seq` in its place (with nil the message stays: its send
+    /// ended without one), and releases a hold kept only for acks once none is awaited.
+    /// - Returns: false when that ack was not awaited.
+    func receiveAck(seq: Int64, _ ackFrame: ByteBuffer?) -> Bool {
+        guard awaitedAcks.remove(seq) != nil else { return false }
+        if let ackFrame, let index = held?.firstIndex(where: { $0.seq == seq }) { held?[index].frame = ackFrame }
+        if awaitedAcks.isEmpty && holdIsForAcks {
+            let frames = held ?? []
+            (held, holdIsForAcks) = (nil, false)
+            for item in frames { deliver(item.frame, seq: item.seq, heldLimit: 0) }
+        }
+        return true
+    }
 }
 
 /// The chats of one shard. Only touched under the shard's lock.
@@ -547,7 +574,7 @@ private struct ShardState {
         for (key, senders) in channel.sendsInFlight where senders.contains(connection) {
             channel.sendsInFlight[key]?.remove(connection)
         }
-        channel.ackedByGapFill = channel.ackedByGapFill.filter { $0.value != connection }
+        channel.awaitingAck = channel.awaitingAck.filter { $0.value.connection != connection }
         if channel.subscribers.isEmpty { channels[chat] = nil }
     }
 
@@ -578,8 +605,12 @@ private struct ShardState {
             channel.sendsInFlight[key]?.remove(origin.id)
             if channel.sendsInFlight[key]?.isEmpty == true { channel.sendsInFlight[key] = nil }
             if seq <= channel.top {
-                // A gap fill delivered it first, with the ack if this was the only sender.
-                return (channel.ackedByGapFill.removeValue(forKey: key) == origin.id, false, 0)
+                // A gap fill delivered it first; this connection awaits its ack if it was the
+                // only sender.
+                guard channel.awaitingAck[key]?.connection == origin.id else { return (false, false, 0) }
+                channel.awaitingAck[key] = nil
+                let acked = channel.subscribers[origin.id]?.receiveAck(seq: seq, origin.ackFrame) ?? false
+                return (acked, false, 0)
             }
         }
         guard seq > channel.top else { return (false, false, 0) }
@@ -593,11 +624,15 @@ private struct ShardState {
         while let next = channel.pending.removeValue(forKey: channel.top + 1) {
             channel.top += 1
             deliveries += channel.subscribers.count
-            let ack = next.origin ?? channel.ackForGapFill(of: next.message)
+            let storingSender = next.origin == nil ? channel.takeStoringSender(of: next.message) : nil
             for (id, subscription) in channel.subscribers {
-                subscription.deliver(
-                    ack?.id == id ? ack?.ackFrame ?? next.frame : next.frame, seq: next.message.seq,
-                    heldLimit: heldLimit)
+                if id == storingSender {
+                    subscription.awaitAck(seq: next.message.seq, frame: next.frame)
+                } else {
+                    subscription.deliver(
+                        next.origin?.id == id ? next.origin?.ackFrame ?? next.frame : next.frame,
+                        seq: next.message.seq, heldLimit: heldLimit)
+                }
             }
         }
         let needsGapFill = !channel.pending.isEmpty && channel.gapFillsInFlight == 0
@@ -610,11 +645,16 @@ private struct ShardState {
         channels[chat]?.sendsInFlight[key, default: []].insert(connection)
     }
 
-    /// Forgets a send that will not be published (it failed, or was a duplicate).
+    /// Forgets a send that will not be published (it failed, or went to another chat). If
+    /// its connection awaits the ack of a message a gap fill read, it gets the message.
     func sendEnded(_ key: SendKey, by connection: ConnectionID, in chat: ChatID) {
         guard let channel = channels[chat] else { return }
         channel.sendsInFlight[key]?.remove(connection)
         if channel.sendsInFlight[key]?.isEmpty == true { channel.sendsInFlight[key] = nil }
+        if let awaiting = channel.awaitingAck[key], awaiting.connection == connection {
+            channel.awaitingAck[key] = nil
+            _ = channel.subscribers[connection]?.receiveAck(seq: awaiting.seq, nil)
+        }
     }
 
     func broadcast(_ frame: ByteBuffer, to chat: ChatID, excludingUser: UserID?, heldLimit: Int) {
@@ -627,6 +667,7 @@ private struct ShardState {
     func beginHold(_ connection: ConnectionID, chat: ChatID) -> Bool {
         guard let subscription = channels[chat]?.subscribers[connection] else { return false }
         if subscription.held == nil { subscription.held = [] }
+        subscription.holdIsForAcks = false
         return true
     }
 
@@ -637,6 +678,9 @@ private struct ShardState {
         catchUp: (afterSeq: Int64, messages: [(seq: Int64, frame: ByteBuffer)])?
     ) {
         guard let subscription = channels[chat]?.subscribers[connection.id] else { return }
+        // An ack still awaited would come after the catch-up: its message stays in its place,
+        // and the ack follows directly when the send ends.
+        subscription.awaitedAcks = []
         let held = subscription.held ?? []
         subscription.held = nil
         if let catchUp {
