@@ -11,36 +11,39 @@ import FoundationNetworking
 #endif
 
 /// The built `chat-server` executable, run as users run it, on SQLite and PostgreSQL.
-@Suite("chat-server command line")
+@Suite("chat-server command line", .timeLimit(.minutes(5)))
 struct CommandLineTests {
     @Test(arguments: TestDatabase.allCases)
     func migrateSeedAndAdminWork(_ database: TestDatabase) async throws {
         try await database.withLocation { location in
             let cli = try ChatServerCLI(database: location)
-            #expect(try cli.run("migrate", "status").output.contains("0001 initial_schema  pending"))
-            let applied = try cli.run("migrate", "up").output
+            #expect(try await cli.run("migrate", "status").output.contains("0001 initial_schema  pending"))
+            let applied = try await cli.run("migrate", "up").output
             #expect(
                 applied.contains("Applied 0001 initial_schema") && applied.contains("Applied 0002 sessions_valid_from"))
-            #expect(try cli.run("migrate", "up").output.contains("Nothing to apply"))
-            let status = try cli.run("migrate", "status").output
+            #expect(try await cli.run("migrate", "up").output.contains("Nothing to apply"))
+            let status = try await cli.run("migrate", "status").output
             #expect(
                 status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
-            #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0003 cluster"))
-            #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0002 sessions_valid_from"))
-            #expect(try cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0001 initial_schema"))
-            #expect(try cli.run("migrate", "up").status == 0)
-            #expect(try cli.run("seed").output.contains("log in as Sergey, Arina, Vlad"))
-            #expect(try cli.run("seed").status == 0, "seeding twice is fine")
-            #expect(try cli.run("admin", "grant", "sergey").output.contains("is now an administrator"))
-            #expect(try cli.run("admin", "revoke", "Sergey").status == 0)
-            let unknown = try cli.run("admin", "grant", "Nobody")
+            #expect(try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0003 cluster"))
+            #expect(
+                try await cli.run("migrate", "down", "--steps", "1").output.contains(
+                    "Reverted 0002 sessions_valid_from"))
+            #expect(
+                try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0001 initial_schema"))
+            #expect(try await cli.run("migrate", "up").status == 0)
+            #expect(try await cli.run("seed").output.contains("log in as Sergey, Arina, Vlad"))
+            #expect(try await cli.run("seed").status == 0, "seeding twice is fine")
+            #expect(try await cli.run("admin", "grant", "sergey").output.contains("is now an administrator"))
+            #expect(try await cli.run("admin", "revoke", "Sergey").status == 0)
+            let unknown = try await cli.run("admin", "grant", "Nobody")
             #expect(unknown.status != 0 && unknown.output.contains("No user is named Nobody"))
         }
     }
 
     @Test func seedRefusesAnUnmigratedDatabase() async throws {
         try await TestDatabase.sqlite.withLocation { location in
-            let result = try ChatServerCLI(database: location).run("seed")
+            let result = try await ChatServerCLI(database: location).run("seed")
             #expect(result.status != 0 && result.output.contains("chat-server migrate up"))
         }
     }
@@ -49,26 +52,24 @@ struct CommandLineTests {
     func serveMigratesSeedsServesAndStopsCleanly(_ database: TestDatabase) async throws {
         try await database.withLocation { location in
             let cli = try ChatServerCLI(database: location, environment: "local")
-            let port = try FreePort.find()
+            let port = try await FreePort.find()
             let server = try cli.start("serve", "--port", String(port))
             defer { server.terminate() }
             try await cli.waitForLog("is ready at http://127.0.0.1:\(port)/", process: server)
             #expect(cli.log.contains("Loaded demo data: log in as Sergey, Arina, Vlad with password 12345"))
             // A second server on the same database: another node on PostgreSQL, refused on SQLite.
             let secondCLI = try ChatServerCLI(database: location, environment: "local")
-            let secondPort = try FreePort.find()
+            let secondPort = try await FreePort.find()
             let second = try secondCLI.start("serve", "--port", String(secondPort))
             defer { second.terminate() }
             switch database {
             case .sqlite:
-                second.waitUntilExit()
-                #expect(second.terminationStatus != 0)
+                #expect(try await second.exitStatus() != 0)
                 #expect(secondCLI.log.contains("a SQLite database serves a single node"), "\(secondCLI.log)")
             case .postgres:
                 try await secondCLI.waitForLog("is ready at http://127.0.0.1:\(secondPort)/", process: second)
                 second.terminate()
-                second.waitUntilExit()
-                #expect(second.terminationStatus == 0)
+                #expect(try await second.exitStatus() == 0)
             }
 
             var login = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/auth/login")!)
@@ -84,8 +85,7 @@ struct CommandLineTests {
             #expect(Set(summaries.map(\.name)) == ["Demo group", "Sergey & Arina"])
 
             server.terminate()
-            server.waitUntilExit()
-            #expect(server.terminationStatus == 0, "SIGTERM is a clean shutdown")
+            #expect(try await server.exitStatus() == 0, "SIGTERM is a clean shutdown")
         }
     }
 
@@ -94,7 +94,7 @@ struct CommandLineTests {
         try await database.withLocation { location in
             let cli = try ChatServerCLI(
                 database: location, overrides: ["CHAT_WS_SEND_RATE": "100000", "CHAT_WS_SEND_BURST": "100000"])
-            let port = try FreePort.find()
+            let port = try await FreePort.find()
             let server = try cli.start("serve", "--port", String(port))
             defer { if server.isRunning { server.interrupt() } }
             try await cli.waitForLog("is ready at", process: server)
@@ -120,8 +120,7 @@ struct CommandLineTests {
             }
             #expect(try await aliceSocket.closedByServer()?.closeCode == .goingAway)
             #expect(try await bobSocket.closedByServer()?.closeCode == .goingAway)
-            server.waitUntilExit()
-            #expect(server.terminationStatus == 0, "SIGTERM under load is a clean shutdown:\n\(cli.log)")
+            #expect(try await server.exitStatus() == 0, "SIGTERM under load is a clean shutdown:\n\(cli.log)")
 
             let stored = try await withRunningStore(
                 try await makeStore(for: location, poolSize: 2, logger: Logger(label: "test"))
@@ -142,17 +141,18 @@ struct CommandLineTests {
 
     @Test func serveRefusesToStartWithPendingMigrationsWhenToldNotToMigrate() async throws {
         try await TestDatabase.sqlite.withLocation { location in
-            let result = try ChatServerCLI(database: location).run(
-                "serve", "--port", String(try FreePort.find()), "--no-migrate")
+            let port = try await FreePort.find()
+            let result = try await ChatServerCLI(database: location).run(
+                "serve", "--port", String(port), "--no-migrate")
             #expect(result.status != 0 && result.output.contains("are pending and --no-migrate was given"))
         }
     }
 
     @Test func anUnreachableDatabaseIsAClearErrorNotAHang() async throws {
-        let closedPort = try FreePort.find()
+        let closedPort = try await FreePort.find()
         let location = PostgresLocation(
             host: "127.0.0.1", port: closedPort, username: "chat", password: "wrong", database: "chat", tls: .disable)
-        let result = try ChatServerCLI(database: .postgres(location)).run("migrate", "status")
+        let result = try await ChatServerCLI(database: .postgres(location)).run("migrate", "status")
         #expect(
             result.status != 0
                 && result.output.contains("cannot reach the database: PostgreSQL at 127.0.0.1:\(closedPort)"))
@@ -161,7 +161,8 @@ struct CommandLineTests {
     @Test func prodRefusesToStartWithoutASecret() async throws {
         try await TestDatabase.sqlite.withLocation { location in
             let cli = try ChatServerCLI(database: location, environment: "prod", secret: nil)
-            let result = try cli.run("serve", "--port", String(try FreePort.find()))
+            let port = try await FreePort.find()
+            let result = try await cli.run("serve", "--port", String(port))
             #expect(result.status != 0 && result.output.contains("CHAT_JWT_SECRET is not set"))
         }
     }
@@ -261,34 +262,27 @@ private final class ChatServerCLI: Sendable {
     }
 
     /// Runs a command to completion and returns its exit status and combined output.
-    func run(_ arguments: String...) throws -> (status: Int32, output: String) {
-        let process = try start(arguments)
-        process.waitUntilExit()
-        return (process.terminationStatus, log)
+    func run(_ arguments: String...) async throws -> (status: Int32, output: String) {
+        let status = try await start(arguments).exitStatus()
+        return (status, log)
     }
 
-    func start(_ arguments: String...) throws -> Process {
+    func start(_ arguments: String...) throws -> ChildProcess {
         try start(arguments)
     }
 
-    private func start(_ arguments: [String]) throws -> Process {
+    private func start(_ arguments: [String]) throws -> ChildProcess {
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let output = try FileHandle(forWritingTo: logFile)
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = directory
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        return process
+        defer { try? output.close() }
+        return try ChildProcess(
+            executable, arguments, environment: environment, directory: directory, output: output)
     }
 
     var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
     /// Waits until the output contains `text`, failing if the process exits or 60 s pass.
-    func waitForLog(_ text: String, process: Process) async throws {
+    func waitForLog(_ text: String, process: ChildProcess) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while !log.contains(text) {
             guard process.isRunning, ContinuousClock.now < deadline else {

@@ -6,17 +6,17 @@ import HummingbirdTesting
 import Logging
 import Testing
 
-@Suite("Database outages")
+@Suite("Database outages", .timeLimit(.minutes(5)))
 struct DatabaseOutageTests {
     /// A PostgreSQL location nothing listens on.
-    static func unreachable() throws -> PostgresLocation {
+    static func unreachable() async throws -> PostgresLocation {
         PostgresLocation(
-            host: "127.0.0.1", port: try FreePort.find(), username: "chat", password: nil, database: "chat",
+            host: "127.0.0.1", port: try await FreePort.find(), username: "chat", password: nil, database: "chat",
             tls: .disable)
     }
 
     @Test func requestsFailFastWith503WhenNoConnectionCanBeHad() async throws {
-        let location = try Self.unreachable()
+        let location = try await Self.unreachable()
         let store = try PostgresChatStore(
             location: location, maxConnections: 2, connectionWaitLimit: .milliseconds(300),
             logger: Logger(label: "test"))
@@ -38,7 +38,7 @@ struct DatabaseOutageTests {
 
     @Test func theConnectionCheckSaysWhatIsWrong() async throws {
         let store = try PostgresChatStore(
-            location: try Self.unreachable(), maxConnections: 1, logger: Logger(label: "test"))
+            location: try await Self.unreachable(), maxConnections: 1, logger: Logger(label: "test"))
         let error = await #expect(throws: StorageError.self) { try await store.checkConnection() }
         #expect(error?.description.contains("cannot reach the database: PostgreSQL at 127.0.0.1") == true)
     }

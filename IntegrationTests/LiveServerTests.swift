@@ -6,7 +6,7 @@ import HummingbirdTesting
 import Testing
 
 /// The REST API over real HTTP on a loopback port, backed by a disposable PostgreSQL.
-@Suite("Live server on PostgreSQL")
+@Suite("Live server on PostgreSQL", .timeLimit(.minutes(5)))
 struct LiveServerTests {
     @Test func theOriginalServiceFlowWorksEndToEnd() async throws {
         try await TestApp.run(on: .postgres, testing: .live) { api in

@@ -2,7 +2,7 @@ import ChatTestSupport
 import HummingbirdTesting
 import Testing
 
-@Suite("Real-time on PostgreSQL")
+@Suite("Real-time on PostgreSQL", .timeLimit(.minutes(5)))
 struct RealtimePostgresTests {
     @Test("honors the real-time contract", arguments: RealtimeContract.checks)
     func honorsContract(_ check: RealtimeCheck) async throws {

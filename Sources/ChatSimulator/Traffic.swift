@@ -20,11 +20,16 @@ extension Simulation {
         for device in devices { device.startSending() }
         options.log("warming up for \(options.warmup)")
         try await Task.sleep(for: options.warmup)
+        // A cold or starved server may not have answered yet: measure traffic, not the start.
+        try await untilReceived(devices, moreThan: 0)
         var extra: [String: Report.LatencySummary] = [:]
         let measurement = try await measure {
             let end = ContinuousClock.now + options.duration
+            let receivedBefore = received(devices)
             if let alongside { extra = await alongside(devices, end) }
             try await Task.sleep(until: end, clock: .continuous)
+            // A window in which nothing arrived measured nothing: keep it open until something does.
+            try await untilReceived(devices, moreThan: receivedBefore)
         }
         await afterMeasuring?(devices)
         await settle(devices)
@@ -42,6 +47,19 @@ extension Simulation {
             report.passed = false
         }
         return report
+    }
+
+    /// Messages and acks the devices have received so far.
+    func received(_ devices: [Device]) -> Int {
+        devices.reduce(0) { $0 + $1.progress.received.load(ordering: .relaxed) }
+    }
+
+    /// Waits until the devices have received more than `count` messages and acks, 30 s at most.
+    func untilReceived(_ devices: [Device], moreThan count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while received(devices) <= count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Reads a newest history page of a random chat of a random device's user, `perSecond`

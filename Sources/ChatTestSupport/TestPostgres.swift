@@ -17,11 +17,14 @@ import Synchronization
 public actor TestPostgres {
     public static let shared = TestPostgres()
 
-    private var server: PostgresLocation?
+    /// The one start of the server, awaited by every caller. Actors are re-entrant: were the
+    /// location set only after the start, every test arriving during it would start a cluster of
+    /// its own. A failed start fails every caller with the same error; it is not retried.
+    private var start: Task<PostgresLocation, any Error>?
 
     /// Creates an empty database and returns where it is.
     public func makeDatabase() async throws -> PostgresLocation {
-        var location = try await startedServer()
+        var location = try await server()
         let name = "chat_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
         try await Self.execute("CREATE DATABASE \(name)", on: location)
         location.database = name
@@ -31,33 +34,36 @@ public actor TestPostgres {
     /// Drops a database made by ``makeDatabase()``.
     public func dropDatabase(_ location: PostgresLocation) async throws {
         guard let name = location.database, name.hasPrefix("chat_test_") else { return }
-        var maintenance = location
-        maintenance.database = server?.database
-        try await Self.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)", on: maintenance)
+        try await Self.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)", on: try await server())
     }
 
-    private func startedServer() async throws -> PostgresLocation {
-        if let server { return server }
-        let location: PostgresLocation
-        if let url = ProcessInfo.processInfo.environment["TEST_DATABASE_URL"], !url.isEmpty {
-            guard case .postgres(let configured) = try DatabaseLocation(url: url) else {
-                throw TestPostgresError("TEST_DATABASE_URL must be a postgres:// URL, got \(url)")
-            }
-            location = configured
-        } else {
-            location = try await ThrowawayCluster.start()
+    private func server() async throws -> PostgresLocation {
+        let start = self.start ?? Task { try await Self.locateOrStartServer() }
+        self.start = start
+        return try await start.value
+    }
+
+    private static func locateOrStartServer() async throws -> PostgresLocation {
+        guard let url = ProcessInfo.processInfo.environment["TEST_DATABASE_URL"], !url.isEmpty else {
+            return try await ThrowawayCluster.start()
         }
-        server = location
-        return location
+        guard case .postgres(let configured) = try DatabaseLocation(url: url) else {
+            throw TestPostgresError("TEST_DATABASE_URL must be a postgres:// URL, got \(url)")
+        }
+        return configured
     }
 
     /// Runs one statement on a short-lived connection and returns how many rows it returned.
     /// Only for SQL the tests wrote themselves: nothing is escaped.
+    /// - Parameter connectTimeout: how long connecting may take before this throws.
     @discardableResult
-    public static func execute(_ sql: String, on location: PostgresLocation) async throws -> Int {
-        let configuration = PostgresConnection.Configuration(
+    public static func execute(
+        _ sql: String, on location: PostgresLocation, connectTimeout: TimeAmount = .seconds(10)
+    ) async throws -> Int {
+        var configuration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable)
+        configuration.options.connectTimeout = connectTimeout
         let connection = try await PostgresConnection.connect(
             configuration: configuration, id: 1, logger: Logger(label: "test-postgres"))
         do {
@@ -81,120 +87,144 @@ public struct TestPostgresError: Error, CustomStringConvertible {
     }
 }
 
-/// A PostgreSQL cluster in a temporary directory, owned by this test process.
+/// A PostgreSQL cluster in a temporary directory, owned by this test process. Every child
+/// process is awaited without blocking a thread (``ChildProcess``).
 enum ThrowawayCluster {
     /// Directory names start with this, followed by the owning process id.
     static let directoryPrefix = "chat-test-pg-"
 
     static func start() async throws -> PostgresLocation {
         let binaries = try PostgresBinaries.locate()
-        removeAbandonedClusters(binaries: binaries)
+        removeAbandonedClusters()
         let pid = ProcessInfo.processInfo.processIdentifier
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("\(directoryPrefix)\(pid)-\(UUID().uuidString.prefix(8))")
         let dataDirectory = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        // initdb and postgres refuse to run as root: run them as the postgres user instead.
-        let runAs = geteuid() == 0 ? "postgres" : nil
-        if let runAs { try run("/bin/chown", ["-R", runAs, directory.path]) }
-
-        try run(
-            binaries.initdb,
-            ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"],
-            as: runAs)
-        let log = directory.appendingPathComponent("postgres.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        if let runAs { try run("/bin/chown", [runAs, log.path]) }
+        let owner = try ClusterOwner.forThisProcess()
+        try owner?.own(directory.path)
         ClusterCleanup.register {
-            _ = try? run(binaries.pgCtl, ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w"], as: runAs)
+            stop(dataDirectory: dataDirectory)
             try? FileManager.default.removeItem(at: directory)
         }
+
+        let (initdbCommand, initdbArguments) = owner.command(
+            binaries.initdb,
+            ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"])
+        let initdb = try await ChildProcess.run(initdbCommand, initdbArguments)
+        guard initdb.status == 0 else {
+            throw TestPostgresError("initdb failed for the throwaway PostgreSQL:\n\(initdb.output)")
+        }
+        let log = directory.appendingPathComponent("postgres.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        try owner?.own(log.path)
+        let logHandle = try FileHandle(forWritingTo: log)
+        defer { try? logHandle.close() }
         // The free port can be taken by someone else before postgres binds it: then postgres
         // exits at once, and another port is tried.
-        for attempt in 1...3 {
-            let port = try FreePort.find()
+        for _ in 1...3 {
+            let port = try await FreePort.find()
             // postgres runs as a foreground child (pg_ctl start under Process can hang on its pipes).
-            let server = Process()
-            (server.executableURL, server.arguments) = command(
+            let (command, arguments) = owner.command(
                 binaries.postgres,
                 [
                     "-D", dataDirectory.path, "-p", String(port), "-k", directory.path,
                     "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
                     "-c", "full_page_writes=off", "-c", "max_connections=300",
-                ], as: runAs)
-            let logHandle = try FileHandle(forWritingTo: log)
-            logHandle.seekToEndOfFile()
-            server.standardOutput = logHandle
-            server.standardError = logHandle
-            try server.run()
-
+                ])
+            let server = try ChildProcess(command, arguments, output: logHandle)
             let location = PostgresLocation(
                 host: "127.0.0.1", port: port, username: "postgres", password: nil, database: "postgres",
                 tls: .disable)
-            let deadline = ContinuousClock.now + .seconds(30)
-            while true {
-                do {
-                    try await TestPostgres.execute("SELECT 1", on: location)
+            // Generous: a slow machine running a hundred tests still starts PostgreSQL in seconds,
+            // and every probe gives up after 2 s, so this deadline is kept.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while server.isRunning {
+                if (try? await TestPostgres.execute("SELECT 1", on: location, connectTimeout: .seconds(2))) != nil {
                     return location
-                } catch {
-                    let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                    if !server.isRunning, attempt < 3 { break }
-                    guard server.isRunning, ContinuousClock.now < deadline else {
-                        throw TestPostgresError("The throwaway PostgreSQL did not start:\n\(output)")
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
                 }
+                guard ContinuousClock.now < deadline else {
+                    server.terminate()
+                    throw TestPostgresError(
+                        "The throwaway PostgreSQL did not accept connections within 60 s:\n\(contents(of: log))")
+                }
+                try await Task.sleep(for: .milliseconds(50))
             }
         }
-        throw TestPostgresError("The throwaway PostgreSQL did not start")
+        throw TestPostgresError("The throwaway PostgreSQL did not start:\n\(contents(of: log))")
+    }
+
+    private static func contents(of file: URL) -> String {
+        (try? String(contentsOf: file, encoding: .utf8)) ?? ""
     }
 
     /// Stops and deletes clusters left behind by test processes that died without cleaning up.
-    private static func removeAbandonedClusters(binaries: PostgresBinaries) {
+    private static func removeAbandonedClusters() {
         let temporary = FileManager.default.temporaryDirectory
         let names = (try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []
         for name in names where name.hasPrefix(directoryPrefix) {
             let owner = name.dropFirst(directoryPrefix.count).split(separator: "-").first.flatMap { Int32($0) }
             guard let owner, kill(owner, 0) != 0, errno == ESRCH else { continue }
             let directory = temporary.appendingPathComponent(name)
-            _ = try? run(
-                binaries.pgCtl, ["stop", "-D", directory.appendingPathComponent("data").path, "-m", "immediate"],
-                as: geteuid() == 0 ? "postgres" : nil)
+            stop(dataDirectory: directory.appendingPathComponent("data"))
             try? FileManager.default.removeItem(at: directory)
         }
     }
 
-    /// The executable and arguments, wrapped in `runuser` when running as another user.
-    private static func command(_ executable: String, _ arguments: [String], as user: String?) -> (URL, [String]) {
-        guard let user else { return (URL(fileURLWithPath: executable), arguments) }
-        return (URL(fileURLWithPath: "/usr/sbin/runuser"), ["-u", user, "--", executable] + arguments)
-    }
-
-    @discardableResult
-    static func run(_ executable: String, _ arguments: [String], as user: String? = nil) throws -> String {
-        let process = Process()
-        (process.executableURL, process.arguments) = command(executable, arguments, as: user)
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TestPostgresError("\(executable) \(arguments.joined(separator: " ")) failed:\n\(text)")
+    /// Stops the cluster's postmaster with SIGQUIT (PostgreSQL's immediate shutdown: it ends its
+    /// backends and exits) and waits up to 10 s for it to go, then kills it. Signals rather than
+    /// `pg_ctl`: this runs at exit and while starting, where no child process should be waited for.
+    static func stop(dataDirectory: URL) {
+        let pidFile = dataDirectory.appendingPathComponent("postmaster.pid")
+        guard let text = try? String(contentsOf: pidFile, encoding: .utf8),
+            let postmaster = text.split(separator: "\n").first.flatMap({ pid_t($0) }), postmaster > 0,
+            kill(postmaster, SIGQUIT) == 0
+        else { return }
+        for _ in 0..<1000 {
+            guard kill(postmaster, 0) == 0 else { return }
+            usleep(10_000)
         }
-        return text
+        kill(postmaster, SIGKILL)
     }
-
 }
 
-/// Where `initdb`, `postgres` and `pg_ctl` are: on `PATH`, or in Debian's
+/// Who runs the cluster: `initdb` and `postgres` refuse to run as root, so a test process
+/// running as root runs them as the `postgres` system user (scripts/install-postgres creates it).
+struct ClusterOwner {
+    let uid: uid_t
+    let gid: gid_t
+
+    /// The `postgres` user when this process runs as root, else nil (the cluster runs as us).
+    static func forThisProcess() throws -> ClusterOwner? {
+        guard geteuid() == 0 else { return nil }
+        guard let entry = getpwnam("postgres") else {
+            throw TestPostgresError(
+                "Running as root, the throwaway PostgreSQL needs the system user postgres: install the server "
+                    + "with scripts/install-postgres (Debian's postgresql package creates the user).")
+        }
+        return ClusterOwner(uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
+    }
+
+    /// Makes `path` this user's.
+    func own(_ path: String) throws {
+        guard chown(path, uid, gid) == 0 else { throw TestPostgresError("chown \(path) failed: errno \(errno)") }
+    }
+}
+
+extension ClusterOwner? {
+    /// The executable and arguments, wrapped in `runuser` when run as the cluster owner.
+    /// runuser forwards SIGTERM to the command.
+    func command(_ executable: String, _ arguments: [String]) -> (URL, [String]) {
+        guard self != nil else { return (URL(fileURLWithPath: executable), arguments) }
+        return (URL(fileURLWithPath: "/usr/sbin/runuser"), ["-u", "postgres", "--", executable] + arguments)
+    }
+}
+
+/// Where `initdb` and `postgres` are: on `PATH`, or in Debian's
 /// `/usr/lib/postgresql/<version>/bin` (newest version first).
 struct PostgresBinaries {
     let initdb: String
     let postgres: String
-    let pgCtl: String
 
     static func locate() throws -> PostgresBinaries {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
@@ -204,16 +234,14 @@ struct PostgresBinaries {
             .compactMap(Int.init).sorted(by: >)
         directories += versions.map { "\(debianRoot)/\($0)/bin" }
         for directory in directories {
-            let candidate = PostgresBinaries(
-                initdb: "\(directory)/initdb", postgres: "\(directory)/postgres", pgCtl: "\(directory)/pg_ctl")
-            if [candidate.initdb, candidate.postgres, candidate.pgCtl].allSatisfy(FileManager.default.isExecutableFile)
-            {
+            let candidate = PostgresBinaries(initdb: "\(directory)/initdb", postgres: "\(directory)/postgres")
+            if [candidate.initdb, candidate.postgres].allSatisfy(FileManager.default.isExecutableFile) {
                 return candidate
             }
         }
         throw TestPostgresError(
             """
-            The integration tests need PostgreSQL, and none was found: no initdb/postgres/pg_ctl on PATH or in \
+            The integration tests need PostgreSQL, and none was found: no initdb/postgres on PATH or in \
             /usr/lib/postgresql/*/bin, and TEST_DATABASE_URL is not set. Either install the server \
             (Debian/Ubuntu: `sudo apt-get install -y postgresql`; scripts/install-postgres does this), or start one \
             with `docker compose -f test-docker-compose.yml up -d` and run \
@@ -246,11 +274,12 @@ enum ClusterCleanup {
 /// Finds loopback ports for servers the tests start.
 public enum FreePort {
     /// A port nothing listens on right now: bind port 0 and let the kernel choose.
-    public static func find() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? channel.close().wait() }
-        guard let port = channel.localAddress?.port else { throw TestPostgresError("could not find a free port") }
+    public static func find() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port
+        try? await channel.close()
+        guard let port else { throw TestPostgresError("could not find a free port") }
         return port
     }
 }

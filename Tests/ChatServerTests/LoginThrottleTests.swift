@@ -53,7 +53,7 @@ struct LoginThrottleTests {
     }
 }
 
-@Suite("Log-in limits over HTTP")
+@Suite("Log-in limits over HTTP", .timeLimit(.minutes(5)))
 struct LoginLimitTests {
     static let form = "application/x-www-form-urlencoded"
 

@@ -9,7 +9,7 @@ import Testing
 
 @testable import ChatServer
 
-@Suite("Health, metrics and logs")
+@Suite("Health, metrics and logs", .timeLimit(.minutes(5)))
 struct OperationsTests {
     @Test func healthChecksReportLivenessAndReadiness() async throws {
         try await TestApp.run { api in

@@ -5,7 +5,7 @@ import HTTPTypes
 import HummingbirdTesting
 import Testing
 
-@Suite("Password change")
+@Suite("Password change", .timeLimit(.minutes(5)))
 struct PasswordChangeTests {
     static func change(
         _ api: APITestClient, as user: TestUser, current: String = "password123", new: String = "a-new-passphrase"

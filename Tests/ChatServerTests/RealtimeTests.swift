@@ -2,7 +2,7 @@ import ChatTestSupport
 import HummingbirdTesting
 import Testing
 
-@Suite("Real-time on SQLite")
+@Suite("Real-time on SQLite", .timeLimit(.minutes(5)))
 struct RealtimeTests {
     @Test("honors the real-time contract", arguments: RealtimeContract.checks)
     func honorsContract(_ check: RealtimeCheck) async throws {

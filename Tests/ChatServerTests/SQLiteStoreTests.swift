@@ -34,6 +34,50 @@ struct SQLiteStoreTests {
         }
     }
 
+    /// Closing the store (as a server does when its shutdown grace runs out) while reads and
+    /// writes are under way: each of them ends normally or with `storage_unavailable`, never
+    /// with an error from a closed connection.
+    @Test func closingDuringTrafficEndsEveryCallCleanly() async throws {
+        try await TestDatabase.sqlite.withStore { store in
+            let sqlite = try #require(store as? SQLiteChatStore)
+            let owner = try await store.createUser(NewUser(name: "owner", email: "o@example.com", passwordHash: "h"))
+            let chat = try await store.createChat(name: "busy", type: .group, creator: owner.id)
+            let outcomes = try await withThrowingTaskGroup(of: [String].self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        var outcomes: [String] = []
+                        for index in 0..<200 {
+                            do {
+                                if worker.isMultiple(of: 2) {
+                                    _ = try await store.chatSummaries(for: owner.id)
+                                } else {
+                                    _ = try await store.appendMessage(
+                                        NewMessage(chatID: chat.id, senderID: owner.id, clientID: nil, text: "\(index)")
+                                    )
+                                }
+                                outcomes.append("ok")
+                            } catch ChatError.storageUnavailable {
+                                outcomes.append("unavailable")
+                            } catch {
+                                outcomes.append("\(error)")
+                            }
+                        }
+                        return outcomes
+                    }
+                }
+                // Close once some calls went through, while the rest are still coming.
+                group.addTask {
+                    while try await store.counts().messages < 20 { await Task.yield() }
+                    await sqlite.close()
+                    return []
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(outcomes.contains("ok") && outcomes.contains("unavailable"))
+            #expect(outcomes.allSatisfy { $0 == "ok" || $0 == "unavailable" }, "\(Set(outcomes))")
+        }
+    }
+
     /// Under steady concurrent reads a reader connection must not stay on an old snapshot:
     /// every user is found right after being created (as a log-in right after registering).
     @Test func readsSeeEveryEarlierCommitUnderConcurrentLoad() async throws {

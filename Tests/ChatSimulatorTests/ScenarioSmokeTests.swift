@@ -9,7 +9,7 @@ import Testing
 /// A short live run of every scenario against a real server on a free loopback port, with
 /// real WebSocket connections: each must set itself up, run and pass its own checks. Seconds,
 /// and no timing assertions: speed is measured by `scripts/bench`, not here.
-@Suite(.serialized) struct ScenarioSmokeTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ScenarioSmokeTests {
     static let overrides = ["CHAT_WS_SEND_RATE": "100000", "CHAT_WS_SEND_BURST": "100000"]
 
     func options(_ api: APITestClient) throws -> SimulationOptions {

@@ -2,6 +2,7 @@ import ChatProtocol
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SQLiteNIO
 import ServiceLifecycle
 import Synchronization
@@ -21,24 +22,41 @@ public final class SQLiteChatStore: ChatStore {
     private let readerLocks: [AsyncLock]
     private let nextReader = Mutex(0)
     private let writeLock = AsyncLock()
+    /// The threads the connections' SQLite calls run on: see ``open(path:readerCount:metrics:logger:)``.
+    private let threadPool: NIOThreadPool
     private let metrics: ChatMetrics
     private let logger: Logger
 
-    private init(writer: SQLiteConnection, readers: [SQLiteConnection], metrics: ChatMetrics, logger: Logger) {
+    private init(
+        writer: SQLiteConnection, readers: [SQLiteConnection], threadPool: NIOThreadPool, metrics: ChatMetrics,
+        logger: Logger
+    ) {
         self.writer = writer
         self.readers = readers
+        self.threadPool = threadPool
         self.readerLocks = readers.map { _ in AsyncLock() }
         self.metrics = metrics
         self.logger = logger
     }
 
     /// Opens (creating if needed) the database file at `path` in WAL mode.
+    ///
+    /// Every SQLite call blocks the thread it runs on, so the store has a thread for each of
+    /// its connections, its own: on the process-wide `NIOThreadPool` its statements queued
+    /// behind password hashing, which runs there too (a burst of log-ins stalled every send).
     public static func open(
         path: String, readerCount: Int = 2, metrics: ChatMetrics = .disabled, logger: Logger
     ) async throws -> SQLiteChatStore {
         let storage = SQLiteConnection.Storage.file(path: path)
-        let writer = try await SQLiteConnection.open(storage: storage, logger: logger)
+        let threadPool = NIOThreadPool(numberOfThreads: max(1, readerCount) + 1)
+        threadPool.start()
+        var opened: [SQLiteConnection] = []
         do {
+            let writer = try await SQLiteConnection.open(
+                storage: storage, threadPool: threadPool, logger: logger,
+                on: MultiThreadedEventLoopGroup.singleton.any()
+            ).get()
+            opened.append(writer)
             _ = try await writer.run("PRAGMA journal_mode = WAL")
             // FULL: a commit is on disk before it is acknowledged ("persist, then publish").
             _ = try await writer.run("PRAGMA synchronous = FULL")
@@ -47,14 +65,20 @@ public final class SQLiteChatStore: ChatStore {
             _ = try await writer.run("PRAGMA busy_timeout = 10000")
             var readers: [SQLiteConnection] = []
             for _ in 0..<max(1, readerCount) {
-                let reader = try await SQLiteConnection.open(storage: storage, logger: logger)
+                let reader = try await SQLiteConnection.open(
+                    storage: storage, threadPool: threadPool, logger: logger,
+                    on: MultiThreadedEventLoopGroup.singleton.any()
+                ).get()
+                opened.append(reader)
                 readers.append(reader)
                 _ = try await reader.run("PRAGMA busy_timeout = 10000")
                 _ = try await reader.run("PRAGMA query_only = ON")
             }
-            return SQLiteChatStore(writer: writer, readers: readers, metrics: metrics, logger: logger)
+            return SQLiteChatStore(
+                writer: writer, readers: readers, threadPool: threadPool, metrics: metrics, logger: logger)
         } catch {
-            try? await writer.closeUninterrupted()
+            for connection in opened { try? await connection.closeUninterrupted() }
+            try? await threadPool.shutdownGracefully()
             throw error
         }
     }
@@ -65,13 +89,20 @@ public final class SQLiteChatStore: ChatStore {
         await close()
     }
 
-    /// Closes every connection, waiting for queued writes first.
+    /// Closes every connection once the reads and writes under way have finished; later ones
+    /// fail with ``ChatError/storageUnavailable`` (never with SQLite's "misuse" of a closed
+    /// connection).
     public func close() async {
         await writeLock.withLock {
-            for connection in readers + [writer] where !connection.isClosed {
-                try? await connection.closeUninterrupted()
+            if !writer.isClosed { try? await writer.closeUninterrupted() }
+        }
+        for (reader, lock) in zip(readers, readerLocks) {
+            await lock.withLock {
+                if !reader.isClosed { try? await reader.closeUninterrupted() }
             }
         }
+        // Nothing runs on the threads any more: a closed connection is never used.
+        try? await threadPool.shutdownGracefully()
     }
 
     public func checkConnection() async throws {
@@ -556,7 +587,10 @@ public final class SQLiteChatStore: ChatStore {
             return index
         }
         do {
-            return try await readerLocks[index].withLock { try await body(readers[index]) }
+            return try await readerLocks[index].withLock {
+                guard !readers[index].isClosed else { throw ChatError.storageUnavailable }
+                return try await body(readers[index])
+            }
         } catch {
             throw mapError(error)
         }
@@ -565,7 +599,10 @@ public final class SQLiteChatStore: ChatStore {
     /// Runs one write statement (or several that need no transaction) with the write lock held.
     private func write<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
         do {
-            return try await writeLock.withLock { try await body(writer) }
+            return try await writeLock.withLock {
+                guard !writer.isClosed else { throw ChatError.storageUnavailable }
+                return try await body(writer)
+            }
         } catch {
             throw mapError(error)
         }
