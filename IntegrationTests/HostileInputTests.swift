@@ -7,7 +7,7 @@ import Testing
 /// SQL meta-characters, control characters and other hostile text in every string field, on
 /// both databases: each value is stored verbatim (after the documented trimming and Unicode
 /// normalisation) or refused with 422, never a 5xx, and the data around it stays intact.
-@Suite("Hostile input")
+@Suite("Hostile input", .timeLimit(.minutes(5)))
 struct HostileInputTests {
     static let hostile = [
         "'; DROP TABLE users; --", #"" OR "1"="1"#, "Robert'); DELETE FROM messages; --", "100% _match_ \\",
@@ -63,7 +63,7 @@ struct HostileInputTests {
                 case .ack(_, let message, _):
                     #expect(message.text == text, "message texts are kept verbatim")
                     storedTexts.append(text)
-                case .error(let code, _, _):
+                case .error(let code, _, _, _):
                     #expect(code == "validation_failed", "message \(text.debugDescription): \(code)")
                 default:
                     Issue.record("unexpected frame for \(text.debugDescription)")

@@ -48,6 +48,10 @@ struct DeviceObservations: Sendable {
         highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// Send to ack, microseconds, for sends in the measured window.
     var ackLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    /// From the attempt the server accepted (the last repeat of a send refused with
+    /// `overloaded`) to its ack, microseconds, for sends in the measured window.
+    var acceptedAckLatency = Histogram<UInt64>(
+        highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// Sends made while measuring.
     var sentWhileMeasuring = 0
     /// First acks (not repeats) received while measuring: messages stored.
@@ -64,6 +68,9 @@ struct DeviceObservations: Sendable {
     var connectionsLost = 0
     /// Sends refused with `storage_unavailable` and repeated with their client id (`--ride-out`).
     var sendsRepeated = 0
+    /// Sends refused with `overloaded` and repeated with their client id after the
+    /// `retry_after_ms` the server asked for.
+    var sendsOverloaded = 0
     /// Connections the server turned away with 1013 (try again later). A client answers
     /// that by reconnecting, so it is no failure by itself; whatever the device missed
     /// because of it shows in the check.
@@ -112,6 +119,8 @@ final class Device: @unchecked Sendable {
     private var isReady = false
     /// Unanswered sends by number, kept to repeat them after a reconnect.
     private var pending: [Int: ByteBuffer] = [:]
+    /// When each unanswered send was last written, monotonic nanoseconds.
+    private var attempts: [Int: UInt64] = [:]
     private var nextChat = 0
     private var sendingStarted = false
     private var pacing: RepeatedTask?
@@ -386,7 +395,11 @@ final class Device: @unchecked Sendable {
         progress.resuming.store(resumes.count, ordering: .relaxed)
         // Repeat unanswered sends with their client ids: each is stored once, whatever
         // happened to the first attempt.
-        for number in pending.keys.sorted() { write(pending[number]!) }
+        let now = monotonicNanoseconds()
+        for number in pending.keys.sorted() {
+            attempts[number] = now
+            write(pending[number]!)
+        }
         if case .window(let size)? = role.sending?.pace, sendingStarted {
             for _ in pending.count..<max(size, pending.count) { sendNext() }
         }
@@ -425,6 +438,7 @@ final class Device: @unchecked Sendable {
         let first = observed.sendLog.acked(
             number: clientID.number, SendLog.Ack(messageID: messageID, chatID: chat, seq: seq),
             duplicate: frame.duplicate)
+        let attempted = attempts.removeValue(forKey: clientID.number)
         answered(clientID.number)
         // A send's first ack is its delivery to this device, even one marked duplicate: an
         // earlier attempt can have been stored without anyone being told (the database failed
@@ -432,6 +446,9 @@ final class Device: @unchecked Sendable {
         if first && !observed.streams[chat]!.holds(seq) {
             if control.phase == .measuring { observed.ackedWhileMeasuring += 1 }
             record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
+            if let attempted, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {
+                _ = observed.acceptedAckLatency.record((monotonicNanoseconds() &- attempted) / 1000)
+            }
         }
         if case .window = role.sending?.pace { sendNext() }
     }
@@ -458,10 +475,24 @@ final class Device: @unchecked Sendable {
 
     private func refused(_ text: ByteBuffer) {
         guard
-            case .error(let code, _, let ref)? = try? JSONDecoder().decode(
+            case .error(let code, _, let ref, let retryAfterMs)? = try? JSONDecoder().decode(
                 ServerFrame.self, from: Data(text.readableBytesView))
         else { return }
         if let clientID = ref.flatMap(ClientID.init), clientID.run == run, let send = pending[clientID.number] {
+            if code == "overloaded", let connection = context?.channel {
+                // Nothing was stored: the same send again once the server's wait has passed,
+                // spread by up to half of it so that refused clients do not return together.
+                observed.sendsOverloaded += 1
+                let wait = Int64(max(retryAfterMs ?? 100, 1))
+                let pause = wait + Int64.random(in: 0...(wait / 2), using: &masks)
+                eventLoop.scheduleTask(in: .milliseconds(pause)) {
+                    guard self.context?.channel === connection, self.pending[clientID.number] != nil else { return }
+                    self.attempts[clientID.number] = monotonicNanoseconds()
+                    self.write(send)
+                    connection.flush()
+                }
+                return
+            }
             if code == "storage_unavailable", lost != nil, let connection = context?.channel {
                 // Riding out an outage, as a client would: the same send again after a pause.
                 // Stored or not the first time, it is stored once.
@@ -514,6 +545,7 @@ final class Device: @unchecked Sendable {
     }
 
     private func answered(_ number: Int) {
+        attempts[number] = nil
         if pending.removeValue(forKey: number) != nil { progress.outstanding.subtract(1, ordering: .relaxed) }
     }
 
@@ -534,6 +566,7 @@ final class Device: @unchecked Sendable {
         buffer.writeString(padding)
         buffer.writeString(#""}"#)
         pending[number] = buffer
+        attempts[number] = clientID.sentAt
         progress.outstanding.add(1, ordering: .relaxed)
         if control.phase == .measuring { observed.sentWhileMeasuring += 1 }
         write(buffer)

@@ -17,6 +17,8 @@ public struct Report: Codable, Sendable {
     public var deviceFailures: [String: Int]
     public var rates: Rates?
     /// Latency distributions by name (`send_to_ack`, `send_to_delivery`, `connect`, ...).
+    /// `accepted_send_to_ack`, present when sends were refused with `overloaded`, runs from
+    /// the attempt the server accepted; `send_to_ack` from the first attempt.
     public var latencies: [String: LatencySummary]
     /// `history`: latency by depth.
     public var history: [HistoryDepth]?
@@ -43,6 +45,9 @@ public struct Report: Codable, Sendable {
         public var stored: Int
         /// `message` frames and first acks received by all devices.
         public var deliveredFrames: Int
+        /// Sends refused with `overloaded` (nothing stored) and repeated after the server's
+        /// `retry_after_ms`, over the whole run.
+        public var overloaded: Int
         public var sentPerSecond: Double
         public var storedPerSecond: Double
         public var deliveredFramesPerSecond: Double
@@ -158,7 +163,8 @@ public struct Report: Codable, Sendable {
             lines.append(
                 "  sent \(rates.sent) (\(format(rates.sentPerSecond))/s), stored \(rates.stored) "
                     + "(\(format(rates.storedPerSecond))/s), delivered frames \(rates.deliveredFrames) "
-                    + "(\(format(rates.deliveredFramesPerSecond))/s)")
+                    + "(\(format(rates.deliveredFramesPerSecond))/s)"
+                    + (rates.overloaded > 0 ? ", \(rates.overloaded) sends refused as overloaded and repeated" : ""))
         }
         for (name, latency) in latencies.sorted(by: { $0.key < $1.key }) {
             lines.append("  \(name) ms: \(latency.line)")

@@ -303,9 +303,11 @@ final class Simulation: Sendable {
         var deliveryLatency = Histogram<UInt64>(
             highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var ackLatency = deliveryLatency
+        var acceptedAckLatency = deliveryLatency
         var crossNodeLatency = deliveryLatency
         var rates = Report.Rates(
-            sent: 0, stored: 0, deliveredFrames: 0, sentPerSecond: 0, storedPerSecond: 0, deliveredFramesPerSecond: 0)
+            sent: 0, stored: 0, deliveredFrames: 0, overloaded: 0, sentPerSecond: 0, storedPerSecond: 0,
+            deliveredFramesPerSecond: 0)
         var senders: [Int: SendLog] = [:]
         var strays = 0
         var historyCatchUps = 0
@@ -316,6 +318,8 @@ final class Simulation: Sendable {
             deliveryLatency.add(observed.deliveryLatency)
             crossNodeLatency.add(observed.crossNodeDeliveryLatency)
             ackLatency.add(observed.ackLatency)
+            acceptedAckLatency.add(observed.acceptedAckLatency)
+            rates.overloaded += observed.sendsOverloaded
             rates.sent += observed.sentWhileMeasuring
             rates.stored += observed.ackedWhileMeasuring
             rates.deliveredFrames += observed.framesWhileMeasuring
@@ -339,6 +343,9 @@ final class Simulation: Sendable {
             latencies["send_to_delivery_cross_node"] = .init(microseconds: crossNodeLatency)
         }
         if ackLatency.totalCount > 0 { latencies["send_to_ack"] = .init(microseconds: ackLatency) }
+        if rates.overloaded > 0, acceptedAckLatency.totalCount > 0 {
+            latencies["accepted_send_to_ack"] = .init(microseconds: acceptedAckLatency)
+        }
         if let connect, connect.latency.totalCount > 0 { latencies["connect"] = .init(microseconds: connect.latency) }
 
         var notes: [String] = []

@@ -2,9 +2,11 @@ import ChatProtocol
 import ChatServer
 import Foundation
 import ServiceLifecycle
+import Synchronization
 
 /// A store that passes every call to another one, except the operations a test makes fail
-/// as a busy or unreachable database does (``ChatError/storageUnavailable``).
+/// as a busy or unreachable database does (``ChatError/storageUnavailable``), and message
+/// appends, which wait while an ``AppendGate`` is closed (a database that does not answer yet).
 public final class FaultInjectingStore: ChatStore {
     /// The operations that can be made to fail.
     public enum Operation: Sendable {
@@ -13,10 +15,12 @@ public final class FaultInjectingStore: ChatStore {
 
     private let base: any ChatStore
     private let failing: Set<Operation>
+    private let appendGate: AppendGate?
 
-    public init(_ base: any ChatStore, failing: Set<Operation>) {
+    public init(_ base: any ChatStore, failing: Set<Operation> = [], appendGate: AppendGate? = nil) {
         self.base = base
         self.failing = failing
+        self.appendGate = appendGate
     }
 
     public func run() async throws { try await base.run() }
@@ -80,7 +84,8 @@ public final class FaultInjectingStore: ChatStore {
     }
 
     public func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>] {
-        try await base.appendMessages(messages)
+        await appendGate?.passed()
+        return try await base.appendMessages(messages)
     }
 
     public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
@@ -92,4 +97,31 @@ public final class FaultInjectingStore: ChatStore {
     }
 
     public func counts() async throws -> StoreCounts { try await base.counts() }
+}
+
+/// Holds message appends (``FaultInjectingStore``) until the test opens it.
+public final class AppendGate: Sendable {
+    private let state = Mutex<(isOpen: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init() {}
+
+    /// Lets every waiting append through, and every later one.
+    public func open() {
+        let waiters = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func passed() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isOpen = state.withLock { state in
+                if !state.isOpen { state.waiters.append(continuation) }
+                return state.isOpen
+            }
+            if isOpen { continuation.resume() }
+        }
+    }
 }

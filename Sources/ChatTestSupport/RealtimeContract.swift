@@ -272,7 +272,7 @@ public enum RealtimeContract {
         }
         try await require(seqs == [4, 5, 6, 7], "missed messages, then live, without gap or repeat: \(seqs)")
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 99))
-        guard case .error(let code, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
+        guard case .error(let code, _, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
             throw ContractFailure(description: "resuming past the end is refused")
         }
         await aliceSocket.close()
@@ -346,7 +346,7 @@ public enum RealtimeContract {
             switch try await socket.next(timeout: timeout) {
             case .message(let message) where message.chatID == chat: received.append(message)
             case .ack(_, let message, false) where message.chatID == chat: received.append(message)
-            case .error(let code, let message, let ref):
+            case .error(let code, let message, let ref, _):
                 throw ContractFailure(description: "error frame \(code): \(message) (ref \(ref ?? "-"))")
             default: continue
             }

@@ -8,8 +8,10 @@ public enum TestApp {
     /// The session-token secret of every test server.
     public static let jwtSecret = "test-secret-that-is-long-enough-for-hs256-signing"
 
-    /// The configuration tests run with: the `test` environment, a fixed secret, and the
-    /// cheapest bcrypt cost so that registering users is fast.
+    /// The configuration tests run with: the `test` environment, a fixed secret, the cheapest
+    /// bcrypt cost so that registering users is fast, and a send wait bound of a minute, so
+    /// that a slow, busy test machine never refuses a test's sends as `overloaded` (tests of
+    /// admission control set `CHAT_SEND_MAX_WAIT_MS` themselves).
     public static func config(
         database: DatabaseLocation, overrides: [String: String] = [:]
     ) async throws -> ChatConfig {
@@ -18,6 +20,7 @@ public enum TestApp {
             "CHAT_JWT_SECRET": jwtSecret,
             "CHAT_BCRYPT_COST": "4",
             "CHAT_PBKDF2_ITERATIONS": "1000",
+            "CHAT_SEND_MAX_WAIT_MS": "60000",
         ]
         environment.merge(overrides) { _, override in override }
         var config = try await ChatConfig.load(environment: environment, directory: "/nonexistent")

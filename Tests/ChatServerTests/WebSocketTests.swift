@@ -6,7 +6,7 @@ import HummingbirdTesting
 import NIOWebSocket
 import Testing
 
-@Suite("WebSocket endpoint")
+@Suite("WebSocket endpoint", .timeLimit(.minutes(5)))
 struct WebSocketTests {
     static let handshake: HTTPFields = [
         .connection: "Upgrade", .upgrade: "websocket", .secWebSocketVersion: "13",
@@ -110,7 +110,7 @@ struct WebSocketTests {
     func badFrames(_ text: String, _ code: String, _ ref: String?) async throws {
         try await Self.withPair(overrides: ["CHAT_MAX_MESSAGE_LENGTH": "10"]) { _, chat, alice, _ in
             alice.sendText(text)
-            guard case .error(let gotCode, _, let gotRef) = try await alice.next(.error) else { return }
+            guard case .error(let gotCode, _, let gotRef, _) = try await alice.next(.error) else { return }
             #expect(gotCode == code && gotRef == ref)
             alice.send(.send(chatID: chat.id, clientID: "after", text: "still here"))
             guard case .ack(let clientID, _, _) = try await alice.next(.ack) else { return }
@@ -121,7 +121,7 @@ struct WebSocketTests {
     @Test func binaryFramesAreRefusedButTheConnectionStays() async throws {
         try await Self.withPair { _, chat, alice, _ in
             alice.sendFrame(opcode: .binary, bytes: [1, 2, 3])
-            guard case .error(let code, _, _) = try await alice.next(.error) else { return }
+            guard case .error(let code, _, _, _) = try await alice.next(.error) else { return }
             #expect(code == "unsupported_frame")
             alice.send(.typing(chatID: chat.id))
         }
@@ -130,7 +130,7 @@ struct WebSocketTests {
     @Test func framesRepeatingAKeyAreRefusedButTheConnectionStays() async throws {
         try await Self.withPair { _, chat, alice, bob in
             alice.sendText(#"{"type":"send","chat_id":\#(chat.id),"client_id":"d1","text":"one","text":"two"}"#)
-            guard case .error(let code, let message, _) = try await alice.next(.error) else { return }
+            guard case .error(let code, let message, _, _) = try await alice.next(.error) else { return }
             #expect(code == "invalid_json" && message.contains("\"text\""))
             alice.send(.send(chatID: chat.id, clientID: "d2", text: "fine"))
             guard case .message(let message) = try await bob.next(.message) else { return }
@@ -183,12 +183,55 @@ struct WebSocketTests {
             while codes.count < 3 {
                 switch try await alice.next() {
                 case .ack(let clientID, _, _): codes[clientID] = "ack"
-                case .error(let code, _, let ref?): codes[ref] = code
+                case .error(let code, _, let ref?, _): codes[ref] = code
                 default: continue
                 }
             }
             #expect(codes == ["r1": "not_a_member", "r2": "not_a_member", "r3": "rate_limited"])
             #expect(try await api.store.counts().messages == 0, "the limited send was not stored")
+        }
+    }
+
+    @Test func sendsOverTheNodesQueueAreRefusedAtOnceAndStoreNothing() async throws {
+        let gate = AppendGate()
+        let gated: @Sendable (any ChatStore) -> any ChatStore = { FaultInjectingStore($0, appendGate: gate) }
+        try await TestApp.run(testing: .live, overrides: ["CHAT_SEND_MAX_QUEUED": "2"], wrapStore: gated) { api in
+            let port = try #require(api.client.port)
+            let (alice, bob, chat) = try await RealtimeContract.pair(api)
+            let aliceSocket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let bobSocket = try await ChatWebSocketClient.connect(port: port, token: bob.token)
+            // The database does not answer yet: two sends fill the node's queue, the third is
+            // refused before anything else happens.
+            for clientID in ["o1", "o2", "o3"] {
+                aliceSocket.send(.send(chatID: chat.id, clientID: clientID, text: clientID))
+            }
+            // Nothing can be acknowledged while the gate is closed.
+            guard case .error(let code, _, let ref, let retryAfterMs) = try await aliceSocket.next(.error) else {
+                return
+            }
+            #expect(code == "overloaded" && ref == "o3")
+            #expect((retryAfterMs ?? 0) > 0, "the refusal says when to retry")
+            gate.open()
+            var acked: [String: Int64] = [:]
+            while acked.count < 2 {
+                if case .ack(let clientID, let message, false) = try await aliceSocket.next() {
+                    acked[clientID] = message.seq
+                }
+            }
+            #expect(acked == ["o1": 1, "o2": 2])
+            // The same send again, as the client was told: stored now, once.
+            aliceSocket.send(.send(chatID: chat.id, clientID: "o3", text: "o3"))
+            guard case .ack("o3", let message, let duplicate) = try await aliceSocket.next(.ack) else {
+                Issue.record("the repeated send was not acknowledged")
+                return
+            }
+            #expect(message.seq == 3 && !duplicate)
+            let delivered = try await RealtimeContract.deliveries(3, in: chat.id, on: bobSocket)
+            #expect(delivered.map(\.clientID) == ["o1", "o2", "o3"])
+            let metrics = try await api.send(.get, "/metrics").bodyText
+            #expect(metrics.contains(#"chat_sends_refused_total{reason="overloaded"} 1"#))
+            await aliceSocket.close()
+            await bobSocket.close()
         }
     }
 
@@ -212,7 +255,7 @@ struct WebSocketTests {
         try await Self.withPair { api, chat, _, bob in
             try await api.storeMessages(1001, in: chat.id, from: chat.creatorID)
             bob.send(.resume(chatID: chat.id, afterSeq: 0))
-            guard case .error(let code, _, let ref) = try await bob.next(.error) else { return }
+            guard case .error(let code, _, let ref, _) = try await bob.next(.error) else { return }
             #expect(code == "resume_too_far" && ref == "resume")
             bob.send(.resume(chatID: chat.id, afterSeq: 1))
             let resumed = try await RealtimeContract.deliveries(1000, in: chat.id, on: bob)
@@ -231,7 +274,7 @@ struct WebSocketTests {
     }
 }
 
-@Suite("WebSocket handshakes on the wire")
+@Suite("WebSocket handshakes on the wire", .timeLimit(.minutes(5)))
 struct WebSocketWireTests {
     /// `GET /health/live` on a connection of its own, closed after the answer.
     static let liveCheck = Array("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
@@ -302,7 +345,7 @@ struct WebSocketWireTests {
             let socket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
             for round in 1...2 {
                 socket.send(.typing(chatID: ChatID(999)))
-                guard case .error(let code, _, _) = try await socket.next(.error) else { return }
+                guard case .error(let code, _, _, _) = try await socket.next(.error) else { return }
                 #expect(code == "not_a_member", "round \(round): the WebSocket still answers")
                 if round == 1 { try await Task.sleep(for: .seconds(2)) }  // past any deadline the frame started
             }
@@ -329,7 +372,7 @@ struct WebSocketWireTests {
             #expect(refused.contains("Retry-After: 1") && refused.contains(#""code":"too_many_connections""#))
             let open = try #require(sockets.first)
             open.send(.typing(chatID: ChatID(999)))
-            guard case .error(let code, _, _) = try await open.next(.error) else { return }
+            guard case .error(let code, _, _, _) = try await open.next(.error) else { return }
             #expect(code == "not_a_member", "an open connection still answers")
             await sockets.removeLast().close()
             // The server counts the closed connection out when it sees it end.
@@ -385,7 +428,7 @@ struct WebSocketWireTests {
     }
 }
 
-@Suite("Slow consumers")
+@Suite("Slow consumers", .timeLimit(.minutes(5)))
 struct SlowConsumerTests {
     @Test func aClientThatStopsReadingIsClosedWhileOthersGetEverything() async throws {
         let overrides = [

@@ -20,8 +20,9 @@ public enum ServerFrame: Sendable, Equatable {
     /// `user_id` left the chat; a removed member's connections receive nothing more from it.
     case memberRemoved(chatID: ChatID, userID: UserID)
     /// A frame could not be processed. `ref` is the `client_id` of a failed `send`, or the
-    /// `type` of another failed frame.
-    case error(code: String, message: String, ref: String?)
+    /// `type` of another failed frame. `retry_after_ms` comes with `overloaded`: how long to
+    /// wait before repeating the send (with the same `client_id`).
+    case error(code: String, message: String, ref: String?, retryAfterMs: Int? = nil)
 
     /// The `type` values the server sends.
     public enum Kind: String, Codable, Sendable, CaseIterable {
@@ -122,6 +123,7 @@ extension ServerFrame: Codable {
         case clientID = "client_id"
         case chatID = "chat_id"
         case userID = "user_id"
+        case retryAfterMs = "retry_after_ms"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -160,7 +162,8 @@ extension ServerFrame: Codable {
             self = .error(
                 code: try container.decode(String.self, forKey: .code),
                 message: try container.decode(String.self, forKey: .message),
-                ref: try container.decodeIfPresent(String.self, forKey: .ref))
+                ref: try container.decodeIfPresent(String.self, forKey: .ref),
+                retryAfterMs: try container.decodeIfPresent(Int.self, forKey: .retryAfterMs))
         }
     }
 
@@ -191,10 +194,11 @@ extension ServerFrame: Codable {
         case .memberRemoved(let chatID, let userID):
             try container.encode(chatID, forKey: .chatID)
             try container.encode(userID, forKey: .userID)
-        case .error(let code, let message, let ref):
+        case .error(let code, let message, let ref, let retryAfterMs):
             try container.encode(code, forKey: .code)
             try container.encode(message, forKey: .message)
             try container.encodeIfPresent(ref, forKey: .ref)
+            try container.encodeIfPresent(retryAfterMs, forKey: .retryAfterMs)
         }
     }
 }

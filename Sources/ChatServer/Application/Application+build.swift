@@ -57,7 +57,8 @@ public struct ChatComponents: Sendable {
         self.accounts = try await AccountService(
             store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: events,
             throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
-        self.chats = ChatService(store: store, rules: config.inputRules, events: events)
+        self.chats = ChatService(
+            store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits)
     }
 }
 

@@ -69,6 +69,10 @@ public struct ChatConfig: Sendable {
     public var shutdownGrace: Duration
     /// The WebSocket layer's limits.
     public var webSocket: WebSocketSettings
+    /// When sends are refused with `overloaded` instead of queued (``SendAdmission``): the
+    /// longest wait for its commit a send may expect (`CHAT_SEND_MAX_WAIT_MS`, default 500), and
+    /// the most sends the node holds unanswered (`CHAT_SEND_MAX_QUEUED`, default 10000).
+    public var sendLimits: SendAdmission.Limits
     /// How this node names itself to the others on one PostgreSQL database (`CHAT_NODE_NAME`,
     /// default `<host name>-<process id>`; at most 63 characters, each a letter, digit, `.`,
     /// `_` or `-`), and how often it records its heartbeat (`CHAT_HEARTBEAT_INTERVAL_MS`,
@@ -200,6 +204,13 @@ public struct ChatConfig: Sendable {
             sendsPerSecond: try settings.int("CHAT_WS_SEND_RATE", default: 20, in: 1...1_000_000),
             sendBurst: try settings.int("CHAT_WS_SEND_BURST", default: 40, in: 1...1_000_000),
             pingInterval: .seconds(try settings.int("CHAT_WS_PING_SECONDS", default: 30, in: 1...3600)))
+        sendLimits = SendAdmission.Limits(
+            maxWait: .milliseconds(
+                try settings.int(
+                    "CHAT_SEND_MAX_WAIT_MS", default: Int(SendAdmission.Limits.default.maxWait / .milliseconds(1)),
+                    in: 10...600_000)),
+            maxQueued: try settings.int(
+                "CHAT_SEND_MAX_QUEUED", default: SendAdmission.Limits.default.maxQueued, in: 1...10_000_000))
         let nodeName = settings.string("CHAT_NODE_NAME") ?? Self.defaultNodeName()
         guard nodeName.utf8.count <= 63,
             nodeName.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })

@@ -24,6 +24,9 @@ public enum ChatError: Error, Equatable, Sendable {
     case creatorCannotBeRemoved
     /// The database cannot be reached or failed; the request may be retried.
     case storageUnavailable
+    /// More sends are waiting to be stored than the node takes (``SendAdmission``): nothing was
+    /// stored, and the same send may be repeated after `retryAfterMilliseconds`.
+    case overloaded(retryAfterMilliseconds: Int)
 
     /// Stable machine-readable code, shared by HTTP error bodies and WebSocket error frames.
     public var code: String {
@@ -44,6 +47,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .privateChatFull: "private_chat_full"
         case .creatorCannotBeRemoved: "creator_cannot_be_removed"
         case .storageUnavailable: "storage_unavailable"
+        case .overloaded: "overloaded"
         }
     }
 
@@ -66,6 +70,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .privateChatFull: "A private chat has at most two members."
         case .creatorCannotBeRemoved: "The chat's creator cannot be removed."
         case .storageUnavailable: "The service is temporarily unavailable. Please retry."
+        case .overloaded: "The server is busy and did not store this message. Retry shortly."
         }
     }
 }

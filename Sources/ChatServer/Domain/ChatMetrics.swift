@@ -52,6 +52,12 @@ public struct ChatMetrics: Sendable {
         messagesDelivered.increment(by: count)
     }
 
+    /// A send was refused before anything was stored: `reason` is its error code
+    /// (`overloaded`, `rate_limited`).
+    func sendRefused(reason: String) {
+        Counter(label: "chat_sends_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
     /// A connection was closed for falling behind.
     func slowConsumerClosed() {
         slowConsumersClosed.increment()

@@ -13,9 +13,12 @@ public struct ChatService: Sendable {
     /// Largest page of history one request may ask for.
     public static let maxHistoryLimit = 1000
 
-    public init(store: any ChatStore, rules: InputRules, events: (any ChatEvents)? = nil) {
+    public init(
+        store: any ChatStore, rules: InputRules, events: (any ChatEvents)? = nil,
+        sendLimits: SendAdmission.Limits = .default
+    ) {
         self.store = store
-        self.appender = MessageAppender(store: store)
+        self.appender = MessageAppender(store: store, limits: sendLimits)
         self.rules = rules
         self.events = events
     }
@@ -90,10 +93,30 @@ public struct ChatService: Sendable {
     ) async throws
         -> AppendedMessage
     {
-        let message = NewMessage(
+        try await appender.append(try message(to: chatID, from: sender, clientID: clientID, text: text))
+    }
+
+    /// Validates a message from a member and queues it to be stored, returning at once: sends
+    /// queued one after another into a chat are stored in that order. `stored` gets the outcome,
+    /// in `seq` order with the other sends of its batch; it must not block.
+    /// - Throws: ``ChatError/invalidField(_:_:)`` for a bad text or client id;
+    ///   ``ChatError/overloaded(retryAfterMilliseconds:)`` when the node cannot store it soon
+    ///   enough (``SendAdmission``). Then `stored` is never called.
+    public func enqueueSend(
+        to chatID: ChatID, from sender: UserID, clientID: String?, text: String,
+        stored: @escaping @Sendable (Result<AppendedMessage, any Error>) -> Void
+    ) throws {
+        try appender.enqueue(message(to: chatID, from: sender, clientID: clientID, text: text), answer: stored)
+    }
+
+    private func message(
+        to chatID: ChatID, from sender: UserID, clientID: String?, text: String
+    ) throws
+        -> NewMessage
+    {
+        NewMessage(
             chatID: chatID, senderID: sender, clientID: try clientID.map(rules.clientID),
             text: try rules.messageText(text))
-        return try await appender.append(message)
     }
 
     /// The messages after `afterSeq` for a reconnecting member, at most `limit`.

@@ -7,13 +7,19 @@ import Synchronization
 /// so without batching every message pays a whole commit, fsync included, while the others
 /// wait; with it a busy chat pays one commit per batch. A send into an idle chat is stored
 /// at once, as a batch of one.
+///
+/// Before a send joins the queue, ``SendAdmission`` decides whether the node can store it soon
+/// enough; if not, it is refused at once and nothing is stored.
 final class MessageAppender: Sendable {
     /// Most messages one transaction stores.
     static let maxBatch = 128
 
+    /// What a send's answer is handed to, in the chat's task, in `seq` order within a batch.
+    typealias Answer = @Sendable (Result<AppendedMessage, any Error>) -> Void
+
     private struct Pending: Sendable {
         let message: NewMessage
-        let continuation: CheckedContinuation<AppendedMessage, any Error>
+        let answer: Answer
     }
 
     /// A sender's client id: the key that makes a send duplicate-free.
@@ -22,47 +28,96 @@ final class MessageAppender: Sendable {
         let clientID: String
     }
 
-    private let store: any ChatStore
-    /// The sends waiting, per chat. A chat has an entry while a task stores its batches.
-    private let waiting = Mutex<[ChatID: [Pending]]>([:])
+    /// A chat whose batches are being stored: the sends waiting for the next batch, and when
+    /// the batch in flight was handed to the store.
+    private struct ChatQueue {
+        var waiting: [Pending] = []
+        /// When the batch in flight was handed to the store; nil between batches.
+        var storingSince: ContinuousClock.Instant?
 
-    init(store: any ChatStore) {
-        self.store = store
+        /// How long the chat's batch has been storing, for admission: nil when nothing is
+        /// stored or waiting (a send now is stored at once), zero between batches.
+        func storingFor(at now: ContinuousClock.Instant) -> Duration? {
+            guard let storingSince else { return waiting.isEmpty ? nil : .zero }
+            return now - storingSince
+        }
     }
 
-    /// Stores `message` with the next batch of its chat: see ``ChatStore/appendMessages(_:)``.
+    private struct State {
+        /// A chat has an entry while a task stores its batches.
+        var chats: [ChatID: ChatQueue] = [:]
+        var admission: SendAdmission
+    }
+
+    private let store: any ChatStore
+    private let state: Mutex<State>
+
+    init(store: any ChatStore, limits: SendAdmission.Limits = .default) {
+        self.store = store
+        self.state = Mutex(State(admission: SendAdmission(limits: limits, maxBatch: Self.maxBatch)))
+    }
+
+    /// Queues `message` for the next batch of its chat (see ``ChatStore/appendMessages(_:)``)
+    /// and returns at once; sends queued one after another into a chat are stored in that order.
+    /// Once the batch is answered, `answer` gets the outcome. The answers of a batch are given
+    /// one after another, in the order of the sends, before the chat's next batch is stored:
+    /// whatever `answer` publishes goes out in `seq` order. It must not block.
+    /// - Throws: ``ChatError/overloaded(retryAfterMilliseconds:)`` when admission refuses it;
+    ///   then `answer` is never called.
+    func enqueue(_ message: NewMessage, answer: @escaping Answer) throws(ChatError) {
+        let now = ContinuousClock.now
+        let chatWasIdle = try state.withLock { (state) throws(ChatError) -> Bool in
+            let queue = state.chats[message.chatID]
+            try state.admission.admit(waiting: queue?.waiting.count ?? 0, storingFor: queue?.storingFor(at: now))
+            state.chats[message.chatID, default: ChatQueue()].waiting.append(Pending(message: message, answer: answer))
+            return queue == nil
+        }
+        // Its own task, so that no sender's cancellation fails the others' batch. It ends when
+        // the chat's queue is empty.
+        if chatWasIdle { Task { await self.drain(message.chatID) } }
+    }
+
+    /// Stores `message` with the next batch of its chat.
     func append(_ message: NewMessage) async throws -> AppendedMessage {
         try await withCheckedThrowingContinuation { continuation in
-            let chatWasIdle = waiting.withLock { waiting in
-                let wasIdle = waiting[message.chatID] == nil
-                waiting[message.chatID, default: []].append(Pending(message: message, continuation: continuation))
-                return wasIdle
+            do {
+                try enqueue(message) { continuation.resume(with: $0) }
+            } catch {
+                continuation.resume(throwing: error)
             }
-            // Its own task, so that no sender's cancellation fails the others' batch.
-            if chatWasIdle { Task { await self.drain(message.chatID) } }
         }
     }
 
     /// Stores the chat's waiting sends, a batch at a time, until none are left.
     private func drain(_ chat: ChatID) async {
         while let batch = nextBatch(of: chat) {
-            await store(batch)
+            let started = ContinuousClock.now
+            let answers = await store(batch)
+            let took = ContinuousClock.now - started
+            // The chat stops counting as storing before anyone hears the answer: a sender
+            // that sends again at once finds it idle.
+            state.withLock { state in
+                state.admission.batchAnswered(count: batch.count, after: took)
+                state.chats[chat]?.storingSince = nil
+            }
+            for (pending, answer) in zip(batch, answers) { pending.answer(answer) }
         }
     }
 
     private func nextBatch(of chat: ChatID) -> [Pending]? {
-        waiting.withLock { waiting in
-            guard let queue = waiting[chat], !queue.isEmpty else {
-                waiting[chat] = nil
+        state.withLock { state in
+            guard let queue = state.chats[chat], !queue.waiting.isEmpty else {
+                state.chats[chat] = nil
                 return nil
             }
-            let batch = Array(queue.prefix(Self.maxBatch))
-            waiting[chat] = Array(queue.dropFirst(batch.count))
+            let batch = Array(queue.waiting.prefix(Self.maxBatch))
+            state.chats[chat] = ChatQueue(waiting: Array(queue.waiting.dropFirst(batch.count)), storingSince: .now)
             return batch
         }
     }
 
-    private func store(_ batch: [Pending]) async {
+    /// Stores a batch and returns each send's answer, in the batch's order.
+    private func store(_ batch: [Pending]) async -> [Result<AppendedMessage, any Error>] {
         // The same client id twice in one batch (two devices of one user racing, or a retry
         // while the first attempt waits) is stored once; the later send gets the duplicate.
         var messages: [NewMessage] = []
@@ -83,12 +138,12 @@ final class MessageAppender: Sendable {
             guard results.count == messages.count else {
                 throw StorageError.unexpected("appendMessages returned \(results.count) results for \(messages.count)")
             }
-            for (pending, (index, repeated)) in zip(batch, indexes) {
-                pending.continuation.resume(
-                    with: results[index].map { repeated ? AppendedMessage(message: $0.message, duplicate: true) : $0 })
+            return indexes.map { index, repeated in
+                results[index].map { repeated ? AppendedMessage(message: $0.message, duplicate: true) : $0 }
+                    .mapError { $0 as any Error }
             }
         } catch {
-            for pending in batch { pending.continuation.resume(throwing: error) }
+            return batch.map { _ in .failure(error) }
         }
     }
 }

@@ -36,6 +36,9 @@ public struct APIError: HTTPResponseError, Equatable {
         case .storageUnavailable:
             status = .serviceUnavailable
             headers[.retryAfter] = "1"
+        case .overloaded(let milliseconds):
+            status = .serviceUnavailable
+            headers[.retryAfter] = "\(max(1, (milliseconds + 999) / 1000))"
         }
         self.init(status: status, code: error.code, message: error.message, headers: headers)
     }

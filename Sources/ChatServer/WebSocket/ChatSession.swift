@@ -136,11 +136,16 @@ struct ChatSession {
     }
 }
 
-/// Reads and handles one connection's client frames, one at a time, in order.
+/// Reads and handles one connection's client frames in order. A send is validated, admitted
+/// and queued before the next frame is read, so one connection's sends into a chat are stored
+/// in the order it sent them; the reader does not wait for its commit, so a connection can
+/// pipeline sends (at most ``SendWindow/capacity`` at once). The commit's answer is published
+/// where the chat's batch is stored, in `seq` order (``ChatService/enqueueSend``).
 private struct FrameReader {
     let session: ChatSession
     let connection: ChatConnection
     let logger: Logger
+    private let window = SendWindow()
     private var sends: TokenBucket
     private var lastTyping: [ChatID: ContinuousClock.Instant] = [:]
 
@@ -182,29 +187,50 @@ private struct FrameReader {
             case .typing(let chat): try typing(in: chat)
             case .resume(let chat, let afterSeq): try await resume(chat, after: afterSeq)
             }
-        } catch let error as ChatError {
-            reply(.error(code: error.code, message: error.message, ref: frame.ref))
         } catch {
-            logger.error("Frame failed", metadata: ["error": "\(error)", "chat.frame": "\(frame.kind)"])
-            reply(.error(code: "internal_error", message: "Something went wrong on our side.", ref: frame.ref))
+            Self.reply(to: frame.ref, failedWith: error, on: connection, logger: logger, kind: frame.kind)
         }
     }
 
+    /// Admits and queues a send; its answer is published when its batch commits.
     private mutating func send(_ text: String, clientID: String, to chat: ChatID) async throws {
         guard sends.take(at: .now) else {
+            session.metrics.sendRefused(reason: "rate_limited")
             reply(.error(code: "rate_limited", message: "Too many messages; slow down.", ref: clientID))
             return
         }
         try requireFollowing(chat)
         let received = ContinuousClock.now
+        await window.acquire()
         hub.sendStarted(connection, clientID: clientID, in: chat)
-        let appended: AppendedMessage
+        let (session, connection, logger, window) = (session, connection, logger, window)
         do {
-            appended = try await session.chats.send(to: chat, from: user, clientID: clientID, text: text)
+            try session.chats.enqueueSend(to: chat, from: user, clientID: clientID, text: text) { result in
+                defer { window.release() }
+                do {
+                    Self.publish(
+                        try result.get(), clientID: clientID, chat: chat, received: received, session: session,
+                        connection: connection)
+                } catch {
+                    session.hub.sendEnded(connection, clientID: clientID, in: chat)
+                    Self.reply(to: clientID, failedWith: error, on: connection, logger: logger, kind: .send)
+                }
+            }
         } catch {
             hub.sendEnded(connection, clientID: clientID, in: chat)
+            window.release()
+            if case ChatError.overloaded = error { session.metrics.sendRefused(reason: "overloaded") }
             throw error
         }
+    }
+
+    /// Publishes a stored send: the hub delivers it to the chat and puts the sender's `ack` in
+    /// its `seq` position.
+    private static func publish(
+        _ appended: AppendedMessage, clientID: String, chat: ChatID, received: ContinuousClock.Instant,
+        session: ChatSession, connection: ChatConnection
+    ) {
+        let hub = session.hub
         session.metrics.messageStored(duplicate: appended.duplicate)
         let ackedByHub: Bool
         if appended.message.chatID == chat {
@@ -221,12 +247,32 @@ private struct FrameReader {
         if !ackedByHub {
             // Delivered before, elsewhere, or the connection stopped following the chat
             // meanwhile: it still learns its send is stored.
-            reply(
-                .ack(
-                    clientID: clientID, message: MessagePayload(appended.message, isRead: false),
-                    duplicate: appended.duplicate))
+            connection.outbox.offer(
+                FrameEncoding.encode(
+                    .ack(
+                        clientID: clientID, message: MessagePayload(appended.message, isRead: false),
+                        duplicate: appended.duplicate)))
         }
         session.metrics.sendAcknowledged(after: .now - received)
+    }
+
+    /// The `error` frame for a failed client frame: a ``ChatError`` as its code says (with
+    /// `retry_after_ms` for `overloaded`), anything else as a logged `internal_error`.
+    private static func reply(
+        to ref: String, failedWith error: any Error, on connection: ChatConnection, logger: Logger,
+        kind: ClientFrame.Kind
+    ) {
+        let frame: ServerFrame
+        switch error {
+        case let error as ChatError:
+            var retryAfterMs: Int?
+            if case .overloaded(let milliseconds) = error { retryAfterMs = milliseconds }
+            frame = .error(code: error.code, message: error.message, ref: ref, retryAfterMs: retryAfterMs)
+        default:
+            logger.error("Frame failed", metadata: ["error": "\(error)", "chat.frame": "\(kind)"])
+            frame = .error(code: "internal_error", message: "Something went wrong on our side.", ref: ref)
+        }
+        connection.outbox.offer(FrameEncoding.encode(frame))
     }
 
     private func read(_ chat: ChatID, upTo seq: Int64) async throws {
