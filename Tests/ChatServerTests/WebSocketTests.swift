@@ -303,7 +303,9 @@ struct WebSocketWireTests {
             let port = try #require(api.client.port)
             let partialHead = Array("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n".utf8)
             try await withThrowingTaskGroup(of: String.self) { group in
-                for _ in 0..<300 {
+                // Fewer than the listen backlog (256): on a busy machine connections beyond it
+                // wait in SYN retransmission for many seconds before they are even accepted.
+                for _ in 0..<200 {
                     group.addTask {
                         let received = try await RawConnection.exchange(
                             port: port, request: partialHead, timeout: .seconds(30))
@@ -321,7 +323,7 @@ struct WebSocketWireTests {
                     #expect(answer.hasPrefix("HTTP/1.1 408"), "got \(answer.prefix(40))")
                     closed += 1
                 }
-                #expect(closed == 300)
+                #expect(closed == 200)
             }
             let after = try await RawConnection.exchange(port: port, request: Self.liveCheck)
             #expect(String(decoding: after, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
