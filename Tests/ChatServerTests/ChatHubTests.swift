@@ -101,6 +101,20 @@ struct ChatHubTests {
         }
     }
 
+    /// The bound on how far the other members' copy may trail the sender's ack on one node:
+    /// none. The publication that carries the ack queues the others' copies in the same call.
+    @Test func aSendReachesTheOtherMembersWithItsAck() async throws {
+        try await Self.withHub { fixture in
+            let sender = try fixture.connect(fixture.alice)
+            let other = try fixture.connect(fixture.bob)
+            let mine = try await fixture.store(1, from: fixture.alice, prefix: "a")
+            fixture.hub.sendStarted(sender, clientID: "a1", in: fixture.chat)
+            #expect(fixture.hub.publish(.init(mine[0], origin: (sender.id, "a1"))), "the hub acks it")
+            #expect(try await Self.frames(1, from: sender.outbox).map(\.kind) == [.ack])
+            #expect(try await Self.frames(1, from: other.outbox).map(\.kind) == [.message])
+        }
+    }
+
     @Test func aMissingSeqIsReadFromTheStore() async throws {
         try await Self.withHub { fixture in
             let messages = try await fixture.store(3, from: fixture.bob, prefix: "m")

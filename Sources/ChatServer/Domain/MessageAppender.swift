@@ -112,6 +112,7 @@ final class MessageAppender: Sendable {
             }
             let batch = Array(queue.waiting.prefix(Self.maxBatch))
             state.chats[chat] = ChatQueue(waiting: Array(queue.waiting.dropFirst(batch.count)), storingSince: .now)
+            state.admission.batchStarted()
             return batch
         }
     }
