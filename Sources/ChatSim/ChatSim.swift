@@ -71,8 +71,9 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// Runs `scenario`, prints its report, writes the JSON, and fails when the run did.
-    func run(_ scenario: some Scenario) async throws {
+    func run(_ scenario: some Scenario, rateChange: (after: Duration, rate: Double)? = nil) async throws {
         var options = SimulationOptions(url: url)
+        options.rateChange = rateChange
         options.warmup = .milliseconds(Int64(warmup * 1000))
         options.duration = .milliseconds(Int64(duration * 1000))
         if let seed { options.seed = seed }
@@ -97,14 +98,31 @@ struct PaceOptions: ParsableArguments {
     var window: Int?
     @Option(help: "Sends a second per sender, instead of a window.")
     var rate: Double?
+    @Option(help: "With --rate: the rate senders switch to --after seconds into the measured window.")
+    var thenRate: Double?
+    @Option(help: "With --then-rate: seconds into the measured window when senders switch.")
+    var after: Double?
     @Option(help: "Characters of text per message.")
     var messageSize = Fanout().messageSize
 
     func validate() throws {
         if window != nil && rate != nil { throw ValidationError("give --window or --rate, not both") }
+        if (thenRate != nil) != (after != nil) { throw ValidationError("give --then-rate and --after together") }
+        if let thenRate {
+            guard rate != nil else { throw ValidationError("--then-rate needs --rate") }
+            guard thenRate > 0, let after, after > 0 else {
+                throw ValidationError("--then-rate and --after must be above 0")
+            }
+        }
         if let window, window < 1 { throw ValidationError("--window must be at least 1") }
         if let rate, !(rate > 0) { throw ValidationError("--rate must be above 0") }
         guard (1...4096).contains(messageSize) else { throw ValidationError("--message-size must be 1–4096") }
+    }
+
+    /// The switch of rate asked for, if any.
+    var rateChange: (after: Duration, rate: Double)? {
+        guard let thenRate, let after else { return nil }
+        return (.milliseconds(Int64(after * 1000)), thenRate)
     }
 
     /// The pace asked for, or `scenarioDefault` when neither option was given.
@@ -132,7 +150,7 @@ struct FanoutCommand: AsyncParsableCommand {
         scenario.slowConsumers = slowConsumers
         scenario.pace = sending.pace(or: scenario.pace)
         scenario.messageSize = sending.messageSize
-        try await common.run(scenario)
+        try await common.run(scenario, rateChange: sending.rateChange)
     }
 }
 
@@ -149,7 +167,7 @@ struct PairsCommand: AsyncParsableCommand {
         scenario.chats = chats
         scenario.pace = sending.pace(or: scenario.pace)
         scenario.messageSize = sending.messageSize
-        try await common.run(scenario)
+        try await common.run(scenario, rateChange: sending.rateChange)
     }
 }
 

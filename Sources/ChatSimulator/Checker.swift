@@ -188,13 +188,17 @@ public struct CheckReport: Codable, Equatable, Sendable {
     public var sendErrors: [String: Int] = [:]
     /// Where the first losses were, for whoever looks into them: device, chat, `seq`s.
     public var lostExamples: [String] = []
+    /// Acknowledged messages a device had not received when the run drained but that arrived
+    /// when it asked again: late, not lost (see `Simulation.reconcile`). Not a failure by
+    /// itself; `late_delivery` in the latencies says how late.
+    public var late = 0
 
     public var passed: Bool {
         lost == 0 && duplicated == 0 && reordered == 0 && gaps == 0 && unexpected == 0 && conflictingAcks == 0
     }
 
     enum CodingKeys: String, CodingKey {
-        case lost, duplicated, reordered, gaps, unexpected, unanswered, passed
+        case lost, late, duplicated, reordered, gaps, unexpected, unanswered, passed
         case conflictingAcks = "conflicting_acks"
         case sendErrors = "send_errors"
         case lostExamples = "lost_examples"
@@ -213,11 +217,13 @@ public struct CheckReport: Codable, Equatable, Sendable {
         unanswered = try container.decode(Int.self, forKey: .unanswered)
         sendErrors = try container.decode([String: Int].self, forKey: .sendErrors)
         lostExamples = try container.decodeIfPresent([String].self, forKey: .lostExamples) ?? []
+        late = try container.decodeIfPresent(Int.self, forKey: .late) ?? 0
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(lost, forKey: .lost)
+        try container.encode(late, forKey: .late)
         try container.encode(duplicated, forKey: .duplicated)
         try container.encode(reordered, forKey: .reordered)
         try container.encode(gaps, forKey: .gaps)

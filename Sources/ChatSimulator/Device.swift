@@ -49,8 +49,12 @@ struct DeviceObservations: Sendable {
     /// Send to ack, microseconds, for sends in the measured window.
     var ackLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// From the attempt the server accepted (the last repeat of a send refused with
-    /// `overloaded`) to its ack, microseconds, for sends in the measured window.
+    /// `overloaded`) to its ack, microseconds, for sends in the measured window (before the
+    /// rate change, when there is one).
     var acceptedAckLatency = Histogram<UInt64>(
+        highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    /// Send to ack, microseconds, for sends made from 5 s after the rate change on.
+    var settledAckLatency = Histogram<UInt64>(
         highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// Sends made while measuring.
     var sentWhileMeasuring = 0
@@ -71,6 +75,15 @@ struct DeviceObservations: Sendable {
     /// Sends refused with `overloaded` and repeated with their client id after the
     /// `retry_after_ms` the server asked for.
     var sendsOverloaded = 0
+    /// Sends a rate-paced device did not make because it was backing off: it had a send
+    /// refused as `overloaded` waiting to be repeated, as a person waits for a message that
+    /// did not go out before writing the next.
+    var sendsHeldBack = 0
+    /// Messages the device had not received when the run drained, and that arrived when it
+    /// asked again (a `resume`, or `/history` for a device without a connection): late, not lost.
+    var late = 0
+    /// How late those were: from their send to their arrival, microseconds.
+    var lateLatency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     /// Connections the server turned away with 1013 (try again later). A client answers
     /// that by reconnecting, so it is no failure by itself; whatever the device missed
     /// because of it shows in the check.
@@ -121,6 +134,9 @@ final class Device: @unchecked Sendable {
     private var pending: [Int: ByteBuffer] = [:]
     /// When each unanswered send was last written, monotonic nanoseconds.
     private var attempts: [Int: UInt64] = [:]
+    /// Sends refused as `overloaded` whose repeat is scheduled: while there are any, a
+    /// rate-paced device makes no new send.
+    private var backingOff: Set<Int> = []
     private var nextChat = 0
     private var sendingStarted = false
     private var pacing: RepeatedTask?
@@ -132,6 +148,11 @@ final class Device: @unchecked Sendable {
     private var lastRead: [Int64: UInt64] = [:]
     /// Chats being resumed, in the order the resumes were sent, and the `seq` each must reach.
     private var resumes: [(chat: Int64, target: Int64)] = []
+    /// While reconciling: the `seq`s of each chat the device had not received when the run
+    /// drained. Each that arrives now is counted late.
+    private var stillMissing: [Int64: Set<Int64>] = [:]
+    /// Whether the run is reconciling: what arrives now counts as late, not in the latencies.
+    private var reconciling = false
     /// Chats too far behind to `resume`: the `seq`s missed, to be read from `/history`.
     private var farBehind: [(chat: Int64, missed: ClosedRange<Int64>)] = []
     private var masks: SplitMix64
@@ -210,6 +231,22 @@ final class Device: @unchecked Sendable {
         }
     }
 
+    /// Switches a rate-paced sender to `rate` sends a second from now on.
+    func changeRate(to rate: Double) {
+        eventLoop.execute {
+            guard case .rate = self.role.sending?.pace, let pacing = self.pacing else { return }
+            pacing.cancel()
+            let interval = Int64(1e9 / max(rate, 0.001))
+            self.pacing = self.eventLoop.scheduleRepeatedTask(
+                initialDelay: .nanoseconds(Int64.random(in: 0..<max(interval, 1), using: &self.masks)),
+                delay: .nanoseconds(interval)
+            ) { _ in
+                self.sendNext()
+                self.context?.flush()
+            }
+        }
+    }
+
     /// Drops the connection at once, without a close frame, as a network failure would.
     func drop() async {
         let closed: EventLoopFuture<Void>? = try? await eventLoop.submit {
@@ -282,11 +319,50 @@ final class Device: @unchecked Sendable {
     func fill(_ chat: Int64, with messages: [MessagePayload]) async {
         try? await eventLoop.submit {
             for message in messages {
+                self.arrived(chat: chat, seq: message.seq, clientID: message.clientID.flatMap(ClientID.init))
                 self.observed.streams[chat]?.filled(
                     seq: message.seq, messageID: message.id.rawValue,
                     clientID: message.clientID.flatMap(ClientID.init), run: self.run)
             }
         }.get()
+    }
+
+    /// After the run drained: asks the server again for every message of its chats up to
+    /// `acknowledged` (the highest acknowledged `seq` of each) that the device has not received,
+    /// with a `resume` from before the first of them. Returns those still missing, by chat, so
+    /// that the caller can read `/history` for a device that is not connected; from now on
+    /// each that arrives is counted late.
+    func reconcile(
+        upTo acknowledged: [Int64: Int64]
+    ) async -> (
+        missing: [Int64: [ClosedRange<Int64>]], resumed: Bool
+    ) {
+        (try? await eventLoop.submit {
+            self.reconciling = true
+            var missing: [Int64: [ClosedRange<Int64>]] = [:]
+            for (chat, stream) in self.observed.streams {
+                let ranges = stream.neverReceived(upTo: acknowledged[chat] ?? stream.start)
+                guard let first = ranges.first else { continue }
+                missing[chat] = ranges
+                self.stillMissing[chat] = Set(ranges.flatMap { $0 })
+                guard self.context != nil, !stream.isResuming else { continue }
+                self.observed.streams[chat]?.resuming(after: first.lowerBound - 1)
+                self.resumes.append((chat, ranges.last!.upperBound))
+                self.write(#"{"type":"resume","chat_id":\#(chat),"after_seq":\#(first.lowerBound - 1)}"#)
+            }
+            self.progress.resuming.store(self.resumes.count, ordering: .relaxed)
+            self.context?.flush()
+            return (missing, self.context != nil)
+        }.get()) ?? ([:], false)
+    }
+
+    /// Counts a message that arrives while reconciling and was missing.
+    private func arrived(chat: Int64, seq: Int64, clientID: ClientID?) {
+        guard !stillMissing.isEmpty, stillMissing[chat]?.remove(seq) != nil else { return }
+        observed.late += 1
+        if let clientID, clientID.run == run {
+            _ = observed.lateLatency.record((monotonicNanoseconds() &- clientID.sentAt) / 1000)
+        }
     }
 
     /// What the device observed so far.
@@ -447,7 +523,12 @@ final class Device: @unchecked Sendable {
             if control.phase == .measuring { observed.ackedWhileMeasuring += 1 }
             record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
             if let attempted, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {
-                _ = observed.acceptedAckLatency.record((monotonicNanoseconds() &- attempted) / 1000)
+                let now = monotonicNanoseconds()
+                switch control.sinceRateChange(sentAt: clientID.sentAt) {
+                case .before: _ = observed.acceptedAckLatency.record((now &- attempted) / 1000)
+                case .settling: break
+                case .settled: _ = observed.settledAckLatency.record((now &- clientID.sentAt) / 1000)
+                }
             }
         }
         if case .window = role.sending?.pace { sendNext() }
@@ -457,10 +538,15 @@ final class Device: @unchecked Sendable {
         chat: Int64, seq: Int64, messageID: Int64, clientID: ClientID?,
         latency: WritableKeyPath<DeviceObservations, Histogram<UInt64>>, crossNode: Bool = false
     ) {
+        // While reconciling, a `resume` may bring again what arrived live meanwhile: not a repeat.
+        if reconciling, observed.streams[chat]!.holds(seq) { return }
+        arrived(chat: chat, seq: seq, clientID: clientID)
         observed.streams[chat]!.record(seq: seq, messageID: messageID, clientID: clientID, run: run)
         progress.received.add(1, ordering: .relaxed)
         if control.phase == .measuring { observed.framesWhileMeasuring += 1 }
-        if let clientID, clientID.run == run, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {
+        if let clientID, clientID.run == run, !role.stallsWhileMeasuring, !reconciling,
+            control.isMeasured(sentAt: clientID.sentAt)
+        {
             let microseconds = (monotonicNanoseconds() &- clientID.sentAt) / 1000
             _ = observed[keyPath: latency].record(microseconds)
             if crossNode { _ = observed.crossNodeDeliveryLatency.record(microseconds) }
@@ -483,9 +569,11 @@ final class Device: @unchecked Sendable {
                 // Nothing was stored: the same send again once the server's wait has passed,
                 // spread by up to half of it so that refused clients do not return together.
                 observed.sendsOverloaded += 1
+                backingOff.insert(clientID.number)
                 let wait = Int64(max(retryAfterMs ?? 100, 1))
                 let pause = wait + Int64.random(in: 0...(wait / 2), using: &masks)
                 eventLoop.scheduleTask(in: .milliseconds(pause)) {
+                    self.backingOff.remove(clientID.number)
                     guard self.context?.channel === connection, self.pending[clientID.number] != nil else { return }
                     self.attempts[clientID.number] = monotonicNanoseconds()
                     self.write(send)
@@ -546,6 +634,7 @@ final class Device: @unchecked Sendable {
 
     private func answered(_ number: Int) {
         attempts[number] = nil
+        backingOff.remove(number)
         if pending.removeValue(forKey: number) != nil { progress.outstanding.subtract(1, ordering: .relaxed) }
     }
 
@@ -555,6 +644,10 @@ final class Device: @unchecked Sendable {
         guard let sending = role.sending, let context, control.phase == .warmup || control.phase == .measuring,
             pending.count < Self.maxOutstanding
         else { return }
+        if case .rate = sending.pace, !backingOff.isEmpty {
+            if control.phase == .measuring { observed.sendsHeldBack += 1 }
+            return
+        }
         let number = observed.sendLog.nextNumber()
         let chat = sending.chats[nextChat % sending.chats.count].rawValue
         nextChat += 1

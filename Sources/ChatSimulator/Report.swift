@@ -28,6 +28,8 @@ public struct Report: Codable, Sendable {
     public var recovery: Recovery?
     /// `--ride-out`: what the devices rode out.
     public var faults: Faults?
+    /// `--then-rate`: when the senders switched rate, and the server's memory then.
+    public var rateChange: RateChange?
     /// Each `--server-pid` over the measured window.
     public var server: [ProcessUsage]
     public var simulator: SimulatorUsage
@@ -48,6 +50,9 @@ public struct Report: Codable, Sendable {
         /// Sends refused with `overloaded` (nothing stored) and repeated after the server's
         /// `retry_after_ms`, over the whole run.
         public var overloaded: Int
+        /// Sends rate-paced devices skipped while measuring because they were backing off
+        /// (a send refused as `overloaded` waited to be repeated).
+        public var heldBack: Int
         public var sentPerSecond: Double
         public var storedPerSecond: Double
         public var deliveredFramesPerSecond: Double
@@ -110,6 +115,15 @@ public struct Report: Codable, Sendable {
         public var sendsRepeated: Int
     }
 
+    /// The senders' switch to another rate within the measured window. `accepted_send_to_ack`
+    /// then covers the sends before it, and `settled_send_to_ack` those made from 5 s after it.
+    public struct RateChange: Codable, Sendable {
+        public var afterSeconds: Double
+        public var rate: Double
+        /// The first server process's resident memory at the switch.
+        public var serverRSSBytesAtChange: UInt64?
+    }
+
     /// One server process over the measured window.
     public struct ProcessUsage: Codable, Sendable {
         public var pid: Int32
@@ -164,7 +178,8 @@ public struct Report: Codable, Sendable {
                 "  sent \(rates.sent) (\(format(rates.sentPerSecond))/s), stored \(rates.stored) "
                     + "(\(format(rates.storedPerSecond))/s), delivered frames \(rates.deliveredFrames) "
                     + "(\(format(rates.deliveredFramesPerSecond))/s)"
-                    + (rates.overloaded > 0 ? ", \(rates.overloaded) sends refused as overloaded and repeated" : ""))
+                    + (rates.overloaded > 0 ? ", \(rates.overloaded) sends refused as overloaded and repeated" : "")
+                    + (rates.heldBack > 0 ? ", \(rates.heldBack) held back meanwhile" : ""))
         }
         for (name, latency) in latencies.sorted(by: { $0.key < $1.key }) {
             lines.append("  \(name) ms: \(latency.line)")
@@ -204,7 +219,7 @@ public struct Report: Codable, Sendable {
                 + "\(simulator.threads) threads)")
         let errors = check.sendErrors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         lines.append(
-            "  check: lost=\(check.lost) duplicated=\(check.duplicated) reordered=\(check.reordered) "
+            "  check: lost=\(check.lost) late=\(check.late) duplicated=\(check.duplicated) reordered=\(check.reordered) "
                 + "gaps=\(check.gaps) unexpected=\(check.unexpected) conflicting_acks=\(check.conflictingAcks) "
                 + "unanswered=\(check.unanswered) send_errors=[\(errors)]")
         lines += check.lostExamples.map { "  lost: \($0)" }

@@ -21,6 +21,7 @@ final class RunControl: Sendable {
     private let current = Atomic<UInt8>(Phase.connecting.rawValue)
     private let windowStart = Atomic<UInt64>(.max)
     private let windowEnd = Atomic<UInt64>(.max)
+    private let rateChange = Atomic<UInt64>(.max)
 
     /// The current phase; a relaxed atomic read, cheap enough for every frame.
     var phase: Phase { Phase(rawValue: current.load(ordering: .relaxed)) ?? .finished }
@@ -35,10 +36,28 @@ final class RunControl: Sendable {
         current.store(phase.rawValue, ordering: .relaxed)
     }
 
+    /// Notes that the senders switched rate now (`SimulationOptions.rateChange`).
+    func rateChanged() {
+        rateChange.store(monotonicNanoseconds(), ordering: .relaxed)
+    }
+
+    /// Where a send made at `sentAt` stands to the rate change: before it (or no change was
+    /// made), during the 5 s after it, or once the server had those 5 s to settle.
+    func sinceRateChange(sentAt: UInt64) -> RateChangeStage {
+        let change = rateChange.load(ordering: .relaxed)
+        if sentAt < change { return .before }
+        return sentAt - change < 5_000_000_000 ? .settling : .settled
+    }
+
     /// Whether a send made at `sentAt` (monotonic nanoseconds) was made in the measured window.
     func isMeasured(sentAt: UInt64) -> Bool {
         sentAt >= windowStart.load(ordering: .relaxed) && sentAt < windowEnd.load(ordering: .relaxed)
     }
+}
+
+/// A send's place relative to a change of the senders' rate.
+enum RateChangeStage {
+    case before, settling, settled
 }
 
 /// Progress counters of one device that the coordinator reads while the device runs.

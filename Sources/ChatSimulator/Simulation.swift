@@ -31,6 +31,10 @@ public struct SimulationOptions: Sendable {
     /// repeat sends refused with `storage_unavailable`, as real clients do: for runs during
     /// which the server or its database is made to fail.
     public var rideOut = false
+    /// For senders paced by a rate: this many seconds into the measured window, each switches
+    /// to this rate (an overload that ends, say). The report then splits the ack latencies at
+    /// the switch and records the server's memory there.
+    public var rateChange: (after: Duration, rate: Double)?
     /// Where progress lines go (the CLI prints them to standard error).
     public var log: @Sendable (String) -> Void = { _ in }
 
@@ -304,9 +308,12 @@ final class Simulation: Sendable {
             highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var ackLatency = deliveryLatency
         var acceptedAckLatency = deliveryLatency
+        var lateLatency = deliveryLatency
+        var settledAckLatency = deliveryLatency
+        var late = 0
         var crossNodeLatency = deliveryLatency
         var rates = Report.Rates(
-            sent: 0, stored: 0, deliveredFrames: 0, overloaded: 0, sentPerSecond: 0, storedPerSecond: 0,
+            sent: 0, stored: 0, deliveredFrames: 0, overloaded: 0, heldBack: 0, sentPerSecond: 0, storedPerSecond: 0,
             deliveredFramesPerSecond: 0)
         var senders: [Int: SendLog] = [:]
         var strays = 0
@@ -319,7 +326,11 @@ final class Simulation: Sendable {
             crossNodeLatency.add(observed.crossNodeDeliveryLatency)
             ackLatency.add(observed.ackLatency)
             acceptedAckLatency.add(observed.acceptedAckLatency)
+            lateLatency.add(observed.lateLatency)
+            settledAckLatency.add(observed.settledAckLatency)
+            late += observed.late
             rates.overloaded += observed.sendsOverloaded
+            rates.heldBack += observed.sendsHeldBack
             rates.sent += observed.sentWhileMeasuring
             rates.stored += observed.ackedWhileMeasuring
             rates.deliveredFrames += observed.framesWhileMeasuring
@@ -336,6 +347,7 @@ final class Simulation: Sendable {
         rates.deliveredFramesPerSecond = Double(rates.deliveredFrames) / window
         var check = Checker.check(streams: observations.map(\.streams), senders: senders)
         check.unexpected += strays
+        check.late = late
 
         var latencies: [String: Report.LatencySummary] = [:]
         if deliveryLatency.totalCount > 0 { latencies["send_to_delivery"] = .init(microseconds: deliveryLatency) }
@@ -343,9 +355,13 @@ final class Simulation: Sendable {
             latencies["send_to_delivery_cross_node"] = .init(microseconds: crossNodeLatency)
         }
         if ackLatency.totalCount > 0 { latencies["send_to_ack"] = .init(microseconds: ackLatency) }
-        if rates.overloaded > 0, acceptedAckLatency.totalCount > 0 {
+        if rates.overloaded > 0 || options.rateChange != nil, acceptedAckLatency.totalCount > 0 {
             latencies["accepted_send_to_ack"] = .init(microseconds: acceptedAckLatency)
         }
+        if settledAckLatency.totalCount > 0 {
+            latencies["settled_send_to_ack"] = .init(microseconds: settledAckLatency)
+        }
+        if lateLatency.totalCount > 0 { latencies["late_delivery"] = .init(microseconds: lateLatency) }
         if let connect, connect.latency.totalCount > 0 { latencies["connect"] = .init(microseconds: connect.latency) }
 
         var notes: [String] = []
@@ -381,7 +397,7 @@ final class Simulation: Sendable {
             scenario: scenario, parameters: parameters, startedAt: startedAt, measuredSeconds: measurement.seconds,
             devices: devices, connectSeconds: connect?.seconds, deviceFailures: allFailures,
             rates: observations.isEmpty ? nil : rates, latencies: latencies, history: nil, connections: nil,
-            recovery: nil, faults: options.rideOut ? faults : nil, server: server,
+            recovery: nil, faults: options.rideOut ? faults : nil, rateChange: nil, server: server,
             simulator: .init(
                 cpuSeconds: measurement.simulatorCPUSeconds, cpuCores: simulatorCores, threads: options.threads),
             check: check, thresholds: [], notes: notes, passed: false)

@@ -23,9 +23,19 @@ extension Simulation {
         // A cold or starved server may not have answered yet: measure traffic, not the start.
         try await untilReceived(devices, moreThan: 0)
         var extra: [String: Report.LatencySummary] = [:]
+        var rateChange: Report.RateChange?
         let measurement = try await measure {
             let end = ContinuousClock.now + options.duration
             let receivedBefore = received(devices)
+            if let change = options.rateChange {
+                try await Task.sleep(until: .now + change.after, clock: .continuous)
+                control.rateChanged()
+                for device in devices { device.changeRate(to: change.rate) }
+                options.log("senders switched to \(format(change.rate))/s")
+                rateChange = Report.RateChange(
+                    afterSeconds: change.after.seconds, rate: change.rate,
+                    serverRSSBytesAtChange: ProcessStats.sample(options.serverPIDs).first?.rssBytes)
+            }
             if let alongside { extra = await alongside(devices, end) }
             try await Task.sleep(until: end, clock: .continuous)
             // A window in which nothing arrived measured nothing: keep it open until something does.
@@ -33,12 +43,14 @@ extension Simulation {
         }
         await afterMeasuring?(devices)
         await settle(devices)
+        await reconcile(devices)
         let failures = failures(of: devices)
         let observations = await finish(devices)
         var report = report(
             scenario, parameters: parameters, measurement: measurement, devices: devices.count,
             observations: observations, connect: connect, failures: failures)
         report.latencies.merge(extra) { first, _ in first }
+        report.rateChange = rateChange
         report.judge(
             latency: "send_to_delivery", p99: report.latencies["send_to_delivery"]?.p99, rate: "delivered frames/s",
             perSecond: report.rates?.deliveredFramesPerSecond, options: options)
@@ -47,6 +59,41 @@ extension Simulation {
             report.passed = false
         }
         return report
+    }
+
+    /// Tells late from lost once the run has drained: every device that has not received an
+    /// acknowledged message asks for it again, with a `resume` on its connection (or, without
+    /// one, from `/history`). What arrives then is late (``DeviceObservations/late``); what does
+    /// not, or does not exist, stays missing and the checker counts it lost. Waits up to 10 s.
+    func reconcile(_ devices: [Device]) async {
+        var acknowledged: [Int64: Int64] = [:]
+        for device in devices {
+            for ack in await device.observations().sendLog.acks.values {
+                acknowledged[ack.chatID] = max(acknowledged[ack.chatID] ?? 0, ack.seq)
+            }
+        }
+        var asked = false
+        for device in devices {
+            let (missing, resumed) = await device.reconcile(upTo: acknowledged)
+            guard !missing.isEmpty else { continue }
+            asked = true
+            if resumed { continue }
+            for (chat, ranges) in missing {
+                for range in ranges {
+                    let page = try? await api.messages(
+                        of: ChatID(chat), after: range.lowerBound - 1, limit: range.count, as: device.user)
+                    await device.fill(chat, with: page ?? [])
+                }
+            }
+        }
+        guard asked else { return }
+        options.log("asking again for messages not received")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline,
+            devices.contains(where: { $0.progress.resuming.load(ordering: .relaxed) > 0 })
+        {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Messages and acks the devices have received so far.
