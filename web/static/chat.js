@@ -525,9 +525,15 @@ function handleError(frame) {
   if (frame.code === "resume_too_far") {
     catchUp(Infinity, 0);
   } else if (state.pending.has(frame.ref)) {
-    if (["rate_limited", "storage_unavailable"].includes(frame.code)) {
+    if (["rate_limited", "storage_unavailable", "overloaded"].includes(frame.code)) {
+      // Nothing was stored, or it was and the repeat finds it: the same client_id again, after
+      // the wait the server asked for (overloaded) or a pause, spread so clients do not return together.
       const pending = state.pending.get(frame.ref);
-      setTimeout(() => connection.send({ type: "send", chat_id: chatId, client_id: frame.ref, text: pending.text }), 1500);
+      const wait = frame.retry_after_ms ?? 1500;
+      setTimeout(
+        () => connection.send({ type: "send", chat_id: chatId, client_id: frame.ref, text: pending.text }),
+        wait + Math.random() * wait * 0.5,
+      );
     } else {
       failSend(frame.ref, frame.message);
     }
