@@ -75,7 +75,7 @@ struct DeviceObservations: Sendable {
     /// Sends refused with `overloaded` and repeated with their client id after the
     /// `retry_after_ms` the server asked for.
     var sendsOverloaded = 0
-    /// Sends a rate-paced device did not make because it was backing off: it had a send
+    /// Sends a rate-paced device did not make because it was backing off: it had sends
     /// refused as `overloaded` waiting to be repeated, as a person waits for a message that
     /// did not go out before writing the next.
     var sendsHeldBack = 0
@@ -134,9 +134,14 @@ final class Device: @unchecked Sendable {
     private var pending: [Int: ByteBuffer] = [:]
     /// When each unanswered send was last written, monotonic nanoseconds.
     private var attempts: [Int: UInt64] = [:]
-    /// Sends refused as `overloaded` whose repeat is scheduled: while there are any, a
-    /// rate-paced device makes no new send.
-    private var backingOff: Set<Int> = []
+    /// Sends refused as `overloaded`, to be repeated together when the device's pause ends.
+    /// While there are any, a rate-paced device makes no new send.
+    private var refusedAsOverloaded: [Int] = []
+    /// The device's pause after `overloaded`, milliseconds: the server's `retry_after_ms` at
+    /// first, doubled (up to 5 s) each time a repeat is refused again, back to 0 on an ack.
+    private var overloadPause: Int64 = 0
+    /// Whether the end of a pause is scheduled.
+    private var pauseScheduled = false
     private var nextChat = 0
     private var sendingStarted = false
     private var pacing: RepeatedTask?
@@ -472,6 +477,7 @@ final class Device: @unchecked Sendable {
         // Repeat unanswered sends with their client ids: each is stored once, whatever
         // happened to the first attempt.
         let now = monotonicNanoseconds()
+        refusedAsOverloaded.removeAll()
         for number in pending.keys.sorted() {
             attempts[number] = now
             write(pending[number]!)
@@ -516,6 +522,7 @@ final class Device: @unchecked Sendable {
             duplicate: frame.duplicate)
         let attempted = attempts.removeValue(forKey: clientID.number)
         answered(clientID.number)
+        if refusedAsOverloaded.isEmpty && !pauseScheduled { overloadPause = 0 }
         // A send's first ack is its delivery to this device, even one marked duplicate: an
         // earlier attempt can have been stored without anyone being told (the database failed
         // before the server learned it), and the retry's ack is how this device gets the seq.
@@ -566,19 +573,10 @@ final class Device: @unchecked Sendable {
         else { return }
         if let clientID = ref.flatMap(ClientID.init), clientID.run == run, let send = pending[clientID.number] {
             if code == "overloaded", let connection = context?.channel {
-                // Nothing was stored: the same send again once the server's wait has passed,
-                // spread by up to half of it so that refused clients do not return together.
+                // Nothing was stored: repeat it later, with the others refused meanwhile.
                 observed.sendsOverloaded += 1
-                backingOff.insert(clientID.number)
-                let wait = Int64(max(retryAfterMs ?? 100, 1))
-                let pause = wait + Int64.random(in: 0...(wait / 2), using: &masks)
-                eventLoop.scheduleTask(in: .milliseconds(pause)) {
-                    self.backingOff.remove(clientID.number)
-                    guard self.context?.channel === connection, self.pending[clientID.number] != nil else { return }
-                    self.attempts[clientID.number] = monotonicNanoseconds()
-                    self.write(send)
-                    connection.flush()
-                }
+                refusedAsOverloaded.append(clientID.number)
+                backOff(retryAfterMs: retryAfterMs ?? 100, on: connection)
                 return
             }
             if code == "storage_unavailable", lost != nil, let connection = context?.channel {
@@ -632,9 +630,33 @@ final class Device: @unchecked Sendable {
         }
     }
 
+    /// Pauses after an `overloaded` refusal, as a well-behaved client does: no new send and no
+    /// repeat until the pause ends, then every refused send again at once. Refusals of sends
+    /// that were already on their way join the same pause; a repeat refused again doubles it.
+    private func backOff(retryAfterMs: Int, on connection: any Channel) {
+        guard !pauseScheduled else { return }
+        pauseScheduled = true
+        let asked = Int64(max(retryAfterMs, 1))
+        overloadPause = overloadPause == 0 ? asked : min(max(overloadPause * 2, asked), 5000)
+        let pause = overloadPause + Int64.random(in: 0...(overloadPause / 2), using: &masks)
+        eventLoop.scheduleTask(in: .milliseconds(pause)) {
+            self.pauseScheduled = false
+            let refused = self.refusedAsOverloaded
+            self.refusedAsOverloaded.removeAll()
+            // A new connection repeats every unanswered send by itself.
+            guard self.context?.channel === connection else { return }
+            let now = monotonicNanoseconds()
+            for number in refused {
+                guard let send = self.pending[number] else { continue }
+                self.attempts[number] = now
+                self.write(send)
+            }
+            connection.flush()
+        }
+    }
+
     private func answered(_ number: Int) {
         attempts[number] = nil
-        backingOff.remove(number)
         if pending.removeValue(forKey: number) != nil { progress.outstanding.subtract(1, ordering: .relaxed) }
     }
 
@@ -644,7 +666,7 @@ final class Device: @unchecked Sendable {
         guard let sending = role.sending, let context, control.phase == .warmup || control.phase == .measuring,
             pending.count < Self.maxOutstanding
         else { return }
-        if case .rate = sending.pace, !backingOff.isEmpty {
+        if case .rate = sending.pace, !refusedAsOverloaded.isEmpty {
             if control.phase == .measuring { observed.sendsHeldBack += 1 }
             return
         }
