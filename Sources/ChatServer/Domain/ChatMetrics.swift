@@ -12,6 +12,8 @@ public struct ChatMetrics: Sendable {
     private let slowConsumersClosed: Counter
     private let sendToAck: Timer
     private let databaseErrors: Counter
+    private let sendsRefusedOverloaded: Counter
+    private let sendsRateLimited: Counter
     private let factory: any MetricsFactory
 
     public init(factory: any MetricsFactory) {
@@ -24,6 +26,11 @@ public struct ChatMetrics: Sendable {
         slowConsumersClosed = Counter(label: "chat_slow_consumers_closed_total", factory: factory)
         sendToAck = Timer(label: "chat_send_ack_seconds", factory: factory)
         databaseErrors = Counter(label: "chat_database_errors_total", factory: factory)
+        // Made once: under overload a refusal is the hot path.
+        sendsRefusedOverloaded = Counter(
+            label: "chat_sends_refused_total", dimensions: [("reason", "overloaded")], factory: factory)
+        sendsRateLimited = Counter(
+            label: "chat_sends_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)
     }
 
     /// Metrics that go nowhere, for the admin commands and tests that do not read them.
@@ -52,10 +59,14 @@ public struct ChatMetrics: Sendable {
         messagesDelivered.increment(by: count)
     }
 
-    /// A send was refused before anything was stored: `reason` is its error code
-    /// (`overloaded`, `rate_limited`).
-    func sendRefused(reason: String) {
-        Counter(label: "chat_sends_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
+    /// A send was refused as `overloaded` before anything was stored.
+    func sendRefusedAsOverloaded() {
+        sendsRefusedOverloaded.increment()
+    }
+
+    /// A send was refused as `rate_limited` before anything was stored.
+    func sendRateLimited() {
+        sendsRateLimited.increment()
     }
 
     /// A connection was closed for falling behind.

@@ -43,7 +43,7 @@ public final class SQLiteChatStore: ChatStore {
     ///
     /// Every SQLite call blocks the thread it runs on, so the store has a thread for each of
     /// its connections, its own: on the process-wide `NIOThreadPool` its statements queued
-    /// behind password hashing, which runs there too (a burst of log-ins stalled every send).
+    /// behind password hashing, which runs there too, and behind other stores' statements.
     public static func open(
         path: String, readerCount: Int = 2, metrics: ChatMetrics = .disabled, logger: Logger
     ) async throws -> SQLiteChatStore {

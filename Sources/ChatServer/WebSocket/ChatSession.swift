@@ -195,7 +195,7 @@ private struct FrameReader {
     /// Admits and queues a send; its answer is published when its batch commits.
     private mutating func send(_ text: String, clientID: String, to chat: ChatID) async throws {
         guard sends.take(at: .now) else {
-            session.metrics.sendRefused(reason: "rate_limited")
+            session.metrics.sendRateLimited()
             reply(.error(code: "rate_limited", message: "Too many messages; slow down.", ref: clientID))
             return
         }
@@ -219,7 +219,7 @@ private struct FrameReader {
         } catch {
             hub.sendEnded(connection, clientID: clientID, in: chat)
             window.release()
-            if case ChatError.overloaded = error { session.metrics.sendRefused(reason: "overloaded") }
+            if case ChatError.overloaded = error { session.metrics.sendRefusedAsOverloaded() }
             throw error
         }
     }
