@@ -527,6 +527,7 @@ final class Device: @unchecked Sendable {
         // earlier attempt can have been stored without anyone being told (the database failed
         // before the server learned it), and the retry's ack is how this device gets the seq.
         if first && !observed.streams[chat]!.holds(seq) {
+            progress.acked.add(1, ordering: .relaxed)
             if control.phase == .measuring { observed.ackedWhileMeasuring += 1 }
             record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
             if let attempted, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {

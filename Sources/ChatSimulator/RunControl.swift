@@ -64,6 +64,8 @@ enum RateChangeStage {
 final class DeviceProgress: Sendable {
     /// Messages received (message frames and own acks).
     let received = Atomic<Int>(0)
+    /// Own sends the server stored and acknowledged (the first ack of each).
+    let acked = Atomic<Int>(0)
     /// Sends without an answer yet.
     let outstanding = Atomic<Int>(0)
     /// Chats whose `resume` has not completed yet.

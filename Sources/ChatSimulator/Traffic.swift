@@ -20,13 +20,13 @@ extension Simulation {
         for device in devices { device.startSending() }
         options.log("warming up for \(options.warmup)")
         try await Task.sleep(for: options.warmup)
-        // A cold or starved server may not have answered yet: measure traffic, not the start.
-        try await untilReceived(devices, moreThan: 0)
+        // A cold or starved server may not have stored anything yet: measure traffic, not the start.
+        try await untilStored(devices, moreThan: 0)
         var extra: [String: Report.LatencySummary] = [:]
         var rateChange: Report.RateChange?
         let measurement = try await measure {
             let end = ContinuousClock.now + options.duration
-            let receivedBefore = received(devices)
+            let storedBefore = stored(devices)
             if let change = options.rateChange {
                 try await Task.sleep(until: .now + change.after, clock: .continuous)
                 control.rateChanged()
@@ -38,8 +38,9 @@ extension Simulation {
             }
             if let alongside { extra = await alongside(devices, end) }
             try await Task.sleep(until: end, clock: .continuous)
-            // A window in which nothing arrived measured nothing: keep it open until something does.
-            try await untilReceived(devices, moreThan: receivedBefore)
+            // A window in which nothing was stored measured nothing (on a starved machine, a
+            // second may pass without an ack): keep it open until something is.
+            try await untilStored(devices, moreThan: storedBefore)
         }
         await afterMeasuring?(devices)
         await settle(devices)
@@ -96,15 +97,15 @@ extension Simulation {
         }
     }
 
-    /// Messages and acks the devices have received so far.
-    func received(_ devices: [Device]) -> Int {
-        devices.reduce(0) { $0 + $1.progress.received.load(ordering: .relaxed) }
+    /// Sends of the devices acknowledged so far.
+    func stored(_ devices: [Device]) -> Int {
+        devices.reduce(0) { $0 + $1.progress.acked.load(ordering: .relaxed) }
     }
 
-    /// Waits until the devices have received more than `count` messages and acks, 30 s at most.
-    func untilReceived(_ devices: [Device], moreThan count: Int) async throws {
+    /// Waits until more than `count` of the devices' sends were acknowledged, 30 s at most.
+    func untilStored(_ devices: [Device], moreThan count: Int) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
-        while received(devices) <= count, ContinuousClock.now < deadline {
+        while stored(devices) <= count, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
     }

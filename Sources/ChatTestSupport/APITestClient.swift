@@ -58,9 +58,9 @@ public struct APITestClient: Sendable {
             uri: uri, method: method, headers: headers, body: ByteBuffer(string: body))
     }
 
-    /// Polls `GET /health/ready` until it answers 200 (within 10 s).
+    /// Polls `GET /health/ready` until it answers 200 (within ``Patience/wait``).
     public func waitUntilReady() async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + Patience.wait
         while try await send(.get, "/health/ready").status != .ok {
             guard ContinuousClock.now < deadline else { throw UnexpectedResponse(description: "never ready") }
             try await Task.sleep(for: .milliseconds(20))

@@ -66,7 +66,7 @@ public final class ChatWebSocketClient: Sendable {
     /// - Parameters:
     ///   - token: sent as `Authorization: Bearer`, unless `headers` carry credentials instead.
     public static func connect(
-        port: Int, token: String?, query: String = "", headers: HTTPFields = [:], timeout: Duration = .seconds(10)
+        port: Int, token: String?, query: String = "", headers: HTTPFields = [:], timeout: Duration = Patience.wait
     ) async throws -> ChatWebSocketClient {
         var headers = headers
         if let token { headers[.authorization] = "Bearer \(token)" }
@@ -95,12 +95,12 @@ public final class ChatWebSocketClient: Sendable {
 
     /// The next frame from the server.
     /// - Throws: ``Failure`` when none arrives within `timeout` or the connection has closed.
-    public func next(timeout: Duration = .seconds(10)) async throws -> ServerFrame {
+    public func next(timeout: Duration = Patience.wait) async throws -> ServerFrame {
         try await inbox.next(timeout: timeout)
     }
 
     /// The next frame of `kind`, skipping others (presence, typing, ...).
-    public func next(_ kind: ServerFrame.Kind, timeout: Duration = .seconds(10)) async throws -> ServerFrame {
+    public func next(_ kind: ServerFrame.Kind, timeout: Duration = Patience.wait) async throws -> ServerFrame {
         let deadline = ContinuousClock.now + timeout
         while true {
             let frame = try await next(timeout: deadline - .now)
@@ -108,25 +108,18 @@ public final class ChatWebSocketClient: Sendable {
         }
     }
 
-    /// Waits until nothing more arrives for `quiet`, and returns what did (for checking that
-    /// something was *not* delivered, after a frame that proves the server moved on).
-    public func drain(quiet: Duration = .milliseconds(200)) async -> [ServerFrame] {
-        var frames: [ServerFrame] = []
-        while let frame = try? await next(timeout: quiet) { frames.append(frame) }
-        return frames
-    }
-
-    /// Closes the connection from the client side and waits (at most 10 seconds) for it to end.
+    /// Closes the connection from the client side and waits (at most ``Patience/wait``) for it
+    /// to end.
     @discardableResult
     public func close() async -> WebSocketCloseFrame? {
         outgoing.finish()
-        return try? await end(within: .seconds(10))
+        return try? await end(within: Patience.wait)
     }
 
     /// Waits for the server to close the connection and returns its close frame.
     /// - Throws: ``Failure`` when the connection is still open after `timeout`; it is then
     ///   dropped, so that nothing waits for it forever.
-    public func closedByServer(timeout: Duration = .seconds(10)) async throws -> WebSocketCloseFrame? {
+    public func closedByServer(timeout: Duration = Patience.wait) async throws -> WebSocketCloseFrame? {
         try await end(within: timeout)
     }
 

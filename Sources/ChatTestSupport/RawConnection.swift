@@ -7,7 +7,8 @@ public enum RawConnection {
     /// Writes `request` (if any), then reads until the server closes the connection or
     /// `timeout` passes.
     /// - Returns: every byte received.
-    public static func exchange(port: Int, request: [UInt8], timeout: Duration = .seconds(10)) async throws -> [UInt8] {
+    public static func exchange(port: Int, request: [UInt8], timeout: Duration = Patience.wait) async throws -> [UInt8]
+    {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
             if !request.isEmpty { try await outbound.write(ByteBuffer(bytes: request)) }
@@ -27,7 +28,7 @@ public enum RawConnection {
     /// and reads until the server closes the connection, within `timeout` in all.
     /// - Returns: every byte received after `second` was written.
     public static func exchangeInTwoSteps(
-        port: Int, first: [UInt8], until answer: String, then second: [UInt8], timeout: Duration = .seconds(10)
+        port: Int, first: [UInt8], until answer: String, then second: [UInt8], timeout: Duration = Patience.wait
     ) async throws -> [UInt8] {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
@@ -58,7 +59,7 @@ public enum RawConnection {
     /// - Returns: what `body` returned, and whether the server closed the connection within
     ///   `timeout` after `body` finished.
     public static func silently<T: Sendable>(
-        port: Int, request: [UInt8], timeout: Duration = .seconds(30), _ body: () async throws -> T
+        port: Int, request: [UInt8], timeout: Duration = Patience.wait, _ body: () async throws -> T
     ) async throws -> (result: T, closedByServer: Bool) {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
@@ -83,7 +84,7 @@ public enum RawConnection {
     /// Sends a WebSocket handshake and reads until the server's close frame, skipping other
     /// frames. Parses the bytes itself, so what is checked is exactly what the server wrote.
     /// - Throws: when no close frame arrives within `timeout`.
-    public static func closing(port: Int, request: [UInt8], timeout: Duration = .seconds(10)) async throws -> Closing {
+    public static func closing(port: Int, request: [UInt8], timeout: Duration = Patience.wait) async throws -> Closing {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: request))

@@ -339,7 +339,7 @@ public enum RealtimeContract {
     /// The next `count` messages of `chat` this connection receives, as `message` frames or as
     /// `ack`s of its own sends (not duplicate acks, which repeat an earlier delivery).
     public static func deliveries(
-        _ count: Int, in chat: ChatID, on socket: ChatWebSocketClient, timeout: Duration = .seconds(10)
+        _ count: Int, in chat: ChatID, on socket: ChatWebSocketClient, timeout: Duration = Patience.wait
     ) async throws -> [MessagePayload] {
         var received: [MessagePayload] = []
         while received.count < count {

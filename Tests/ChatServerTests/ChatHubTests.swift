@@ -61,8 +61,9 @@ struct ChatHubTests {
     }
 
     /// The next `count` frames of an outbox, waiting at most `timeout`.
-    static func frames(_ count: Int, from outbox: Outbox, timeout: Duration = .seconds(5)) async throws -> [ServerFrame]
-    {
+    static func frames(
+        _ count: Int, from outbox: Outbox, timeout: Duration = Patience.wait
+    ) async throws -> [ServerFrame] {
         try await withThrowingTaskGroup(of: [ServerFrame].self) { group in
             group.addTask {
                 var frames: [ServerFrame] = []

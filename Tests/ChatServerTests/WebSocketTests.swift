@@ -308,7 +308,7 @@ struct WebSocketWireTests {
                 for _ in 0..<200 {
                     group.addTask {
                         let received = try await RawConnection.exchange(
-                            port: port, request: partialHead, timeout: .seconds(30))
+                            port: port, request: partialHead)
                         return String(decoding: received, as: UTF8.self)
                     }
                 }
@@ -378,7 +378,7 @@ struct WebSocketWireTests {
             #expect(code == "not_a_member", "an open connection still answers")
             await sockets.removeLast().close()
             // The server counts the closed connection out when it sees it end.
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + Patience.wait
             var answer = ""
             while !answer.hasPrefix("HTTP/1.1 200"), ContinuousClock.now < deadline {
                 let received = try? await RawConnection.exchange(port: port, request: request)
@@ -420,8 +420,7 @@ struct WebSocketWireTests {
             // Handshakes, then never reads a frame nor answers a ping.
             let received = try await RawConnection.exchange(
                 port: port,
-                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(alice.token)"]),
-                timeout: .seconds(20))
+                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(alice.token)"]))
             let text = String(decoding: received, as: UTF8.self)
             #expect(text.hasPrefix("HTTP/1.1 101"))
             #expect(received.contains(0x89), "the server pinged")
@@ -459,7 +458,7 @@ struct SlowConsumerTests {
                     _ = try await RealtimeContract.deliveries(numbers.count, in: chat.id, on: sender)
                 }
                 // Still without reading a byte: the server must hang up on its own.
-                let deadline = ContinuousClock.now + .seconds(30)
+                let deadline = ContinuousClock.now + Patience.wait
                 var liveConnections: Int64 = 3
                 while liveConnections > 2, ContinuousClock.now < deadline {
                     liveConnections = try await api.send(.get, "/chat/sync/persistent", as: alice)
