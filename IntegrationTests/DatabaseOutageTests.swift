@@ -18,8 +18,8 @@ struct DatabaseOutageTests {
     @Test func requestsFailFastWith503WhenNoConnectionCanBeHad() async throws {
         let location = try await Self.unreachable()
         let store = try PostgresChatStore(
-            location: location, maxConnections: 2, connectionWaitLimit: .milliseconds(300),
-            logger: Logger(label: "test"))
+            location: location, maxConnections: 2,
+            waitLimits: .init(connection: .milliseconds(300), work: .seconds(15)), logger: Logger(label: "test"))
         let config = try await TestApp.config(database: .postgres(location))
         let components = try await ChatComponents(
             config: config, store: store, telemetry: Telemetry(), logger: Logger(label: "test"))

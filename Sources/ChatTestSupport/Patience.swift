@@ -1,3 +1,5 @@
+import ChatServer
+
 /// How long the test helpers wait for something the server must do (a frame, an answer, a
 /// close) before they call it a hang.
 ///
@@ -9,4 +11,8 @@
 public enum Patience {
     /// The wait for any one thing the server must do.
     public static let wait: Duration = .seconds(60)
+
+    /// The test servers' waits on PostgreSQL: with the whole suite on one throwaway cluster, a
+    /// connection or a query may take longer than a production node's fail-fast limits allow.
+    public static let postgres = PostgresChatStore.WaitLimits(connection: wait, work: wait)
 }

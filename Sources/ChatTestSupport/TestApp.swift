@@ -9,9 +9,12 @@ public enum TestApp {
     public static let jwtSecret = "test-secret-that-is-long-enough-for-hs256-signing"
 
     /// The configuration tests run with: the `test` environment, a fixed secret, the cheapest
-    /// bcrypt cost so that registering users is fast, and a send wait bound of a minute, so
-    /// that a slow, busy test machine never refuses a test's sends as `overloaded` (tests of
-    /// admission control set `CHAT_SEND_MAX_WAIT_MS` themselves).
+    /// bcrypt cost so that registering users is fast, and bounds a slow, busy test machine
+    /// cannot run into: a send wait bound of a minute, so that no test's send is refused as
+    /// `overloaded`, and an hour for a request head and a keep-alive connection's idleness, so
+    /// that the test client's one connection, opened when the server starts, is never closed
+    /// under a test that takes long to send its first request or its next one. (Tests of
+    /// these limits set them themselves.)
     public static func config(
         database: DatabaseLocation, overrides: [String: String] = [:]
     ) async throws -> ChatConfig {
@@ -21,6 +24,8 @@ public enum TestApp {
             "CHAT_BCRYPT_COST": "4",
             "CHAT_PBKDF2_ITERATIONS": "1000",
             "CHAT_SEND_MAX_WAIT_MS": "60000",
+            "CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "3600",
+            "CHAT_IDLE_TIMEOUT_SECONDS": "3600",
         ]
         environment.merge(overrides) { _, override in override }
         var config = try await ChatConfig.load(environment: environment, directory: "/nonexistent")
@@ -92,8 +97,8 @@ public enum TestApp {
         let telemetry = Telemetry()
         let store = wrapStore(
             try await makeStore(
-                for: location, poolSize: poolSize, nodeName: config.cluster.nodeName, metrics: telemetry.metrics,
-                logger: logger))
+                for: location, poolSize: poolSize, nodeName: config.cluster.nodeName, waitLimits: Patience.postgres,
+                metrics: telemetry.metrics, logger: logger))
         let app = try await buildApplication(
             config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true), logger: logger)
         return (app, store)

@@ -17,7 +17,8 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
         migrated: Bool = true, _ body: @Sendable (any ChatStore) async throws -> T
     ) async throws -> T {
         try await withLocation { location in
-            let store = try await makeStore(for: location, poolSize: 20, logger: Self.logger)
+            let store = try await makeStore(
+                for: location, poolSize: 20, waitLimits: Patience.postgres, logger: Self.logger)
             return try await withRunningStore(store) { store in
                 if migrated { try await store.migrateUp() }
                 return try await body(store)

@@ -2,17 +2,20 @@ import Logging
 import ServiceLifecycle
 
 /// Opens the store that `location` names.
-/// - Parameter nodeName: how this node names itself to PostgreSQL (see ``ClusterLink``).
+/// - Parameters:
+///   - nodeName: how this node names itself to PostgreSQL (see ``ClusterLink``).
+///   - waitLimits: how long a request waits on PostgreSQL before it fails.
 public func makeStore(
-    for location: DatabaseLocation, poolSize: Int, nodeName: String = "chat-server", metrics: ChatMetrics = .disabled,
-    logger: Logger
+    for location: DatabaseLocation, poolSize: Int, nodeName: String = "chat-server",
+    waitLimits: PostgresChatStore.WaitLimits = .standard, metrics: ChatMetrics = .disabled, logger: Logger
 ) async throws -> any ChatStore {
     switch location {
     case .sqlite(let path):
         try await SQLiteChatStore.open(path: path, metrics: metrics, logger: logger)
     case .postgres(let postgres):
         try PostgresChatStore(
-            location: postgres, maxConnections: poolSize, nodeName: nodeName, metrics: metrics, logger: logger)
+            location: postgres, maxConnections: poolSize, nodeName: nodeName, waitLimits: waitLimits, metrics: metrics,
+            logger: logger)
     }
 }
 

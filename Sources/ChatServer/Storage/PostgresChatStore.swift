@@ -13,21 +13,33 @@ public final class PostgresChatStore: ChatStore {
     let client: PostgresClient
     let connectionConfiguration: PostgresConnection.Configuration
     let logger: Logger
-    /// How long a request waits for a pooled connection before failing with 503.
-    let connectionWaitLimit: Duration
-    /// How long the work on a leased connection may take before it is abandoned with 503.
-    let workLimit: Duration
+    let waitLimits: WaitLimits
     private let metrics: ChatMetrics
 
     /// Key of the advisory lock that serialises migrations across nodes starting together.
     private static let migrationLockKey: Int64 = 0x6368_6174_6D69_6772  // "chatmigr"
 
+    /// How long a request waits on the database before it fails with 503 (`storage_unavailable`).
+    public struct WaitLimits: Sendable {
+        /// For a pooled connection.
+        public var connection: Duration
+        /// For the work on a leased connection to finish.
+        public var work: Duration
+
+        public init(connection: Duration, work: Duration) {
+            self.connection = connection
+            self.work = work
+        }
+
+        /// Fail fast: a request waits 5 s for a connection and 15 s for its work.
+        public static let standard = WaitLimits(connection: .seconds(5), work: .seconds(15))
+    }
+
     /// - Parameter nodeName: the connections' `application_name`: the node a message
     ///   notification names as its writer (see ``ClusterLink``), and what `pg_stat_activity` shows.
     public init(
         location: PostgresLocation, maxConnections: Int, nodeName: String = "chat-server",
-        connectionWaitLimit: Duration = .seconds(5), workLimit: Duration = .seconds(15),
-        metrics: ChatMetrics = .disabled, logger: Logger
+        waitLimits: WaitLimits = .standard, metrics: ChatMetrics = .disabled, logger: Logger
     ) throws {
         let poolTLS: PostgresClient.Configuration.TLS
         let connectionTLS: PostgresConnection.Configuration.TLS
@@ -55,8 +67,7 @@ public final class PostgresChatStore: ChatStore {
             database: location.database, tls: connectionTLS)
         connectionConfiguration.options.additionalStartupParameters = [("application_name", nodeName)]
         self.connectionConfiguration = connectionConfiguration
-        self.connectionWaitLimit = connectionWaitLimit
-        self.workLimit = workLimit
+        self.waitLimits = waitLimits
         self.metrics = metrics
         self.logger = logger
     }
@@ -677,8 +688,8 @@ public final class PostgresChatStore: ChatStore {
     }
 
     /// Leases a pooled connection for `body`, giving up with ``ChatError/storageUnavailable``
-    /// when none can be had within ``connectionWaitLimit``, or when `body` has not finished
-    /// within ``workLimit`` of the lease. The pool itself would wait forever while the database
+    /// when none can be had within ``WaitLimits/connection``, or when `body` has not finished
+    /// within ``WaitLimits/work`` of the lease. The pool itself would wait forever while the database
     /// is down; a request should fail fast instead (and be retried). And a query sent just as
     /// the database drops the connection can wait forever, deaf to cancellation (PostgresNIO
     /// 1.33, seen under load during `pg_ctl restart`): the caller stops waiting for it rather
@@ -707,16 +718,18 @@ public final class PostgresChatStore: ChatStore {
                     }
                 }
                 race.onAbandon { work.cancel() }
-                race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: connectionWaitLimit) {
+                let limits = waitLimits
+                race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: limits.connection) {
                     if let leasedAt = race.leasedAt {
                         guard limited else { return }
-                        race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + self.workLimit - .now)
-                        {
+                        race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + limits.work - .now) {
                             self.logger.error(
-                                "PostgreSQL did not answer in time", metadata: ["limit": "\(self.workLimit)"])
+                                "PostgreSQL did not answer in time", metadata: ["limit": "\(limits.work)"])
                             self.giveUp(race)
                         }
                     } else {
+                        self.logger.warning(
+                            "No database connection in time", metadata: ["limit": "\(limits.connection)"])
                         self.giveUp(race)
                     }
                 }
