@@ -75,9 +75,11 @@ struct DeviceObservations: Sendable {
     /// Sends refused with `overloaded` and repeated with their client id after the
     /// `retry_after_ms` the server asked for.
     var sendsOverloaded = 0
-    /// Sends a rate-paced device did not make because it was backing off: it had sends
-    /// refused as `overloaded` waiting to be repeated, as a person waits for a message that
-    /// did not go out before writing the next.
+    /// Sends refused with `rate_limited`, repeated the same way.
+    var sendsRateLimited = 0
+    /// Sends a rate-paced device did not make because it was backing off: it had refused
+    /// sends waiting to be repeated, as a person waits for a message that did not go out
+    /// before writing the next.
     var sendsHeldBack = 0
     /// Messages the device had not received when the run drained, and that arrived when it
     /// asked again (a `resume`, or `/history` for a device without a connection): late, not lost.
@@ -134,12 +136,13 @@ final class Device: @unchecked Sendable {
     private var pending: [Int: ByteBuffer] = [:]
     /// When each unanswered send was last written, monotonic nanoseconds.
     private var attempts: [Int: UInt64] = [:]
-    /// Sends refused as `overloaded`, to be repeated together when the device's pause ends.
-    /// While there are any, a rate-paced device makes no new send.
-    private var refusedAsOverloaded: [Int] = []
-    /// The device's pause after `overloaded`, milliseconds: the server's `retry_after_ms` at
+    /// Sends refused as `overloaded` or `rate_limited`, to be repeated together, in the order
+    /// they were sent, when the device's pause ends. While there are any, a rate-paced device
+    /// makes no new send.
+    private var refusedForNow: [Int] = []
+    /// The device's pause after such a refusal, milliseconds: the server's `retry_after_ms` at
     /// first, doubled (up to 5 s) each time a repeat is refused again, back to 0 on an ack.
-    private var overloadPause: Int64 = 0
+    private var retryPause: Int64 = 0
     /// Whether the end of a pause is scheduled.
     private var pauseScheduled = false
     private var nextChat = 0
@@ -477,7 +480,7 @@ final class Device: @unchecked Sendable {
         // Repeat unanswered sends with their client ids: each is stored once, whatever
         // happened to the first attempt.
         let now = monotonicNanoseconds()
-        refusedAsOverloaded.removeAll()
+        refusedForNow.removeAll()
         for number in pending.keys.sorted() {
             attempts[number] = now
             write(pending[number]!)
@@ -522,7 +525,7 @@ final class Device: @unchecked Sendable {
             duplicate: frame.duplicate)
         let attempted = attempts.removeValue(forKey: clientID.number)
         answered(clientID.number)
-        if refusedAsOverloaded.isEmpty && !pauseScheduled { overloadPause = 0 }
+        if refusedForNow.isEmpty && !pauseScheduled { retryPause = 0 }
         // A send's first ack is its delivery to this device, even one marked duplicate: an
         // earlier attempt can have been stored without anyone being told (the database failed
         // before the server learned it), and the retry's ack is how this device gets the seq.
@@ -573,10 +576,10 @@ final class Device: @unchecked Sendable {
                 ServerFrame.self, from: Data(text.readableBytesView))
         else { return }
         if let clientID = ref.flatMap(ClientID.init), clientID.run == run, let send = pending[clientID.number] {
-            if code == "overloaded", let connection = context?.channel {
+            if code == "overloaded" || code == "rate_limited", let connection = context?.channel {
                 // Nothing was stored: repeat it later, with the others refused meanwhile.
-                observed.sendsOverloaded += 1
-                refusedAsOverloaded.append(clientID.number)
+                if code == "overloaded" { observed.sendsOverloaded += 1 } else { observed.sendsRateLimited += 1 }
+                refusedForNow.append(clientID.number)
                 backOff(retryAfterMs: retryAfterMs ?? 100, on: connection)
                 return
             }
@@ -594,17 +597,7 @@ final class Device: @unchecked Sendable {
             }
             observed.sendLog.refused(number: clientID.number, code: code)
             answered(clientID.number)
-            guard case .window = role.sending?.pace else { return }
-            // Back off briefly when the server says "too fast": an immediate retry would only
-            // be refused again.
-            if code == "rate_limited" {
-                eventLoop.scheduleTask(in: .milliseconds(50)) {
-                    self.sendNext()
-                    self.context?.flush()
-                }
-            } else {
-                sendNext()
-            }
+            if case .window = role.sending?.pace { sendNext() }
         } else if ref == "resume",
             let index = resumes.firstIndex(where: { observed.streams[$0.chat]?.isResuming == true })
         {
@@ -631,19 +624,20 @@ final class Device: @unchecked Sendable {
         }
     }
 
-    /// Pauses after an `overloaded` refusal, as a well-behaved client does: no new send and no
-    /// repeat until the pause ends, then every refused send again at once. Refusals of sends
-    /// that were already on their way join the same pause; a repeat refused again doubles it.
+    /// Pauses after an `overloaded` or `rate_limited` refusal, as a well-behaved client does:
+    /// no new send and no repeat until the pause ends, then every refused send again at once,
+    /// in the order sent (docs/protocol.md, "Keeping the order typed"). Refusals of sends that
+    /// were already on their way join the same pause; a repeat refused again doubles it.
     private func backOff(retryAfterMs: Int, on connection: any Channel) {
         guard !pauseScheduled else { return }
         pauseScheduled = true
         let asked = Int64(max(retryAfterMs, 1))
-        overloadPause = overloadPause == 0 ? asked : min(max(overloadPause * 2, asked), 5000)
-        let pause = overloadPause + Int64.random(in: 0...(overloadPause / 2), using: &masks)
+        retryPause = retryPause == 0 ? asked : min(max(retryPause * 2, asked), 5000)
+        let pause = retryPause + Int64.random(in: 0...(retryPause / 2), using: &masks)
         eventLoop.scheduleTask(in: .milliseconds(pause)) {
             self.pauseScheduled = false
-            let refused = self.refusedAsOverloaded
-            self.refusedAsOverloaded.removeAll()
+            let refused = self.refusedForNow
+            self.refusedForNow.removeAll()
             // A new connection repeats every unanswered send by itself.
             guard self.context?.channel === connection else { return }
             let now = monotonicNanoseconds()
@@ -667,7 +661,7 @@ final class Device: @unchecked Sendable {
         guard let sending = role.sending, let context, control.phase == .warmup || control.phase == .measuring,
             pending.count < Self.maxOutstanding
         else { return }
-        if case .rate = sending.pace, !refusedAsOverloaded.isEmpty {
+        if case .rate = sending.pace, !refusedForNow.isEmpty {
             if control.phase == .measuring { observed.sendsHeldBack += 1 }
             return
         }

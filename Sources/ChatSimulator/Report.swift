@@ -50,8 +50,11 @@ public struct Report: Codable, Sendable {
         /// Sends refused with `overloaded` (nothing stored) and repeated after the server's
         /// `retry_after_ms`, over the whole run.
         public var overloaded: Int
+        /// Sends refused with `rate_limited` (the connection's send rate) and repeated the
+        /// same way, over the whole run.
+        public var rateLimited: Int
         /// Sends rate-paced devices skipped while measuring because they were backing off
-        /// (a send refused as `overloaded` waited to be repeated).
+        /// (a refused send waited to be repeated).
         public var heldBack: Int
         public var sentPerSecond: Double
         public var storedPerSecond: Double
@@ -179,6 +182,7 @@ public struct Report: Codable, Sendable {
                     + "(\(format(rates.storedPerSecond))/s), delivered frames \(rates.deliveredFrames) "
                     + "(\(format(rates.deliveredFramesPerSecond))/s)"
                     + (rates.overloaded > 0 ? ", \(rates.overloaded) sends refused as overloaded and repeated" : "")
+                    + (rates.rateLimited > 0 ? ", \(rates.rateLimited) refused as rate_limited and repeated" : "")
                     + (rates.heldBack > 0 ? ", \(rates.heldBack) held back meanwhile" : ""))
         }
         for (name, latency) in latencies.sorted(by: { $0.key < $1.key }) {

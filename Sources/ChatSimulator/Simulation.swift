@@ -313,7 +313,8 @@ final class Simulation: Sendable {
         var late = 0
         var crossNodeLatency = deliveryLatency
         var rates = Report.Rates(
-            sent: 0, stored: 0, deliveredFrames: 0, overloaded: 0, heldBack: 0, sentPerSecond: 0, storedPerSecond: 0,
+            sent: 0, stored: 0, deliveredFrames: 0, overloaded: 0, rateLimited: 0, heldBack: 0, sentPerSecond: 0,
+            storedPerSecond: 0,
             deliveredFramesPerSecond: 0)
         var senders: [Int: SendLog] = [:]
         var strays = 0
@@ -330,6 +331,7 @@ final class Simulation: Sendable {
             settledAckLatency.add(observed.settledAckLatency)
             late += observed.late
             rates.overloaded += observed.sendsOverloaded
+            rates.rateLimited += observed.sendsRateLimited
             rates.heldBack += observed.sendsHeldBack
             rates.sent += observed.sentWhileMeasuring
             rates.stored += observed.ackedWhileMeasuring

@@ -10,16 +10,16 @@ struct WebSocketPartsTests {
     @Test func theTokenBucketAllowsABurstThenTheRate() {
         let start = ContinuousClock.now
         var bucket = TokenBucket(rate: 2, burst: 3, now: start)
-        var results: [Bool] = []
-        for _ in 0..<4 { results.append(bucket.take(at: start)) }
-        #expect(results == [true, true, true, false])
+        var waits: [Duration?] = []
+        for _ in 0..<4 { waits.append(bucket.take(at: start)) }
+        #expect(waits == [nil, nil, nil, .milliseconds(500)], "then a token every half second")
         let afterFourTenths = bucket.take(at: start + .milliseconds(400))
-        #expect(!afterFourTenths, "0.8 tokens refilled")
+        #expect(afterFourTenths == .milliseconds(100), "0.8 tokens refilled: 0.2 to go")
         let afterHalf = bucket.take(at: start + .milliseconds(500))
-        #expect(afterHalf, "one token after half a second")
-        results = []
-        for _ in 0..<4 { results.append(bucket.take(at: start + .seconds(10))) }
-        #expect(results == [true, true, true, false], "never above the burst")
+        #expect(afterHalf == nil, "one token after half a second")
+        waits = []
+        for _ in 0..<4 { waits.append(bucket.take(at: start + .seconds(10))) }
+        #expect(waits == [nil, nil, nil, .milliseconds(500)], "never above the burst")
     }
 
     @Test func theOutboxHandsOverBatchesAndClosesWhenFull() async {

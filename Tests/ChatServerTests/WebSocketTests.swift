@@ -180,14 +180,19 @@ struct WebSocketTests {
             alice.send(.send(chatID: ChatID(999_999), clientID: "r2", text: "hi"))
             alice.send(.send(chatID: chat.id, clientID: "r3", text: "hi"))
             var codes: [String: String] = [:]
+            var retryAfter: Int?
             while codes.count < 3 {
                 switch try await alice.next() {
                 case .ack(let clientID, _, _): codes[clientID] = "ack"
-                case .error(let code, _, let ref?, _): codes[ref] = code
+                case .error(let code, _, let ref?, let retryAfterMs):
+                    codes[ref] = code
+                    if ref == "r3" { retryAfter = retryAfterMs }
                 default: continue
                 }
             }
             #expect(codes == ["r1": "not_a_member", "r2": "not_a_member", "r3": "rate_limited"])
+            // At one send a second, the next token is at most a second away.
+            #expect((1...1000).contains(retryAfter ?? 0), "got retry_after_ms \(String(describing: retryAfter))")
             #expect(try await api.store.counts().messages == 0, "the limited send was not stored")
         }
     }

@@ -32,8 +32,10 @@ const state = {
   names: new Map(),
   /** seq -> { message, node } for every message shown. */
   messages: new Map(),
-  /** client_id -> { text, node, failed } for sends without an ack yet, oldest first. */
+  /** client_id -> { text, node, failed } for sends without an ack yet, in the order typed. */
   pending: new Map(),
+  /** The one send on the wire (its client_id), and the timer of a retry the server asked for. */
+  sending: { clientId: null, retryTimer: null },
   lowestSeq: null,
   highestSeq: 0,
   reachedStart: false,
@@ -279,7 +281,42 @@ function queueSend(clientId, text) {
   state.pending.set(clientId, { text, node, failed: false });
   view.list.append(node);
   savePending();
-  connection.send({ type: "send", chat_id: chatId, client_id: clientId, text });
+  pumpSends();
+}
+
+/**
+ * Sends in the order typed, one at a time: the next goes out once the server has stored the
+ * previous one (its ack) or refused it for good. A send the server asks to retry is repeated,
+ * with its client_id, before anything after it, so no later message can be stored first. (A
+ * client that pipelines sends gets them stored in the order they arrive, and a refused one is
+ * overtaken by the later ones the server accepted: see docs/protocol.md.)
+ */
+function pumpSends() {
+  const { sending } = state;
+  if (sending.clientId !== null || sending.retryTimer !== null) return;
+  for (const [clientId, { text, failed }] of state.pending) {
+    if (failed) continue;
+    if (connection.send({ type: "send", chat_id: chatId, client_id: clientId, text })) sending.clientId = clientId;
+    return;
+  }
+}
+
+/** The send on the wire was answered (stored, or refused for good): the next one may go. */
+function sendAnswered(clientId) {
+  if (state.sending.clientId !== clientId) return;
+  state.sending.clientId = null;
+  pumpSends();
+}
+
+/** Repeats the send on the wire after `wait` ms, spread so that clients do not return together. */
+function retrySend(wait) {
+  const { sending } = state;
+  clearTimeout(sending.retryTimer);
+  sending.retryTimer = setTimeout(() => {
+    sending.retryTimer = null;
+    sending.clientId = null;
+    pumpSends();
+  }, wait + Math.random() * wait * 0.5);
 }
 
 function sendComposer() {
@@ -298,6 +335,7 @@ function confirmSend(message) {
   state.pending.delete(message.client_id);
   savePending();
   addMessage(message, pending.node);
+  sendAnswered(message.client_id);
 }
 
 function failSend(clientId, reason) {
@@ -306,6 +344,7 @@ function failSend(clientId, reason) {
   pending.failed = true;
   savePending();
   setStatus(pending.node, "failed");
+  sendAnswered(clientId);
   const discard = el("button", { type: "button", class: "link", text: "Discard" });
   discard.addEventListener("click", () => {
     state.pending.delete(clientId);
@@ -314,10 +353,11 @@ function failSend(clientId, reason) {
   pending.node.querySelector(".bubble").append(el("span", { class: "send-error", text: `Not sent: ${reason} ` }, discard));
 }
 
+/** After a reconnect: the send on the wire may have lost its answer, so it goes again first. */
 function resendPending() {
-  for (const [clientId, { text, failed }] of state.pending) {
-    if (!failed) connection.send({ type: "send", chat_id: chatId, client_id: clientId, text });
-  }
+  clearTimeout(state.sending.retryTimer);
+  state.sending = { clientId: null, retryTimer: null };
+  pumpSends();
 }
 
 /** Grows the composer with its text up to 160 px, then scrolls inside it. */
@@ -527,13 +567,8 @@ function handleError(frame) {
   } else if (state.pending.has(frame.ref)) {
     if (["rate_limited", "storage_unavailable", "overloaded"].includes(frame.code)) {
       // Nothing was stored, or it was and the repeat finds it: the same client_id again, after
-      // the wait the server asked for (overloaded) or a pause, spread so clients do not return together.
-      const pending = state.pending.get(frame.ref);
-      const wait = frame.retry_after_ms ?? 1500;
-      setTimeout(
-        () => connection.send({ type: "send", chat_id: chatId, client_id: frame.ref, text: pending.text }),
-        wait + Math.random() * wait * 0.5,
-      );
+      // the wait the server asked for, or a pause where it named none.
+      if (frame.ref === state.sending.clientId) retrySend(frame.retry_after_ms ?? 1500);
     } else {
       failSend(frame.ref, frame.message);
     }

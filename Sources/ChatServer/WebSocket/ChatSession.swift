@@ -194,9 +194,12 @@ private struct FrameReader {
 
     /// Admits and queues a send; its answer is published when its batch commits.
     private mutating func send(_ text: String, clientID: String, to chat: ChatID) async throws {
-        guard sends.take(at: .now) else {
+        if let wait = sends.take(at: .now) {
             session.metrics.sendRateLimited()
-            reply(.error(code: "rate_limited", message: "Too many messages; slow down.", ref: clientID))
+            reply(
+                .error(
+                    code: "rate_limited", message: "Too many messages; slow down.", ref: clientID,
+                    retryAfterMs: max(1, Int(wait / .milliseconds(1)))))
             return
         }
         try requireFollowing(chat)

@@ -14,13 +14,15 @@ struct TokenBucket {
     }
 
     /// Takes a token if one is available at `now`.
-    mutating func take(at now: ContinuousClock.Instant) -> Bool {
+    /// - Returns: nil when it took one; otherwise how long until the next one is there, rounded
+    ///   up to the millisecond (a retry after that finds it).
+    mutating func take(at now: ContinuousClock.Instant) -> Duration? {
         let elapsed = now - last
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         tokens = min(burst, tokens + max(0, seconds) * rate)
         last = max(last, now)
-        guard tokens >= 1 else { return false }
+        guard tokens >= 1 else { return .milliseconds(Int(((1 - tokens) / rate * 1000).rounded(.up))) }
         tokens -= 1
-        return true
+        return nil
     }
 }
