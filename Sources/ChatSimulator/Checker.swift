@@ -15,6 +15,11 @@ struct ChatStream: Sendable {
     private(set) var duplicates = 0
     private(set) var reordered = 0
     private(set) var gaps = 0
+    /// The first gaps, for whoever looks into them: where each jumped, and what last restarted
+    /// the stream before it.
+    private(set) var gapExamples: [String] = []
+    /// What last restarted the stream (a `ready`, a `resume`), for ``gapExamples``.
+    private var lastRestart = "none"
     /// Message ids by `seq` (index `seq - start - 1`); 0 where none was received.
     private(set) var messageIDs: [Int64] = []
     /// Messages received with an id other than an earlier delivery of the same `seq`.
@@ -33,6 +38,7 @@ struct ChatStream: Sendable {
 
     /// A new connection's live delivery continues after `position`.
     mutating func reconnected(liveAfter position: Int64) {
+        lastRestart = "a ready at \(position) with \(last) received"
         guard position > last else { return }
         missing.append((last + 1)...position)
         last = position
@@ -41,6 +47,7 @@ struct ChatStream: Sendable {
     /// A `resume` from `position` was sent.
     mutating func resuming(after position: Int64) {
         pendingResume = position
+        lastRestart = "a resume after \(position) with \(last) received"
     }
 
     /// The server refused the `resume`: what it would have brought stays missing.
@@ -72,6 +79,11 @@ struct ChatStream: Sendable {
             last = seq
         } else if seq > last + 1 {
             gaps += 1
+            if gapExamples.count < 3 {
+                gapExamples.append(
+                    "after \(last) came \(seq)" + (pendingResume.map { ", resuming after \($0)" } ?? "")
+                        + "; last restart: \(lastRestart)")
+            }
             missing.append((last + 1)...(seq - 1))
             last = seq
         } else if let index = missing.firstIndex(where: { $0.contains(seq) }) {
@@ -188,6 +200,8 @@ public struct CheckReport: Codable, Equatable, Sendable {
     public var sendErrors: [String: Int] = [:]
     /// Where the first losses were, for whoever looks into them: device, chat, `seq`s.
     public var lostExamples: [String] = []
+    /// Where the first gaps were: device, chat, the jump, and what restarted the stream before.
+    public var gapExamples: [String] = []
     /// Acknowledged messages a device had not received when the run drained but that arrived
     /// when it asked again: late, not lost (see `Simulation.reconcile`). Not a failure by
     /// itself; `late_delivery` in the latencies says how late.
@@ -202,6 +216,7 @@ public struct CheckReport: Codable, Equatable, Sendable {
         case conflictingAcks = "conflicting_acks"
         case sendErrors = "send_errors"
         case lostExamples = "lost_examples"
+        case gapExamples = "gap_examples"
     }
 
     public init() {}
@@ -217,6 +232,7 @@ public struct CheckReport: Codable, Equatable, Sendable {
         unanswered = try container.decode(Int.self, forKey: .unanswered)
         sendErrors = try container.decode([String: Int].self, forKey: .sendErrors)
         lostExamples = try container.decodeIfPresent([String].self, forKey: .lostExamples) ?? []
+        gapExamples = try container.decodeIfPresent([String].self, forKey: .gapExamples) ?? []
         late = try container.decodeIfPresent(Int.self, forKey: .late) ?? 0
     }
 
@@ -232,6 +248,7 @@ public struct CheckReport: Codable, Equatable, Sendable {
         try container.encode(unanswered, forKey: .unanswered)
         try container.encode(sendErrors, forKey: .sendErrors)
         try container.encode(lostExamples, forKey: .lostExamples)
+        try container.encode(gapExamples, forKey: .gapExamples)
         try container.encode(passed, forKey: .passed)
     }
 }
@@ -256,6 +273,9 @@ enum Checker {
                 report.duplicated += stream.duplicates
                 report.reordered += stream.reordered
                 report.gaps += stream.gaps
+                for example in stream.gapExamples where report.gapExamples.count < 10 {
+                    report.gapExamples.append("device \(index), chat \(chat): \(example)")
+                }
                 report.unexpected += stream.conflicting + stream.foreign
                 let acked = acknowledged[chat] ?? [:]
                 let neverReceived = stream.neverReceived(upTo: acked.keys.max() ?? stream.start)

@@ -227,6 +227,7 @@ public struct Report: Codable, Sendable {
                 + "gaps=\(check.gaps) unexpected=\(check.unexpected) conflicting_acks=\(check.conflictingAcks) "
                 + "unanswered=\(check.unanswered) send_errors=[\(errors)]")
         lines += check.lostExamples.map { "  lost: \($0)" }
+        lines += check.gapExamples.map { "  gap: \($0)" }
         for threshold in thresholds {
             lines.append(
                 "  threshold \(threshold.name) \(format(threshold.limit)): measured "

@@ -43,6 +43,7 @@ import Testing
         #expect(report.lost == 1)
         #expect(report.gaps == 1)
         #expect(report.lostExamples == ["device 1, chat 7: seq 3 after 0"])
+        #expect(report.gapExamples == ["device 1, chat 7: after 2 came 4; last restart: none"])
         #expect(!report.passed)
     }
 
@@ -154,6 +155,8 @@ import Testing
         let report = check([device], acked: 6)
         #expect(report.lost == 1)
         #expect(report.gaps == 1)
+        #expect(
+            report.gapExamples == ["device 0, chat 7: after 3 came 5; last restart: a resume after 2 with 5 received"])
     }
 
     @Test func historyReadAfterAReconnectFillsWhatWasMissedButMustBeTheStoredMessages() {
