@@ -256,11 +256,12 @@ final class Simulation: Sendable {
     }
 
     /// Waits until no lost connection is still recovering, no send is unanswered and
-    /// deliveries stopped for 300 ms (at most 15 s after the recoveries).
+    /// deliveries stopped for 300 ms (at most 30 s after the recoveries: longer than a server
+    /// waits on PostgreSQL before it answers `storage_unavailable`, 15 s, plus a repeat).
     func settle(_ devices: [Device]) async {
         options.log("draining")
         while recovering.load(ordering: .relaxed) > 0 { try? await Task.sleep(for: .milliseconds(20)) }
-        let deadline = ContinuousClock.now + .seconds(15)
+        let deadline = ContinuousClock.now + .seconds(30)
         var lastReceived = -1
         var quietSince = ContinuousClock.now
         while ContinuousClock.now < deadline {
