@@ -52,6 +52,17 @@ struct ConfigTests {
         #expect(config.cluster.expiry == .milliseconds(1500))
     }
 
+    @Test func theSendWaitBoundDefaultsToHalfOnSQLitesOneWriter() async throws {
+        let sqlite = try await ChatConfig.load(environment: [:], directory: "/nonexistent")
+        #expect(sqlite.sendLimits == SendAdmission.Limits(maxWait: .milliseconds(250), maxQueued: 10_000))
+        let postgres = try await ChatConfig.load(
+            environment: ["DATABASE_URL": "postgres://chat@localhost/chat"], directory: "/nonexistent")
+        #expect(postgres.sendLimits == .default)
+        let given = try await ChatConfig.load(
+            environment: ["CHAT_SEND_MAX_WAIT_MS": "800", "CHAT_SEND_MAX_QUEUED": "50"], directory: "/nonexistent")
+        #expect(given.sendLimits == SendAdmission.Limits(maxWait: .milliseconds(800), maxQueued: 50))
+    }
+
     @Test func theDefaultNodeNameIsAValidOne() async throws {
         let name = try await ChatConfig.load(environment: [:], directory: "/nonexistent").cluster.nodeName
         #expect(name.hasSuffix("-\(ProcessInfo.processInfo.processIdentifier)"))
