@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from selenium import webdriver
@@ -97,6 +98,20 @@ class Server:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201, response.status
+
+
+    def change_password(self, name, new_password):
+        """Logs in with the API (a session of its own) and changes the password, which ends every
+        session of the user's, the pages' included."""
+        form = urllib.parse.urlencode({"grant_type": "password", "username": name, "password": PASSWORD}).encode()
+        with urllib.request.urlopen(urllib.request.Request(f"{self.base}/auth/login", data=form), timeout=10) as response:
+            token = json.load(response)["access_token"]
+        body = json.dumps({"current_password": PASSWORD, "new_password": new_password}).encode()
+        request = urllib.request.Request(
+            f"{self.base}/user/password", data=body, method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200, response.status
 
 
 class Window:
@@ -220,6 +235,32 @@ def run(server, alice, bob, artifacts):
     bob.find("#login-form button").click()
     bob.wait(lambda: bob.find("#login-error").is_displayed() and bob.find("#login-error").text, "the error shows")
 
+    step("An empty log-in says what is missing; turning to the other form clears the messages")
+    bob.fill("#login-username", "")
+    bob.fill("#login-password", "")
+    bob.find("#login-form button").click()
+    bob.wait(lambda: bob.find("#login-username-error").text == "Enter your name or email.", "the name is asked for")
+    assert bob.find("#login-password-error").text == "Enter your password."
+    assert not bob.find("#login-error").is_displayed(), "the earlier failure still shows"
+    bob.find("#register-name").click()
+    bob.wait(lambda: not bob.find("#login-username-error").is_displayed(), "the log-in messages clear")
+
+    step("Registration states the server's rules up front and checks them before sending, in words")
+    assert "up to 50 characters" in bob.find("#register-name-hint").text
+    assert bob.find("#register-password-hint").text == "At least 8 characters."
+    bob.fill("#register-name", "N" * 51)
+    bob.fill("#register-email", "not an email")
+    bob.fill("#register-password", "short")
+    bob.find("#register-form button").click()
+    bob.wait(lambda: bob.find("#register-name-error").text == "At most 50 characters: this one has 51.",
+             "the name's length is refused")
+    assert bob.find("#register-email-error").text == "Enter an email address like name@example.com."
+    assert bob.find("#register-password-error").text == "Too short: a password needs at least 8 characters."
+    assert not bob.find("#register-error").is_displayed(), "the form was sent to the server"
+    bob.find("#register-name").send_keys(Keys.BACKSPACE)
+    bob.wait(lambda: not bob.find("#register-name-error").is_displayed(), "a corrected field's message goes")
+    bob.screenshot(artifacts, "bob-form-rules")
+
     step("Alice creates a group and adds Bob by searching his name")
     alice.fill("#create-name", "Weekend plans")
     alice.find("#create-form button").click()
@@ -266,6 +307,34 @@ def run(server, alice, bob, artifacts):
     for window in (alice, bob):
         assert not window.finds("#message-list img"), f"{window.label}: the markup became an element"
         window.expect_no_alert()
+
+    step("A text over the limit is never cut: a counter shows, and the page says why it is not sent")
+    before = len(alice.messages())
+    alice.js("""const box = document.getElementById('composer-text');
+                box.value = 'x'.repeat(5000); box.dispatchEvent(new Event('input'));""")
+    alice.wait(lambda: alice.find("#composer-count").text == "5,000 / 4,096", "the counter shows the length")
+    assert "over" in alice.find("#composer-count").get_attribute("class")
+    alice.find("#composer-text").send_keys(Keys.ENTER)
+    alice.wait(lambda: alice.find("#composer-error").is_displayed(), "the page says it is not sent")
+    assert "5,000 characters" in alice.find("#composer-error").text and "Shorten it by 904" in \
+        alice.find("#composer-error").text
+    assert alice.js("return document.getElementById('composer-text').value.length") == 5000, "the text was cut"
+    assert len(alice.messages()) == before, "a message over the limit was sent"
+    alice.screenshot(artifacts, "alice-too-long")
+    longest = "y" * 4096
+    alice.js("""const box = document.getElementById('composer-text');
+                box.value = arguments[0]; box.dispatchEvent(new Event('input'));""", longest)
+    alice.wait(lambda: not alice.find("#composer-error").is_displayed(), "the refusal goes once it fits")
+    assert "over" not in alice.find("#composer-count").get_attribute("class")
+    alice.find("#composer-text").send_keys(Keys.ENTER)
+    bob.wait(lambda: bob.message(longest), "the longest message arrives whole")
+    assert not alice.find("#composer-count").is_displayed(), "the counter stays after sending"
+
+    step("Message text and names take their direction from their own text")
+    bob.send("مرحبا بالجميع")
+    alice.wait(lambda: alice.message("مرحبا بالجميع"), "the Arabic message shows")
+    assert alice.js("""const selector = '#message-list .text, #message-list .sender, #chat-name, .member-name';
+                       return [...document.querySelectorAll(selector)].every((node) => node.dir === 'auto')""")
 
     step(f"Alice sends {BURST} messages in one burst: they are stored in the order typed, once each")
     # Through the page's own composer, in one go: far faster than the rate limit, so most sends
@@ -364,6 +433,23 @@ def run(server, alice, bob, artifacts):
     toggle.click()
     carol.wait(lambda: carol.find("#members-panel").is_displayed(), "the member panel opens")
     carol.screenshot(artifacts, "carol-phone-members")
+
+    step("A wide window keeps the conversation to one reading width")
+    alice.driver.set_window_size(1600, 900)
+    alice.js("document.getElementById('messages').scrollTop = 1e9")
+    mine, theirs = alice.js("""
+        const sides = (side) => [...document.querySelectorAll(`#message-list .message.${side} .bubble`)]
+          .map((bubble) => bubble.getBoundingClientRect());
+        return [Math.max(...sides('mine').map((box) => box.right)), Math.min(...sides('theirs').map((box) => box.left))];""")
+    assert mine - theirs <= 52 * 16, f"the two sides are {mine - theirs:.0f}px apart at 1600 px"
+    alice.screenshot(artifacts, "alice-wide")
+
+    step("Carol's password changes elsewhere: her page lands on the log-in form, which says why")
+    server.change_password("Carol", "another good password")
+    carol.wait(lambda: carol.finds("#login-form") and "Your session ended" in carol.find("#login-error").text,
+               "the log-in page says the session ended")
+    assert carol.driver.current_url == server.base + "/", carol.driver.current_url
+    carol.screenshot(artifacts, "carol-session-ended")
 
     for window in (alice, bob):
         window.expect_no_alert()

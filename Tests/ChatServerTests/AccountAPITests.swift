@@ -44,6 +44,30 @@ struct AccountAPITests {
         }
     }
 
+    @Test func theLimitsAFormChecksAreTheOnesTheServerEnforces() async throws {
+        try await TestApp.run(overrides: ["CHAT_MAX_MESSAGE_LENGTH": "20", "CHAT_PASSWORD_MIN_LENGTH": "10"]) { api in
+            let limits = try await api.send(.get, "/limits").decode(InputLimits.self, expecting: .ok)
+            #expect(
+                limits
+                    == InputLimits(
+                        maxMessageLength: 20, maxUserNameLength: 50, maxEmailLength: 254, maxChatNameLength: 100,
+                        minPasswordLength: 10, maxPasswordBytes: 72))
+            let justShort = String(repeating: "p", count: limits.minPasswordLength - 1)
+            let refused = try await api.send(
+                .post, "/user", json: CreateUserRequest(name: "alice", email: "a@example.com", password: justShort))
+            #expect(refused.status == .unprocessableContent)
+            let longName = String(repeating: "n", count: limits.maxUserNameLength + 1)
+            let refusedName = try await api.send(
+                .post, "/user", json: CreateUserRequest(name: longName, email: "a@example.com", password: "password123")
+            )
+            #expect(refusedName.status == .unprocessableContent)
+            let longest = String(repeating: "n", count: limits.maxUserNameLength)
+            let taken = try await api.send(
+                .post, "/user", json: CreateUserRequest(name: longest, email: "a@example.com", password: "password123"))
+            #expect(taken.status == .created)
+        }
+    }
+
     @Test func passwordsLongerThanBcryptAllowsAreRefusedNotTruncated() async throws {
         try await TestApp.run { api in
             let response = try await api.send(

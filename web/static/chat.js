@@ -1,7 +1,8 @@
 // One chat: history with paging, live messages in seq order, sending with pending/sent/read
 // states, read markers, typing, presence and (for the creator) membership.
 import {
-  api, el, showError, shortTime, longTime, newClientId, LiveConnection, renderConnectionState,
+  api, el, showError, shortTime, longTime, newClientId, LiveConnection, renderConnectionState, sessionEnded,
+  characterCount, inputLimits,
 } from "./common.js";
 
 const chatId = Number(location.pathname.split("/").pop());
@@ -16,6 +17,8 @@ const view = {
   banner: document.getElementById("chat-banner"),
   composer: document.getElementById("composer"),
   text: document.getElementById("composer-text"),
+  count: document.getElementById("composer-count"),
+  composerError: document.getElementById("composer-error"),
   members: document.getElementById("member-list"),
   addMember: document.getElementById("add-member"),
   search: document.getElementById("member-search"),
@@ -26,6 +29,8 @@ const view = {
 const state = {
   me: null,
   chat: null,
+  /** The server's input limits (`GET /limits`). */
+  limits: null,
   /** user id -> { name, readSeq, online } for current members. */
   members: new Map(),
   /** user id -> name, former members included, for senders of old messages. */
@@ -84,8 +89,8 @@ function messageNode({ text, senderId, timestamp, status }) {
     el(
       "div",
       { class: "bubble" },
-      mine ? null : el("span", { class: "sender", text: senderName(senderId) }),
-      el("p", { class: "text", text }),
+      mine ? null : el("span", { class: "sender", dir: "auto", text: senderName(senderId) }),
+      el("p", { class: "text", dir: "auto", text }),
       el(
         "span",
         { class: "meta" },
@@ -319,11 +324,37 @@ function retrySend(wait) {
   }, wait + Math.random() * wait * 0.5);
 }
 
+/**
+ * Shows how long the draft is once it nears the server's limit, and says so when it is over:
+ * a message is never cut to fit, and one over the limit is not sent.
+ */
+function renderCount() {
+  const limit = state.limits?.max_message_length;
+  if (!limit) return;
+  const count = characterCount(view.text.value);
+  view.count.hidden = count < limit * 0.9;
+  view.count.textContent = `${count.toLocaleString()} / ${limit.toLocaleString()}`;
+  view.count.classList.toggle("over", count > limit);
+  if (count <= limit) showError(view.composerError, null);
+  return count;
+}
+
 function sendComposer() {
   const text = view.text.value;
   if (!text.trim() || state.removed) return;
+  const count = renderCount();
+  const limit = state.limits?.max_message_length;
+  if (limit && count > limit) {
+    showError(
+      view.composerError,
+      `Not sent: this message has ${count.toLocaleString()} characters, and the limit is ${limit.toLocaleString()}. ` +
+        `Shorten it by ${(count - limit).toLocaleString()}, or send it in parts.`,
+    );
+    return;
+  }
   queueSend(newClientId(), text);
   view.text.value = "";
+  renderCount();
   resizeComposer();
   scrollToBottom();
 }
@@ -380,6 +411,7 @@ view.text.addEventListener("keydown", (event) => {
 });
 view.text.addEventListener("input", () => {
   resizeComposer();
+  renderCount();
   if (view.text.value.trim() && Date.now() - state.lastTypingSent > 3000) {
     if (connection.send({ type: "typing", chat_id: chatId })) state.lastTypingSent = Date.now();
   }
@@ -432,7 +464,7 @@ function renderMembers() {
         "li",
         { class: "member", dataset: { userId: id, online: member.online } },
         el("span", { class: "presence", role: "img", "aria-label": member.online ? "online" : "offline" }),
-        el("span", { class: "member-name", text: member.name }),
+        el("span", { class: "member-name", dir: "auto", text: member.name }),
         id === state.me.id ? el("span", { class: "tag", text: "you" }) : null,
         id === state.chat.creator_id ? el("span", { class: "tag", text: "creator" }) : null,
         remove,
@@ -579,9 +611,11 @@ function handleError(frame) {
 
 async function start() {
   try {
-    [state.me, state.chat] = await Promise.all([api("GET", "/users/me"), api("GET", `/chats/${chatId}`)]);
+    [state.me, state.chat, state.limits] = await Promise.all([
+      api("GET", "/users/me"), api("GET", `/chats/${chatId}`), inputLimits(),
+    ]);
   } catch (error) {
-    if (error.status === 401) return location.assign("/");
+    if (error.status === 401) return sessionEnded();
     if (error.status === 404) return leave("This chat does not exist, or you are not one of its members.");
     view.banner.textContent = error.message;
     view.banner.hidden = false;

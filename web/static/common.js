@@ -61,6 +61,59 @@ export function showError(node, message) {
   node.hidden = !message;
 }
 
+let limitsRequest = null;
+
+/** The input limits the server enforces (`GET /limits`), asked once per page. */
+export function inputLimits() {
+  limitsRequest ??= api("GET", "/limits");
+  return limitsRequest;
+}
+
+const graphemes = typeof Intl.Segmenter === "function" ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
+
+/** Characters as a person sees them, and as the server counts them: an emoji with its modifiers is one. */
+export function characterCount(text) {
+  if (!graphemes) return [...text].length;
+  let count = 0;
+  for (const _ of graphemes.segment(text)) count += 1;
+  return count;
+}
+
+/** Shows a field's own message (the element `<id>-error` below it), or hides it. */
+export function showFieldError(input, message) {
+  showError(document.getElementById(`${input.id}-error`), message);
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
+/**
+ * Checks fields before a form is sent. `rules` pairs each input with a function that names
+ * what is wrong with a value, or returns null. Shows each problem next to its field, focuses
+ * the first, and re-checks a marked field as it is corrected. True when every field passes.
+ */
+export function checkFields(rules) {
+  let first = null;
+  for (const [input, rule] of rules) {
+    const problem = rule(input.value);
+    showFieldError(input, problem);
+    first ??= problem ? input : null;
+    if (problem && !input.dataset.recheck) {
+      input.dataset.recheck = "true";
+      input.addEventListener("input", () => {
+        if (input.hasAttribute("aria-invalid")) showFieldError(input, rule(input.value));
+      });
+    }
+  }
+  first?.focus();
+  return first === null;
+}
+
+/** Hides a form's error line and its fields' messages. */
+export function clearErrors(form) {
+  for (const node of form.querySelectorAll(".form-error, .field-error")) showError(node, null);
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+}
+
 /** "14:05" today, "25 Nov, 14:05" on other days, in the viewer's time zone. */
 export function shortTime(iso) {
   const date = new Date(iso);
@@ -80,6 +133,14 @@ export function newClientId() {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * Goes to the log-in page after the server stopped taking this page's session (a restart
+ * without a configured secret, a log-out elsewhere, a password change), which then says so.
+ */
+export function sessionEnded() {
+  location.assign("/?session=ended");
+}
+
 /** Logs out and returns to the log-in page. */
 export async function logOut() {
   await api("POST", "/auth/logout").catch(() => {});
@@ -90,7 +151,8 @@ export async function logOut() {
  * A WebSocket to `/ws` that reconnects with exponential backoff and jitter. `onFrame` gets
  * every parsed frame (`ready` first after each connect); `onState` gets "connecting",
  * "online", "waiting" (with the delay in ms) or "stopped". A close for an ended session
- * (1008), or a refused handshake without a session, sends the browser to the log-in page.
+ * (1008), or a refused handshake without a session, sends the browser to the log-in page
+ * (`sessionEnded`).
  */
 export class LiveConnection {
   constructor(path, { onFrame, onState }) {
@@ -157,14 +219,14 @@ export class LiveConnection {
     if (socket !== this.socket || this.stopped) return;
     const wasReady = this.ready;
     this.ready = false;
-    if (event.code === 1008) return location.assign("/");
+    if (event.code === 1008) return sessionEnded();
     if (!wasReady) {
       // The handshake may have been refused because the session ended (the browser does not
       // show the HTTP status): ask the API, which answers 401 then.
       try {
         await api("GET", "/users/me");
       } catch (error) {
-        if (error.status === 401) return location.assign("/");
+        if (error.status === 401) return sessionEnded();
       }
     }
     const delay = Math.min(30_000, 500 * 2 ** this.attempts) * (0.5 + Math.random() / 2);

@@ -1,6 +1,9 @@
 // The chat list: every chat of the user with its last message and unread count, kept current
 // by the user's WebSocket; a form to create a chat; log out.
-import { api, el, showError, shortTime, longTime, logOut, LiveConnection, renderConnectionState } from "./common.js";
+import {
+  api, el, showError, shortTime, longTime, logOut, LiveConnection, renderConnectionState, sessionEnded, checkFields,
+  characterCount, inputLimits,
+} from "./common.js";
 
 const list = document.getElementById("chat-list");
 const empty = document.getElementById("chats-empty");
@@ -27,10 +30,10 @@ function chatItem(chat) {
         el(
           "span",
           { class: "chat-title" },
-          el("span", { class: "chat-name", text: chat.name }),
+          el("span", { class: "chat-name", dir: "auto", text: chat.name }),
           el("span", { class: "chat-type", text: chat.chat_type === "PRIVATE" ? "private" : "group" }),
         ),
-        el("span", { class: "chat-last", text: preview }),
+        el("span", { class: "chat-last", dir: "auto", text: preview }),
       ),
       el(
         "span",
@@ -49,7 +52,7 @@ async function refresh() {
     empty.hidden = chats.length > 0;
     showError(listError, null);
   } catch (error) {
-    if (error.status === 401) return location.assign("/");
+    if (error.status === 401) return sessionEnded();
     showError(listError, error.message);
   }
 }
@@ -79,6 +82,21 @@ createForm.addEventListener("submit", async (event) => {
   const errorNode = document.getElementById("create-error");
   showError(errorNode, null);
   try {
+    const limits = await inputLimits();
+    const named = checkFields([
+      [
+        document.getElementById("create-name"),
+        (value) => {
+          const length = characterCount(value.trim());
+          if (length === 0) return "Give the chat a name.";
+          if (length > limits.max_chat_name_length) {
+            return `At most ${limits.max_chat_name_length} characters: this name has ${length}.`;
+          }
+          return null;
+        },
+      ],
+    ]);
+    if (!named) return;
     const chat = await api("POST", "/chat", { json: { name: data.get("name").trim(), chat_type: data.get("chat_type") } });
     location.assign(`/chat/${chat.id}`);
   } catch (error) {
@@ -92,6 +110,6 @@ try {
   await refresh();
   connection.start();
 } catch (error) {
-  if (error.status === 401) location.assign("/");
+  if (error.status === 401) sessionEnded();
   else showError(listError, error.message);
 }

@@ -112,6 +112,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     users.addPublicRoutes(to: router)
     auth.addPublicRoutes(to: router)
     APIDocsController().addPublicRoutes(to: router)
+    LimitsController(limits: config.inputRules.limits(maxPasswordBytes: config.passwordHashAlgorithm.maxPasswordBytes))
+        .addPublicRoutes(to: router)
     WebController(accounts: components.accounts, chats: components.chats, assets: WebAssets())
         .addPublicRoutes(to: router)
     OperationsController(

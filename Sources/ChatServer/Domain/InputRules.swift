@@ -1,3 +1,4 @@
+import ChatProtocol
 import Foundation
 
 /// The rules every user-supplied string passes before it is stored. Each check returns the
@@ -19,6 +20,15 @@ public struct InputRules: Sendable, Equatable {
     public init(minPasswordLength: Int = 8, maxMessageLength: Int = 4096) {
         self.minPasswordLength = minPasswordLength
         self.maxMessageLength = maxMessageLength
+    }
+
+    /// These rules as a client sees them (`GET /limits`); `maxPasswordBytes` is the password
+    /// hash's input limit.
+    public func limits(maxPasswordBytes: Int) -> InputLimits {
+        InputLimits(
+            maxMessageLength: maxMessageLength, maxUserNameLength: Self.maxNameLength,
+            maxEmailLength: Self.maxEmailLength, maxChatNameLength: Self.maxChatNameLength,
+            minPasswordLength: minPasswordLength, maxPasswordBytes: maxPasswordBytes)
     }
 
     /// A display name: 1–50 characters after trimming, no `@` (so it never reads as an email
