@@ -5,7 +5,8 @@ chat-server on a throwaway SQLite database.
 Alice registers through the page, creates a group and adds Bob; Bob logs in and sees it
 appear live with an unread badge; they exchange messages both ways (Enter, Shift+Enter) and
 Alice's ticks turn to read when Bob has the message on screen; Bob's typing shows on Alice's
-page; a message carrying HTML is shown as text and runs nothing; a burst of 220 messages,
+page; a message carrying HTML is shown as text and runs nothing, and addresses become safe
+links; a text over the length limit is refused whole; a burst of 220 messages,
 typed faster than the server's default rate limit takes them, is stored in the order typed
 and shown so on both sides; the server is stopped and restarted while Alice sends, and her pending
 message is sent once after the page reconnects; Alice adds Carol, who logs in in Bob's
@@ -307,6 +308,23 @@ def run(server, alice, bob, artifacts):
     for window in (alice, bob):
         assert not window.finds("#message-list img"), f"{window.label}: the markup became an element"
         window.expect_no_alert()
+
+    step("Addresses become links built as elements; javascript: and look-alikes stay text")
+    links = ("Links: https://example.com/a?b=1, www.example.org (and https://en.wikipedia.org/wiki/Swift_(language)) "
+             "mailto:bob@example.com. Not links: javascript:alert(1) JaVaScRiPt:alert(2) data:text/html,hi "
+             "xhttps://evil.example mailto:javascript:alert(3)")
+    bob.send(links)
+    alice.wait(lambda: alice.message(links), "the message with links shows, its text unchanged")
+    anchors = alice.js("""return [...document.querySelectorAll('#message-list .text a')].map((a) =>
+                              [a.getAttribute('href'), a.textContent, a.rel, a.target]);""")
+    assert anchors == [
+        ["https://example.com/a?b=1", "https://example.com/a?b=1", "noopener noreferrer", "_blank"],
+        ["https://www.example.org/", "www.example.org", "noopener noreferrer", "_blank"],
+        ["https://en.wikipedia.org/wiki/Swift_(language)", "https://en.wikipedia.org/wiki/Swift_(language)",
+         "noopener noreferrer", "_blank"],
+        ["mailto:bob@example.com", "mailto:bob@example.com", "noopener noreferrer", "_blank"],
+    ], anchors
+    alice.expect_no_alert()
 
     step("A text over the limit is never cut: a counter shows, and the page says why it is not sent")
     before = len(alice.messages())

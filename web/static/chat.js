@@ -2,7 +2,7 @@
 // states, read markers, typing, presence and (for the creator) membership.
 import {
   api, el, showError, shortTime, longTime, newClientId, LiveConnection, renderConnectionState, sessionEnded,
-  characterCount, inputLimits,
+  characterCount, inputLimits, linkify,
 } from "./common.js";
 
 const chatId = Number(location.pathname.split("/").pop());
@@ -90,7 +90,7 @@ function messageNode({ text, senderId, timestamp, status }) {
       "div",
       { class: "bubble" },
       mine ? null : el("span", { class: "sender", dir: "auto", text: senderName(senderId) }),
-      el("p", { class: "text", dir: "auto", text }),
+      el("p", { class: "text", dir: "auto" }, ...linkify(text)),
       el(
         "span",
         { class: "meta" },

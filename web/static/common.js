@@ -55,6 +55,52 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Web and mail addresses in text: `http(s)://…`, `www.…` and `mailto:…`, at a word's start. */
+const addressPattern = /\b(?:https?:\/\/|www\.|mailto:)[^\s<>"]+/gi;
+/** Punctuation that ends a sentence rather than an address ("see https://example.com."). */
+const trailingPunctuation = /[.,;:!?'"\])}]+$/;
+
+/** The link an address found in text stands for, or null when it should stay text. */
+function linkTarget(address) {
+  const href = /^www\./i.test(address) ? `https://${address}` : address;
+  let url;
+  try {
+    url = new URL(href);
+  } catch {
+    return null;
+  }
+  if (url.protocol === "mailto:") return /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(url.pathname) ? url.href : null;
+  return (url.protocol === "http:" || url.protocol === "https:") && url.hostname ? url.href : null;
+}
+
+/**
+ * Text with its web and mail addresses as links, for `el()`'s children: strings stay text, and
+ * each link is an `<a>` built as a DOM node (never from HTML) that opens in a new tab without
+ * giving it this page (`rel="noopener noreferrer"`). Only http, https and mailto addresses
+ * become links; `javascript:` and any other scheme stay text.
+ */
+export function linkify(text) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(addressPattern)) {
+    let address = match[0];
+    // A closing bracket belongs to the address only when it opened one: "(see https://x.y/a_(b))".
+    let trailing = address.match(trailingPunctuation)?.[0] ?? "";
+    while (trailing.startsWith(")") && address.slice(0, -trailing.length).split("(").length >
+      address.slice(0, -trailing.length).split(")").length) {
+      trailing = trailing.slice(1);
+    }
+    address = address.slice(0, address.length - trailing.length);
+    const href = linkTarget(address);
+    if (!href) continue;
+    parts.push(text.slice(last, match.index));
+    parts.push(el("a", { href, rel: "noopener noreferrer", target: "_blank", text: address }));
+    last = match.index + address.length;
+  }
+  parts.push(text.slice(last));
+  return parts.filter((part) => part !== "");
+}
+
 /** Shows or hides a form's error line. */
 export function showError(node, message) {
   node.textContent = message ?? "";
