@@ -462,6 +462,12 @@ def run(server, alice, bob, artifacts):
     assert mine - theirs <= 52 * 16, f"the two sides are {mine - theirs:.0f}px apart at 1600 px"
     alice.screenshot(artifacts, "alice-wide")
 
+    step("An unknown address shows a page for people, not the API's JSON")
+    alice.open("/no/such/page")
+    alice.wait(lambda: alice.find("h1").text == "Page not found", "the not-found page shows")
+    assert alice.find("a.button").get_attribute("href") == server.base + "/"
+    alice.screenshot(artifacts, "alice-not-found")
+
     step("Carol's password changes elsewhere: her page lands on the log-in form, which says why")
     server.change_password("Carol", "another good password")
     carol.wait(lambda: carol.finds("#login-form") and "Your session ended" in carol.find("#login-error").text,

@@ -62,6 +62,33 @@ struct WebClientTests {
         }
     }
 
+    @Test func aBrowserGetsErrorPagesAndAPIClientsGetJSON() async throws {
+        try await TestApp.run { api in
+            let browser: HTTPFields = [.accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"]
+            let missing = try await api.send(.get, "/nonexistent", headers: browser)
+            #expect(missing.status == .notFound && missing.bodyText.contains("<h1>Page not found</h1>"))
+            #expect(missing.bodyText.contains("Error 404") && !missing.bodyText.contains("{{"))
+            Self.expectPageHeaders(missing)
+            let wrongMethod = try await api.send(.delete, "/chats", headers: browser)
+            #expect(wrongMethod.status == .methodNotAllowed && wrongMethod.bodyText.contains("<h1>Not available</h1>"))
+            #expect(wrongMethod.headers[.allow] != nil, "the page keeps the error's headers")
+
+            for accept in [nil, "*/*", "application/json", "application/json, text/html;q=0.5", "text/html;q=0"] {
+                let headers: HTTPFields = accept.map { [.accept: $0] } ?? [:]
+                let response = try await api.send(.get, "/nonexistent", headers: headers)
+                #expect(response.status == .notFound, "Accept: \(accept ?? "none")")
+                #expect(response.error?.code == "not_found", "Accept: \(accept ?? "none") gets JSON")
+            }
+        }
+    }
+
+    @Test func errorPagesShowTheMessageAsText() {
+        let body = ErrorPages(assets: WebAssets()).html(
+            for: APIError(status: .forbidden, code: "x", message: "<script>alert(1)</script> & \"quotes\""))
+        #expect(body.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"))
+        #expect(!body.contains("<script>"))
+    }
+
     @Test func staticFilesAreTypedAndRevalidated() async throws {
         try await TestApp.run { api in
             for (path, type) in [

@@ -100,7 +100,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     let router = Router(context: ChatRequestContext.self)
     router.add(middleware: RequestObservationMiddleware(metrics: components.telemetry.metrics))
     router.add(middleware: SecurityHeadersMiddleware())
-    router.add(middleware: ErrorMiddleware())
+    let assets = WebAssets()
+    router.add(middleware: ErrorMiddleware(pages: ErrorPages(assets: assets)))
     let methods = RouteMethods()
     router.add(middleware: MethodNotAllowedMiddleware(routes: methods))
 
@@ -114,7 +115,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     APIDocsController().addPublicRoutes(to: router)
     LimitsController(limits: config.inputRules.limits(maxPasswordBytes: config.passwordHashAlgorithm.maxPasswordBytes))
         .addPublicRoutes(to: router)
-    WebController(accounts: components.accounts, chats: components.chats, assets: WebAssets())
+    WebController(accounts: components.accounts, chats: components.chats, assets: assets)
         .addPublicRoutes(to: router)
     OperationsController(
         store: components.store, cluster: components.cluster, registry: components.telemetry.registry,
