@@ -54,6 +54,8 @@ public final class FaultInjectingStore: ChatStore {
         try await base.users(nameKeyPrefix: nameKeyPrefix, limit: limit)
     }
 
+    public func user(_ id: UserID) async throws -> User? { try await base.user(id) }
+
     public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
         try await base.setAdmin(isAdmin, nameKey: nameKey)
     }

@@ -107,6 +107,9 @@ public enum StoreContract {
         try await require(try await names("al%", 10) == ["al%ce"], "% is not a wildcard")
         try await require(try await names("al_", 10) == ["al_x"], "_ is not a wildcard")
         try await require(try await names("zzz", 10).isEmpty, "no match")
+        let bob = try await store.users(nameKeyPrefix: User.key(for: "bob"), limit: 1)[0]
+        try await require(try await store.user(bob.id) == bob, "a user by id")
+        try await require(try await store.user(UserID(999_999)) == nil, "no user with that id")
     }
 
     static func adminRights(_ store: any ChatStore) async throws {
@@ -402,6 +405,11 @@ public enum StoreContract {
         try await require(pairForA.unreadCount == 2 && pairForA.readSeq == 1, "a has two unread")
         try await require(!pairForA.isLastMessageRead, "a has not read b's last message")
         try await require(forA[1].lastMessage == nil && forA[1].unreadCount == 0, "an empty chat")
+        try await require(pairForA.lastSenderName == b.name && forA[1].lastSenderName == nil, "the last sender's name")
+        try await store.removeMember(b.id, from: pair.id)
+        let afterRemoval = try await store.chatSummaries(for: a.id).first { $0.chat.id == pair.id }
+        try await require(afterRemoval?.lastSenderName == b.name, "a former member's name stays")
+        try await store.addMember(b.id, to: pair.id)
 
         let pairForB = try await store.chatSummaries(for: b.id).first { $0.chat.id == pair.id }
         try await require(pairForB?.unreadCount == 0, "b sent last, so b has nothing unread")

@@ -113,6 +113,50 @@ struct ChatAPITests {
         }
     }
 
+    @Test func messagingAPersonOpensTheirOnePrivateChat() async throws {
+        try await TestApp.run { api in
+            let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
+            let opened = try await api.send(.post, "/chats/private/\(bob.id)", as: alice)
+            let chat = try opened.decode(ChatPayload.self, expecting: .created)
+            #expect(chat.name == "alice & bob" && chat.chatType == .private && chat.creatorID == alice.id)
+            #expect(Set(chat.members.map(\.userID)) == [alice.id, bob.id])
+            let again = try await api.send(.post, "/chats/private/\(bob.id)", as: alice)
+            #expect(try again.decode(ChatPayload.self, expecting: .ok).id == chat.id)
+            let fromBob = try await api.send(.post, "/chats/private/\(alice.id)", as: bob)
+            #expect(try fromBob.decode(ChatPayload.self, expecting: .ok).id == chat.id, "either side finds it")
+
+            _ = try await api.send(.post, "/chat/remove_user/\(bob.id)/\(chat.id)", as: alice)
+            let afterRemoval = try await api.send(.post, "/chats/private/\(bob.id)", as: alice)
+            #expect(try afterRemoval.decode(ChatPayload.self, expecting: .created).id != chat.id, "not a chat Bob left")
+
+            let unknown = try await api.send(.post, "/chats/private/999999", as: alice)
+            #expect(unknown.status == .notFound && unknown.error?.code == "user_not_found")
+            let myself = try await api.send(.post, "/chats/private/\(alice.id)", as: alice)
+            #expect(myself.status == .unprocessableContent && myself.error?.code == "validation_failed")
+        }
+    }
+
+    @Test func messagingAPersonFromTwoDevicesAtOnceOpensOneChat() async throws {
+        try await TestApp.run { api in
+            let (carol, dave) = (try await api.user("carol"), try await api.user("dave"))
+            let opened = try await withThrowingTaskGroup(of: (HTTPResponse.Status, ChatID).self) { group in
+                for index in 0..<12 {
+                    let (caller, other) = index.isMultiple(of: 2) ? (carol, dave) : (dave, carol)
+                    group.addTask {
+                        let response = try await api.send(.post, "/chats/private/\(other.id)", as: caller)
+                        let status = response.status
+                        return (status, try response.decode(ChatPayload.self, expecting: status).id)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(opened.filter { $0.0 == .created }.count == 1)
+            #expect(Set(opened.map(\.1)).count == 1, "every call got the same chat")
+            let chats = try await api.send(.get, "/chats", as: carol).decode([ChatSummaryPayload].self, expecting: .ok)
+            #expect(chats.count == 1)
+        }
+    }
+
     @Test func theChatListShowsLastMessagesAndUnreadCounts() async throws {
         try await TestApp.run { api in
             let (alice, bob) = (try await api.user("alice"), try await api.user("bob"))
@@ -126,6 +170,7 @@ struct ChatAPITests {
             #expect(chats[0].unreadCount == 3 && chats[0].readSeq == 0 && chats[0].lastSeq == 3)
             #expect(chats[0].lastMessage?.text == "message 3" && chats[0].lastMessage?.senderID == bob.id)
             #expect(chats[1].lastMessage == nil && chats[1].unreadCount == 0)
+            #expect(chats[0].lastSenderName == "bob" && chats[1].lastSenderName == nil)
             let forBob = try await api.send(.get, "/chats", as: bob).decode([ChatSummaryPayload].self, expecting: .ok)
             #expect(forBob.map(\.id) == [pair.id] && forBob[0].unreadCount == 0)
         }

@@ -81,10 +81,12 @@ public struct ChatSummaryPayload: Codable, Sendable, Equatable {
     /// Messages after the caller's read marker.
     public var unreadCount: Int64
     public var lastMessage: MessagePayload?
+    /// The name of the last message's sender (null without messages), for "Arina: …" in a list.
+    public var lastSenderName: String?
 
     public init(
         id: ChatID, name: String, chatType: ChatType, creatorID: UserID, lastSeq: Int64, readSeq: Int64,
-        unreadCount: Int64, lastMessage: MessagePayload?
+        unreadCount: Int64, lastMessage: MessagePayload?, lastSenderName: String?
     ) {
         self.id = id
         self.name = name
@@ -94,6 +96,7 @@ public struct ChatSummaryPayload: Codable, Sendable, Equatable {
         self.readSeq = readSeq
         self.unreadCount = unreadCount
         self.lastMessage = lastMessage
+        self.lastSenderName = lastSenderName
     }
 
     enum CodingKeys: String, CodingKey {
@@ -104,6 +107,7 @@ public struct ChatSummaryPayload: Codable, Sendable, Equatable {
         case readSeq = "read_seq"
         case unreadCount = "unread_count"
         case lastMessage = "last_message"
+        case lastSenderName = "last_sender_name"
     }
 }
 

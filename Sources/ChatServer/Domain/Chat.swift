@@ -61,14 +61,19 @@ public struct ChatSummary: Sendable, Equatable {
     /// The viewer's read marker.
     public let readSeq: Int64
     public let lastMessage: Message?
+    /// The name of the last message's sender, former members included (nil without messages).
+    public let lastSenderName: String?
     /// The lowest read marker among members other than the last message's sender
     /// (nil when there are none): decides whether the last message is read.
     public let lowestOtherReadSeq: Int64?
 
-    public init(chat: Chat, readSeq: Int64, lastMessage: Message?, lowestOtherReadSeq: Int64?) {
+    public init(
+        chat: Chat, readSeq: Int64, lastMessage: Message?, lastSenderName: String?, lowestOtherReadSeq: Int64?
+    ) {
         self.chat = chat
         self.readSeq = readSeq
         self.lastMessage = lastMessage
+        self.lastSenderName = lastSenderName
         self.lowestOtherReadSeq = lowestOtherReadSeq
     }
 

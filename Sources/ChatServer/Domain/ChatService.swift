@@ -9,6 +9,8 @@ public struct ChatService: Sendable {
     let rules: InputRules
     /// Where membership changes are announced to open connections.
     let events: (any ChatEvents)?
+    /// Openings of private chats on this node take turns (``openPrivateChat(with:for:)``).
+    private let privateChatOpenings = AsyncLock()
 
     /// Largest page of history one request may ask for.
     public static let maxHistoryLimit = 1000
@@ -33,6 +35,36 @@ public struct ChatService: Sendable {
     public func details(of chatID: ChatID, viewer: UserID) async throws -> ChatDetails {
         let chat = try await chat(chatID, member: viewer)
         return ChatDetails(chat: chat, members: try await store.members(of: chat.id))
+    }
+
+    /// The PRIVATE chat of `caller` and `other` ("Message Arina"), created when they have none:
+    /// named after both, `caller` its creator. `created` says which. Openings on one node take
+    /// turns, so two taps or two devices at once find one chat; two nodes at the same moment
+    /// could each create one (docs/web-client.md).
+    /// - Throws: ``ChatError/userNotFound`` for an unknown user, ``ChatError/invalidField(_:_:)``
+    ///   for the caller themselves.
+    public func openPrivateChat(with other: UserID, for caller: User) async throws -> (ChatDetails, created: Bool) {
+        guard other != caller.id else { throw ChatError.invalidField("user_id", "must be someone other than you") }
+        return try await privateChatOpenings.withLock {
+            let existing = try await store.chatDetails(for: caller.id).first { details in
+                details.chat.type == .private && Set(details.members.map(\.userID)) == [caller.id, other]
+            }
+            if let existing { return (existing, false) }
+            guard let person = try await store.user(other) else { throw ChatError.userNotFound }
+            let chat = try await store.createChat(
+                name: Self.privateChatName(caller.name, person.name), type: .private, creator: caller.id)
+            try await store.addMember(other, to: chat.id)
+            let details = ChatDetails(chat: chat, members: try await store.members(of: chat.id))
+            events?.memberAdded(details, user: other)
+            return (details, true)
+        }
+    }
+
+    /// "Alice & Arina", within a chat name's length.
+    static func privateChatName(_ first: String, _ second: String) -> String {
+        let name = "\(first) & \(second)"
+        guard name.count > InputRules.maxChatNameLength else { return name }
+        return String(name.prefix(InputRules.maxChatNameLength - 1)) + "…"
     }
 
     /// Adds `user` to the chat on behalf of `actor`, who must be its creator.

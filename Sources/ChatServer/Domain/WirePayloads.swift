@@ -38,6 +38,7 @@ extension ChatSummaryPayload {
         self.init(
             id: chat.id, name: chat.name, chatType: chat.type, creatorID: chat.creatorID, lastSeq: chat.lastSeq,
             readSeq: summary.readSeq, unreadCount: summary.unreadCount,
-            lastMessage: summary.lastMessage.map { MessagePayload($0, isRead: summary.isLastMessageRead) })
+            lastMessage: summary.lastMessage.map { MessagePayload($0, isRead: summary.isLastMessageRead) },
+            lastSenderName: summary.lastSenderName)
     }
 }

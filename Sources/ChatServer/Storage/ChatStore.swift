@@ -45,6 +45,8 @@ public protocol ChatStore: Service {
     func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws
     /// Users whose case-folded name starts with `nameKeyPrefix`, by name.
     func users(nameKeyPrefix: String, limit: Int) async throws -> [User]
+    /// The user with this id; nil when there is none.
+    func user(_ id: UserID) async throws -> User?
     /// Grants or revokes admin rights; nil when no user has that name.
     func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User?
 

@@ -246,6 +246,12 @@ public final class PostgresChatStore: ChatStore {
         ).map(Self.user)
     }
 
+    public func user(_ id: UserID) async throws -> User? {
+        try await fetch(
+            "SELECT id, name, email, is_admin, created_at FROM users WHERE id = \(id.rawValue)", as: UserRow.self
+        ).first.map(Self.user)
+    }
+
     public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
         try await write(
             """
@@ -350,15 +356,20 @@ public final class PostgresChatStore: ChatStore {
             SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, me.read_seq,
                    m.id, m.sender_id, m.client_id, m.text, m.created_at,
                    (SELECT min(o.read_seq) FROM group_members o
-                    WHERE o.chat_id = c.id AND o.user_id <> m.sender_id)
+                    WHERE o.chat_id = c.id AND o.user_id <> m.sender_id),
+                   sender.name
             FROM group_members me
             JOIN chats c ON c.id = me.chat_id
             JOIN groups g ON g.chat_id = c.id
             LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+            LEFT JOIN users sender ON sender.id = m.sender_id
             WHERE me.user_id = \(user.rawValue)
             ORDER BY COALESCE(m.created_at, c.created_at) DESC, c.id DESC
             """,
-            as: (Int64, String, String, Int64, Date, Int64, Int64, Int64?, Int64?, String?, String?, Date?, Int64?).self
+            as: (
+                Int64, String, String, Int64, Date, Int64, Int64, Int64?, Int64?, String?, String?, Date?, Int64?,
+                String?
+            ).self
         )
         return try rows.map { row in
             let chat = try Self.chat((row.0, row.1, row.2, row.3, row.4, row.5))
@@ -368,7 +379,9 @@ public final class PostgresChatStore: ChatStore {
                     id: MessageID(id), chatID: chat.id, seq: chat.lastSeq, senderID: UserID(senderID), clientID: row.9,
                     text: text, createdAt: sentAt)
             }
-            return ChatSummary(chat: chat, readSeq: row.6, lastMessage: lastMessage, lowestOtherReadSeq: row.12)
+            return ChatSummary(
+                chat: chat, readSeq: row.6, lastMessage: lastMessage, lastSenderName: row.13, lowestOtherReadSeq: row.12
+            )
         }
     }
 

@@ -265,6 +265,14 @@ public final class SQLiteChatStore: ChatStore {
         return try rows.map(Self.user)
     }
 
+    public func user(_ id: UserID) async throws -> User? {
+        let rows = try await read { connection in
+            try await connection.run(
+                "SELECT id, name, email, is_admin, created_at FROM users WHERE id = ?", [.integer(Int(id.rawValue))])
+        }
+        return try rows.first.map(Self.user)
+    }
+
     public func setAdmin(_ isAdmin: Bool, nameKey: String) async throws -> User? {
         let rows = try await write { connection in
             try await connection.run(
@@ -375,13 +383,14 @@ public final class SQLiteChatStore: ChatStore {
                 """
                 SELECT \(Self.chatColumns), me.read_seq AS read_seq,
                        m.id AS message_id, m.sender_id AS sender_id, m.client_id AS client_id, m.text AS text,
-                       m.created_at AS sent_at,
+                       m.created_at AS sent_at, sender.name AS sender_name,
                        (SELECT min(o.read_seq) FROM group_members o
                         WHERE o.chat_id = c.id AND o.user_id <> m.sender_id) AS lowest_other_read_seq
                 FROM group_members me
                 JOIN chats c ON c.id = me.chat_id
                 JOIN groups g ON g.chat_id = c.id
                 LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+                LEFT JOIN users sender ON sender.id = m.sender_id
                 WHERE me.user_id = ?
                 ORDER BY COALESCE(m.created_at, c.created_at) DESC, c.id DESC
                 """, [.integer(Int(user.rawValue))])
@@ -398,6 +407,7 @@ public final class SQLiteChatStore: ChatStore {
             }
             return ChatSummary(
                 chat: chat, readSeq: try row.int("read_seq"), lastMessage: lastMessage,
+                lastSenderName: row.column("sender_name")?.string,
                 lowestOtherReadSeq: row.column("lowest_other_read_seq")?.integer.map(Int64.init))
         }
     }

@@ -1,14 +1,16 @@
 import ChatProtocol
 import Hummingbird
 
-/// Chats, membership and history: `POST /chat`, `POST /chat/add_user/...`,
-/// `POST /chat/remove_user/...`, `GET /chats`, `GET /chats/{chat_id}`, `GET /history/{chat_id}`.
+/// Chats, membership and history: `POST /chat`, `POST /chats/private/{user_id}`,
+/// `POST /chat/add_user/...`, `POST /chat/remove_user/...`, `GET /chats`, `GET /chats/{chat_id}`,
+/// `GET /history/{chat_id}`.
 struct ChatController {
     let chats: ChatService
     let maxBodyBytes: Int
 
     func addRoutes(to group: RouterGroup<AuthenticatedContext>) {
         group.post("/chat", use: create)
+        group.post("/chats/private/{user_id}", use: openPrivate)
         group.post("/chat/add_user/{user_id}/{chat_id}", use: addUser)
         group.post("/chat/remove_user/{user_id}/{chat_id}", use: removeUser)
         group.get("/chats", use: list)
@@ -21,6 +23,13 @@ struct ChatController {
         let body = try await request.decodeJSON(as: CreateChatRequest.self, maxBytes: maxBodyBytes)
         let details = try await chats.createChat(name: body.name, type: body.chatType, creator: context.user.id)
         return try JSONResponse.make(ChatPayload(details), status: .created)
+    }
+
+    /// The caller's private chat with a user: 200 with the one they have, or 201 with a new one.
+    @Sendable func openPrivate(request: Request, context: AuthenticatedContext) async throws -> Response {
+        let (details, created) = try await chats.openPrivateChat(
+            with: UserID(parameter: "user_id", in: context), for: context.user)
+        return try JSONResponse.make(ChatPayload(details), status: created ? .created : .ok)
     }
 
     /// Adds a member (creator only); the chat with its members.
