@@ -10,7 +10,8 @@ links; a text over the length limit is refused whole; a burst of 220 messages,
 typed faster than the server's default rate limit takes them, is stored in the order typed
 and shown so on both sides; the server is stopped and restarted while Alice sends, and her pending
 message is sent once after the page reconnects; Alice adds Carol, who logs in in Bob's
-window and pages back through the whole history without gaps, repeats or jumps.
+window and pages back through the whole history without gaps, repeats or jumps; /docs renders
+the API reference in a third window that can reach no other host.
 Screenshots of both windows go to --artifacts.
 
 Usage: web_client_test.py --server PATH/TO/chat-server [--artifacts DIR]
@@ -118,13 +119,13 @@ class Server:
 class Window:
     """One headless Chromium session with helpers for the client's pages."""
 
-    def __init__(self, label, base, size=(1200, 800)):
+    def __init__(self, label, base, size=(1200, 800), extra_arguments=()):
         self.label = label
         self.base = base
         options = webdriver.ChromeOptions()
         options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
         for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         f"--window-size={size[0]},{size[1]}", "--lang=en-US"]:
+                         f"--window-size={size[0]},{size[1]}", "--lang=en-US", *extra_arguments]:
             options.add_argument(argument)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -280,7 +281,7 @@ def run(server, alice, bob, artifacts):
     alice.send("Hi Bob! Saturday at ten?")
     alice.wait(lambda: (alice.message("Hi Bob! Saturday at ten?") or (0, ""))[1] in ("sent", "read"), "it is sent")
     bob.wait(lambda: [n.text for n in bob.finds(".badge")] == ["1"], "the unread badge shows 1")
-    assert "Hi Bob! Saturday at ten?" in bob.find(".chat-last").text
+    assert bob.find(".chat-last").text == "Alice: Hi Bob! Saturday at ten?", bob.find(".chat-last").text
 
     step("Bob opens the chat: the unread divider sits above the message; Alice's ticks turn to read")
     bob.find(".chat-item").click()
@@ -301,6 +302,25 @@ def run(server, alice, bob, artifacts):
     assert alice.message(reply)[0] == alice.message("Hi Bob! Saturday at ten?")[0] + 1
     alice.wait(lambda: alice.find("#typing").text == "", "the typing notice clears")
     bob.wait(lambda: bob.message(reply) and bob.message(reply)[1] == "read", "Bob's reply is read by Alice")
+
+    step("Bob messages Alice from the member list: their private chat opens, the same one each time")
+    bob.find('[aria-label="Message Alice"]').click()
+    bob.wait(lambda: bob.find("#chat-name").text == "Bob & Alice", "the private chat opens")
+    private_path = bob.driver.current_url.removeprefix(server.base)
+    assert private_path != chat_path
+    bob.wait(lambda: bob.find("#members-note").is_displayed(), "the page says why no one can be added")
+    assert not bob.find("#add-member").is_displayed()
+    assert not bob.finds('[aria-label="Message Alice"]'), "a private chat offers to message its own member"
+    bob.screenshot(artifacts, "bob-private")
+    bob.open(chat_path)
+    bob.wait_live()
+    # Presence frames re-render the member list, so click whichever button is there now.
+    bob.wait(lambda: bob.js("""const button = document.querySelector('[aria-label="Message Alice"]');
+                               button?.click(); return Boolean(button);"""), "the group's member list shows")
+    bob.wait(lambda: bob.driver.current_url.removeprefix(server.base) == private_path, "the same private chat opens")
+    bob.open(chat_path)
+    bob.wait(lambda: bob.message(reply), "the group shows again")
+    bob.wait_live()
 
     step("Markup in a message is shown as text and runs nothing")
     bob.send(XSS)
@@ -413,12 +433,21 @@ def run(server, alice, bob, artifacts):
     bob.wait(lambda: bob.finds("#logout"), "Bob's chat list shows")
     bob.find("#logout").click()
     bob.wait(lambda: bob.finds("#login-form"), "Bob is logged out")
+
+    step("In a group, a message's ticks say who has read it")
+    ticks_title = 'return document.querySelector(`[data-seq="${arguments[0]}"] .ticks`).title'
+    assert alice.js(ticks_title, 1) == "Read by Bob, Carol", alice.js(ticks_title, 1)
+    alice.send("Welcome, Carol!")
+    alice.wait(lambda: (alice.message("Welcome, Carol!") or (None,))[0] is not None, "the welcome is stored")
+    total = alice.message("Welcome, Carol!")[0]
+    alice.wait(lambda: alice.js(ticks_title, total) == "Sent; nobody has read it yet", "nobody has read it")
     bob.log_in("Carol")
     carol = bob
     carol.label = "carol"
     carol.find(".chat-item").click()
-    carol.wait(lambda: carol.message("Sent while the server was down"), "the latest message shows")
+    carol.wait(lambda: carol.message("Welcome, Carol!"), "the latest message shows")
     carol.wait_live()
+    alice.wait(lambda: alice.js(ticks_title, total) == "Read by Carol; not yet by Bob", "Carol has read it, Bob not")
     alice.wait(lambda: alice.find('.member[data-user-id] .member-name') and any(
         node.find_element(By.CSS_SELECTOR, ".member-name").text == "Carol"
         and node.get_attribute("data-online") == "true" for node in alice.finds(".member")), "Carol shows online")
@@ -429,15 +458,26 @@ def run(server, alice, bob, artifacts):
         anchor_seq, anchor_top = carol.js("""
             document.getElementById('messages').scrollTop = 0;
             const first = document.querySelector('#message-list .message');
-            return [Number(first.dataset.seq), first.getBoundingClientRect().top];""")
+            return [Number(first.dataset.seq), first.querySelector('.bubble').getBoundingClientRect().top];""")
         carol.wait(lambda: len(carol.messages()) > shown or carol.find("#history-status").text ==
                    "This is the start of the chat.", "an older page loads")
-        moved = carol.js("""return document.querySelector(`[data-seq="${arguments[0]}"]`).getBoundingClientRect().top
-                            - arguments[1];""", anchor_seq, anchor_top)
+        moved = carol.js("""return document.querySelector(`[data-seq="${arguments[0]}"] .bubble`)
+                              .getBoundingClientRect().top - arguments[1];""", anchor_seq, anchor_top)
         assert abs(moved) < 2, f"the list jumped by {moved}px when older messages loaded"
     seqs = [seq for seq, _, _ in carol.messages()]
     assert seqs == list(range(1, total + 1)), f"carol: history has gaps or repeats: {seqs}"
     assert carol.messages()[0][2] == "Hi Bob! Saturday at ten?"
+    separators = carol.js("""return [...document.querySelectorAll('.day-separator')].map((node) =>
+                                 [Number(node.closest('.message').dataset.seq), node.textContent])""")
+    assert separators == [[1, "Today"]], f"carol: day separators after paging back: {separators}"
+    labels = carol.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/static/common.js').then(({ dayLabel }) => {
+          const now = new Date(2026, 11, 4, 9, 30);
+          done([new Date(2026, 11, 4, 0, 5), new Date(2026, 11, 3, 23, 59), new Date(2026, 11, 1, 12),
+                new Date(2026, 10, 25, 12), new Date(2025, 11, 31, 12)].map((day) => dayLabel(day.toISOString(), now)));
+        });""")
+    assert labels == ["Today", "Yesterday", "Tuesday", "November 25", "December 31, 2025"], labels
     carol.js("document.getElementById('messages').scrollTop = 0")
     carol.screenshot(artifacts, "carol-history")
     alice.screenshot(artifacts, "alice-final")
@@ -462,18 +502,60 @@ def run(server, alice, bob, artifacts):
     assert mine - theirs <= 52 * 16, f"the two sides are {mine - theirs:.0f}px apart at 1600 px"
     alice.screenshot(artifacts, "alice-wide")
 
+    step("Alice removes Carol after confirming: Carol's page says so plainly, with no composer left")
+    alice.find('[aria-label="Remove Carol"]').click()
+    alice.wait(lambda: alice.finds('[aria-label="Keep Carol"]'), "the removal asks for confirmation")
+    alice.find('[aria-label="Keep Carol"]').click()
+    alice.wait(lambda: alice.finds('[aria-label="Remove Carol"]'), "No keeps Carol")
+    assert "Carol" in [node.text for node in alice.finds(".member-name")]
+    alice.find('[aria-label="Remove Carol"]').click()
+    alice.wait(lambda: alice.finds('[aria-label="Yes, remove Carol"]'), "the removal asks again")
+    alice.find('[aria-label="Yes, remove Carol"]').click()
+    alice.wait(lambda: "Carol" not in [node.text for node in alice.finds(".member-name")], "Carol is gone from the list")
+    carol.wait(lambda: carol.find("#chat-banner").is_displayed(), "Carol's page says she was removed")
+    assert carol.find("#chat-banner").text.startswith("You were removed from this chat."), carol.find("#chat-banner").text
+    assert not carol.find("#composer").is_displayed(), "the composer is still there"
+    assert carol.find("#connection").get_attribute("data-state") == "left"
+    assert carol.find("#connection").text == "Not a member"
+    assert "Carol" not in [node.get_attribute("textContent") for node in carol.finds(".member-name")]
+    assert not carol.finds('.member[data-online="true"]'), "presence dots stay green after the removal"
+    assert carol.message("Welcome, Carol!"), "the history went with the removal"
+    carol.screenshot(artifacts, "carol-removed")
+
     step("An unknown address shows a page for people, not the API's JSON")
     alice.open("/no/such/page")
     alice.wait(lambda: alice.find("h1").text == "Page not found", "the not-found page shows")
     assert alice.find("a.button").get_attribute("href") == server.base + "/"
     alice.screenshot(artifacts, "alice-not-found")
 
-    step("Carol's password changes elsewhere: her page lands on the log-in form, which says why")
-    server.change_password("Carol", "another good password")
-    carol.wait(lambda: carol.finds("#login-form") and "Your session ended" in carol.find("#login-error").text,
+    step("Alice's password changes elsewhere: her page lands on the log-in form, which says why")
+    alice.open("/")
+    alice.wait(lambda: alice.finds("#chat-list"), "her chat list shows")
+    alice.wait_live()
+    server.change_password("Alice", "another good password")
+    alice.wait(lambda: alice.finds("#login-form") and "Your session ended" in alice.find("#login-error").text,
                "the log-in page says the session ended")
-    assert carol.driver.current_url == server.base + "/", carol.driver.current_url
-    carol.screenshot(artifacts, "carol-session-ended")
+    assert alice.driver.current_url == server.base + "/", alice.driver.current_url
+    alice.screenshot(artifacts, "alice-session-ended")
+
+    step("/docs renders the whole API reference with every other host unreachable")
+    with urllib.request.urlopen(f"{server.base}/openapi.json", timeout=10) as response:
+        document = json.load(response)
+    operations = sum(len(methods) for methods in document["paths"].values())
+    offline = Window("offline", server.base, extra_arguments=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"])
+    try:
+        offline.open("/docs")
+        offline.wait(lambda: len(offline.finds(".docs-operation")) == operations, f"all {operations} operations show")
+        assert len(offline.finds(".docs-schema")) == len(document["components"]["schemas"])
+        assert "POST /user" in offline.find("#docs-nav").text
+        assert offline.find("#op-post-_user .docs-auth").text == "Public: no session needed."
+        assert offline.js("""return performance.getEntriesByType('resource')
+                                .every((entry) => entry.name.startsWith(location.origin))""")
+        offline.screenshot(artifacts, "docs-offline")
+        offline.collect_console()
+        check_console([offline])
+    finally:
+        offline.quit()
 
     for window in (alice, bob):
         window.expect_no_alert()

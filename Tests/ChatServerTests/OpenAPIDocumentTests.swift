@@ -39,8 +39,11 @@ struct OpenAPIDocumentTests {
             #expect(json?["openapi"] as? String == "3.1.0")
             let page = try await api.send(.get, "/docs")
             #expect(page.status == .ok && page.bodyText.contains("/static/docs.js"))
+            #expect(!page.bodyText.contains("https://"), "the reference page loads nothing from another host")
+            #expect(page.headers[.contentSecurityPolicy] == ContentSecurityPolicy.webClient)
             let script = try await api.send(.get, "/static/docs.js")
             #expect(script.status == .ok && script.bodyText.contains("/openapi.json"))
+            #expect(!script.bodyText.contains("https://"))
         }
     }
 }

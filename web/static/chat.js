@@ -1,8 +1,8 @@
 // One chat: history with paging, live messages in seq order, sending with pending/sent/read
 // states, read markers, typing, presence and (for the creator) membership.
 import {
-  api, el, showError, shortTime, longTime, newClientId, LiveConnection, renderConnectionState, sessionEnded,
-  characterCount, inputLimits, linkify,
+  api, el, showError, longTime, newClientId, LiveConnection, renderConnectionState, sessionEnded,
+  characterCount, inputLimits, linkify, clockTime, dayLabel,
 } from "./common.js";
 
 const chatId = Number(location.pathname.split("/").pop());
@@ -24,6 +24,7 @@ const view = {
   search: document.getElementById("member-search"),
   results: document.getElementById("member-results"),
   memberError: document.getElementById("member-error"),
+  membersNote: document.getElementById("members-note"),
 };
 
 const state = {
@@ -94,7 +95,7 @@ function messageNode({ text, senderId, timestamp, status }) {
       el(
         "span",
         { class: "meta" },
-        timestamp ? el("time", { datetime: timestamp, title: longTime(timestamp), text: shortTime(timestamp) }) : null,
+        timestamp ? el("time", { datetime: timestamp, title: longTime(timestamp), text: clockTime(timestamp) }) : null,
         mine ? ticks(status) : null,
       ),
     ),
@@ -125,7 +126,7 @@ function addMessage(message, node = null) {
   const status = message.sender_id === state.me.id ? (isRead(message) ? "read" : "sent") : "received";
   if (node) {
     setStatus(node, status);
-    const time = el("time", { datetime: message.timestamp, title: longTime(message.timestamp), text: shortTime(message.timestamp) });
+    const time = el("time", { datetime: message.timestamp, title: longTime(message.timestamp), text: clockTime(message.timestamp) });
     node.querySelector(".meta").prepend(time);
   } else {
     node = messageNode({ text: message.text, senderId: message.sender_id, timestamp: message.timestamp, status });
@@ -133,18 +134,57 @@ function addMessage(message, node = null) {
   node.dataset.seq = message.seq;
   state.messages.set(message.seq, { message, node });
   view.list.insertBefore(node, insertionPoint(message.seq));
+  markDay(node);
+  markDay(nextMessage(node));
   markRuns(node);
   markRuns(node.nextElementSibling);
   state.lowestSeq = Math.min(state.lowestSeq ?? message.seq, message.seq);
   state.highestSeq = Math.max(state.highestSeq, message.seq);
-  if (message.sender_id !== state.me.id) readObserver.observe(node);
+  if (message.sender_id === state.me.id) labelReaders(node, message);
+  else readObserver.observe(node);
   return true;
 }
 
-/** Marks a message that follows one from the same sender, which then shows no name. */
+/** Marks a message that follows one from the same sender on the same day, which then shows no name. */
 function markRuns(node) {
   if (!node?.classList.contains("message")) return;
-  node.classList.toggle("continued", node.previousElementSibling?.dataset.sender === node.dataset.sender);
+  node.classList.toggle(
+    "continued",
+    node.previousElementSibling?.dataset.sender === node.dataset.sender && !node.querySelector(".day-separator"),
+  );
+}
+
+function storedMessage(node) {
+  return state.messages.get(Number(node.dataset.seq))?.message;
+}
+
+function nextMessage(node) {
+  let next = node.nextElementSibling;
+  while (next && !next.dataset.seq) next = next.nextElementSibling;
+  return next;
+}
+
+function previousMessage(node) {
+  let previous = node.previousElementSibling;
+  while (previous && !previous.dataset.seq) previous = previous.previousElementSibling;
+  return previous;
+}
+
+/** Puts a day's label ("Today", "Yesterday", a date) above the first message shown of each day. */
+function markDay(node) {
+  const message = node && storedMessage(node);
+  if (!message) return;
+  const previous = previousMessage(node);
+  const sameDay = previous && new Date(storedMessage(previous).timestamp).toDateString() ===
+    new Date(message.timestamp).toDateString();
+  const separator = node.querySelector(".day-separator");
+  if (sameDay) {
+    separator?.remove();
+  } else if (separator) {
+    separator.textContent = dayLabel(message.timestamp);
+  } else {
+    node.prepend(el("span", { class: "day-separator", role: "separator", text: dayLabel(message.timestamp) }));
+  }
 }
 
 /** The node a message with `seq` goes before: stored messages in seq order, then pending sends. */
@@ -162,9 +202,28 @@ function firstPendingNode() {
   return null;
 }
 
+/** In a group, who has read a message of mine and who has not yet, from the members' read markers. */
+function readBy(message) {
+  const others = [...state.members].filter(([id]) => id !== message.sender_id).map(([, member]) => member);
+  const read = others.filter((member) => member.readSeq >= message.seq).map((member) => member.name);
+  const unread = others.filter((member) => member.readSeq < message.seq).map((member) => member.name);
+  if (!read.length) return "Sent; nobody has read it yet";
+  return unread.length ? `Read by ${read.join(", ")}; not yet by ${unread.join(", ")}` : `Read by ${read.join(", ")}`;
+}
+
+/** A message of mine in a group says on its ticks who has read it. */
+function labelReaders(node, message) {
+  const ticks = node.querySelector(".ticks");
+  if (state.chat.chat_type !== "GROUP" || !ticks) return;
+  ticks.title = readBy(message);
+  ticks.setAttribute("aria-label", ticks.title);
+}
+
 function refreshTicks() {
   for (const { message, node } of state.messages.values()) {
-    if (message.sender_id === state.me.id && node.dataset.status === "sent" && isRead(message)) setStatus(node, "read");
+    if (message.sender_id !== state.me.id) continue;
+    if (node.dataset.status === "sent" && isRead(message)) setStatus(node, "read");
+    labelReaders(node, message);
   }
 }
 
@@ -191,7 +250,8 @@ async function loadLatest() {
 /** Loads the page before the oldest shown message, keeping what is on screen in place. */
 async function loadOlder() {
   if (state.loadingOlder || state.reachedStart || state.lowestSeq === null) return;
-  const anchor = state.messages.get(state.lowestSeq).node;
+  // The bubble, not its row: the row's day label goes when older messages of that day arrive.
+  const anchor = state.messages.get(state.lowestSeq).node.querySelector(".bubble");
   const anchorTop = anchor.getBoundingClientRect().top;
   state.loadingOlder = true;
   state.historyError = null;
@@ -456,10 +516,13 @@ function renderMembers() {
   const isCreator = state.chat.creator_id === state.me.id;
   view.members.replaceChildren(
     ...[...state.members].map(([id, member]) => {
-      const remove = isCreator && id !== state.me.id
+      const remove = isCreator && id !== state.me.id && !state.removed
         ? el("button", { type: "button", class: "link danger", "aria-label": `Remove ${member.name}`, text: "Remove" })
         : null;
-      remove?.addEventListener("click", () => changeMembership("remove_user", id));
+      remove?.addEventListener("click", () => remove.replaceWith(confirmRemoval(id, member.name, remove)));
+      const message = state.chat.chat_type === "GROUP" && id !== state.me.id && !state.removed
+        ? messageButton(id, member.name)
+        : null;
       return el(
         "li",
         { class: "member", dataset: { userId: id, online: member.online } },
@@ -467,12 +530,45 @@ function renderMembers() {
         el("span", { class: "member-name", dir: "auto", text: member.name }),
         id === state.me.id ? el("span", { class: "tag", text: "you" }) : null,
         id === state.chat.creator_id ? el("span", { class: "tag", text: "creator" }) : null,
+        message,
         remove,
       );
     }),
   );
   const full = state.chat.chat_type === "PRIVATE" && state.members.size >= 2;
   view.addMember.hidden = !isCreator || full || state.removed;
+  view.membersNote.hidden = !full || state.removed;
+}
+
+/** "Message Arina": opens my private chat with her, or starts one (`POST /chats/private/{id}`). */
+function messageButton(userId, name) {
+  const button = el("button", { type: "button", class: "link", "aria-label": `Message ${name}`, text: "Message" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const chat = await api("POST", `/chats/private/${userId}`);
+      location.assign(`/chat/${chat.id}`);
+    } catch (error) {
+      showError(view.memberError, error.message);
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+/** Asks in place before removing a member: "Remove Arina? Yes / No". */
+function confirmRemoval(userId, name, removeButton) {
+  const group = el("span", { class: "confirm-remove", role: "group", "aria-label": `Remove ${name}?` }, `Remove ${name}?`);
+  const yes = el("button", { type: "button", class: "link danger", "aria-label": `Yes, remove ${name}`, text: "Yes" });
+  const no = el("button", { type: "button", class: "link", "aria-label": `Keep ${name}`, text: "No" });
+  yes.addEventListener("click", () => changeMembership("remove_user", userId));
+  no.addEventListener("click", () => {
+    group.replaceWith(removeButton);
+    removeButton.focus();
+  });
+  group.append(yes, no);
+  queueMicrotask(() => no.focus());
+  return group;
 }
 
 async function changeMembership(action, userId) {
@@ -505,7 +601,7 @@ async function searchUsers() {
       ...candidates.map((user) => {
         const add = el("button", { type: "button", "aria-label": `Add ${user.name}`, text: "Add" });
         add.addEventListener("click", () => changeMembership("add_user", user.id));
-        return el("li", {}, el("span", { text: user.name }), add);
+        return el("li", {}, el("span", { dir: "auto", text: user.name }), messageButton(user.id, user.name), add);
       }),
     );
     if (candidates.length === 0) view.results.append(el("li", { class: "empty", text: "No one to add by that name." }));
@@ -524,14 +620,22 @@ async function reloadMembers() {
   }
 }
 
+/**
+ * The chat is no longer mine (removed, or gone): the history stays readable, the composer
+ * gives way to the reason, and the member list shows what I last knew without presence,
+ * which I no longer receive.
+ */
 function leave(reason) {
   state.removed = true;
   connection.stop();
-  view.banner.textContent = reason;
+  renderConnectionState(document.getElementById("connection"), "left");
+  const readable = state.messages.size > 0 ? " You can read what was said until then, but no longer send." : "";
+  view.banner.textContent = `${reason}${readable}`;
   view.banner.hidden = false;
-  view.text.disabled = true;
-  view.composer.querySelector("button").disabled = true;
-  renderMembers();
+  view.composer.hidden = true;
+  state.members.delete(state.me?.id);
+  for (const member of state.members.values()) member.online = false;
+  if (state.chat) renderMembers();
 }
 
 const membersToggle = document.getElementById("members-toggle");

@@ -168,6 +168,26 @@ export function shortTime(iso) {
   return `${date.toLocaleDateString([], { day: "numeric", month: "short" })}, ${time}`;
 }
 
+/** "14:05", in the viewer's time zone: a message's time under its day's separator. */
+export function clockTime(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+/**
+ * The label of a day in a conversation, in the viewer's time zone: "Today", "Yesterday", the
+ * weekday within the last week, else the date in the viewer's locale (with the year when not this one).
+ */
+export function dayLabel(iso, now = new Date()) {
+  const day = new Date(iso);
+  const midnight = (date) => new Date(date.getFullYear(), date.getMonth(), date.getDate());
+  const daysAgo = Math.round((midnight(now) - midnight(day)) / 86_400_000);
+  if (daysAgo === 0) return "Today";
+  if (daysAgo === 1) return "Yesterday";
+  if (daysAgo > 1 && daysAgo < 7) return day.toLocaleDateString([], { weekday: "long" });
+  const year = day.getFullYear() === now.getFullYear() ? undefined : "numeric";
+  return day.toLocaleDateString([], { day: "numeric", month: "long", year });
+}
+
 /** The full local date and time, for tooltips and `<time>` titles. */
 export function longTime(iso) {
   return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
@@ -284,7 +304,7 @@ export class LiveConnection {
 
 /** Shows a LiveConnection state in a status element. */
 export function renderConnectionState(node, state, delay) {
-  const labels = { connecting: "Connecting…", online: "Live", stopped: "Disconnected" };
+  const labels = { connecting: "Connecting…", online: "Live", stopped: "Disconnected", left: "Not a member" };
   node.dataset.state = state;
   node.textContent = state === "waiting" ? "Offline, reconnecting…" : labels[state];
   node.title = state === "waiting" ? `Next attempt in ${Math.ceil(delay / 1000)} s` : "";

@@ -13,7 +13,9 @@ let refreshTimer = null;
 
 function chatItem(chat) {
   const last = chat.last_message;
-  const preview = last ? `${last.sender_id === me.id ? "You: " : ""}${last.text}` : "No messages yet";
+  // Who wrote it: "You" for mine; in a group, also the other person's name ("Arina: …").
+  const author = last?.sender_id === me.id ? "You" : chat.chat_type === "GROUP" ? chat.last_sender_name : null;
+  const preview = last ? `${author ? `${author}: ` : ""}${last.text}` : "No messages yet";
   const unread = chat.unread_count > 0
     ? el("span", { class: "badge", "aria-label": `${chat.unread_count} unread`, text: String(chat.unread_count) })
     : null;

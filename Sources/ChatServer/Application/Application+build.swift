@@ -112,7 +112,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
         trustedProxies: config.trustedProxies)
     users.addPublicRoutes(to: router)
     auth.addPublicRoutes(to: router)
-    APIDocsController().addPublicRoutes(to: router)
+    APIDocsController(assets: assets).addPublicRoutes(to: router)
     LimitsController(limits: config.inputRules.limits(maxPasswordBytes: config.passwordHashAlgorithm.maxPasswordBytes))
         .addPublicRoutes(to: router)
     WebController(accounts: components.accounts, chats: components.chats, assets: assets)

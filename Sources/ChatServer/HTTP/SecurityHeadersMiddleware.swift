@@ -33,12 +33,4 @@ enum ContentSecurityPolicy {
         "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
         "connect-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
     ].joined(separator: "; ")
-
-    /// `/docs`: Swagger UI's script and styles from its CDN, started by a script of ours. Swagger
-    /// UI sets inline styles, so styles (never scripts) may be inline.
-    static let apiDocs = [
-        "default-src 'none'", "script-src 'self' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net", "img-src 'self' data: https://cdn.jsdelivr.net",
-        "connect-src 'self'", "base-uri 'none'", "frame-ancestors 'none'",
-    ].joined(separator: "; ")
 }
