@@ -132,7 +132,7 @@ struct ChatAPITests {
             let unknown = try await api.send(.post, "/chats/private/999999", as: alice)
             #expect(unknown.status == .notFound && unknown.error?.code == "user_not_found")
             let myself = try await api.send(.post, "/chats/private/\(alice.id)", as: alice)
-            #expect(myself.status == .unprocessableContent && myself.error?.code == "validation_failed")
+            #expect(myself.status == .conflict && myself.error?.code == "private_chat_with_self")
         }
     }
 

@@ -21,6 +21,8 @@ public enum ChatError: Error, Equatable, Sendable {
     case notAMember
     case alreadyMember
     case privateChatFull
+    /// A private chat was asked for with the caller themselves.
+    case privateChatWithSelf
     case creatorCannotBeRemoved
     /// The database cannot be reached or failed; the request may be retried.
     case storageUnavailable
@@ -45,6 +47,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .notAMember: "not_a_member"
         case .alreadyMember: "already_member"
         case .privateChatFull: "private_chat_full"
+        case .privateChatWithSelf: "private_chat_with_self"
         case .creatorCannotBeRemoved: "creator_cannot_be_removed"
         case .storageUnavailable: "storage_unavailable"
         case .overloaded: "overloaded"
@@ -68,6 +71,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .notAMember: "That user is not a member of this chat."
         case .alreadyMember: "That user is already a member of this chat."
         case .privateChatFull: "A private chat has at most two members."
+        case .privateChatWithSelf: "A private chat is between two people: choose someone other than yourself."
         case .creatorCannotBeRemoved: "The chat's creator cannot be removed."
         case .storageUnavailable: "The service is temporarily unavailable. Please retry."
         case .overloaded: "The server is busy and did not store this message. Retry shortly."

@@ -41,10 +41,10 @@ public struct ChatService: Sendable {
     /// named after both, `caller` its creator. `created` says which. Openings on one node take
     /// turns, so two taps or two devices at once find one chat; two nodes at the same moment
     /// could each create one (docs/web-client.md).
-    /// - Throws: ``ChatError/userNotFound`` for an unknown user, ``ChatError/invalidField(_:_:)``
+    /// - Throws: ``ChatError/userNotFound`` for an unknown user, ``ChatError/privateChatWithSelf``
     ///   for the caller themselves.
     public func openPrivateChat(with other: UserID, for caller: User) async throws -> (ChatDetails, created: Bool) {
-        guard other != caller.id else { throw ChatError.invalidField("user_id", "must be someone other than you") }
+        guard other != caller.id else { throw ChatError.privateChatWithSelf }
         return try await privateChatOpenings.withLock {
             let existing = try await store.chatDetails(for: caller.id).first { details in
                 details.chat.type == .private && Set(details.members.map(\.userID)) == [caller.id, other]

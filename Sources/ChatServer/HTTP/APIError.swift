@@ -29,7 +29,8 @@ public struct APIError: HTTPResponseError, Equatable {
             headers[.wwwAuthenticate] = "Bearer"
         case .adminOnly, .creatorOnly, .wrongPassword: status = .forbidden
         case .chatNotFound, .userNotFound, .notAMember: status = .notFound
-        case .nameTaken, .emailTaken, .alreadyMember, .privateChatFull, .creatorCannotBeRemoved: status = .conflict
+        case .nameTaken, .emailTaken, .alreadyMember, .privateChatFull, .privateChatWithSelf, .creatorCannotBeRemoved:
+            status = .conflict
         case .tooManyLoginAttempts(let seconds):
             status = .tooManyRequests
             headers[.retryAfter] = "\(seconds)"
