@@ -15,7 +15,8 @@ struct PostgresStoreTests {
         try await TestDatabase.postgres.withLocation { location in
             guard case .postgres(let postgres) = location else { return }
             let nodes = try (0..<4).map { _ in
-                try PostgresChatStore(location: postgres, maxConnections: 2, logger: Logger(label: "test"))
+                try PostgresChatStore(
+                    location: postgres, maxConnections: 2, waitLimits: Patience.postgres, logger: Logger(label: "test"))
             }
             let applied = try await withThrowingTaskGroup(of: Int.self) { group in
                 for node in nodes {
@@ -31,7 +32,8 @@ struct PostgresStoreTests {
     @Test func aDatabaseMigratedByANewerBuildStopsStartUp() async throws {
         try await TestDatabase.postgres.withLocation { location in
             guard case .postgres(let postgres) = location else { return }
-            let store = try PostgresChatStore(location: postgres, maxConnections: 2, logger: Logger(label: "test"))
+            let store = try PostgresChatStore(
+                location: postgres, maxConnections: 2, waitLimits: Patience.postgres, logger: Logger(label: "test"))
             try await withRunningStore(store) { store in
                 try await store.migrateUp()
                 try await TestPostgres.execute(
