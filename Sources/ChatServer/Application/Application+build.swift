@@ -101,7 +101,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     router.add(middleware: RequestObservationMiddleware(metrics: components.telemetry.metrics))
     router.add(middleware: SecurityHeadersMiddleware())
     let assets = WebAssets()
-    router.add(middleware: ErrorMiddleware(pages: ErrorPages(assets: assets)))
+    let errorPages = ErrorPages(assets: assets)
+    router.add(middleware: ErrorMiddleware(pages: errorPages))
     let methods = RouteMethods()
     router.add(middleware: MethodNotAllowedMiddleware(routes: methods))
 
@@ -115,7 +116,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     APIDocsController(assets: assets).addPublicRoutes(to: router)
     LimitsController(limits: config.inputRules.limits(maxPasswordBytes: config.passwordHashAlgorithm.maxPasswordBytes))
         .addPublicRoutes(to: router)
-    WebController(accounts: components.accounts, chats: components.chats, assets: assets)
+    WebController(accounts: components.accounts, chats: components.chats, assets: assets, pages: errorPages)
         .addPublicRoutes(to: router)
     OperationsController(
         store: components.store, cluster: components.cluster, registry: components.telemetry.registry,

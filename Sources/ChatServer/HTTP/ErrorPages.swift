@@ -51,6 +51,8 @@ struct ErrorPages: Sendable {
 
     private static func wording(for error: APIError) -> (title: String, message: String) {
         switch error.status {
+        case .notFound where error.code == ChatError.chatNotFound.code:
+            ("Chat not found", "This chat does not exist, or you are not one of its members.")
         case .notFound:
             (
                 "Page not found",

@@ -10,6 +10,7 @@ struct WebController {
     let accounts: AccountService
     let chats: ChatService
     let assets: WebAssets
+    let pages: ErrorPages
 
     func addPublicRoutes(to router: Router<ChatRequestContext>) {
         router.get("/", use: home)
@@ -22,18 +23,19 @@ struct WebController {
         try page(try await session(of: request) == nil ? "login.html" : "home.html")
     }
 
-    /// The chat page for its members; others get a 404 page, logged-out visitors go to `/`.
+    /// The chat page for its members; others get the "Chat not found" error page (the same whether
+    /// the chat exists or not), logged-out visitors go to `/`.
     @Sendable func chat(request: Request, context: ChatRequestContext) async throws -> Response {
         guard let session = try await session(of: request) else {
             return Response(status: .seeOther, headers: [.location: "/", .cacheControl: "no-store"])
         }
         guard let id = context.parameters.get("chat_id").flatMap(ChatID.init) else {
-            return try page("not-found.html", status: .notFound)
+            return pages.response(for: APIError(ChatError.chatNotFound))
         }
         do {
             _ = try await chats.details(of: id, viewer: session.user.id)
         } catch ChatError.chatNotFound {
-            return try page("not-found.html", status: .notFound)
+            return pages.response(for: APIError(ChatError.chatNotFound))
         }
         return try page("chat.html")
     }
