@@ -214,15 +214,21 @@ struct ClusterTests {
             let (alice, bob, _) = try await RealtimeContract.pair(nodes[0])
             let location = try Self.postgres(nodes[0])
             let aliceSocket = try await Self.connect(alice, to: nodes[0])
-            // A node that beat once, announced bob, and then crashed: it never beats again.
+            // A node that beat, announced bob, and then crashed: it never beats again. Its
+            // heartbeat expires only once alice has seen bob online: a heartbeat that expired
+            // before the node heard of bob (a loaded machine is that slow) would make the
+            // online and offline announcements race.
             try await TestPostgres.execute(
                 """
                 WITH beat AS (
-                    INSERT INTO cluster_nodes VALUES ('crashed', now() + interval '1 second', 1, ARRAY[\(bob.id)]::bigint[])
+                    INSERT INTO cluster_nodes VALUES ('crashed', now() + interval '1 hour', 1, ARRAY[\(bob.id)]::bigint[])
                 )
                 SELECT pg_notify('chat_cluster', E'crashed\\n{"presence":{"user":\(bob.id),"online":true,"version":2}}')
                 """, on: location)
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: true))
+            try await TestPostgres.execute(
+                "UPDATE cluster_nodes SET expires_at = now() - interval '1 second' WHERE node = 'crashed'", on: location
+            )
             #expect(try await aliceSocket.next(.presence) == .presence(userID: bob.id, online: false))
             await aliceSocket.close()
         }

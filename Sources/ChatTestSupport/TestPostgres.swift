@@ -55,10 +55,24 @@ public actor TestPostgres {
 
     /// Runs one statement on a short-lived connection and returns how many rows it returned.
     /// Only for SQL the tests wrote themselves: nothing is escaped.
-    /// - Parameter connectTimeout: how long connecting may take before this throws.
+    /// - Parameter connectTimeout: how long connecting may take before this throws; by
+    ///   default ``Patience/wait``, as a hundred tests may be connecting at once.
+    /// - Throws: ``TestPostgresError`` with PostgreSQL's own words (`PSQLError` prints only a
+    ///   generic text).
     @discardableResult
     public static func execute(
-        _ sql: String, on location: PostgresLocation, connectTimeout: TimeAmount = .seconds(10)
+        _ sql: String, on location: PostgresLocation,
+        connectTimeout: TimeAmount = .nanoseconds(Int64(Patience.wait / .nanoseconds(1)))
+    ) async throws -> Int {
+        do {
+            return try await run(sql, on: location, connectTimeout: connectTimeout)
+        } catch let error as PSQLError {
+            throw TestPostgresError("\(sql.prefix(60)): \(String(reflecting: error))")
+        }
+    }
+
+    private static func run(
+        _ sql: String, on location: PostgresLocation, connectTimeout: TimeAmount
     ) async throws -> Int {
         var configuration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
