@@ -25,6 +25,8 @@ struct CommandLineTests {
             let status = try await cli.run("migrate", "status").output
             #expect(
                 status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
+            #expect(
+                try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0004 membership_events"))
             #expect(try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0003 cluster"))
             #expect(
                 try await cli.run("migrate", "down", "--steps", "1").output.contains(

@@ -66,10 +66,20 @@ public final class FaultInjectingStore: ChatStore {
 
     public func chat(_ id: ChatID, member: UserID) async throws -> Chat? { try await base.chat(id, member: member) }
     public func members(of chat: ChatID) async throws -> [ChatMember] { try await base.members(of: chat) }
-    public func addMember(_ user: UserID, to chat: ChatID) async throws { try await base.addMember(user, to: chat) }
+    public func addMember(_ user: UserID, to chat: ChatID, by actor: UserID?) async throws {
+        try await base.addMember(user, to: chat, by: actor)
+    }
 
-    public func removeMember(_ user: UserID, from chat: ChatID) async throws {
-        try await base.removeMember(user, from: chat)
+    public func removeMember(_ user: UserID, from chat: ChatID, by actor: UserID?) async throws {
+        try await base.removeMember(user, from: chat, by: actor)
+    }
+
+    public func membershipEvents(
+        in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
+    ) async throws
+        -> [MembershipEvent]
+    {
+        try await base.membershipEvents(in: chat, afterSeqs: afterSeqs, limit: limit)
     }
 
     public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {

@@ -20,6 +20,9 @@ public enum StoreContract {
         StoreContractCheck(description: "a chat's creator is its first member", run: creatorIsFirstMember),
         StoreContractCheck(description: "membership rules are enforced", run: membershipRules),
         StoreContractCheck(
+            description: "membership changes are recorded where they happened among the messages",
+            run: membershipEvents),
+        StoreContractCheck(
             description: "concurrent adds never give a private chat three members", run: concurrentPrivateAdds),
         StoreContractCheck(description: "messages get gap-free seqs and move the sender's marker", run: sequencing),
         StoreContractCheck(description: "a repeated client id returns the original", run: duplicateSends),
@@ -160,6 +163,46 @@ public enum StoreContract {
         try await store.addMember(outsider.id, to: group.id)
         let joined = try await store.members(of: group.id).first { $0.userID == outsider.id }
         try await require(joined?.readSeq == 2, "new member's marker is at the end")
+    }
+
+    static func membershipEvents(_ store: any ChatStore) async throws {
+        let (creator, other, third) = try await threeUsers(store)
+        let group = try await store.createChat(name: "Group", type: .group, creator: creator.id)
+        try await store.addMember(other.id, to: group.id, by: creator.id)
+        _ = try await store.appendMessage(NewMessage(chatID: group.id, senderID: creator.id, clientID: "a", text: "a"))
+        _ = try await store.appendMessage(NewMessage(chatID: group.id, senderID: other.id, clientID: "b", text: "b"))
+        try await store.addMember(third.id, to: group.id)
+        try await store.removeMember(other.id, from: group.id, by: creator.id)
+        // Refused changes record nothing.
+        try await requireError(ChatError.notAMember) {
+            try await store.removeMember(other.id, from: group.id, by: creator.id)
+        }
+        try await requireError(ChatError.alreadyMember) {
+            try await store.addMember(third.id, to: group.id, by: creator.id)
+        }
+        _ = try await store.appendMessage(NewMessage(chatID: group.id, senderID: third.id, clientID: "c", text: "c"))
+
+        let all = try await store.membershipEvents(in: group.id, afterSeqs: 0...3, limit: 10)
+        let seen = all.map { "\($0.kind) \($0.userName) by \($0.actorName ?? "-") after \($0.afterSeq)" }
+        try await require(
+            seen == ["added Second by First after 0", "added Third by - after 2", "removed Second by First after 2"],
+            "every change, in order, after the message that was last (\(seen))")
+        try await require(
+            all.allSatisfy { $0.chatID == group.id } && all.map(\.user) == [other.id, third.id, other.id]
+                && all.map(\.actor) == [creator.id, nil, creator.id],
+            "the ids of the members and of who changed them")
+        try await require(
+            try await store.membershipEvents(in: group.id, afterSeqs: 1...2, limit: 10).map(\.id)
+                == Array(all.map(\.id)[1...]),
+            "a range of seqs selects the events after those messages")
+        try await require(
+            try await store.membershipEvents(in: group.id, afterSeqs: 0...3, limit: 2).map(\.id)
+                == Array(all.map(\.id)[..<2]),
+            "the limit keeps the oldest")
+        let elsewhere = try await store.createChat(name: "Elsewhere", type: .group, creator: creator.id)
+        try await require(
+            try await store.membershipEvents(in: elsewhere.id, afterSeqs: 0...3, limit: 10).isEmpty,
+            "another chat's events stay there")
     }
 
     static func concurrentPrivateAdds(_ store: any ChatStore) async throws {

@@ -56,6 +56,42 @@ struct ChatAPITests {
         }
     }
 
+    /// "Sergey removed Arina" after a reload: every change is recorded with who did it and
+    /// after which message, and only members read them.
+    @Test func membershipChangesAreListedWhereTheyHappened() async throws {
+        try await TestApp.run { api in
+            let (alice, bob, carol) = (
+                try await api.user("alice"), try await api.user("bob"), try await api.user("carol")
+            )
+            let chat = try await api.createChat("Team", as: alice)
+            _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+            try await api.storeMessages(1, in: chat.id, from: alice.id)
+            _ = try await api.addUser(carol.id, to: chat.id, as: alice)
+            _ = try await api.removeUser(bob.id, from: chat.id, as: alice)
+            let uri = "/chats/\(chat.id)/membership-events"
+            let events = try await api.send(.get, uri, as: carol).decode(
+                [MembershipEventPayload].self, expecting: .ok)
+            #expect(events.map(\.type) == [.memberAdded, .memberAdded, .memberRemoved])
+            #expect(events.map(\.userName) == ["bob", "carol", "bob"] && events.map(\.afterSeq) == [0, 1, 1])
+            #expect(events.allSatisfy { $0.actorID == alice.id && $0.actorName == "alice" && $0.chatID == chat.id })
+            let afterFirst = try await api.send(.get, "\(uri)?from_seq=1&to_seq=1&limit=1", as: alice).decode(
+                [MembershipEventPayload].self, expecting: .ok)
+            #expect(afterFirst.map(\.userName) == ["carol"])
+
+            let removed = try await api.send(.get, uri, as: bob)
+            #expect(removed.status == .notFound && removed.error?.code == "chat_not_found", "a former member")
+            for (query, message) in [
+                ("?from_seq=-1", "from_seq: must not be negative"),
+                ("?from_seq=3&to_seq=2", "to_seq: must not be below from_seq"),
+                ("?limit=0", "limit: must be from 1 to 500"), ("?limit=501", "limit: must be from 1 to 500"),
+                ("?to_seq=x", "to_seq: must be an integer"),
+            ] {
+                let refused = try await api.send(.get, uri + query, as: alice)
+                #expect(refused.status == .unprocessableContent && refused.error?.message == message, "\(query)")
+            }
+        }
+    }
+
     @Test func chatsAreInvisibleToNonMembers() async throws {
         try await TestApp.run { api in
             let (alice, mallory) = (try await api.user("alice"), try await api.user("mallory"))

@@ -138,3 +138,52 @@ public struct SyncReportPayload: Codable, Sendable, Equatable {
         case liveConnections = "live_connections"
     }
 }
+
+/// A member added to or removed from a chat, and where among its messages
+/// (`GET /chats/{chat_id}/membership-events`): what a client shows as "Sergey removed Arina".
+public struct MembershipEventPayload: Codable, Sendable, Equatable {
+    /// What happened, named as the live frame that announces it.
+    public enum Kind: String, Codable, Sendable {
+        case memberAdded = "member_added"
+        case memberRemoved = "member_removed"
+    }
+
+    /// Increases in the order the chat's events happened.
+    public var id: Int64
+    public var chatID: ChatID
+    public var type: Kind
+    /// The member added or removed.
+    public var userID: UserID
+    public var userName: String
+    /// Who did it; absent when no member did (an administrator's tool).
+    public var actorID: UserID?
+    public var actorName: String?
+    /// It happened after the message with this `seq` (0: before the first message).
+    public var afterSeq: Int64
+    @ISOTimestamp public var timestamp: Date
+
+    public init(
+        id: Int64, chatID: ChatID, type: Kind, userID: UserID, userName: String, actorID: UserID?,
+        actorName: String?, afterSeq: Int64, timestamp: Date
+    ) {
+        self.id = id
+        self.chatID = chatID
+        self.type = type
+        self.userID = userID
+        self.userName = userName
+        self.actorID = actorID
+        self.actorName = actorName
+        self.afterSeq = afterSeq
+        self.timestamp = timestamp
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, timestamp
+        case chatID = "chat_id"
+        case userID = "user_id"
+        case userName = "user_name"
+        case actorID = "actor_id"
+        case actorName = "actor_name"
+        case afterSeq = "after_seq"
+    }
+}

@@ -44,6 +44,43 @@ public struct ChatMember: Sendable, Equatable {
     }
 }
 
+/// A member added to or removed from a chat, where it happened among the chat's messages:
+/// what a client shows as "Sergey removed Arina" between them.
+public struct MembershipEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case added, removed
+    }
+
+    public let id: Int64
+    public let chatID: ChatID
+    public let kind: Kind
+    /// The member added or removed, and their name.
+    public let user: UserID
+    public let userName: String
+    /// Who did it, and their name; nil when no member did (an administrator's tool).
+    public let actor: UserID?
+    public let actorName: String?
+    /// The chat's last `seq` when it happened: the event comes after that message (0: before
+    /// the first).
+    public let afterSeq: Int64
+    public let createdAt: Date
+
+    public init(
+        id: Int64, chatID: ChatID, kind: Kind, user: UserID, userName: String, actor: UserID?, actorName: String?,
+        afterSeq: Int64, createdAt: Date
+    ) {
+        self.id = id
+        self.chatID = chatID
+        self.kind = kind
+        self.user = user
+        self.userName = userName
+        self.actor = actor
+        self.actorName = actorName
+        self.afterSeq = afterSeq
+        self.createdAt = createdAt
+    }
+}
+
 /// A chat with its current members.
 public struct ChatDetails: Sendable, Equatable {
     public let chat: Chat

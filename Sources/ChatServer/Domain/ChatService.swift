@@ -53,7 +53,7 @@ public struct ChatService: Sendable {
             guard let person = try await store.user(other) else { throw ChatError.userNotFound }
             let chat = try await store.createChat(
                 name: Self.privateChatName(caller.name, person.name), type: .private, creator: caller.id)
-            try await store.addMember(other, to: chat.id)
+            try await store.addMember(other, to: chat.id, by: caller.id)
             let details = ChatDetails(chat: chat, members: try await store.members(of: chat.id))
             events?.memberAdded(details, user: other)
             return (details, true)
@@ -71,7 +71,7 @@ public struct ChatService: Sendable {
     public func addMember(_ user: UserID, to chatID: ChatID, by actor: UserID) async throws -> ChatDetails {
         let chat = try await chat(chatID, member: actor)
         guard chat.creatorID == actor else { throw ChatError.creatorOnly }
-        try await store.addMember(user, to: chat.id)
+        try await store.addMember(user, to: chat.id, by: actor)
         let details = try await details(of: chat.id, viewer: actor)
         events?.memberAdded(details, user: user)
         return details
@@ -82,9 +82,24 @@ public struct ChatService: Sendable {
         let chat = try await chat(chatID, member: actor)
         guard chat.creatorID == actor else { throw ChatError.creatorOnly }
         guard user != chat.creatorID else { throw ChatError.creatorCannotBeRemoved }
-        try await store.removeMember(user, from: chat.id)
+        try await store.removeMember(user, from: chat.id, by: actor)
         events?.memberRemoved(chat: chat.id, user: user)
         return try await details(of: chat.id, viewer: actor)
+    }
+
+    /// Most membership events one request may ask for.
+    public static let maxMembershipEventsLimit = 500
+
+    /// The membership events that come after messages `afterSeqs` of a chat, for a member.
+    /// - Throws: ``ChatError/chatNotFound`` when the viewer is not a member.
+    public func membershipEvents(
+        in chatID: ChatID, viewer: UserID, afterSeqs: ClosedRange<Int64>, limit: Int
+    ) async throws -> [MembershipEvent] {
+        guard (1...Self.maxMembershipEventsLimit).contains(limit) else {
+            throw ChatError.invalidField("limit", "must be from 1 to \(Self.maxMembershipEventsLimit)")
+        }
+        let chat = try await chat(chatID, member: viewer)
+        return try await store.membershipEvents(in: chat.id, afterSeqs: afterSeqs, limit: limit)
     }
 
     /// The user's chats, newest activity first.

@@ -42,3 +42,16 @@ extension ChatSummaryPayload {
             lastSenderName: summary.lastSenderName)
     }
 }
+
+extension MembershipEventPayload {
+    init(_ event: MembershipEvent) {
+        let type: Kind =
+            switch event.kind {
+            case .added: .memberAdded
+            case .removed: .memberRemoved
+            }
+        self.init(
+            id: event.id, chatID: event.chatID, type: type, userID: event.user, userName: event.userName,
+            actorID: event.actor, actorName: event.actorName, afterSeq: event.afterSeq, timestamp: event.createdAt)
+    }
+}

@@ -58,12 +58,20 @@ public protocol ChatStore: Service {
     func chat(_ id: ChatID, member: UserID) async throws -> Chat?
     /// The chat's members, by name.
     func members(of chat: ChatID) async throws -> [ChatMember]
-    /// Adds a member whose read marker starts at the chat's current end. Throws
+    /// Adds a member whose read marker starts at the chat's current end, and records it as a
+    /// ``MembershipEvent`` by `actor` in the same transaction. Throws
     /// ``ChatError/chatNotFound``, ``ChatError/userNotFound``, ``ChatError/alreadyMember``,
     /// or ``ChatError/privateChatFull`` (also when adds race: a PRIVATE chat never holds 3).
-    func addMember(_ user: UserID, to chat: ChatID) async throws
-    /// Removes a member. Throws ``ChatError/notAMember`` when `user` is not one.
-    func removeMember(_ user: UserID, from chat: ChatID) async throws
+    func addMember(_ user: UserID, to chat: ChatID, by actor: UserID?) async throws
+    /// Removes a member and records it as a ``MembershipEvent`` by `actor` in the same
+    /// transaction. Throws ``ChatError/notAMember`` when `user` is not one.
+    func removeMember(_ user: UserID, from chat: ChatID, by actor: UserID?) async throws
+    /// The chat's membership events that come after messages `afterSeqs` (0: before the
+    /// first message), in the order they happened, at most `limit`.
+    func membershipEvents(
+        in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
+    ) async throws
+        -> [MembershipEvent]
     /// The chats `user` belongs to, newest activity first.
     func chatSummaries(for user: UserID) async throws -> [ChatSummary]
     /// The chats `user` belongs to with their members, by chat id.
@@ -113,6 +121,16 @@ extension ChatStore {
     ) async throws -> (messages: [Message], members: Set<UserID>) {
         let messages = try await self.messages(in: chat, .after(seq: afterSeq, limit: limit))
         return (messages, Set(try await members(of: chat).map(\.userID)))
+    }
+
+    /// Adds a member on no member's behalf (tests, tools): ``addMember(_:to:by:)``.
+    public func addMember(_ user: UserID, to chat: ChatID) async throws {
+        try await addMember(user, to: chat, by: nil)
+    }
+
+    /// Removes a member on no member's behalf (tests, tools): ``removeMember(_:from:by:)``.
+    public func removeMember(_ user: UserID, from chat: ChatID) async throws {
+        try await removeMember(user, from: chat, by: nil)
     }
 
     /// Stores one message: ``appendMessages(_:)`` with a batch of one.

@@ -311,7 +311,7 @@ public final class PostgresChatStore: ChatStore {
         ).map { ChatMember(userID: UserID($0.0), name: $0.1, readSeq: $0.2) }
     }
 
-    public func addMember(_ user: UserID, to chat: ChatID) async throws {
+    public func addMember(_ user: UserID, to chat: ChatID, by actor: UserID?) async throws {
         try await transaction { connection in
             // Locking the chat row serialises concurrent adds (and sends) to this chat, and the
             // count below runs in a later statement, so it sees every add committed before us.
@@ -335,19 +335,58 @@ public final class PostgresChatStore: ChatStore {
             // New members start with everything so far read, so history does not turn unread.
             try await connection.query(
                 """
-                INSERT INTO group_members (chat_id, user_id, read_seq)
-                VALUES (\(chat.rawValue), \(user.rawValue), \(lastSeq))
+                WITH added AS (
+                    INSERT INTO group_members (chat_id, user_id, read_seq)
+                    VALUES (\(chat.rawValue), \(user.rawValue), \(lastSeq))
+                )
+                INSERT INTO membership_events (chat_id, kind, user_id, actor_id, after_seq)
+                VALUES (\(chat.rawValue), 'added', \(user.rawValue), \(actor?.rawValue), \(lastSeq))
                 """, logger: self.logger)
         }
     }
 
-    public func removeMember(_ user: UserID, from chat: ChatID) async throws {
+    public func removeMember(_ user: UserID, from chat: ChatID, by actor: UserID?) async throws {
+        // One statement: the event is recorded exactly when a membership was deleted. Its
+        // position is the chat's end as this statement sees it (without locking the chat
+        // row: a send committing at the same moment may land on either side of it).
         let removed = try await write(
             """
-            DELETE FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)
+            WITH removed AS (
+                DELETE FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)
+                RETURNING chat_id, user_id
+            )
+            INSERT INTO membership_events (chat_id, kind, user_id, actor_id, after_seq)
+            SELECT removed.chat_id, 'removed', removed.user_id, \(actor?.rawValue), chats.last_seq
+            FROM removed JOIN chats ON chats.id = removed.chat_id
             RETURNING user_id
             """, as: Int64.self)
         guard !removed.isEmpty else { throw ChatError.notAMember }
+    }
+
+    public func membershipEvents(
+        in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
+    ) async throws
+        -> [MembershipEvent]
+    {
+        try await fetch(
+            """
+            SELECT e.id, e.kind, e.user_id, subject.name, e.actor_id, actor.name, e.after_seq, e.created_at
+            FROM membership_events e
+            JOIN users subject ON subject.id = e.user_id
+            LEFT JOIN users actor ON actor.id = e.actor_id
+            WHERE e.chat_id = \(chat.rawValue) AND e.after_seq BETWEEN \(afterSeqs.lowerBound) AND \(afterSeqs.upperBound)
+            ORDER BY e.id
+            LIMIT \(limit)
+            """, as: (Int64, String, Int64, String, Int64?, String?, Int64, Date).self
+        ).map { row in
+            guard let kind = MembershipEvent.Kind(rawValue: row.1) else {
+                throw StorageError.unexpected("unknown membership event kind \(row.1)")
+            }
+            return MembershipEvent(
+                id: row.0, chatID: chat, kind: kind, user: UserID(row.2), userName: row.3,
+                actor: row.4.map(UserID.init),
+                actorName: row.5, afterSeq: row.6, createdAt: row.7)
+        }
     }
 
     public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {

@@ -342,7 +342,7 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
-    public func addMember(_ user: UserID, to chat: ChatID) async throws {
+    public func addMember(_ user: UserID, to chat: ChatID, by actor: UserID?) async throws {
         try await writeTransaction { connection in
             let chatRows = try await connection.run(
                 "SELECT chat_type, last_seq FROM chats WHERE id = ?", [.integer(Int(chat.rawValue))])
@@ -359,22 +359,72 @@ public final class SQLiteChatStore: ChatStore {
             if try Self.chatType(chatRow.string("chat_type")) == .private, try fact.int("member_count") >= 2 {
                 throw ChatError.privateChatFull
             }
+            let binds: [SQLiteData] = [
+                .integer(Int(chat.rawValue)), .integer(Int(user.rawValue)), .integer(Int(try chatRow.int("last_seq"))),
+                actor.map { .integer(Int($0.rawValue)) } ?? .null,
+            ]
             _ = try await connection.run(
-                "INSERT INTO group_members (chat_id, user_id, read_seq) VALUES (?, ?, ?)",
-                [
-                    .integer(Int(chat.rawValue)), .integer(Int(user.rawValue)),
-                    .integer(Int(try chatRow.int("last_seq"))),
-                ])
+                "INSERT INTO group_members (chat_id, user_id, read_seq) VALUES (?1, ?2, ?3)", Array(binds[0..<3]))
+            _ = try await connection.run(
+                """
+                INSERT INTO membership_events (chat_id, kind, user_id, actor_id, after_seq)
+                VALUES (?1, 'added', ?2, ?4, ?3)
+                """, binds)
         }
     }
 
-    public func removeMember(_ user: UserID, from chat: ChatID) async throws {
-        let rows = try await write { connection in
-            try await connection.run(
-                "DELETE FROM group_members WHERE chat_id = ? AND user_id = ? RETURNING user_id",
-                [.integer(Int(chat.rawValue)), .integer(Int(user.rawValue))])
+    public func removeMember(_ user: UserID, from chat: ChatID, by actor: UserID?) async throws {
+        let binds: [SQLiteData] = [
+            .integer(Int(chat.rawValue)), .integer(Int(user.rawValue)),
+            actor.map { .integer(Int($0.rawValue)) } ?? .null,
+        ]
+        let rows = try await writeTransaction { connection in
+            let rows = try await connection.run(
+                "DELETE FROM group_members WHERE chat_id = ?1 AND user_id = ?2 RETURNING user_id", Array(binds[0..<2]))
+            guard !rows.isEmpty else { return rows }
+            _ = try await connection.run(
+                """
+                INSERT INTO membership_events (chat_id, kind, user_id, actor_id, after_seq)
+                SELECT ?1, 'removed', ?2, ?3, last_seq FROM chats WHERE id = ?1
+                """, binds)
+            return rows
         }
         guard !rows.isEmpty else { throw ChatError.notAMember }
+    }
+
+    public func membershipEvents(
+        in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
+    ) async throws
+        -> [MembershipEvent]
+    {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT e.id AS id, e.kind AS kind, e.user_id AS user_id, subject.name AS user_name,
+                       e.actor_id AS actor_id, actor.name AS actor_name, e.after_seq AS after_seq,
+                       e.created_at AS created_at
+                FROM membership_events e
+                JOIN users subject ON subject.id = e.user_id
+                LEFT JOIN users actor ON actor.id = e.actor_id
+                WHERE e.chat_id = ? AND e.after_seq BETWEEN ? AND ?
+                ORDER BY e.id
+                LIMIT ?
+                """,
+                [
+                    .integer(Int(chat.rawValue)), .integer(Int(afterSeqs.lowerBound)),
+                    .integer(Int(afterSeqs.upperBound)), .integer(limit),
+                ])
+        }
+        return try rows.map { row in
+            guard let kind = MembershipEvent.Kind(rawValue: try row.string("kind")) else {
+                throw StorageError.corruptRow("kind is not a membership event kind")
+            }
+            return MembershipEvent(
+                id: try row.int("id"), chatID: chat, kind: kind, user: UserID(try row.int("user_id")),
+                userName: try row.string("user_name"), actor: row.column("actor_id")?.integer.map { UserID(Int64($0)) },
+                actorName: row.column("actor_name")?.string, afterSeq: try row.int("after_seq"),
+                createdAt: try row.date("created_at"))
+        }
     }
 
     public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {

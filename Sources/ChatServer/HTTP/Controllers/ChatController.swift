@@ -3,7 +3,7 @@ import Hummingbird
 
 /// Chats, membership and history: `POST /chat`, `POST /chats/private/{user_id}`,
 /// `POST /chat/add_user/...`, `POST /chat/remove_user/...`, `GET /chats`, `GET /chats/{chat_id}`,
-/// `GET /history/{chat_id}`.
+/// `GET /history/{chat_id}`, `GET /chats/{chat_id}/membership-events`.
 struct ChatController {
     let chats: ChatService
     let maxBodyBytes: Int
@@ -16,6 +16,7 @@ struct ChatController {
         group.get("/chats", use: list)
         group.get("/chats/{chat_id}", use: details)
         group.get("/history/{chat_id}", use: history)
+        group.get("/chats/{chat_id}/membership-events", use: membershipEvents)
     }
 
     /// Creates a chat with the caller as creator and first member; 201.
@@ -76,5 +77,18 @@ struct ChatController {
         }
         let items = try await chats.history(of: chatID, viewer: context.user.id, query: query)
         return try JSONResponse.make(items.map { MessagePayload($0.message, isRead: $0.isRead) })
+    }
+
+    /// Who added or removed whom after messages `from_seq` through `to_seq` (default: all),
+    /// in the order it happened; `limit` 1...500, default 100.
+    @Sendable func membershipEvents(request: Request, context: AuthenticatedContext) async throws -> Response {
+        let fromSeq = try request.queryInteger("from_seq") ?? 0
+        let toSeq = try request.queryInteger("to_seq") ?? Int64.max
+        guard fromSeq >= 0 else { throw ChatError.invalidField("from_seq", "must not be negative") }
+        guard toSeq >= fromSeq else { throw ChatError.invalidField("to_seq", "must not be below from_seq") }
+        let events = try await chats.membershipEvents(
+            in: ChatID(parameter: "chat_id", in: context), viewer: context.user.id, afterSeqs: fromSeq...toSeq,
+            limit: Int(clamping: try request.queryInteger("limit") ?? 100))
+        return try JSONResponse.make(events.map(MembershipEventPayload.init))
     }
 }
