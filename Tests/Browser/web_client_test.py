@@ -178,6 +178,15 @@ class Window:
               node.querySelector('.text').textContent]);
         """)
 
+    def timeline(self):
+        """The chat page's list in order: message texts, and membership lines as "· <line>"."""
+        return self.js("""
+            return [...document.querySelectorAll('#message-list > li')]
+              .map((node) => node.classList.contains('membership-line') ? `· ${node.textContent}`
+                : node.querySelector('.text')?.textContent ?? null)
+              .filter((text) => text !== null);
+        """)
+
     def message(self, text):
         """(seq, status) of the message with exactly this text; None when it is not shown."""
         found = [(seq, status) for seq, status, shown in self.messages() if shown == text]
@@ -482,6 +491,11 @@ def run(server, alice, bob, artifacts):
     carol.screenshot(artifacts, "carol-history")
     alice.screenshot(artifacts, "alice-final")
 
+    step("Membership changes show among the messages, where they happened")
+    timeline = carol.timeline()
+    assert timeline[0] == "· Alice added Bob", f"carol: the start of the chat: {timeline[:3]}"
+    assert timeline[timeline.index("Welcome, Carol!") - 1] == "· Alice added you", timeline[-4:]
+
     step("A phone-width window: the member list folds behind a button")
     carol.driver.set_window_size(390, 844)
     carol.js("document.getElementById('messages').scrollTop = 1e9")
@@ -521,6 +535,22 @@ def run(server, alice, bob, artifacts):
     assert not carol.finds('.member[data-online="true"]'), "presence dots stay green after the removal"
     assert carol.message("Welcome, Carol!"), "the history went with the removal"
     carol.screenshot(artifacts, "carol-removed")
+
+    step("The others see who removed whom among the messages, also after a reload")
+    alice.wait(lambda: alice.timeline()[-1] == "· You removed Carol", "Alice's page shows the removal")
+    carol.open("/")
+    carol.wait(lambda: carol.finds("#logout"), "Carol's chat list shows")
+    carol.find("#logout").click()
+    carol.wait(lambda: carol.finds("#login-form"), "Carol is logged out")
+    bob = carol
+    bob.label = "bob"
+    bob.log_in("Bob")
+    bob.open(chat_path)
+    bob.wait(lambda: bob.message("Welcome, Carol!"), "the latest message shows")
+    timeline = bob.timeline()
+    assert timeline[-1] == "· Alice removed Carol", f"bob: the end of the chat: {timeline[-3:]}"
+    assert timeline[timeline.index("Welcome, Carol!") - 1] == "· Alice added Carol", timeline[-4:]
+    bob.screenshot(artifacts, "bob-membership-lines")
 
     step("An unknown address shows a page for people, not the API's JSON")
     alice.open("/no/such/page")

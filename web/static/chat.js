@@ -51,6 +51,9 @@ const state = {
   /** My read marker as last sent or heard. */
   readSeq: 0,
   removed: false,
+  /** Ids of the membership events shown, and those waiting for the message they follow: after_seq -> events. */
+  shownEvents: new Set(),
+  waitingEvents: new Map(),
   /** user id -> timer hiding their typing notice. */
   typing: new Map(),
   lastTypingSent: 0,
@@ -142,6 +145,7 @@ function addMessage(message, node = null) {
   state.highestSeq = Math.max(state.highestSeq, message.seq);
   if (message.sender_id === state.me.id) labelReaders(node, message);
   else readObserver.observe(node);
+  placeWaitingEvents(message.seq);
   return true;
 }
 
@@ -236,6 +240,7 @@ async function loadLatest() {
   const firstUnread = page.find((message) => message.seq > state.readSeq && message.sender_id !== state.me.id);
   for (const message of page) addMessage(message);
   state.reachedStart = page.length === 0 || page[0].seq === 1;
+  await loadMembershipEvents(state.reachedStart ? 0 : page[0].seq);
   renderHistoryStatus();
   if (firstUnread) {
     const node = state.messages.get(firstUnread.seq).node;
@@ -257,9 +262,11 @@ async function loadOlder() {
   state.historyError = null;
   renderHistoryStatus();
   try {
-    const page = await api("GET", `/history/${chatId}?before_seq=${state.lowestSeq}&limit=${pageSize}`);
+    const before = state.lowestSeq;
+    const page = await api("GET", `/history/${chatId}?before_seq=${before}&limit=${pageSize}`);
     for (const message of page.reverse()) addMessage(message);
     state.reachedStart = page.length < pageSize || state.lowestSeq === 1;
+    await loadMembershipEvents(state.reachedStart ? 0 : state.lowestSeq, before - 1);
   } catch (error) {
     state.historyError = `Could not load older messages (${error.message}). Scroll up to try again.`;
   } finally {
@@ -303,6 +310,55 @@ async function catchUp(lastSeq, resumeLimit) {
   } finally {
     state.catchingUp = false;
   }
+}
+
+// ---- Membership lines ----------------------------------------------------------------
+
+/**
+ * Fetches who added or removed whom after messages `fromSeq` through `toSeq` and shows each
+ * as a line after the message it follows. A failure only leaves the lines out: they are
+ * asked for again with the next page or membership change.
+ */
+async function loadMembershipEvents(fromSeq, toSeq = null) {
+  const range = `from_seq=${fromSeq}${toSeq === null ? "" : `&to_seq=${toSeq}`}`;
+  let events;
+  try {
+    events = await api("GET", `/chats/${chatId}/membership-events?${range}&limit=500`);
+  } catch {
+    return;
+  }
+  for (const event of events) {
+    if (state.shownEvents.has(event.id)) continue;
+    state.shownEvents.add(event.id);
+    state.waitingEvents.set(event.after_seq, [...(state.waitingEvents.get(event.after_seq) ?? []), event]);
+    placeWaitingEvents(event.after_seq);
+  }
+}
+
+/** Shows the events that follow message `seq` once it is on screen (0: once the start is). */
+function placeWaitingEvents(seq) {
+  const events = state.waitingEvents.get(seq);
+  const anchor = seq === 0 ? null : state.messages.get(seq)?.node;
+  if (!events || (seq === 0 ? !state.reachedStart : !anchor)) return;
+  state.waitingEvents.delete(seq);
+  // After the message and the lines already after it, so a message's lines keep their order.
+  let next = anchor ? anchor.nextElementSibling : view.list.firstElementChild;
+  while (next?.classList.contains("membership-line")) next = next.nextElementSibling;
+  for (const event of events) {
+    const line = el("li", { class: "membership-line", role: "note", text: membershipText(event) });
+    line.title = longTime(event.timestamp);
+    view.list.insertBefore(line, next);
+  }
+  markRuns(next);
+}
+
+/** "Sergey removed Arina", "You added Arina", "Sergey added you", "Arina was removed". */
+function membershipText(event) {
+  const verb = event.type === "member_added" ? "added" : "removed";
+  const mine = event.user_id === state.me.id;
+  if (event.actor_id === undefined) return mine ? `You were ${verb}` : `${event.user_name} was ${verb}`;
+  const actor = event.actor_id === state.me.id ? "You" : event.actor_name;
+  return `${actor} ${verb} ${mine ? "you" : event.user_name}`;
 }
 
 // ---- Reading --------------------------------------------------------------------------
@@ -686,10 +742,15 @@ function handleFrame(frame) {
     }
     case "member_added":
       reloadMembers();
+      loadMembershipEvents(Math.max(0, state.highestSeq - pageSize));
       break;
     case "member_removed":
-      if (frame.user_id === state.me.id) leave("You were removed from this chat.");
-      else reloadMembers();
+      if (frame.user_id === state.me.id) {
+        leave("You were removed from this chat.");
+      } else {
+        reloadMembers();
+        loadMembershipEvents(Math.max(0, state.highestSeq - pageSize));
+      }
       break;
     case "error":
       handleError(frame);
