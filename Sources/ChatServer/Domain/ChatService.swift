@@ -90,16 +90,20 @@ public struct ChatService: Sendable {
     /// Most membership events one request may ask for.
     public static let maxMembershipEventsLimit = 500
 
-    /// The membership events that come after messages `afterSeqs` of a chat, for a member.
+    /// The membership events that come after messages `fromSeq` through `toSeq` of a chat,
+    /// for a member; none when `toSeq` is below `fromSeq`.
     /// - Throws: ``ChatError/chatNotFound`` when the viewer is not a member.
     public func membershipEvents(
-        in chatID: ChatID, viewer: UserID, afterSeqs: ClosedRange<Int64>, limit: Int
+        in chatID: ChatID, viewer: UserID, fromSeq: Int64, toSeq: Int64, limit: Int
     ) async throws -> [MembershipEvent] {
         guard (1...Self.maxMembershipEventsLimit).contains(limit) else {
             throw ChatError.invalidField("limit", "must be from 1 to \(Self.maxMembershipEventsLimit)")
         }
+        guard fromSeq >= 0 else { throw ChatError.invalidField("from_seq", "must not be negative") }
+        guard toSeq >= 0 else { throw ChatError.invalidField("to_seq", "must not be negative") }
         let chat = try await chat(chatID, member: viewer)
-        return try await store.membershipEvents(in: chat.id, afterSeqs: afterSeqs, limit: limit)
+        guard fromSeq <= toSeq else { return [] }
+        return try await store.membershipEvents(in: chat.id, afterSeqs: fromSeq...toSeq, limit: limit)
     }
 
     /// The user's chats, newest activity first.

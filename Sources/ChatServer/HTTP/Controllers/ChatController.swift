@@ -82,12 +82,9 @@ struct ChatController {
     /// Who added or removed whom after messages `from_seq` through `to_seq` (default: all),
     /// in the order it happened; `limit` 1...500, default 100.
     @Sendable func membershipEvents(request: Request, context: AuthenticatedContext) async throws -> Response {
-        let fromSeq = try request.queryInteger("from_seq") ?? 0
-        let toSeq = try request.queryInteger("to_seq") ?? Int64.max
-        guard fromSeq >= 0 else { throw ChatError.invalidField("from_seq", "must not be negative") }
-        guard toSeq >= fromSeq else { throw ChatError.invalidField("to_seq", "must not be below from_seq") }
         let events = try await chats.membershipEvents(
-            in: ChatID(parameter: "chat_id", in: context), viewer: context.user.id, afterSeqs: fromSeq...toSeq,
+            in: ChatID(parameter: "chat_id", in: context), viewer: context.user.id,
+            fromSeq: try request.queryInteger("from_seq") ?? 0, toSeq: try request.queryInteger("to_seq") ?? Int64.max,
             limit: Int(clamping: try request.queryInteger("limit") ?? 100))
         return try JSONResponse.make(events.map(MembershipEventPayload.init))
     }
