@@ -17,7 +17,8 @@ FROM ubuntu:noble
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl tzdata \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /app --create-home chat
+    && useradd --system --uid 10001 --home-dir /app --create-home chat \
+    && install -d -o chat -g chat /app/data
 WORKDIR /app
 COPY --from=build /staging/chat-server /usr/local/bin/chat-server
 USER chat
@@ -25,7 +26,9 @@ ENV CHAT_ENV=prod \
     CHAT_HOST=0.0.0.0 \
     CHAT_PORT=8000 \
     CHAT_LOG_FORMAT=json \
-    DATABASE_URL=sqlite:/app/chat.sqlite
+    DATABASE_URL=sqlite:/app/data/chat.sqlite
+# The embedded database (the default) outlives the container in a volume.
+VOLUME /app/data
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8000/health/ready || exit 1
