@@ -210,6 +210,8 @@ def main():
             require(status == 201, f"{name} registered through the proxy")
         alice.log_in("alice")
         bob.log_in("bob")
+        status, body, _ = alice.call("GET", "/metrics")
+        require(status == 404 and body["error"]["code"] == "not_found", f"/metrics is not served to the public: {status}")
         status, chat, _ = alice.call("POST", "/chat", body={"name": "Through nginx", "chat_type": "GROUP"})
         require(status == 201, "a cookie-authenticated request from the page's Origin passes the proxy")
         status, bob_user, _ = bob.call("GET", "/users/me")
