@@ -104,7 +104,9 @@ struct ClusterTests {
             let afterRemoval = try await RealtimeContract.frames(on: bobSocket, until: .error)
             #expect(Self.messages(afterRemoval).isEmpty, "no message after member_removed")
             #expect(
-                afterRemoval.last == .error(code: "not_a_member", message: ChatError.notAMember.message, ref: "late"))
+                afterRemoval.last
+                    == .error(
+                        code: "not_a_member", message: ChatError.notAMember.message, ref: "late", chatID: chat.id))
 
             // Carol, on the same node, gets the whole flood and hears of the removal once.
             var carolFrames: [ServerFrame] = []

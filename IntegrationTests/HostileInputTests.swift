@@ -63,7 +63,7 @@ struct HostileInputTests {
                 case .ack(_, let message, _):
                     #expect(message.text == text, "message texts are kept verbatim")
                     storedTexts.append(text)
-                case .error(let code, _, _, _):
+                case .error(let code, _, _, _, _):
                     #expect(code == "validation_failed", "message \(text.debugDescription): \(code)")
                 default:
                     Issue.record("unexpected frame for \(text.debugDescription)")

@@ -414,7 +414,7 @@ final class Device: @unchecked Sendable {
         isReady = false
         completeReady(.failure(SimulationError("the connection closed before ready")))
         let unasked = !leaving && control.phase < .finished
-        if closeCode == WebSocketErrorCode(codeNumber: 1013) {
+        if closeCode == WebSocketErrorCode(codeNumber: Int(CloseCode.tryAgainLater.rawValue)) {
             observed.turnedAway += 1
         } else if unasked && lost == nil {
             let reason = closeCode.map { "closed by the server with \($0)" } ?? "the connection dropped"
@@ -572,18 +572,24 @@ final class Device: @unchecked Sendable {
 
     private func refused(_ text: ByteBuffer) {
         guard
-            case .error(let code, _, let ref, let retryAfterMs)? = try? JSONDecoder().decode(
+            case .error(let code, _, let ref, let retryAfterMs, _)? = try? JSONDecoder().decode(
                 ServerFrame.self, from: Data(text.readableBytesView))
         else { return }
         if let clientID = ref.flatMap(ClientID.init), clientID.run == run, let send = pending[clientID.number] {
-            if code == "overloaded" || code == "rate_limited", let connection = context?.channel {
+            if code == ErrorCode.overloaded.rawValue || code == ErrorCode.rateLimited.rawValue,
+                let connection = context?.channel
+            {
                 // Nothing was stored: repeat it later, with the others refused meanwhile.
-                if code == "overloaded" { observed.sendsOverloaded += 1 } else { observed.sendsRateLimited += 1 }
+                if code == ErrorCode.overloaded.rawValue {
+                    observed.sendsOverloaded += 1
+                } else {
+                    observed.sendsRateLimited += 1
+                }
                 refusedForNow.append(clientID.number)
                 backOff(retryAfterMs: retryAfterMs ?? 100, on: connection)
                 return
             }
-            if code == "storage_unavailable", lost != nil, let connection = context?.channel {
+            if code == ErrorCode.storageUnavailable.rawValue, lost != nil, let connection = context?.channel {
                 // Riding out an outage, as a client would: the same send again after a pause.
                 // Stored or not the first time, it is stored once.
                 observed.sendsRepeated += 1
@@ -603,7 +609,7 @@ final class Device: @unchecked Sendable {
         {
             let chat = resumes[index].chat
             observed.otherErrors[code, default: 0] += 1
-            if code == "storage_unavailable", let position = observed.streams[chat]?.resumePosition,
+            if code == ErrorCode.storageUnavailable.rawValue, let position = observed.streams[chat]?.resumePosition,
                 let connection = context?.channel
             {
                 // "Try again later": as a client would, resume again after a pause, on this

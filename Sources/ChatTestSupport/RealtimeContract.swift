@@ -242,8 +242,11 @@ public enum RealtimeContract {
             afterRemoval.compactMap(\.message).allSatisfy { $0.seq <= 2 }, "bob receives nothing after his removal")
         try await require(afterRemoval.contains(removed), "bob was told he was removed")
         try await require(
-            afterRemoval.last == .error(code: "not_a_member", message: ChatError.notAMember.message, ref: "late"),
-            "bob's send is refused")
+            afterRemoval.last
+                == .error(
+                    code: ErrorCode.notAMember.rawValue, message: ChatError.notAMember.message, ref: "late",
+                    chatID: chat.id),
+            "bob's send is refused, naming the chat")
         for socket in [aliceSocket, bobSocket, carolSocket] { await socket.close() }
     }
 
@@ -272,7 +275,7 @@ public enum RealtimeContract {
         }
         try await require(seqs == [4, 5, 6, 7], "missed messages, then live, without gap or repeat: \(seqs)")
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 99))
-        guard case .error(let code, _, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
+        guard case .error(let code, _, _, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
             throw ContractFailure(description: "resuming past the end is refused")
         }
         await aliceSocket.close()
@@ -346,7 +349,7 @@ public enum RealtimeContract {
             switch try await socket.next(timeout: timeout) {
             case .message(let message) where message.chatID == chat: received.append(message)
             case .ack(_, let message, false) where message.chatID == chat: received.append(message)
-            case .error(let code, let message, let ref, _):
+            case .error(let code, let message, let ref, _, _):
                 throw ContractFailure(description: "error frame \(code): \(message) (ref \(ref ?? "-"))")
             default: continue
             }

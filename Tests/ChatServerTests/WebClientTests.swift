@@ -84,7 +84,8 @@ struct WebClientTests {
 
     @Test func errorPagesShowTheMessageAsText() {
         let body = ErrorPages(assets: WebAssets()).html(
-            for: APIError(status: .forbidden, code: "x", message: "<script>alert(1)</script> & \"quotes\""))
+            for: APIError(
+                status: .forbidden, code: .crossSiteRequest, message: "<script>alert(1)</script> & \"quotes\""))
         #expect(body.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"))
         #expect(!body.contains("<script>"))
     }

@@ -84,34 +84,35 @@ struct WebSocketTests {
             narrowed.send(.send(chatID: other.id, clientID: "x", text: "elsewhere"))
             #expect(
                 try await narrowed.next(.error)
-                    == .error(code: "not_a_member", message: ChatError.notAMember.message, ref: "x"))
+                    == .error(code: "not_a_member", message: ChatError.notAMember.message, ref: "x", chatID: other.id))
             await narrowed.close()
         }
     }
 
     @Test(
-        "bad frames get an error frame and the connection stays open",
+        "bad frames get an error frame, naming their chat, and the connection stays open",
         arguments: [
-            ("not json", "invalid_json", nil),
-            ("[1,2]", "invalid_json", nil),
-            (#"{"chat_id":1}"#, "unknown_type", nil),
-            (#"{"type":"shout","chat_id":1}"#, "unknown_type", "shout"),
-            (#"{"type":"send","chat_id":1,"text":"hi"}"#, "validation_failed", "send"),
-            (#"{"type":"send","chat_id":"one","client_id":"c","text":"hi"}"#, "validation_failed", "c"),
-            (#"{"type":"read","chat_id":1,"seq":"x"}"#, "validation_failed", "read"),
-            (#"{"type":"send","chat_id":1,"client_id":"c","text":"   "}"#, "validation_failed", "c"),
-            (#"{"type":"send","chat_id":1,"client_id":"bad id","text":"hi"}"#, "validation_failed", "bad id"),
-            (#"{"type":"send","chat_id":1,"client_id":"c","text":"01234567890"}"#, "validation_failed", "c"),
-            (#"{"type":"read","chat_id":1,"seq":-1}"#, "validation_failed", "read"),
-            (#"{"type":"send","chat_id":999,"client_id":"c","text":"hi"}"#, "not_a_member", "c"),
-            (#"{"type":"typing","chat_id":999}"#, "not_a_member", "typing"),
-            (#"{"type":"resume","chat_id":999,"after_seq":0}"#, "not_a_member", "resume"),
-        ] as [(String, String, String?)])
-    func badFrames(_ text: String, _ code: String, _ ref: String?) async throws {
+            ("not json", "invalid_json", nil, nil),
+            ("[1,2]", "invalid_json", nil, nil),
+            (#"{"chat_id":1}"#, "unknown_type", nil, nil),
+            (#"{"type":"shout","chat_id":1}"#, "unknown_type", "shout", nil),
+            (#"{"type":"send","chat_id":1,"text":"hi"}"#, "validation_failed", "send", nil),
+            (#"{"type":"send","chat_id":"one","client_id":"c","text":"hi"}"#, "validation_failed", "c", nil),
+            (#"{"type":"read","chat_id":1,"seq":"x"}"#, "validation_failed", "read", nil),
+            (#"{"type":"send","chat_id":1,"client_id":"c","text":"   "}"#, "validation_failed", "c", 1),
+            (#"{"type":"send","chat_id":1,"client_id":"bad id","text":"hi"}"#, "validation_failed", "bad id", 1),
+            (#"{"type":"send","chat_id":1,"client_id":"c","text":"01234567890"}"#, "validation_failed", "c", 1),
+            (#"{"type":"read","chat_id":1,"seq":-1}"#, "validation_failed", "read", 1),
+            (#"{"type":"send","chat_id":999,"client_id":"c","text":"hi"}"#, "not_a_member", "c", 999),
+            (#"{"type":"typing","chat_id":999}"#, "not_a_member", "typing", 999),
+            (#"{"type":"resume","chat_id":999,"after_seq":0}"#, "not_a_member", "resume", 999),
+        ] as [(String, String, String?, Int64?)])
+    func badFrames(_ text: String, _ code: String, _ ref: String?, _ aboutChat: Int64?) async throws {
         try await Self.withPair(overrides: ["CHAT_MAX_MESSAGE_LENGTH": "10"]) { _, chat, alice, _ in
             alice.sendText(text)
-            guard case .error(let gotCode, _, let gotRef, _) = try await alice.next(.error) else { return }
+            guard case .error(let gotCode, _, let gotRef, _, let gotChat) = try await alice.next(.error) else { return }
             #expect(gotCode == code && gotRef == ref)
+            #expect(gotChat == aboutChat.map(ChatID.init), "the error names the chat the frame was about")
             alice.send(.send(chatID: chat.id, clientID: "after", text: "still here"))
             guard case .ack(let clientID, _, _) = try await alice.next(.ack) else { return }
             #expect(clientID == "after")
@@ -121,7 +122,7 @@ struct WebSocketTests {
     @Test func binaryFramesAreRefusedButTheConnectionStays() async throws {
         try await Self.withPair { _, chat, alice, _ in
             alice.sendFrame(opcode: .binary, bytes: [1, 2, 3])
-            guard case .error(let code, _, _, _) = try await alice.next(.error) else { return }
+            guard case .error(let code, _, _, _, _) = try await alice.next(.error) else { return }
             #expect(code == "unsupported_frame")
             alice.send(.typing(chatID: chat.id))
         }
@@ -130,7 +131,7 @@ struct WebSocketTests {
     @Test func framesRepeatingAKeyAreRefusedButTheConnectionStays() async throws {
         try await Self.withPair { _, chat, alice, bob in
             alice.sendText(#"{"type":"send","chat_id":\#(chat.id),"client_id":"d1","text":"one","text":"two"}"#)
-            guard case .error(let code, let message, _, _) = try await alice.next(.error) else { return }
+            guard case .error(let code, let message, _, _, _) = try await alice.next(.error) else { return }
             #expect(code == "invalid_json" && message.contains("\"text\""))
             alice.send(.send(chatID: chat.id, clientID: "d2", text: "fine"))
             guard case .message(let message) = try await bob.next(.message) else { return }
@@ -184,7 +185,7 @@ struct WebSocketTests {
             while codes.count < 3 {
                 switch try await alice.next() {
                 case .ack(let clientID, _, _): codes[clientID] = "ack"
-                case .error(let code, _, let ref?, let retryAfterMs):
+                case .error(let code, _, let ref?, let retryAfterMs, _):
                     codes[ref] = code
                     if ref == "r3" { retryAfter = retryAfterMs }
                 default: continue
@@ -211,7 +212,7 @@ struct WebSocketTests {
                 aliceSocket.send(.send(chatID: chat.id, clientID: clientID, text: clientID))
             }
             // Nothing can be acknowledged while the gate is closed.
-            guard case .error(let code, _, let ref, let retryAfterMs) = try await aliceSocket.next(.error) else {
+            guard case .error(let code, _, let ref, let retryAfterMs, _) = try await aliceSocket.next(.error) else {
                 return
             }
             #expect(code == "overloaded" && ref == "o3")
@@ -260,7 +261,7 @@ struct WebSocketTests {
         try await Self.withPair { api, chat, _, bob in
             try await api.storeMessages(1001, in: chat.id, from: chat.creatorID)
             bob.send(.resume(chatID: chat.id, afterSeq: 0))
-            guard case .error(let code, _, let ref, _) = try await bob.next(.error) else { return }
+            guard case .error(let code, _, let ref, _, _) = try await bob.next(.error) else { return }
             #expect(code == "resume_too_far" && ref == "resume")
             bob.send(.resume(chatID: chat.id, afterSeq: 1))
             let resumed = try await RealtimeContract.deliveries(1000, in: chat.id, on: bob)
@@ -362,7 +363,7 @@ struct WebSocketWireTests {
             let socket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
             for round in 1...2 {
                 socket.send(.typing(chatID: ChatID(999)))
-                guard case .error(let code, _, _, _) = try await socket.next(.error) else { return }
+                guard case .error(let code, _, _, _, _) = try await socket.next(.error) else { return }
                 #expect(code == "not_a_member", "round \(round): the WebSocket still answers")
                 if round == 1 { try await Task.sleep(for: .seconds(6)) }  // past any deadline the frame started
             }
@@ -389,7 +390,7 @@ struct WebSocketWireTests {
             #expect(refused.contains("Retry-After: 1") && refused.contains(#""code":"too_many_connections""#))
             let open = try #require(sockets.first)
             open.send(.typing(chatID: ChatID(999)))
-            guard case .error(let code, _, _, _) = try await open.next(.error) else { return }
+            guard case .error(let code, _, _, _, _) = try await open.next(.error) else { return }
             #expect(code == "not_a_member", "an open connection still answers")
             await sockets.removeLast().close()
             // The server counts the closed connection out when it sees it end.

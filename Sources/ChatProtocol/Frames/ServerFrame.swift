@@ -22,7 +22,8 @@ public enum ServerFrame: Sendable, Equatable {
     /// A frame could not be processed. `ref` is the `client_id` of a failed `send`, or the
     /// `type` of another failed frame. `retry_after_ms` comes with `overloaded`: how long to
     /// wait before repeating the send (with the same `client_id`).
-    case error(code: String, message: String, ref: String?, retryAfterMs: Int? = nil)
+    /// `chatID` names the chat of the frame that failed, when it named one.
+    case error(code: String, message: String, ref: String?, retryAfterMs: Int? = nil, chatID: ChatID? = nil)
 
     /// The `type` values the server sends.
     public enum Kind: String, Codable, Sendable, CaseIterable {
@@ -163,7 +164,8 @@ extension ServerFrame: Codable {
                 code: try container.decode(String.self, forKey: .code),
                 message: try container.decode(String.self, forKey: .message),
                 ref: try container.decodeIfPresent(String.self, forKey: .ref),
-                retryAfterMs: try container.decodeIfPresent(Int.self, forKey: .retryAfterMs))
+                retryAfterMs: try container.decodeIfPresent(Int.self, forKey: .retryAfterMs),
+                chatID: try container.decodeIfPresent(ChatID.self, forKey: .chatID))
         }
     }
 
@@ -194,11 +196,12 @@ extension ServerFrame: Codable {
         case .memberRemoved(let chatID, let userID):
             try container.encode(chatID, forKey: .chatID)
             try container.encode(userID, forKey: .userID)
-        case .error(let code, let message, let ref, let retryAfterMs):
+        case .error(let code, let message, let ref, let retryAfterMs, let chatID):
             try container.encode(code, forKey: .code)
             try container.encode(message, forKey: .message)
             try container.encodeIfPresent(ref, forKey: .ref)
             try container.encodeIfPresent(retryAfterMs, forKey: .retryAfterMs)
+            try container.encodeIfPresent(chatID, forKey: .chatID)
         }
     }
 }

@@ -1,3 +1,5 @@
+import ChatProtocol
+
 /// Every way a request can fail for a reason the caller can act on. The HTTP and WebSocket
 /// layers map these to statuses and error frames; anything else is an internal error.
 public enum ChatError: Error, Equatable, Sendable {
@@ -31,26 +33,26 @@ public enum ChatError: Error, Equatable, Sendable {
     case overloaded(retryAfterMilliseconds: Int)
 
     /// Stable machine-readable code, shared by HTTP error bodies and WebSocket error frames.
-    public var code: String {
+    public var code: ErrorCode {
         switch self {
-        case .invalidField: "validation_failed"
-        case .nameTaken: "name_taken"
-        case .emailTaken: "email_taken"
-        case .invalidCredentials: "invalid_credentials"
-        case .wrongPassword: "wrong_password"
-        case .tooManyLoginAttempts: "too_many_attempts"
-        case .notAuthenticated: "not_authenticated"
-        case .adminOnly: "admin_only"
-        case .creatorOnly: "creator_only"
-        case .chatNotFound: "chat_not_found"
-        case .userNotFound: "user_not_found"
-        case .notAMember: "not_a_member"
-        case .alreadyMember: "already_member"
-        case .privateChatFull: "private_chat_full"
-        case .privateChatWithSelf: "private_chat_with_self"
-        case .creatorCannotBeRemoved: "creator_cannot_be_removed"
-        case .storageUnavailable: "storage_unavailable"
-        case .overloaded: "overloaded"
+        case .invalidField: .validationFailed
+        case .nameTaken: .nameTaken
+        case .emailTaken: .emailTaken
+        case .invalidCredentials: .invalidCredentials
+        case .wrongPassword: .wrongPassword
+        case .tooManyLoginAttempts: .tooManyAttempts
+        case .notAuthenticated: .notAuthenticated
+        case .adminOnly: .adminOnly
+        case .creatorOnly: .creatorOnly
+        case .chatNotFound: .chatNotFound
+        case .userNotFound: .userNotFound
+        case .notAMember: .notAMember
+        case .alreadyMember: .alreadyMember
+        case .privateChatFull: .privateChatFull
+        case .privateChatWithSelf: .privateChatWithSelf
+        case .creatorCannotBeRemoved: .creatorCannotBeRemoved
+        case .storageUnavailable: .storageUnavailable
+        case .overloaded: .overloaded
         }
     }
 

@@ -1,3 +1,4 @@
+import ChatProtocol
 import NIOCore
 import Synchronization
 
@@ -36,7 +37,8 @@ final class ConnectionLimit: ChannelInboundHandler {
     private var refused = false
 
     private static let body =
-        #"{"error":{"code":"too_many_connections","message":"The server has too many connections; try again shortly."}}"#
+        #"{"error":{"code":""# + ErrorCode.tooManyConnections.rawValue
+        + #"","message":"The server has too many connections; try again shortly."}}"#
     private static let refusal =
         "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
         + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"

@@ -1,3 +1,4 @@
+import ChatProtocol
 import HTTPTypes
 import Hummingbird
 import Synchronization
@@ -40,7 +41,7 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
                 throw error
             }
             throw APIError(
-                status: .methodNotAllowed, code: "method_not_allowed", message: "This path does not take that method.",
+                status: .methodNotAllowed, code: .methodNotAllowed, message: "This path does not take that method.",
                 headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")])
         }
     }

@@ -1,3 +1,4 @@
+import ChatProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -37,7 +38,7 @@ public struct OriginPolicy: Sendable {
     }
 
     static let crossSite = APIError(
-        status: .forbidden, code: "cross_site_request",
+        status: .forbidden, code: .crossSiteRequest,
         message: "Cookie-authenticated requests from other sites are refused; use an Authorization header.")
 
     private static func normalized(_ origin: String) -> String {

@@ -14,7 +14,7 @@ extension Request {
         }
         let body = try await body.collect(upTo: maxBytes)
         if let key = DuplicateKeyCheck.firstDuplicate(in: body.readableBytesView) {
-            throw APIError(status: .badRequest, code: "invalid_json", message: "The key \"\(key)\" appears twice.")
+            throw APIError(status: .badRequest, code: .invalidJSON, message: "The key \"\(key)\" appears twice.")
         }
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
@@ -40,7 +40,7 @@ extension Request {
                 fields.updateValue(parts.count == 2 ? value : "", forKey: name) == nil
             else {
                 throw APIError(
-                    status: .badRequest, code: "invalid_form",
+                    status: .badRequest, code: .invalidForm,
                     message: "The form body could not be read (each field may appear once).")
             }
         }

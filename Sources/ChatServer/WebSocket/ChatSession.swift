@@ -21,12 +21,6 @@ struct ChatSession {
     let logger: Logger
 
     /// Close codes the server uses besides the standard ones (see docs/protocol.md).
-    enum CloseCode {
-        static let goingAway: UInt16 = 1001
-        static let tryAgainLater = 1013
-        static let slowConsumer = 4001
-    }
-
     /// How long a connection closed by the server (too slow, or its session revoked) has to
     /// take its close frame before the server drops the TCP connection: a client that stopped
     /// reading would otherwise keep the writer waiting on a full socket.
@@ -45,7 +39,7 @@ struct ChatSession {
             channel.eventLoop.scheduleTask(in: Self.hangUpGrace) { channel.close(promise: nil) }
         }
         shutdown.onShutdown { [outbox = connection.outbox] in
-            outbox.close(.closing(code: CloseCode.goingAway, reason: "server shutting down"))
+            outbox.close(.closing(code: CloseCode.goingAway.rawValue, reason: "server shutting down"))
         }
         let details: [ChatDetails]
         do {
@@ -53,7 +47,8 @@ struct ChatSession {
         } catch ChatError.storageUnavailable {
             // A reconnect storm can outrun the database: the client should come back shortly.
             try await outbound.close(
-                WebSocketErrorCode(codeNumber: CloseCode.tryAgainLater), reason: "database busy or unavailable")
+                WebSocketErrorCode(codeNumber: Int(CloseCode.tryAgainLater.rawValue)),
+                reason: "database busy or unavailable")
             return
         }
         let joined: (positions: [ChatID: Int64], cameOnline: Bool)
@@ -61,7 +56,8 @@ struct ChatSession {
             joined = try hub.connect(connection, chats: details.map { ($0.chat.id, $0.chat.lastSeq) })
         } catch ChatHub.ConnectError.tooManyConnections(let limit) {
             try await outbound.close(
-                WebSocketErrorCode(codeNumber: CloseCode.tryAgainLater), reason: "more than \(limit) connections")
+                WebSocketErrorCode(codeNumber: Int(CloseCode.tryAgainLater.rawValue)),
+                reason: "more than \(limit) connections")
             return
         }
         defer {
@@ -126,7 +122,8 @@ struct ChatSession {
             case .closed(.slowConsumer):
                 logger.warning("Closing a slow consumer", metadata: ["chat.queued_frames": "\(outbox.capacity)"])
                 try await outbound.close(
-                    WebSocketErrorCode(codeNumber: CloseCode.slowConsumer), reason: "too slow: reconnect and resume")
+                    WebSocketErrorCode(codeNumber: Int(CloseCode.slowConsumer.rawValue)),
+                    reason: "too slow: reconnect and resume")
                 return
             case .closed(.closing(let code, let reason)):
                 try await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
@@ -165,7 +162,7 @@ private struct FrameReader {
     mutating func read(_ inbound: WebSocketInboundStream) async throws {
         for try await message in inbound.messages(maxSize: session.settings.maxFrameBytes) {
             guard case .text(let text) = message else {
-                reply(.error(code: "unsupported_frame", message: "Send JSON text frames.", ref: nil))
+                reply(.error(code: ErrorCode.unsupportedFrame.rawValue, message: "Send JSON text frames.", ref: nil))
                 continue
             }
             await handle(text)
@@ -177,7 +174,7 @@ private struct FrameReader {
         switch ClientFrame.parse(text) {
         case .success(let parsed): frame = parsed
         case .failure(let problem):
-            reply(.error(code: problem.code, message: problem.message, ref: problem.ref))
+            reply(.error(code: problem.code.rawValue, message: problem.message, ref: problem.ref))
             return
         }
         do {
@@ -188,7 +185,8 @@ private struct FrameReader {
             case .resume(let chat, let afterSeq): try await resume(chat, after: afterSeq)
             }
         } catch {
-            Self.reply(to: frame.ref, failedWith: error, on: connection, logger: logger, kind: frame.kind)
+            Self.reply(
+                to: frame.ref, about: frame.chatID, failedWith: error, on: connection, logger: logger, kind: frame.kind)
         }
     }
 
@@ -198,8 +196,8 @@ private struct FrameReader {
             session.metrics.sendRateLimited()
             reply(
                 .error(
-                    code: "rate_limited", message: "Too many messages; slow down.", ref: clientID,
-                    retryAfterMs: max(1, Int(wait / .milliseconds(1)))))
+                    code: ErrorCode.rateLimited.rawValue, message: "Too many messages; slow down.", ref: clientID,
+                    retryAfterMs: max(1, Int(wait / .milliseconds(1))), chatID: chat))
             return
         }
         try requireFollowing(chat)
@@ -216,7 +214,8 @@ private struct FrameReader {
                         connection: connection)
                 } catch {
                     session.hub.sendEnded(connection, clientID: clientID, in: chat)
-                    Self.reply(to: clientID, failedWith: error, on: connection, logger: logger, kind: .send)
+                    Self.reply(
+                        to: clientID, about: chat, failedWith: error, on: connection, logger: logger, kind: .send)
                 }
             }
         } catch {
@@ -259,21 +258,24 @@ private struct FrameReader {
         session.metrics.sendAcknowledged(after: .now - received)
     }
 
-    /// The `error` frame for a failed client frame: a ``ChatError`` as its code says (with
-    /// `retry_after_ms` for `overloaded`), anything else as a logged `internal_error`.
+    /// The `error` frame for a failed client frame about `chat`: a ``ChatError`` as its code
+    /// says (with `retry_after_ms` for `overloaded`), anything else as a logged `internal_error`.
     private static func reply(
-        to ref: String, failedWith error: any Error, on connection: ChatConnection, logger: Logger,
-        kind: ClientFrame.Kind
+        to ref: String, about chat: ChatID, failedWith error: any Error, on connection: ChatConnection,
+        logger: Logger, kind: ClientFrame.Kind
     ) {
         let frame: ServerFrame
         switch error {
         case let error as ChatError:
             var retryAfterMs: Int?
             if case .overloaded(let milliseconds) = error { retryAfterMs = milliseconds }
-            frame = .error(code: error.code, message: error.message, ref: ref, retryAfterMs: retryAfterMs)
+            frame = .error(
+                code: error.code.rawValue, message: error.message, ref: ref, retryAfterMs: retryAfterMs, chatID: chat)
         default:
             logger.error("Frame failed", metadata: ["error": "\(error)", "chat.frame": "\(kind)"])
-            frame = .error(code: "internal_error", message: "Something went wrong on our side.", ref: ref)
+            frame = .error(
+                code: ErrorCode.internalError.rawValue, message: "Something went wrong on our side.", ref: ref,
+                chatID: chat)
         }
         connection.outbox.offer(FrameEncoding.encode(frame))
     }
@@ -303,9 +305,9 @@ private struct FrameReader {
                 hub.endCatchUp(connection, chat: chat, afterSeq: nil, messages: [])
                 reply(
                     .error(
-                        code: "resume_too_far",
+                        code: ErrorCode.resumeTooFar.rawValue,
                         message: "More than \(WebSocketSettings.resumeLimit) messages were missed: page through "
-                            + "GET /history, then resume from closer.", ref: "resume"))
+                            + "GET /history, then resume from closer.", ref: "resume", chatID: chat))
                 return
             }
             let frames = missed.map {

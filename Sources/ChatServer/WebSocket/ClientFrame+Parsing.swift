@@ -3,7 +3,7 @@ import Foundation
 
 /// Why a client frame could not be used, as its `error` reply says it.
 struct FrameProblem: Error {
-    let code: String
+    let code: ErrorCode
     let message: String
     let ref: String?
 }
@@ -23,17 +23,17 @@ extension ClientFrame {
         let data = Data(text.utf8)
         guard let envelope = try? JSONDecoder().decode(Envelope.self, from: data) else {
             return .failure(
-                FrameProblem(code: "invalid_json", message: "A frame must be a JSON object with a \"type\".", ref: nil))
+                FrameProblem(code: .invalidJSON, message: "A frame must be a JSON object with a \"type\".", ref: nil))
         }
         if let key = DuplicateKeyCheck.firstDuplicate(in: data) {
             return .failure(
-                FrameProblem(code: "invalid_json", message: "The key \"\(key)\" appears twice.", ref: envelope.type))
+                FrameProblem(code: .invalidJSON, message: "The key \"\(key)\" appears twice.", ref: envelope.type))
         }
         let known = Kind.allCases.map(\.rawValue)
         guard let type = envelope.type, known.contains(type) else {
             return .failure(
                 FrameProblem(
-                    code: "unknown_type", message: "\"type\" must be one of \(known.joined(separator: ", ")).",
+                    code: .unknownType, message: "\"type\" must be one of \(known.joined(separator: ", ")).",
                     ref: envelope.type))
         }
         do {

@@ -32,7 +32,7 @@ struct WebSocketController {
         let narrowedTo = try Self.narrowedChat(request)
         guard Self.isHandshake(request) else {
             throw APIError(
-                status: .upgradeRequired, code: "upgrade_required", message: "Open this URL as a WebSocket.",
+                status: .upgradeRequired, code: .upgradeRequired, message: "Open this URL as a WebSocket.",
                 headers: [.upgrade: "websocket"])
         }
         if let narrowedTo {
@@ -40,7 +40,7 @@ struct WebSocketController {
         }
         guard hub.connections(of: session.user.id).count < settings.connectionsPerUser else {
             throw APIError(
-                status: .tooManyRequests, code: "too_many_connections",
+                status: .tooManyRequests, code: .tooManyConnections,
                 message: "At most \(settings.connectionsPerUser) connections per user; close one first.")
         }
         guard let slot = context.upgrade else {

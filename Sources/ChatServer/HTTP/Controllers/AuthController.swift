@@ -39,7 +39,7 @@ struct AuthController {
         let form = try LoginForm(await request.formFields(maxBytes: maxBodyBytes))
         if let grantType = form.grantType, grantType != "password" {
             throw APIError(
-                status: .badRequest, code: "unsupported_grant_type", message: "grant_type must be \"password\".")
+                status: .badRequest, code: .unsupportedGrantType, message: "grant_type must be \"password\".")
         }
         let (_, token) = try await accounts.logIn(
             login: form.username, password: form.password, address: clientAddress(request, context: context))

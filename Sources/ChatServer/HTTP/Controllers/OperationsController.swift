@@ -1,3 +1,4 @@
+import ChatProtocol
 import Hummingbird
 import Logging
 import NIOCore
@@ -31,19 +32,19 @@ struct OperationsController {
         } catch {
             context.logger.warning("Readiness check failed", metadata: ["error": "\(error)"])
             throw APIError(
-                status: .serviceUnavailable, code: "database_unreachable", message: "The database cannot be reached.",
+                status: .serviceUnavailable, code: .databaseUnreachable, message: "The database cannot be reached.",
                 headers: [.retryAfter: "1"])
         }
         guard pending.isEmpty else {
             throw APIError(
-                status: .serviceUnavailable, code: "migrations_pending",
+                status: .serviceUnavailable, code: .migrationsPending,
                 message:
                     "Migrations \(pending.map { String($0.migration.version) }.joined(separator: ", ")) are not applied."
             )
         }
         if let cluster, !cluster.isListening {
             throw APIError(
-                status: .serviceUnavailable, code: "cluster_unreachable",
+                status: .serviceUnavailable, code: .clusterUnreachable,
                 message: "This node does not hear the other nodes through the database yet.",
                 headers: [.retryAfter: "1"])
         }
@@ -55,7 +56,7 @@ struct OperationsController {
         if let metricsToken {
             guard let authorization = request.headers[.authorization], authorization == "Bearer \(metricsToken)" else {
                 throw APIError(
-                    status: .unauthorized, code: "not_authenticated",
+                    status: .unauthorized, code: .notAuthenticated,
                     message: "Send the metrics token as a bearer token.",
                     headers: [.wwwAuthenticate: "Bearer"])
             }

@@ -43,7 +43,7 @@ struct WebController {
     /// Scripts, styles and icons, revalidated by `ETag` (a 304 when unchanged).
     @Sendable func staticFile(request: Request, context: ChatRequestContext) async throws -> Response {
         guard let name = context.parameters.get("file"), let file = assets["static/\(name)"] else {
-            throw APIError(status: .notFound, code: "not_found", message: "No such file.")
+            throw APIError(status: .notFound, code: .notFound, message: "No such file.")
         }
         var headers: HTTPFields = [.eTag: file.etag, .cacheControl: "no-cache"]
         if let known = request.headers[.ifNoneMatch],
