@@ -6,7 +6,7 @@ public enum CloseCode: UInt16, CaseIterable, Sendable {
     case goingAway = 1001
     case protocolError = 1002
     case invalidText = 1007
-    /// The session ended: logout, password change, or the user's sessions revoked.
+    /// The session ended: logout, password change, or the token expired.
     case sessionEnded = 1008
     case messageTooBig = 1009
     case internalError = 1011
@@ -23,7 +23,8 @@ public enum CloseCode: UInt16, CaseIterable, Sendable {
         case .goingAway: "The server is shutting down."
         case .protocolError: "A protocol error: bad framing, or an unmasked client frame."
         case .invalidText: "A text frame was not valid UTF-8."
-        case .sessionEnded: "The session ended: logged out, or the password changed."
+        case .sessionEnded:
+            "The session ended: logged out, the password changed, or the token expired (reason `session expired`)."
         case .messageTooBig: "A message was larger than `CHAT_WS_MAX_FRAME_BYTES` (64 KiB)."
         case .internalError: "An unexpected server error."
         case .tryAgainLater:

@@ -1,6 +1,7 @@
 import ChatProtocol
 import ChatServer
 import ChatTestSupport
+import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOWebSocket
@@ -116,6 +117,21 @@ struct WebSocketTests {
             alice.send(.send(chatID: chat.id, clientID: "after", text: "still here"))
             guard case .ack(let clientID, _, _) = try await alice.next(.ack) else { return }
             #expect(clientID == "after")
+        }
+    }
+
+    /// A socket does not outlive its token: when the token expires, the server closes it with
+    /// 1008, as it does when the session is logged out.
+    @Test func aSocketIsClosedWhenItsTokenExpires() async throws {
+        try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.storedUser("alice")
+            // Long enough for the handshake on a loaded machine, which checks the token too.
+            let token = try await TokenService(secret: TestApp.jwtSecret, lifetime: .seconds(8)).issue(for: alice.id)
+            let socket = try await ChatWebSocketClient.connect(port: port, token: token.token)
+            let close = try await socket.closedByServer()
+            #expect(close?.closeCode == .policyViolation && close?.reason == "session expired")
+            #expect(Date() >= token.expiresAt.addingTimeInterval(-1), "closed at expiry, not before")
         }
     }
 

@@ -20,11 +20,13 @@ struct ChatSession {
     let metrics: ChatMetrics
     let logger: Logger
 
-    /// Close codes the server uses besides the standard ones (see docs/protocol.md).
     /// How long a connection closed by the server (too slow, or its session revoked) has to
     /// take its close frame before the server drops the TCP connection: a client that stopped
     /// reading would otherwise keep the writer waiting on a full socket.
     static let hangUpGrace: TimeAmount = .seconds(5)
+
+    /// The close reason (with ``CloseCode/sessionEnded``) when the session's token expires.
+    static let expiredReason = "session expired"
 
     func run(
         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel,
@@ -41,6 +43,13 @@ struct ChatSession {
         shutdown.onShutdown { [outbox = connection.outbox] in
             outbox.close(.closing(code: CloseCode.goingAway.rawValue, reason: "server shutting down"))
         }
+        // A socket does not outlive its token: at expiry it ends as a logged-out session does.
+        let untilExpiry = max(0, session.token.expiresAt.timeIntervalSinceNow)
+        let expiry = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(untilExpiry * 1000))) {
+            [outbox = connection.outbox] in
+            outbox.close(.closing(code: CloseCode.sessionEnded.rawValue, reason: Self.expiredReason))
+        }
+        defer { expiry.cancel() }
         let details: [ChatDetails]
         do {
             details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
