@@ -53,7 +53,8 @@ public enum RealtimeContract {
         RealtimeCheck(description: "read markers move forward and reach every device", run: readMarkers),
         RealtimeCheck(description: "presence follows a user's first and last connection", run: presence),
         RealtimeCheck(description: "membership changes take effect on open connections", run: membership),
-        RealtimeCheck(description: "resume streams what was missed, then live continues", run: resume),
+        RealtimeCheck(
+            description: "resume streams what was missed, ends with resumed, then live continues", run: resume),
         RealtimeCheck(description: "admin sync re-follows membership changed behind the hub", run: adminSync),
         RealtimeCheck(description: "logging out closes the session's sockets with 1008", run: logout),
     ]
@@ -268,12 +269,22 @@ public enum RealtimeContract {
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 3))
         // A live message racing the resume must come after the missed ones, exactly once.
         aliceSocket.send(.send(chatID: chat.id, clientID: "a7", text: "7"))
-        var seqs = try await deliveries(4, in: chat.id, on: bobSocket).map(\.seq)
-        if seqs.first == 7 {
-            // 7 went live before the server read the resume, which restarts the stream at 4.
-            seqs = Array(seqs.dropFirst()) + (try await deliveries(1, in: chat.id, on: bobSocket).map(\.seq))
-        }
+        let untilResumed = try await frames(on: bobSocket, until: .resumed)
+        var seqs = untilResumed.compactMap(\.message).filter { $0.chatID == chat.id }.map(\.seq)
+        // 7 went live before the server read the resume, which restarts the stream at 4.
+        if seqs.first == 7 { seqs.removeFirst() }
+        try await require(
+            untilResumed.last == .resumed(chatID: chat.id, lastSeq: seqs.last ?? 3),
+            "resumed names the last message sent before it: \(seqs), \(String(describing: untilResumed.last))")
+        // 7 arrived after the resume ended: then it is live.
+        if seqs.last != 7 { seqs += try await deliveries(1, in: chat.id, on: bobSocket).map(\.seq) }
         try await require(seqs == [4, 5, 6, 7], "missed messages, then live, without gap or repeat: \(seqs)")
+        // Settled: `resumed` ends the messages a resume sends, naming where delivery stands.
+        bobSocket.send(.resume(chatID: chat.id, afterSeq: 5))
+        let resumed = try await frames(on: bobSocket, until: .resumed)
+        try await require(
+            resumed.compactMap(\.message).map(\.seq) == [6, 7] && resumed.last == .resumed(chatID: chat.id, lastSeq: 7),
+            "the resumed messages, then resumed at 7: \(resumed.map(\.kind))")
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 99))
         guard case .error(let code, _, _, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
             throw ContractFailure(description: "resuming past the end is refused")

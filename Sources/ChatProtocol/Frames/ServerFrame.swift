@@ -19,6 +19,9 @@ public enum ServerFrame: Sendable, Equatable {
     case memberAdded(chatID: ChatID, userID: UserID, chat: ReadyChat?)
     /// `user_id` left the chat; a removed member's connections receive nothing more from it.
     case memberRemoved(chatID: ChatID, userID: UserID)
+    /// The end of a `resume`: every message of the chat up to `lastSeq` has been sent, and
+    /// delivery is live from here.
+    case resumed(chatID: ChatID, lastSeq: Int64)
     /// A frame could not be processed. `ref` is the `client_id` of a failed `send`, or the
     /// `type` of another failed frame. `retry_after_ms` comes with `overloaded`: how long to
     /// wait before repeating the send (with the same `client_id`).
@@ -30,6 +33,7 @@ public enum ServerFrame: Sendable, Equatable {
         case ready, ack, message, read, typing, presence, error
         case memberAdded = "member_added"
         case memberRemoved = "member_removed"
+        case resumed
     }
 
     public var kind: Kind {
@@ -42,6 +46,7 @@ public enum ServerFrame: Sendable, Equatable {
         case .presence: .presence
         case .memberAdded: .memberAdded
         case .memberRemoved: .memberRemoved
+        case .resumed: .resumed
         case .error: .error
         }
     }
@@ -125,6 +130,7 @@ extension ServerFrame: Codable {
         case chatID = "chat_id"
         case userID = "user_id"
         case retryAfterMs = "retry_after_ms"
+        case lastSeq = "last_seq"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -159,6 +165,10 @@ extension ServerFrame: Codable {
             self = .memberRemoved(
                 chatID: try container.decode(ChatID.self, forKey: .chatID),
                 userID: try container.decode(UserID.self, forKey: .userID))
+        case .resumed:
+            self = .resumed(
+                chatID: try container.decode(ChatID.self, forKey: .chatID),
+                lastSeq: try container.decode(Int64.self, forKey: .lastSeq))
         case .error:
             self = .error(
                 code: try container.decode(String.self, forKey: .code),
@@ -196,6 +206,9 @@ extension ServerFrame: Codable {
         case .memberRemoved(let chatID, let userID):
             try container.encode(chatID, forKey: .chatID)
             try container.encode(userID, forKey: .userID)
+        case .resumed(let chatID, let lastSeq):
+            try container.encode(chatID, forKey: .chatID)
+            try container.encode(lastSeq, forKey: .lastSeq)
         case .error(let code, let message, let ref, let retryAfterMs, let chatID):
             try container.encode(code, forKey: .code)
             try container.encode(message, forKey: .message)

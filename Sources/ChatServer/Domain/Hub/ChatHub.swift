@@ -258,8 +258,8 @@ public final class ChatHub: Service {
     }
 
     /// Sends the catch-up `messages` (in `seq` order, all after `afterSeq`), then what was
-    /// held, without gap or repeat, and resumes live delivery. With `afterSeq` nil the
-    /// catch-up was abandoned and delivery continues where it was.
+    /// held, without gap or repeat, then `resumed`, and resumes live delivery. With `afterSeq`
+    /// nil the catch-up was abandoned and delivery continues where it was.
     public func endCatchUp(
         _ connection: ChatConnection, chat: ChatID, afterSeq: Int64?, messages: [(seq: Int64, frame: ByteBuffer)]
     ) {
@@ -691,6 +691,10 @@ private struct ShardState {
         }
         for item in held {
             subscription.deliver(item.frame, seq: item.seq, heldLimit: 0)
+        }
+        if catchUp != nil {
+            subscription.deliver(
+                FrameEncoding.encode(.resumed(chatID: chat, lastSeq: subscription.cursor)), seq: nil, heldLimit: 0)
         }
     }
 
