@@ -90,7 +90,7 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .unsupportedGrantType: "The log-in form's `grant_type` is not `password`."
         case .unsupportedMediaType: "The body has a content type this endpoint does not take; the message says which."
         case .bodyTooLarge: "The body is larger than `CHAT_MAX_BODY_BYTES`."
-        case .badRequest: "The request could not be read as HTTP the server serves (a malformed request)."
+        case .badRequest: "A malformed request the HTTP layer refused (400, or the other 4xx status it raised)."
         case .notFound: "No such endpoint or file."
         case .methodNotAllowed: "The path exists, but not with this method; `Allow` lists the ones it takes."
         case .upgradeRequired: "`/ws` was asked for without a WebSocket handshake."

@@ -51,8 +51,8 @@ const state = {
   /** My read marker as last sent or heard. */
   readSeq: 0,
   removed: false,
-  /** Ids of the membership events shown, and those waiting for the message they follow: after_seq -> events. */
-  shownEvents: new Set(),
+  /** Ids of the membership events fetched, and those waiting for the message they follow: after_seq -> events. */
+  knownEvents: new Set(),
   waitingEvents: new Map(),
   /** user id -> timer hiding their typing notice. */
   typing: new Map(),
@@ -316,8 +316,8 @@ async function catchUp(lastSeq, resumeLimit) {
 
 /**
  * Fetches who added or removed whom after messages `fromSeq` through `toSeq` and shows each
- * as a line after the message it follows. A failure only leaves the lines out: they are
- * asked for again with the next page or membership change.
+ * as a line after the message it follows. A failure leaves those lines out until a reload;
+ * the messages are unaffected.
  */
 async function loadMembershipEvents(fromSeq, toSeq = null) {
   const range = `from_seq=${fromSeq}${toSeq === null ? "" : `&to_seq=${toSeq}`}`;
@@ -328,8 +328,8 @@ async function loadMembershipEvents(fromSeq, toSeq = null) {
     return;
   }
   for (const event of events) {
-    if (state.shownEvents.has(event.id)) continue;
-    state.shownEvents.add(event.id);
+    if (state.knownEvents.has(event.id)) continue;
+    state.knownEvents.add(event.id);
     state.waitingEvents.set(event.after_seq, [...(state.waitingEvents.get(event.after_seq) ?? []), event]);
     placeWaitingEvents(event.after_seq);
   }
