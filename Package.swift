@@ -105,6 +105,7 @@ let package = Package(
         .executableTarget(
             name: "ChatSim",
             dependencies: [
+                "ChatProtocol",
                 "ChatSimulator",
                 "ChatServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

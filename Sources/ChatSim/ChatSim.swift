@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatProtocol
 import ChatServer
 import ChatSimulator
 import Foundation
@@ -17,6 +18,7 @@ struct ChatSim: AsyncParsableCommand {
             correctness check fails or a --max-p99-ms / --min-rate threshold is missed. \
             See docs/benchmarks.md.
             """,
+        version: ProjectVersion.current,
         subcommands: [
             FanoutCommand.self, PairsCommand.self, HistoryCommand.self, ConnectionsCommand.self,
             ReconnectCommand.self, MixedCommand.self,

@@ -1,3 +1,4 @@
+import ChatProtocol
 import ChatTestSupport
 import Foundation
 import Hummingbird
@@ -37,6 +38,7 @@ struct OpenAPIDocumentTests {
             #expect(document.status == .ok && document.headers[.contentType]?.hasPrefix("application/json") == true)
             let json = try JSONSerialization.jsonObject(with: Data(document.body.readableBytesView)) as? [String: Any]
             #expect(json?["openapi"] as? String == "3.1.0")
+            #expect((json?["info"] as? [String: Any])?["version"] as? String == ProjectVersion.current)
             let page = try await api.send(.get, "/docs")
             #expect(page.status == .ok && page.bodyText.contains("/static/docs.js"))
             #expect(!page.bodyText.contains("https://"), "the reference page loads nothing from another host")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatProtocol
 import Logging
 
 /// `chat-server`: the server and its admin subcommands. `serve` is the default.
@@ -7,6 +8,7 @@ public struct ChatServerCommand: AsyncParsableCommand {
         commandName: "chat-server",
         abstract: "A real-time chat server: REST API and WebSocket, on PostgreSQL or an embedded SQLite database.",
         discussion: "Settings come from environment variables and <CHAT_ENV>.env; see the README.",
+        version: ProjectVersion.current,
         subcommands: [ServeCommand.self, MigrateCommand.self, SeedCommand.self, AdminCommand.self],
         defaultSubcommand: ServeCommand.self
     )
