@@ -39,7 +39,7 @@ struct ClusterNoticeTests {
         // event that she left (version 12).
         let left = presence.apply(user: alice, online: false, version: 12, from: "b")
         let stale = PostgresChatStore.NodeHeartbeat(node: "b", presenceVersion: 11, onlineUsers: [alice])
-        let afterStale = presence.apply(heartbeats: [stale])
+        let afterStale = presence.apply(heartbeats: [stale], readSince: presence.noticeMark)
         #expect(left && afterStale.isEmpty && !presence.isOnline(alice))
     }
 
@@ -50,11 +50,25 @@ struct ClusterNoticeTests {
             PostgresChatStore.NodeHeartbeat(node: "b", presenceVersion: 5, onlineUsers: [alice]),
             PostgresChatStore.NodeHeartbeat(node: "c", presenceVersion: 7, onlineUsers: [alice]),
         ]
-        let beaten = presence.apply(heartbeats: beats)
+        let beaten = presence.apply(heartbeats: beats, readSince: presence.noticeMark)
         #expect(beaten == [alice: true])
         let bStopped = presence.remove("b")
         #expect(bStopped.isEmpty, "still on c")
-        let cExpired = presence.apply(heartbeats: [])
+        let cExpired = presence.apply(heartbeats: [], readSince: presence.noticeMark)
         #expect(cExpired == [alice: false], "c's heartbeat expired")
+    }
+
+    /// A heartbeat read that began before a node's first event does not know the node: its
+    /// users stay online until a read that began later leaves the node out too.
+    @Test func aHeartbeatReadBeforeANodesEventDoesNotEraseIt() {
+        let bob = UserID(2)
+        var presence = RemotePresence()
+        let readSince = presence.noticeMark
+        let cameOnline = presence.apply(user: bob, online: true, version: 2, from: "new")
+        #expect(cameOnline)
+        let staleRead = presence.apply(heartbeats: [], readSince: readSince)
+        #expect(staleRead.isEmpty && presence.isOnline(bob), "the read began before the event")
+        let laterRead = presence.apply(heartbeats: [], readSince: presence.noticeMark)
+        #expect(laterRead == [bob: false], "a read that began after it leaves the node out: gone")
     }
 }

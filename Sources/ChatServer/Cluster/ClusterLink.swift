@@ -288,9 +288,10 @@ public final class ClusterLink: ChatEvents, Service {
     private func recordHeartbeat() async throws {
         // The version is read before the users are listed: see RemotePresence.
         let version = presenceVersion.load(ordering: .sequentiallyConsistent)
+        let readSince = remotePresence.withLock { $0.noticeMark }
         let heartbeats = try await store.heartbeat(
             node: settings.nodeName, presenceVersion: version, onlineUsers: hub.onlineUsers(), expiry: settings.expiry)
-        presenceChangedElsewhere(remotePresence.withLock { $0.apply(heartbeats: heartbeats) })
+        presenceChangedElsewhere(remotePresence.withLock { $0.apply(heartbeats: heartbeats, readSince: readSince) })
     }
 
     /// Records users who came online or went offline on other nodes; those with no connection

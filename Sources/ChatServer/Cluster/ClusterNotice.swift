@@ -77,6 +77,10 @@ enum ClusterEvent: Codable, Sendable, Equatable {
 /// numbered at most that is old news, and a later one overrides the heartbeat. Notifications
 /// from one node may arrive out of order (they leave on different connections); the numbers
 /// keep the newest.
+///
+/// A heartbeat read is a snapshot taken before it is applied: a node that announced itself
+/// after the snapshot began is not in it, yet is alive. Such a node is kept until a read that
+/// began after its last event (``noticeMark``); otherwise its users would flap offline and back.
 struct RemotePresence {
     private struct Status {
         var online: Bool
@@ -85,6 +89,9 @@ struct RemotePresence {
 
     /// Per node: the version of its last heartbeat applied, and what is known per user.
     private var nodes: [String: (version: Int64, users: [UserID: Status])] = [:]
+    /// Counts the presence events applied; per node, the count at its last one.
+    private(set) var noticeMark = 0
+    private var lastNotice: [String: Int] = [:]
 
     func isOnline(_ user: UserID) -> Bool {
         nodes.values.contains { $0.users[user]?.online == true }
@@ -97,13 +104,17 @@ struct RemotePresence {
         guard version > entry.version, version > entry.users[user]?.version ?? 0 else { return false }
         entry.users[user] = Status(online: online, version: version)
         nodes[node] = entry
+        noticeMark += 1
+        lastNotice[node] = noticeMark
         return before != isOnline(user)
     }
 
     /// Replaces what is known with the heartbeats of the nodes alive: nodes without one are
-    /// gone, and so is their users' presence.
+    /// gone, and so is their users' presence, unless an event of theirs came after the read
+    /// began.
+    /// - Parameter readSince: ``noticeMark`` when the heartbeats were read.
     /// - Returns: the users whose status changed, with the new one.
-    mutating func apply(heartbeats: [PostgresChatStore.NodeHeartbeat]) -> [UserID: Bool] {
+    mutating func apply(heartbeats: [PostgresChatStore.NodeHeartbeat], readSince: Int) -> [UserID: Bool] {
         let affected = Set(nodes.values.flatMap(\.users.keys) + heartbeats.flatMap(\.onlineUsers))
         let before = Dictionary(uniqueKeysWithValues: affected.map { ($0, isOnline($0)) })
         var updated: [String: (version: Int64, users: [UserID: Status])] = [:]
@@ -122,7 +133,11 @@ struct RemotePresence {
             }
             updated[heartbeat.node] = (heartbeat.presenceVersion, users)
         }
+        for (node, known) in nodes where updated[node] == nil && lastNotice[node] ?? 0 > readSince {
+            updated[node] = known
+        }
         nodes = updated
+        lastNotice = lastNotice.filter { updated[$0.key] != nil }
         return changes(since: before)
     }
 
@@ -132,6 +147,7 @@ struct RemotePresence {
         let affected = nodes[node]?.users.keys.map { $0 } ?? []
         let before = Dictionary(uniqueKeysWithValues: affected.map { ($0, isOnline($0)) })
         nodes[node] = nil
+        lastNotice[node] = nil
         return changes(since: before)
     }
 
