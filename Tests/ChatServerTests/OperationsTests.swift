@@ -47,6 +47,15 @@ struct OperationsTests {
             ] {
                 #expect(text.contains(line), "\(line) in:\n\(text)")
             }
+            // Every metric says what it counts (promtool check metrics asks for it too).
+            let typed = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map {
+                $0.split(separator: " ")[2]
+            }
+            let helped = Set(
+                text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
+            #expect(
+                !typed.isEmpty && typed.allSatisfy(helped.contains),
+                "no help text: \(typed.filter { !helped.contains($0) })")
             await aliceSocket.close()
             await bobSocket.close()
         }

@@ -33,6 +33,36 @@ public struct ChatMetrics: Sendable {
             label: "chat_sends_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)
     }
 
+    /// Each metric's `# HELP` text (docs/operations.md has the same list). swift-metrics, the API
+    /// these metrics are made through, carries none, so `/metrics` adds them (``withHelp(_:)``).
+    static let helpTexts: [String: String] = [
+        "chat_websocket_connections": "Open WebSocket connections on this server.",
+        "chat_connected_users": "Users with at least one open connection on this server.",
+        "chat_messages_stored_total": "Messages stored.",
+        "chat_messages_delivered_total": "Message and ack frames handed to connections.",
+        "chat_duplicates_suppressed_total": "Sends that repeated a client_id (retries, raced devices).",
+        "chat_slow_consumers_closed_total": "Connections closed with 4001 for falling behind.",
+        "chat_send_ack_seconds": "Time from a send frame arriving to its ack being queued.",
+        "chat_database_errors_total": "Database failures: unreachable, or unexpected errors.",
+        "chat_sends_refused_total": "Sends refused before anything was stored, by reason (overloaded, rate_limited).",
+        "chat_http_requests_total": "HTTP requests by route template and status.",
+    ]
+
+    /// The Prometheus text `exposition` with a `# HELP` line before the `# TYPE` line of each
+    /// metric that has a help text.
+    public static func withHelp(_ exposition: String) -> String {
+        var lines: [Substring] = []
+        for line in exposition.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE "), let name = line.split(separator: " ").dropFirst(2).first,
+                let help = helpTexts[String(name)]
+            {
+                lines.append("# HELP \(name) \(help)")
+            }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// Metrics that go nowhere, for the admin commands and tests that do not read them.
     public static let disabled = ChatMetrics(factory: NOOPMetricsHandler.instance)
 

@@ -51,7 +51,7 @@ struct OperationsController {
         return try JSONResponse.make(["status": "ready"])
     }
 
-    /// Every metric in the Prometheus text format.
+    /// Every metric in the Prometheus text format, with its help text.
     @Sendable func metrics(request: Request, context: ChatRequestContext) async throws -> Response {
         if let metricsToken {
             guard let authorization = request.headers[.authorization], authorization == "Bearer \(metricsToken)" else {
@@ -63,6 +63,8 @@ struct OperationsController {
         }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+            body: .init(
+                byteBuffer: ByteBuffer(
+                    string: ChatMetrics.withHelp(String(decoding: registry.emitToBuffer(), as: UTF8.self)))))
     }
 }
