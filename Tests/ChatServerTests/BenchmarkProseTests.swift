@@ -6,12 +6,8 @@ import Testing
 /// when they are regenerated. A target's own name (in bold) may carry its bound.
 @Suite("Benchmark document")
 struct BenchmarkProseTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
     @Test func theTargetsProseQuotesNoFigure() throws {
-        let document = try String(
-            contentsOf: Self.root.appendingPathComponent("docs/benchmarks.md"), encoding: .utf8)
+        let document = try RepositoryFile.text("docs/benchmarks.md")
         let heading = "### The targets, one by one\n"
         let start = try #require(document.range(of: heading)).upperBound
         let end = document[start...].range(of: "\n### ")?.lowerBound ?? document.endIndex

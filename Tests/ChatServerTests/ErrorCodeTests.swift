@@ -8,12 +8,9 @@ import Testing
 /// them, and the OpenAPI document and docs/protocol.md may name no other code and miss none.
 @Suite("Error and close codes")
 struct ErrorCodeTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
     /// Rewrites docs/errors.md when `UPDATE_ERRORS_DOC=1`; otherwise fails while it differs.
     @Test func theReferenceIsGeneratedFromTheEnums() throws {
-        let file = Self.root.appendingPathComponent("docs/errors.md")
+        let file = RepositoryFile.url("docs/errors.md")
         let generated = Self.reference()
         if ProcessInfo.processInfo.environment["UPDATE_ERRORS_DOC"] == "1" {
             try generated.write(to: file, atomically: true, encoding: .utf8)
@@ -75,8 +72,7 @@ struct ErrorCodeTests {
     /// docs/protocol.md's tables: the `error` frame's codes, the close codes, and the refused
     /// handshakes' codes with their statuses.
     @Test func theProtocolDocumentNamesEveryFrameAndCloseCode() throws {
-        let protocolDocument = try String(
-            contentsOf: Self.root.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
+        let protocolDocument = try RepositoryFile.text("docs/protocol.md")
         let frameCodes = Self.firstColumn(of: "| code | meaning |", in: protocolDocument)
         #expect(Set(frameCodes) == Set(ErrorCode.allCases.filter(\.isInErrorFrames).map { "`\($0.rawValue)`" }))
         let closeCodes = Self.firstColumn(of: "| code | meaning | what to do |", in: protocolDocument)

@@ -667,6 +667,12 @@ async function searchUsers() {
   }
 }
 
+/** Someone joined or left: the member list, and the line saying so near the end of the chat. */
+function membershipChanged() {
+  reloadMembers();
+  loadMembershipEvents(Math.max(0, state.highestSeq - pageSize));
+}
+
 async function reloadMembers() {
   try {
     state.chat = await api("GET", `/chats/${chatId}`);
@@ -741,16 +747,11 @@ function handleFrame(frame) {
       break;
     }
     case "member_added":
-      reloadMembers();
-      loadMembershipEvents(Math.max(0, state.highestSeq - pageSize));
+      membershipChanged();
       break;
     case "member_removed":
-      if (frame.user_id === state.me.id) {
-        leave("You were removed from this chat.");
-      } else {
-        reloadMembers();
-        loadMembershipEvents(Math.max(0, state.highestSeq - pageSize));
-      }
+      if (frame.user_id === state.me.id) leave("You were removed from this chat.");
+      else membershipChanged();
       break;
     case "error":
       handleError(frame);
