@@ -26,6 +26,9 @@ struct CommandLineTests {
             #expect(
                 status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
             #expect(
+                try await cli.run("migrate", "down", "--steps", "1").output.contains(
+                    "Reverted 0005 database_generation"))
+            #expect(
                 try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0004 membership_events"))
             #expect(try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0003 cluster"))
             #expect(
@@ -88,6 +91,43 @@ struct CommandLineTests {
 
             server.terminate()
             #expect(try await server.exitStatus() == 0, "SIGTERM is a clean shutdown")
+        }
+    }
+
+    /// docs/operations.md, "Backups": a SQLite backup of a running server, a restore refused
+    /// while it runs and done once it stopped; on PostgreSQL, the generation step alone.
+    @Test(arguments: TestDatabase.allCases)
+    func backupAndRestoreWorkAsDocumented(_ database: TestDatabase) async throws {
+        try await database.withLocation { location in
+            let cli = try ChatServerCLI(database: location, environment: "local")
+            guard case .sqlite(let path) = location else {
+                let backup = try await cli.run("database", "backup", "/tmp/never-written")
+                #expect(backup.status != 0 && backup.output.contains("pg_dump"), "\(backup.output)")
+                let restore = try await cli.run("database", "restore", "/tmp/never-read")
+                #expect(restore.status != 0 && restore.output.contains("new-generation"), "\(restore.output)")
+                #expect(try await cli.run("migrate", "up").status == 0)
+                let renewed = try await cli.run("database", "new-generation")
+                #expect(renewed.status == 0 && renewed.output.contains("generation is now"), "\(renewed.output)")
+                return
+            }
+            let backup = path + ".backup"
+            let port = try await FreePort.find()
+            let server = try cli.start("serve", "--port", String(port))
+            defer { server.terminate() }
+            try await cli.waitForLog("is ready at http://127.0.0.1:\(port)/", process: server)
+            let written = try await cli.run("database", "backup", backup)
+            #expect(written.status == 0 && written.output.contains("Wrote a backup"), "\(written.output)")
+            #expect(try await cli.run("database", "backup", backup).output.contains("exists already"))
+            let whileServing = try await cli.run("database", "restore", backup)
+            #expect(whileServing.status != 0 && whileServing.output.contains("Another chat-server is serving"))
+            server.terminate()
+            #expect(try await server.exitStatus() == 0)
+            let restored = try await cli.run("database", "restore", backup)
+            #expect(restored.status == 0 && restored.output.contains("its new generation is"), "\(restored.output)")
+            let again = try cli.start("serve", "--port", String(port))
+            defer { again.terminate() }
+            try await cli.waitForLog("is ready at http://127.0.0.1:\(port)/", process: again)
+            #expect(!cli.log.contains("Loaded demo data"), "the restored database has the demo users already")
         }
     }
 

@@ -34,6 +34,7 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
     case privateChatWithSelf = "private_chat_with_self"
     case creatorCannotBeRemoved = "creator_cannot_be_removed"
     case resumeTooFar = "resume_too_far"
+    case resyncRequired = "resync_required"
     // Load and availability
     case rateLimited = "rate_limited"
     case overloaded
@@ -63,15 +64,15 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .tooManyConnections: [429, 503]
         case .internalError: [500]
         case .overloaded, .storageUnavailable, .databaseUnreachable, .migrationsPending, .clusterUnreachable: [503]
-        case .unknownType, .unsupportedFrame, .resumeTooFar, .rateLimited: []
+        case .unknownType, .unsupportedFrame, .resumeTooFar, .resyncRequired, .rateLimited: []
         }
     }
 
     /// Whether WebSocket `error` frames carry it.
     public var isInErrorFrames: Bool {
         switch self {
-        case .validationFailed, .invalidJSON, .unknownType, .unsupportedFrame, .notAMember, .resumeTooFar, .rateLimited,
-            .overloaded, .storageUnavailable, .internalError:
+        case .validationFailed, .invalidJSON, .unknownType, .unsupportedFrame, .notAMember, .resumeTooFar,
+            .resyncRequired, .rateLimited, .overloaded, .storageUnavailable, .internalError:
             true
         default: false
         }
@@ -113,6 +114,9 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .privateChatWithSelf: "A private chat was asked for with yourself."
         case .creatorCannotBeRemoved: "The chat's creator cannot be removed."
         case .resumeTooFar: "More than 1,000 messages were missed: page through `GET /history` first, then resume."
+        case .resyncRequired:
+            "`resume` asked for messages after the chat's last `seq`: the database was restored from a backup. "
+                + "Drop what you hold of the chat and read it again with `GET /history`."
         case .rateLimited:
             "Too many sends on this connection; nothing was stored. Send the same frame again after `retry_after_ms`."
         case .overloaded:

@@ -68,6 +68,9 @@ struct DeviceObservations: Sendable {
     var otherErrors: [String: Int] = [:]
     /// Chats too far behind to `resume` after a reconnect, caught up through `/history`.
     var historyCatchUps = 0
+    /// Reconnects whose `ready` named a new database generation: the database was restored,
+    /// and the device dropped its positions and followed its chats afresh.
+    var generationChanges = 0
     /// Connections that ended unasked and were reconnected (`--ride-out`).
     var connectionsLost = 0
     /// Sends refused with `storage_unavailable` and repeated with their client id (`--ride-out`).
@@ -154,6 +157,8 @@ final class Device: @unchecked Sendable {
     fileprivate private(set) var closeSent = false
     private var closeCode: WebSocketErrorCode?
     private var lastRead: [Int64: UInt64] = [:]
+    /// The database generation of the last `ready`.
+    private var generation: String?
     /// Chats being resumed, in the order the resumes were sent, and the `seq` each must reach.
     private var resumes: [(chat: Int64, target: Int64)] = []
     /// While reconciling: the `seq`s of each chat the device had not received when the run
@@ -456,6 +461,14 @@ final class Device: @unchecked Sendable {
             return
         }
         resumes.removeAll()
+        if let known = generation, known != ready.generation {
+            // Restored from a backup: the seqs held now name other messages (docs/protocol.md,
+            // "After a restore"). Follow every chat afresh from where it now stands.
+            observed.generationChanges += 1
+            observed.streams.removeAll()
+            farBehind.removeAll()
+        }
+        generation = ready.generation
         for chat in ready.chats {
             let id = chat.id.rawValue
             guard var stream = observed.streams[id] else {

@@ -320,6 +320,7 @@ final class Simulation: Sendable {
         var senders: [Int: SendLog] = [:]
         var strays = 0
         var historyCatchUps = 0
+        var generationChanges = 0
         var connectionsLost = 0
         var sendsRepeated = 0
         var turnedAway = 0
@@ -339,6 +340,7 @@ final class Simulation: Sendable {
             rates.deliveredFrames += observed.framesWhileMeasuring
             strays += observed.strays
             historyCatchUps += observed.historyCatchUps
+            generationChanges += observed.generationChanges
             connectionsLost += observed.connectionsLost
             sendsRepeated += observed.sendsRepeated
             turnedAway += observed.turnedAway
@@ -375,6 +377,11 @@ final class Simulation: Sendable {
         }
         if historyCatchUps > 0 {
             notes.append("\(historyCatchUps) chats were too far behind to resume and were caught up through /history")
+        }
+        if generationChanges > 0 {
+            notes.append(
+                "the database was restored during the run (\(generationChanges) reconnects saw a new generation): "
+                    + "the devices followed their chats afresh, and what the restore lost shows as missing")
         }
         let recoveryLog = recoveries.withLock { $0 }
         let faults = Report.Faults(

@@ -25,7 +25,9 @@ public final class ChatWebSocketClient: Sendable {
 
     /// The `ready` frame the server opened with.
     public var ready: ReadyPayload {
-        readyFrame.withLock { $0 } ?? ReadyPayload(user: UserPayload(id: 0, name: ""), chats: [], resumeLimit: 0)
+        readyFrame.withLock { $0 }
+            ?? ReadyPayload(
+                user: UserPayload(id: 0, name: ""), chats: [], resumeLimit: 0, generation: "")
     }
 
     private init(url: String, headers: HTTPFields) {

@@ -109,6 +109,8 @@ public final class FaultInjectingStore: ChatStore {
     }
 
     public func counts() async throws -> StoreCounts { try await base.counts() }
+    public func databaseGeneration() async throws -> String { try await base.databaseGeneration() }
+    public func renewDatabaseGeneration() async throws -> String { try await base.renewDatabaseGeneration() }
 }
 
 /// Holds message appends (``FaultInjectingStore``) until the test opens it.

@@ -77,6 +77,8 @@ public enum RealtimeContract {
                 ReadyMember(userID: bob.id, name: "bob", readSeq: 2, online: true),
             ], "with every member's marker and presence")
         try await require(ready.resumeLimit == 1000, "and the resume limit")
+        let generation = try await api.store.databaseGeneration()
+        try await require(ready.generation == generation, "and the database's generation")
         await aliceSocket.close()
         await bobSocket.close()
     }
@@ -286,9 +288,9 @@ public enum RealtimeContract {
             resumed.compactMap(\.message).map(\.seq) == [6, 7] && resumed.last == .resumed(chatID: chat.id, lastSeq: 7),
             "the resumed messages, then resumed at 7: \(resumed.map(\.kind))")
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 99))
-        guard case .error(let code, _, _, _, _) = try await bobSocket.next(.error), code == "validation_failed" else {
-            throw ContractFailure(description: "resuming past the end is refused")
-        }
+        guard case .error(let code, _, _, _, let errorChat) = try await bobSocket.next(.error),
+            code == ErrorCode.resyncRequired.rawValue, errorChat == chat.id
+        else { throw ContractFailure(description: "resuming past the end asks the client to read the chat again") }
         await aliceSocket.close()
         await bobSocket.close()
     }

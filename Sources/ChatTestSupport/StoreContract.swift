@@ -39,6 +39,7 @@ public enum StoreContract {
         StoreContractCheck(description: "text is stored verbatim", run: verbatimText),
         StoreContractCheck(description: "migrations go down and up again", run: migrationsRoundTrip),
         StoreContractCheck(description: "counts report rows", run: counts),
+        StoreContractCheck(description: "the generation stays until it is renewed", run: generation),
     ]
 
     // MARK: Users
@@ -530,6 +531,15 @@ public enum StoreContract {
         }
         let counts = try await store.counts()
         try await require(counts == StoreCounts(users: 3, chats: 1, members: 2, messages: 4), "counts \(counts)")
+    }
+
+    static func generation(_ store: any ChatStore) async throws {
+        let first = try await store.databaseGeneration()
+        try await require(first.count == 32 && first.allSatisfy(\.isHexDigit), "a random hex id: \(first)")
+        try await require(try await store.databaseGeneration() == first, "read twice, the same")
+        let renewed = try await store.renewDatabaseGeneration()
+        try await require(renewed != first, "renewing changes it")
+        try await require(try await store.databaseGeneration() == renewed, "the renewed one stays")
     }
 
     // MARK: Helpers

@@ -49,11 +49,24 @@ public enum TestApp {
         _ test: @Sendable (APITestClient) async throws -> T
     ) async throws -> T {
         try await database.withLocation { location in
-            let (app, store) = try await makeApp(
-                on: location, overrides: overrides, logger: logger, wrapStore: wrapStore)
-            return try await app.test(testing) { client in
-                try await test(APITestClient(client: client, store: store, database: location))
-            }
+            try await run(
+                at: location, testing: testing, overrides: overrides, logger: logger, wrapStore: wrapStore, test)
+        }
+    }
+
+    /// Runs `test` with a client of the application built on the database at `location`, which
+    /// outlives it: a test can serve one database twice, with something done to it between.
+    public static func run<T: Sendable>(
+        at location: DatabaseLocation,
+        testing: TestingSetup = .router,
+        overrides: [String: String] = [:],
+        logger: Logger = TestDatabase.logger,
+        wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 },
+        _ test: @Sendable (APITestClient) async throws -> T
+    ) async throws -> T {
+        let (app, store) = try await makeApp(on: location, overrides: overrides, logger: logger, wrapStore: wrapStore)
+        return try await app.test(testing) { client in
+            try await test(APITestClient(client: client, store: store, database: location))
         }
     }
 

@@ -71,7 +71,7 @@ struct WebSocketPartsTests {
             id: 1, chatID: 2, seq: 3, senderID: 4, clientID: "c", text: "hi", timestamp: Date(timeIntervalSince1970: 1),
             isRead: false)
         let frames: [ServerFrame] = [
-            .ready(ReadyPayload(user: UserPayload(id: 1, name: "a"), chats: [], resumeLimit: 1000)),
+            .ready(ReadyPayload(user: UserPayload(id: 1, name: "a"), chats: [], resumeLimit: 1000, generation: "g")),
             .ack(clientID: "c", message: message, duplicate: true), .message(message),
             .read(chatID: 2, userID: 4, seq: 3), .typing(chatID: 2, userID: 4), .presence(userID: 4, online: true),
             .memberAdded(chatID: 2, userID: 4, chat: nil), .memberRemoved(chatID: 2, userID: 4),

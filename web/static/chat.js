@@ -762,6 +762,9 @@ function handleFrame(frame) {
 function handleError(frame) {
   if (frame.code === "resume_too_far") {
     catchUp(Infinity, 0);
+  } else if (frame.code === "resync_required") {
+    // The database was restored behind the page's back: read the chat again.
+    location.reload();
   } else if (state.pending.has(frame.ref)) {
     if (["rate_limited", "storage_unavailable", "overloaded"].includes(frame.code)) {
       // Nothing was stored, or it was and the repeat finds it: the same client_id again, after

@@ -218,7 +218,7 @@ export async function logOut() {
  * every parsed frame (`ready` first after each connect); `onState` gets "connecting",
  * "online", "waiting" (with the delay in ms) or "stopped". A close for an ended session
  * (1008), or a refused handshake without a session, sends the browser to the log-in page
- * (`sessionEnded`).
+ * (`sessionEnded`); a `ready` with a new database generation reloads the page.
  */
 export class LiveConnection {
   constructor(path, { onFrame, onState }) {
@@ -251,6 +251,11 @@ export class LiveConnection {
         return;
       }
       if (frame.type === "ready") {
+        // A new generation: the database was restored from a backup, and what the page shows
+        // may name seqs that now belong to other messages. Reading everything again is a
+        // reload (unsent messages wait in sessionStorage). docs/protocol.md, "After a restore".
+        if (this.generation && frame.generation !== this.generation) return location.reload();
+        this.generation = frame.generation;
         this.ready = true;
         this.attempts = 0;
         this.onState("online");

@@ -58,15 +58,20 @@ public struct ReadyPayload: Codable, Sendable, Equatable {
     public var chats: [ReadyChat]
     /// Most messages one `resume` returns; page older ones with `GET /history`.
     public var resumeLimit: Int
+    /// The database's generation. When it differs from the one a client saw before, the
+    /// database was restored from a backup: the client drops every position it holds and reads
+    /// its chats again, because their seqs now name other messages.
+    public var generation: String
 
-    public init(user: UserPayload, chats: [ReadyChat], resumeLimit: Int) {
+    public init(user: UserPayload, chats: [ReadyChat], resumeLimit: Int, generation: String) {
         self.user = user
         self.chats = chats
         self.resumeLimit = resumeLimit
+        self.generation = generation
     }
 
     enum CodingKeys: String, CodingKey {
-        case user, chats
+        case user, chats, generation
         case resumeLimit = "resume_limit"
     }
 }

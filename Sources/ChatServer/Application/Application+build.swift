@@ -31,6 +31,7 @@ public struct ChatComponents: Sendable {
     public let cluster: ClusterLink?
     /// Where events that open connections must hear of go: the cluster link, else the hub.
     public var events: any ChatEvents { cluster ?? hub }
+    public let generation = DatabaseGeneration()
     public let telemetry: Telemetry
     let logger: Logger
 
@@ -127,9 +128,9 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     let withSession = router.group()
         .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
     WebSocketController(
-        chats: components.chats, hub: components.hub, events: components.events, originPolicy: originPolicy,
-        settings: config.webSocket,
-        metrics: components.telemetry.metrics, logger: components.logger
+        chats: components.chats, hub: components.hub, events: components.events, generation: components.generation,
+        originPolicy: originPolicy, settings: config.webSocket, metrics: components.telemetry.metrics,
+        logger: components.logger
     ).addRoutes(to: withSession)
     let authenticated = withSession.group(context: AuthenticatedContext.self)
     users.addRoutes(to: authenticated)
@@ -153,6 +154,7 @@ func prepareDatabase(_ components: ChatComponents, options: StartupOptions, logg
         let pending = try await store.migrationStatus().filter { $0.appliedAt == nil }
         guard pending.isEmpty else { throw StartupError.pendingMigrations(pending.map(\.migration.version)) }
     }
+    try await components.generation.load(from: store)
     if options.seedDemoDataIntoEmptyDatabase, try await store.counts().users == 0 {
         try await DemoSeeder(store: store, hasher: components.hasher, rules: components.config.inputRules).seed()
         logger.notice(

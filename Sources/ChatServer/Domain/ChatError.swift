@@ -26,6 +26,8 @@ public enum ChatError: Error, Equatable, Sendable {
     /// A private chat was asked for with the caller themselves.
     case privateChatWithSelf
     case creatorCannotBeRemoved
+    /// A `resume` after the chat's last seq: the client holds positions from before a restore.
+    case resyncRequired(lastSeq: Int64)
     /// The database cannot be reached or failed; the request may be retried.
     case storageUnavailable
     /// More sends are waiting to be stored than the node takes (``SendAdmission``): nothing was
@@ -51,6 +53,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .privateChatFull: .privateChatFull
         case .privateChatWithSelf: .privateChatWithSelf
         case .creatorCannotBeRemoved: .creatorCannotBeRemoved
+        case .resyncRequired: .resyncRequired
         case .storageUnavailable: .storageUnavailable
         case .overloaded: .overloaded
         }
@@ -75,6 +78,8 @@ public enum ChatError: Error, Equatable, Sendable {
         case .privateChatFull: "A private chat has at most two members."
         case .privateChatWithSelf: "A private chat is between two people: choose someone other than yourself."
         case .creatorCannotBeRemoved: "The chat's creator cannot be removed."
+        case .resyncRequired(let lastSeq):
+            "after_seq is past the chat's last seq (\(lastSeq)): the database was restored. Read the chat again."
         case .storageUnavailable: "The service is temporarily unavailable. Please retry."
         case .overloaded: "The server is busy and did not store this message. Retry shortly."
         }

@@ -179,9 +179,9 @@ public struct ChatService: Sendable {
         -> [HistoryItem]?
     {
         let chat = try await chat(chatID, member: viewer)
-        guard afterSeq >= 0, afterSeq <= chat.lastSeq else {
-            throw ChatError.invalidField("after_seq", "must be from 0 to the chat's last seq (\(chat.lastSeq))")
-        }
+        guard afterSeq >= 0 else { throw ChatError.invalidField("after_seq", "must not be negative") }
+        // Past the end, the client saw seqs the database no longer has: it was restored.
+        guard afterSeq <= chat.lastSeq else { throw ChatError.resyncRequired(lastSeq: chat.lastSeq) }
         let messages = try await store.messages(in: chat.id, .after(seq: afterSeq, limit: limit + 1))
         guard messages.count <= limit else { return nil }
         guard !messages.isEmpty else { return [] }

@@ -27,6 +27,11 @@ public protocol ChatStore: Service {
     /// Reverts the newest `steps` applied migrations in one transaction and returns them.
     @discardableResult
     func migrateDown(steps: Int) async throws -> [Migration]
+    /// The database's generation: a random id made with the database and replaced after a
+    /// restore, so that clients know their positions are void (docs/operations.md, "Backups").
+    func databaseGeneration() async throws -> String
+    /// Replaces the generation with a new random one and returns it.
+    func renewDatabaseGeneration() async throws -> String
 
     // MARK: Users
 

@@ -662,6 +662,22 @@ public final class PostgresChatStore: ChatStore {
         return StoreCounts(users: users, chats: chats, members: members, messages: messages)
     }
 
+    public func databaseGeneration() async throws -> String {
+        guard let generation = try await fetch("SELECT generation FROM database_generation", as: String.self).first
+        else { throw StorageError.unexpected("the database has no generation") }
+        return generation
+    }
+
+    public func renewDatabaseGeneration() async throws -> String {
+        let rows = try await write(
+            """
+            UPDATE database_generation SET generation = replace(gen_random_uuid()::text, '-', ''), began_at = now()
+            RETURNING generation
+            """, as: String.self)
+        guard let generation = rows.first else { throw StorageError.unexpected("the database has no generation") }
+        return generation
+    }
+
     // MARK: Connections, transactions and errors
 
     /// Runs a query that reads, and decodes every row.

@@ -635,6 +635,34 @@ public final class SQLiteChatStore: ChatStore {
             messages: try row.int("messages"))
     }
 
+    public func databaseGeneration() async throws -> String {
+        let rows = try await read { connection in
+            try await connection.run("SELECT generation FROM database_generation")
+        }
+        guard let row = rows.first else { throw StorageError.unexpected("the database has no generation") }
+        return try row.string("generation")
+    }
+
+    public func renewDatabaseGeneration() async throws -> String {
+        let rows = try await write { connection in
+            try await connection.run(
+                """
+                UPDATE database_generation
+                SET generation = lower(hex(randomblob(16))), began_at = CAST(unixepoch('subsec') * 1000 AS INTEGER)
+                RETURNING generation
+                """)
+        }
+        guard let row = rows.first else { throw StorageError.unexpected("the database has no generation") }
+        return try row.string("generation")
+    }
+
+    /// Writes a consistent copy of the database to the new file at `path`, while servers go on
+    /// writing: `VACUUM INTO` reads one snapshot, as any read does. (Through the writer because
+    /// a reader is `query_only`; this store is the backup command's own.)
+    public func backup(to path: String) async throws {
+        _ = try await write { connection in try await connection.run("VACUUM INTO ?", [.text(path)]) }
+    }
+
     // MARK: Connections, transactions and errors
 
     /// Runs `body` on the next reader, alone. A connection's read snapshot lasts while any of

@@ -16,6 +16,8 @@ struct ChatSession {
     /// Where read markers, typing and presence are announced: this node's hub, and with
     /// several nodes the others too.
     let events: any ChatEvents
+    /// The database generation `ready` announces (``ReadyPayload/generation``).
+    let generation: String
     let settings: WebSocketSettings
     let metrics: ChatMetrics
     let logger: Logger
@@ -78,7 +80,7 @@ struct ChatSession {
             chats: details.compactMap { details in
                 joined.positions[details.chat.id].map { ReadyChat(details, lastSeq: $0, isOnline: hub.isOnline) }
             },
-            resumeLimit: WebSocketSettings.resumeLimit)
+            resumeLimit: WebSocketSettings.resumeLimit, generation: generation)
         connection.outbox.offer(FrameEncoding.encode(.ready(ready)))
         hub.release(connection)
         if joined.cameOnline { events.presenceChanged(of: user.id, online: true, chats: connection.chats) }

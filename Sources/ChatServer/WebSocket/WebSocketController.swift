@@ -13,6 +13,7 @@ struct WebSocketController {
     let chats: ChatService
     let hub: ChatHub
     let events: any ChatEvents
+    let generation: DatabaseGeneration
     let originPolicy: OriginPolicy
     let settings: WebSocketSettings
     let metrics: ChatMetrics
@@ -50,9 +51,8 @@ struct WebSocketController {
                 status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
         }
         let chatSession = ChatSession(
-            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, events: events, settings: settings,
-            metrics: metrics,
-            logger: logger)
+            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, events: events,
+            generation: generation.current, settings: settings, metrics: metrics, logger: logger)
         slot.accept { inbound, outbound, context in
             try await chatSession.run(
                 inbound: inbound, outbound: outbound, channel: context.channel, shutdown: context.shutdown)

@@ -9,7 +9,9 @@ public struct ChatServerCommand: AsyncParsableCommand {
         abstract: "A real-time chat server: REST API and WebSocket, on PostgreSQL or an embedded SQLite database.",
         discussion: "Settings come from environment variables and <CHAT_ENV>.env; see the README.",
         version: ProjectVersion.current,
-        subcommands: [ServeCommand.self, MigrateCommand.self, SeedCommand.self, AdminCommand.self],
+        subcommands: [
+            ServeCommand.self, MigrateCommand.self, SeedCommand.self, AdminCommand.self, DatabaseCommand.self,
+        ],
         defaultSubcommand: ServeCommand.self
     )
 
