@@ -153,6 +153,11 @@ struct ClusterTests {
 
             bobSocket.send(.typing(chatID: chat.id))
             #expect(try await aliceSocket.next(.typing) == .typing(chatID: chat.id, userID: bob.id))
+            // The second node hears its own announcements back, which measures the lag.
+            let metrics = try await nodes[1].metrics { !$0.contains("chat_cluster_notify_lag_seconds_count 0") }
+            #expect(
+                metrics.contains("chat_cluster_listening 1.0")
+                    && metrics.contains("chat_cluster_notify_lag_seconds_count"))
             aliceSocket.send(.send(chatID: chat.id, clientID: "hi", text: "hi"))
             _ = try await RealtimeContract.deliveries(1, in: chat.id, on: bobSocket)
             bobSocket.send(.read(chatID: chat.id, seq: 1))

@@ -67,6 +67,20 @@ public struct APITestClient: Sendable {
         }
     }
 
+    /// Polls `GET /metrics` until its text satisfies `condition` (within ``Patience/wait``), and
+    /// returns that text: for what the server records a moment after the event a test saw.
+    public func metrics(until condition: (String) -> Bool) async throws -> String {
+        let deadline = ContinuousClock.now + Patience.wait
+        while true {
+            let text = try await send(.get, "/metrics").bodyText
+            if condition(text) { return text }
+            guard ContinuousClock.now < deadline else {
+                throw UnexpectedResponse(description: "metrics never:\n\(text)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// Registers a user (expecting 201).
     @discardableResult
     public func register(

@@ -25,10 +25,13 @@ struct OperationsTests {
     }
 
     @Test func metricsCountWhatHappened() async throws {
-        try await TestApp.run(testing: .live) { api in
+        try await TestApp.run(testing: .live, overrides: ["CHAT_WS_CONNECTIONS_PER_USER": "1"]) { api in
             let port = try #require(api.client.port)
             let (alice, bob, chat) = try await RealtimeContract.pair(api)
             let aliceSocket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            var secondSocket = WebSocketTests.handshake
+            secondSocket[.authorization] = "Bearer \(alice.token)"
+            #expect(try await api.send(.get, "/ws", headers: secondSocket).status == .tooManyRequests)
             let bobSocket = try await ChatWebSocketClient.connect(port: port, token: bob.token)
             aliceSocket.send(.send(chatID: chat.id, clientID: "m1", text: "hi"))
             _ = try await RealtimeContract.deliveries(1, in: chat.id, on: bobSocket)
@@ -44,8 +47,16 @@ struct OperationsTests {
                 "chat_websocket_connections 2.0", "chat_connected_users 2.0",
                 #"chat_http_requests_total{route="/user",status="201"} 2"#,
                 #"chat_http_requests_total{route="NotFound",status="404"} 1"#, "chat_send_ack_seconds_count 2",
+                #"chat_connections_refused_total{reason="user_limit"} 1"#,
+                #"chat_connections_refused_total{reason="server_limit"} 0"#,
+                // Every lease of a database connection ended: none waits, none is held.
+                "chat_database_connections_in_use 0.0", "chat_database_connections_waiting 0.0",
             ] {
                 #expect(text.contains(line), "\(line) in:\n\(text)")
+            }
+            for gauge in ["process_resident_memory_bytes", "process_open_fds", "process_max_fds"] {
+                let value = text.split(separator: "\n").first { $0.hasPrefix(gauge + " ") }?.split(separator: " ").last
+                #expect((value.flatMap { Double($0) } ?? 0) > 0, "\(gauge) in:\n\(text)")
             }
             // Every metric says what it counts (promtool check metrics asks for it too).
             let typed = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map {
@@ -59,6 +70,30 @@ struct OperationsTests {
             await aliceSocket.close()
             await bobSocket.close()
         }
+    }
+
+    @Test func aDatabaseLeaseCountsAsWaitingThenInUseThenNeither() {
+        let telemetry = Telemetry()
+        func counts() -> (waiting: String, inUse: String) {
+            let text = String(decoding: telemetry.registry.emitToBuffer(), as: UTF8.self)
+            func value(_ name: String) -> String {
+                text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.map {
+                    String($0.dropFirst(name.count + 1))
+                }
+                    ?? "missing"
+            }
+            return (value("chat_database_connections_waiting"), value("chat_database_connections_in_use"))
+        }
+        let granted = telemetry.metrics.databaseConnectionRequested()
+        let neverGranted = telemetry.metrics.databaseConnectionRequested()
+        #expect(counts() == ("2.0", "0.0"))
+        granted.granted()
+        granted.granted()
+        #expect(counts() == ("1.0", "1.0"), "granting twice counts once")
+        granted.end()
+        neverGranted.end()
+        granted.end()
+        #expect(counts() == ("0.0", "0.0"), "ending twice counts once")
     }
 
     @Test func metricsCanRequireAToken() async throws {

@@ -50,7 +50,7 @@ public struct ChatComponents: Sendable {
             metrics: telemetry.metrics, logger: logger)
         let hub = self.hub
         let cluster = (store as? PostgresChatStore).map {
-            ClusterLink(settings: config.cluster, hub: hub, store: $0, logger: logger)
+            ClusterLink(settings: config.cluster, hub: hub, store: $0, metrics: telemetry.metrics, logger: logger)
         }
         self.cluster = cluster
         let events: any ChatEvents = cluster ?? hub
@@ -74,7 +74,7 @@ public func buildApplication(
     let webSocket = WebSocketUpgradeChannel.Configuration(
         maxFrameSize: config.webSocket.maxFrameBytes, pingInterval: config.webSocket.pingInterval,
         requestHeadTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout,
-        connections: OpenConnections(limit: config.maxConnections))
+        connections: OpenConnections(limit: config.maxConnections), metrics: telemetry.metrics)
     var app = Application(
         router: router,
         server: HTTPServerBuilder { responder in
@@ -121,7 +121,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
         .addPublicRoutes(to: router)
     OperationsController(
         store: components.store, cluster: components.cluster, registry: components.telemetry.registry,
-        metricsToken: config.metricsToken
+        metrics: components.telemetry.metrics, metricsToken: config.metricsToken
     ).addPublicRoutes(to: router)
 
     let originPolicy = OriginPolicy(allowedOrigins: config.allowedOrigins)

@@ -43,6 +43,10 @@ public final class ClusterLink: ChatEvents, Service {
     private let hub: ChatHub
     private let store: PostgresChatStore
     private let waiting = Mutex<[String]>([])
+    /// When each announcement still to be heard back was sent: hearing it on this node's own
+    /// LISTEN connection measures the notification lag (``ClusterMetrics/notificationHeard(after:)``).
+    private let announcedAt = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let metrics: ClusterMetrics
     private let announcementsWaiting: AsyncStream<Void>.Continuation
     private let wakeUps: AsyncStream<Void>
     private let presenceChanges: AsyncStream<(UserID, online: Bool)>.Continuation
@@ -56,10 +60,12 @@ public final class ClusterLink: ChatEvents, Service {
     private let databasePreparation: AsyncStream<Void>
     private let logger: Logger
 
-    public init(settings: Settings, hub: ChatHub, store: PostgresChatStore, logger: Logger) {
+    public init(settings: Settings, hub: ChatHub, store: PostgresChatStore, metrics: ChatMetrics, logger: Logger) {
         self.settings = settings
         self.hub = hub
         self.store = store
+        self.metrics = metrics.cluster()
+        self.metrics.listening(false)
         self.logger = logger
         (wakeUps, announcementsWaiting) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         (presenceChangesToAnnounce, presenceChanges) = AsyncStream.makeStream()
@@ -165,6 +171,12 @@ public final class ClusterLink: ChatEvents, Service {
                 return waiting
             }
             guard !batch.isEmpty else { continue }
+            let sentAt = ContinuousClock.now
+            announcedAt.withLock { announcedAt in
+                // Bounded: announcements never heard back (the listener was down) are forgotten.
+                if announcedAt.count + batch.count > Self.maxWaitingAnnouncements { announcedAt = [:] }
+                for payload in batch { announcedAt[payload] = sentAt }
+            }
             do {
                 try await store.notifyCluster(batch)
             } catch  where !Task.isCancelled {
@@ -190,12 +202,14 @@ public final class ClusterLink: ChatEvents, Service {
                         try await self.catchUp()
                         retryDelay = firstRetryDelay
                         self.listening.store(true, ordering: .relaxed)
+                        self.metrics.listening(true)
                         self.logger.info(
                             "Listening to the other nodes", metadata: ["chat.node": "\(self.settings.nodeName)"])
                     },
                     receive: { await self.received($0) })
             } catch {
                 listening.store(false, ordering: .relaxed)
+                metrics.listening(false)
                 guard !Task.isCancelled else { return }
                 logger.warning(
                     "Lost the connection that hears the other nodes; reconnecting", metadata: ["error": "\(error)"])
@@ -222,7 +236,13 @@ public final class ClusterLink: ChatEvents, Service {
 
     private func received(_ payload: String) async {
         let parts = ClusterNotice.split(payload)
-        guard parts?.node != Substring(settings.nodeName) else { return }
+        guard parts?.node != Substring(settings.nodeName) else {
+            // One of this node's own announcements, heard back: how long notifications take.
+            if let sentAt = announcedAt.withLock({ $0.removeValue(forKey: payload) }) {
+                metrics.notificationHeard(after: .now - sentAt)
+            }
+            return
+        }
         guard let (node, body) = parts, let notice = ClusterNotice(body: body) else {
             logger.warning(
                 "Ignored a notification it cannot read", metadata: ["chat.payload": "\(payload.prefix(200))"])

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Synchronization
 
 /// The server's metrics, all named `chat_<noun>_<unit|total>`, made on one metrics factory
 /// (the server's Prometheus registry; a no-op factory where nobody reads them). Callers say
@@ -14,6 +15,9 @@ public struct ChatMetrics: Sendable {
     private let databaseErrors: Counter
     private let sendsRefusedOverloaded: Counter
     private let sendsRateLimited: Counter
+    fileprivate let databaseConnectionsInUse: Meter
+    fileprivate let databaseConnectionsWaiting: Meter
+    private let connectionsRefused: [ConnectionRefusal: Counter]
     private let factory: any MetricsFactory
 
     public init(factory: any MetricsFactory) {
@@ -31,6 +35,26 @@ public struct ChatMetrics: Sendable {
             label: "chat_sends_refused_total", dimensions: [("reason", "overloaded")], factory: factory)
         sendsRateLimited = Counter(
             label: "chat_sends_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)
+        databaseConnectionsInUse = Meter(label: "chat_database_connections_in_use", factory: factory)
+        databaseConnectionsWaiting = Meter(label: "chat_database_connections_waiting", factory: factory)
+        var refused: [ConnectionRefusal: Counter] = [:]
+        for reason in ConnectionRefusal.allCases {
+            refused[reason] = Counter(
+                label: "chat_connections_refused_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+        }
+        connectionsRefused = refused
+    }
+
+    /// Why the server turned a connection away or ended it before it was served.
+    enum ConnectionRefusal: String, CaseIterable {
+        /// Over `CHAT_MAX_CONNECTIONS`: 503 before anything was read.
+        case serverLimit = "server_limit"
+        /// Over `CHAT_WS_CONNECTIONS_PER_USER`: a 429 handshake, or a close with 1013.
+        case userLimit = "user_limit"
+        /// The database could not list the user's chats for `ready`: a close with 1013.
+        case databaseUnavailable = "database_unavailable"
+        /// No complete request head within `CHAT_REQUEST_HEAD_TIMEOUT_SECONDS`: 408, or a close.
+        case requestHeadTimeout = "request_head_timeout"
     }
 
     /// Each metric's `# HELP` text (docs/operations.md has the same list). swift-metrics, the API
@@ -46,6 +70,17 @@ public struct ChatMetrics: Sendable {
         "chat_database_errors_total": "Database failures: unreachable, or unexpected errors.",
         "chat_sends_refused_total": "Sends refused before anything was stored, by reason (overloaded, rate_limited).",
         "chat_http_requests_total": "HTTP requests by route template and status.",
+        "chat_database_connections_in_use": "Database connections this server holds for a query or transaction.",
+        "chat_database_connections_waiting": "Queries and transactions waiting for a database connection.",
+        "chat_connections_refused_total":
+            "Connections turned away by reason (server_limit, user_limit, database_unavailable, "
+            + "request_head_timeout).",
+        "chat_cluster_listening": "1 while this node's LISTEN connection hears the other nodes (PostgreSQL only).",
+        "chat_cluster_notify_lag_seconds":
+            "Time from sending an announcement to the other nodes to hearing it back on LISTEN (PostgreSQL only).",
+        "process_resident_memory_bytes": "Resident memory of the server process.",
+        "process_open_fds": "Open file descriptors of the server process (sockets included).",
+        "process_max_fds": "The limit on open file descriptors of the server process.",
     ]
 
     /// The Prometheus text `exposition` with a `# HELP` line before the `# TYPE` line of each
@@ -106,13 +141,39 @@ public struct ChatMetrics: Sendable {
 
     /// A send was acknowledged `duration` after its frame arrived.
     func sendAcknowledged(after duration: Duration) {
-        sendToAck.recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        sendToAck.record(duration)
     }
 
     /// The database failed: it was unreachable, or returned an error the store did not expect.
     func databaseError() {
         databaseErrors.increment()
+    }
+
+    /// A connection was turned away, or ended before it was served, for `reason`.
+    func connectionRefused(_ reason: ConnectionRefusal) {
+        connectionsRefused[reason]?.increment()
+    }
+
+    /// Starts counting a request for a database connection: waiting until the pool grants
+    /// it, then in use until ``DatabaseLease/end()``.
+    func databaseConnectionRequested() -> DatabaseLease {
+        databaseConnectionsWaiting.increment()
+        return DatabaseLease(metrics: self)
+    }
+
+    /// The cluster link's metrics, made by the link itself: a server without one (SQLite)
+    /// exports none of them.
+    func cluster() -> ClusterMetrics {
+        ClusterMetrics(
+            listening: Gauge(label: "chat_cluster_listening", factory: factory),
+            notifyLag: Timer(label: "chat_cluster_notify_lag_seconds", factory: factory))
+    }
+
+    /// Records the process's memory and descriptors, read when `/metrics` is scraped.
+    func processSampled(_ sample: ProcessSample) {
+        Gauge(label: "process_resident_memory_bytes", factory: factory).record(sample.residentBytes)
+        Gauge(label: "process_open_fds", factory: factory).record(sample.openDescriptors)
+        Gauge(label: "process_max_fds", factory: factory).record(sample.maxDescriptors)
     }
 
     /// Counts one HTTP request by route template (e.g. `/history/{chat_id}`) and status.
@@ -121,5 +182,61 @@ public struct ChatMetrics: Sendable {
             label: "chat_http_requests_total", dimensions: [("route", route), ("status", String(status))],
             factory: factory
         ).increment()
+    }
+}
+
+/// One request for a database connection (``ChatMetrics/databaseConnectionRequested()``):
+/// counted as waiting until ``granted()``, then as in use until ``end()``.
+final class DatabaseLease: Sendable {
+    private let metrics: ChatMetrics
+    private let state = Atomic<UInt8>(DatabaseLease.waiting)
+    private static let waiting: UInt8 = 0
+    private static let inUse: UInt8 = 1
+    private static let ended: UInt8 = 2
+
+    fileprivate init(metrics: ChatMetrics) {
+        self.metrics = metrics
+    }
+
+    /// The pool granted the connection.
+    func granted() {
+        guard state.compareExchange(expected: Self.waiting, desired: Self.inUse, ordering: .relaxed).exchanged
+        else { return }
+        metrics.databaseConnectionsWaiting.decrement()
+        metrics.databaseConnectionsInUse.increment()
+    }
+
+    /// The connection went back to the pool, or was never granted.
+    func end() {
+        switch state.exchange(Self.ended, ordering: .relaxed) {
+        case Self.waiting: metrics.databaseConnectionsWaiting.decrement()
+        case Self.inUse: metrics.databaseConnectionsInUse.decrement()
+        default: break
+        }
+    }
+}
+
+/// What ``ClusterLink`` measures: whether its LISTEN connection is up, and how long a
+/// notification takes to come back.
+struct ClusterMetrics: Sendable {
+    fileprivate let listening: Gauge
+    fileprivate let notifyLag: Timer
+
+    /// Whether the LISTEN connection hears the other nodes.
+    func listening(_ isListening: Bool) {
+        listening.record(isListening ? 1 : 0)
+    }
+
+    /// This node heard its own announcement back `duration` after sending it.
+    func notificationHeard(after duration: Duration) {
+        notifyLag.record(duration)
+    }
+}
+
+extension Timer {
+    /// Records a `Duration`, to the nanosecond.
+    fileprivate func record(_ duration: Duration) {
+        recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 }

@@ -33,6 +33,7 @@ final class ConnectionLimit: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let connections: OpenConnections
+    private let metrics: ChatMetrics
     private var counted = false
     private var refused = false
 
@@ -43,8 +44,9 @@ final class ConnectionLimit: ChannelInboundHandler {
         "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
         + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
 
-    init(connections: OpenConnections) {
+    init(connections: OpenConnections, metrics: ChatMetrics) {
         self.connections = connections
+        self.metrics = metrics
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -74,6 +76,7 @@ final class ConnectionLimit: ChannelInboundHandler {
         counted = true
         guard !connections.open() else { return }
         refused = true
+        metrics.connectionRefused(.serverLimit)
         // Half-close after the answer and read on until the client hangs up (or a few
         // seconds pass): a full close with its request still arriving would reset the
         // connection, and a reset can destroy the 503 before the client reads it.

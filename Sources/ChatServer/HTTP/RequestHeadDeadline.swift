@@ -24,6 +24,7 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let timeout: TimeAmount
+    private let metrics: ChatMetrics
     private var state = State.awaitingHead(receivedAnything: false)
     private var deadline: Scheduled<Void>?
     /// The last bytes seen, enough to find a head's end split across reads.
@@ -32,8 +33,9 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     private static let endOfHead: [UInt8] = Array("\r\n\r\n".utf8)
     private static let timedOut = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount, metrics: ChatMetrics) {
         self.timeout = timeout
+        self.metrics = metrics
     }
 
     /// Removes the handler from a connection that stopped speaking HTTP/1.1.
@@ -81,6 +83,7 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         deadline = context.eventLoop.scheduleTask(in: timeout) {
             let (handler, context) = loopBound.value
+            handler.metrics.connectionRefused(.requestHeadTimeout)
             guard case .awaitingHead(receivedAnything: true) = handler.state else {
                 return context.close(promise: nil)
             }

@@ -775,8 +775,11 @@ public final class PostgresChatStore: ChatStore {
             try await withCheckedThrowingContinuation { continuation in
                 guard race.start(continuation) else { return }
                 let work = Task {
+                    let lease = self.metrics.databaseConnectionRequested()
+                    defer { lease.end() }
                     do {
                         let value = try await self.client.withConnection { connection in
+                            lease.granted()
                             race.leased()
                             return try await body(connection)
                         }

@@ -674,8 +674,11 @@ public final class SQLiteChatStore: ChatStore {
             defer { index = (index + 1) % readers.count }
             return index
         }
+        let lease = metrics.databaseConnectionRequested()
+        defer { lease.end() }
         do {
             return try await readerLocks[index].withLock {
+                lease.granted()
                 guard !readers[index].isClosed else { throw ChatError.storageUnavailable }
                 return try await body(readers[index])
             }
@@ -686,8 +689,11 @@ public final class SQLiteChatStore: ChatStore {
 
     /// Runs one write statement (or several that need no transaction) with the write lock held.
     private func write<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        let lease = metrics.databaseConnectionRequested()
+        defer { lease.end() }
         do {
             return try await writeLock.withLock {
+                lease.granted()
                 guard !writer.isClosed else { throw ChatError.storageUnavailable }
                 return try await body(writer)
             }

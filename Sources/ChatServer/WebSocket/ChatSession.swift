@@ -57,6 +57,7 @@ struct ChatSession {
             details = try await chats.chatDetails(for: user.id).filter { connection.accepts($0.chat.id) }
         } catch ChatError.storageUnavailable {
             // A reconnect storm can outrun the database: the client should come back shortly.
+            metrics.connectionRefused(.databaseUnavailable)
             try await outbound.close(
                 WebSocketErrorCode(codeNumber: Int(CloseCode.tryAgainLater.rawValue)),
                 reason: "database busy or unavailable")
@@ -66,6 +67,7 @@ struct ChatSession {
         do {
             joined = try hub.connect(connection, chats: details.map { ($0.chat.id, $0.chat.lastSeq) })
         } catch ChatHub.ConnectError.tooManyConnections(let limit) {
+            metrics.connectionRefused(.userLimit)
             try await outbound.close(
                 WebSocketErrorCode(codeNumber: Int(CloseCode.tryAgainLater.rawValue)),
                 reason: "more than \(limit) connections")

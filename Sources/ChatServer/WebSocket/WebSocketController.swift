@@ -40,6 +40,7 @@ struct WebSocketController {
             _ = try await chats.details(of: narrowedTo, viewer: session.user.id)
         }
         guard hub.connections(of: session.user.id).count < settings.connectionsPerUser else {
+            metrics.connectionRefused(.userLimit)
             throw APIError(
                 status: .tooManyRequests, code: .tooManyConnections,
                 message: "At most \(settings.connectionsPerUser) connections per user; close one first.")

@@ -32,6 +32,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         var idleTimeout: Duration
         /// The server's open connections and their limit.
         var connections: OpenConnections
+        /// Where refused connections are counted.
+        var metrics: ChatMetrics
     }
 
     /// What a connection turned into after its first request.
@@ -102,9 +104,12 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enablePipelining = false  // NIOAsyncChannel pipelines HTTP itself
             pipeline.enableErrorHandling = false  // Hummingbird handles errors
             pipeline.enableResponseHeaderValidation = false  // HTTPTypes validates already
-            try channel.pipeline.syncOperations.addHandler(ConnectionLimit(connections: configuration.connections))
             try channel.pipeline.syncOperations.addHandler(
-                RequestHeadDeadline(timeout: .nanoseconds(Int64(configuration.requestHeadTimeout / .nanoseconds(1)))))
+                ConnectionLimit(connections: configuration.connections, metrics: configuration.metrics))
+            try channel.pipeline.syncOperations.addHandler(
+                RequestHeadDeadline(
+                    timeout: .nanoseconds(Int64(configuration.requestHeadTimeout / .nanoseconds(1))),
+                    metrics: configuration.metrics))
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: pipeline)
             return Value(negotiated: negotiated, channel: channel)

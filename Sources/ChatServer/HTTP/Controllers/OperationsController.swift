@@ -10,6 +10,7 @@ struct OperationsController {
     let store: any ChatStore
     let cluster: ClusterLink?
     let registry: PrometheusCollectorRegistry
+    let metrics: ChatMetrics
     let metricsToken: String?
 
     func addPublicRoutes(to router: Router<ChatRequestContext>) {
@@ -61,6 +62,7 @@ struct OperationsController {
                     headers: [.wwwAuthenticate: "Bearer"])
             }
         }
+        if let sample = ProcessSample.read() { metrics.processSampled(sample) }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(
