@@ -7,7 +7,7 @@ connection on purpose once and resumes without losing anything, and backs off wh
 server refuses. CI runs it against the release binary (scripts/client-tutorials).
 
     python3 -m pip install requests websockets
-    python3 first_client.py --url http://127.0.0.1:8080 --user Arina --password 12345 \\
+    python3 first_client.py --url http://127.0.0.1:8000 --user Arina --password 12345 \\
         --chat "Demo group" --send 3 --expect 3
 """
 
@@ -184,7 +184,7 @@ class Client:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--chat", required=True, help="the chat's name")
