@@ -9,7 +9,8 @@ page; a message carrying HTML is shown as text and runs nothing, and addresses b
 links; a text over the length limit is refused whole; a burst of 220 messages,
 typed faster than the server's default rate limit takes them, is stored in the order typed
 and shown so on both sides; the server is stopped and restarted while Alice sends, and her pending
-message is sent once after the page reconnects; Alice adds Carol, who logs in in Bob's
+message is sent once after the page reconnects; the database is restored from a backup, and both
+pages reload and show the restored chat; Alice adds Carol, who logs in in Bob's
 window and pages back through the whole history without gaps, repeats or jumps; /docs renders
 the API reference in a third window that can reach no other host.
 Screenshots of both windows go to --artifacts.
@@ -87,6 +88,11 @@ class Server:
                 if self.process.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"chat-server did not start; see {self.log.name}")
                 time.sleep(0.1)
+
+    def command(self, *arguments):
+        """Runs an admin command of the binary on the server's database."""
+        subprocess.run([self.binary, *arguments], env=self.env, cwd=self.workdir, stdout=self.log,
+                       stderr=subprocess.STDOUT, check=True, timeout=120)
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -433,6 +439,32 @@ def run(server, alice, bob, artifacts):
         seqs = [seq for seq, _, _ in window.messages()]
         assert seqs == list(range(1, total + 1)), f"{window.label}: gap or repeat after reconnecting: {seqs}"
 
+    step("The database is restored from a backup: both pages reload and show the restored chat")
+    backup = os.path.join(server.workdir, "backup.sqlite")
+    server.command("database", "backup", backup)
+    alice.send("Lost in the restore")
+    alice.wait(lambda: (alice.message("Lost in the restore") or (None,))[0] is not None, "it is stored")
+    bob.wait(lambda: bob.message("Lost in the restore"), "Bob has it")
+    for window in (alice, bob):
+        window.js("window.beforeRestore = true")
+    server.stop()
+    server.command("database", "restore", backup)
+    server.start()
+    for window in (alice, bob):
+        window.wait(lambda w=window: w.js("return window.beforeRestore === undefined"),
+                    "the page reloads when it sees the new generation")
+        window.wait(lambda w=window: w.message("Sent while the server was down"), "the restored chat shows")
+        assert not window.message("Lost in the restore"), f"{window.label}: shows a message the restore lost"
+        window.wait_live()
+    alice.send("Sent after the restore")
+    alice.wait(lambda: (alice.message("Sent after the restore") or (None,))[0] == total + 1,
+               "it takes the seq the lost message had")
+    bob.wait(lambda: bob.message("Sent after the restore"), "Bob gets it, not skipped as a repeat")
+    for window in (alice, bob):
+        seqs = [seq for seq, _, _ in window.messages()]
+        # A reloaded page shows the latest pages: consecutive seqs up to the new message.
+        assert seqs and seqs == list(range(seqs[0], total + 2)), f"{window.label}: gap or repeat after the restore: {seqs}"
+
     step("Alice adds Carol; Carol logs in in the second window and sees the whole history")
     alice.fill("#member-search", "Car")
     alice.wait(lambda: alice.finds('[aria-label="Add Carol"]'), "Carol is offered")
@@ -445,7 +477,8 @@ def run(server, alice, bob, artifacts):
 
     step("In a group, a message's ticks say who has read it")
     ticks_title = 'return document.querySelector(`[data-seq="${arguments[0]}"] .ticks`).title'
-    assert alice.js(ticks_title, 1) == "Read by Bob, Carol", alice.js(ticks_title, 1)
+    alice.wait(lambda: alice.js(ticks_title, total + 1) == "Read by Bob, Carol",
+               "the last message before Carol joined counts as read by both")
     alice.send("Welcome, Carol!")
     alice.wait(lambda: (alice.message("Welcome, Carol!") or (None,))[0] is not None, "the welcome is stored")
     total = alice.message("Welcome, Carol!")[0]
@@ -507,6 +540,10 @@ def run(server, alice, bob, artifacts):
     carol.screenshot(artifacts, "carol-phone-members")
 
     step("A wide window keeps the conversation to one reading width")
+    # Since the restore reloaded her page, Alice's loaded messages are all her own: Carol replies,
+    # so that both sides show.
+    carol.send("A reply from Carol")
+    alice.wait(lambda: alice.message("A reply from Carol"), "Carol's reply shows on Alice's page")
     alice.driver.set_window_size(1600, 900)
     alice.js("document.getElementById('messages').scrollTop = 1e9")
     mine, theirs = alice.js("""
