@@ -224,11 +224,14 @@ public struct HistoryDepths: Scenario {
         var logger = Logger(label: "chatsim.store")
         logger.logLevel = .warning
         let store = try await makeStore(for: database, poolSize: 2, logger: logger)
-        try await withRunningStore(store) { store in
+        guard let bulk = store as? any BulkMessageFill else {
+            throw SimulationError("\(database) cannot be filled in bulk")
+        }
+        try await withRunningStore(store) { _ in
             var stored = 0
             while stored < messages {
                 let count = min(100_000, messages - stored)
-                _ = try await store.appendGeneratedMessages(count, to: chat, from: user.id)
+                _ = try await bulk.appendGeneratedMessages(count, to: chat, from: user.id)
                 stored += count
                 log("filled \(stored) of \(messages) messages")
             }

@@ -104,10 +104,6 @@ public final class FaultInjectingStore: ChatStore {
         try await base.messages(in: chat, query)
     }
 
-    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
-        try await base.appendGeneratedMessages(count, to: chat, from: sender)
-    }
-
     public func counts() async throws -> StoreCounts { try await base.counts() }
     public func databaseGeneration() async throws -> String { try await base.databaseGeneration() }
     public func renewDatabaseGeneration() async throws -> String { try await base.renewDatabaseGeneration() }

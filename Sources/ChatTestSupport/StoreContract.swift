@@ -414,10 +414,13 @@ public enum StoreContract {
     }
 
     static func generatedMessages(_ store: any ChatStore) async throws {
+        guard let bulk = store as? any BulkMessageFill else {
+            throw ContractFailure(description: "the store cannot fill a chat in bulk")
+        }
         let (creator, _, outsider) = try await threeUsers(store)
         let chat = try await store.createChat(name: "Bulk", type: .group, creator: creator.id)
         _ = try await store.appendMessage(NewMessage(chatID: chat.id, senderID: creator.id, clientID: "1", text: "one"))
-        try await require(try await store.appendGeneratedMessages(1000, to: chat.id, from: creator.id) == 1001, "last")
+        try await require(try await bulk.appendGeneratedMessages(1000, to: chat.id, from: creator.id) == 1001, "last")
         let page = try await store.messages(in: chat.id, .offset(999, limit: 5))
         try await require(page.map(\.seq) == [1000, 1001], "seqs continue without a gap")
         try await require(page.last?.text == "message 1001" && page.last?.clientID == nil, "generated text")
@@ -425,10 +428,10 @@ public enum StoreContract {
             NewMessage(chatID: chat.id, senderID: creator.id, clientID: "2", text: "two"))
         try await require(next.message.seq == 1002, "later sends follow")
         try await requireError(ChatError.notAMember) {
-            _ = try await store.appendGeneratedMessages(5, to: chat.id, from: outsider.id)
+            _ = try await bulk.appendGeneratedMessages(5, to: chat.id, from: outsider.id)
         }
         try await requireError(ChatError.invalidField("count", "must be at least 1")) {
-            _ = try await store.appendGeneratedMessages(0, to: chat.id, from: creator.id)
+            _ = try await bulk.appendGeneratedMessages(0, to: chat.id, from: creator.id)
         }
         try await require(try await store.chat(chat.id, member: creator.id)?.lastSeq == 1002, "refusals change nothing")
     }

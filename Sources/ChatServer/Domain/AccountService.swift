@@ -15,7 +15,7 @@ public struct Session: Sendable, Equatable {
 
 /// Registration, log-in, sessions and user lookup.
 public struct AccountService: Sendable {
-    let store: any ChatStore
+    let store: any AccountStore
     let hasher: PasswordHasher
     let tokens: TokenService
     let rules: InputRules
@@ -32,7 +32,7 @@ public struct AccountService: Sendable {
     public static let maxSearchResults = 50
 
     public init(
-        store: any ChatStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules,
+        store: any AccountStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules,
         events: (any ChatEvents)? = nil, throttle: LoginThrottle = LoginThrottle(limits: .init()), logger: Logger
     ) async throws {
         self.store = store

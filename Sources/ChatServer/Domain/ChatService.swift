@@ -3,7 +3,7 @@ import ChatProtocol
 /// Chats, membership and history, with the rules that govern them: only members see a chat,
 /// only its creator manages members, the creator stays, and history is read by `seq`.
 public struct ChatService: Sendable {
-    let store: any ChatStore
+    let store: any AccountStore & ChatDirectory & MessageLog
     /// Where sends are stored, batched per chat.
     let appender: MessageAppender
     let rules: InputRules
@@ -16,7 +16,7 @@ public struct ChatService: Sendable {
     public static let maxHistoryLimit = 1000
 
     public init(
-        store: any ChatStore, rules: InputRules, events: (any ChatEvents)? = nil,
+        store: any AccountStore & ChatDirectory & MessageLog, rules: InputRules, events: (any ChatEvents)? = nil,
         sendLimits: SendAdmission.Limits = .default
     ) {
         self.store = store

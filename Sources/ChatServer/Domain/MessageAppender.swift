@@ -49,10 +49,10 @@ final class MessageAppender: Sendable {
         var admission: SendAdmission
     }
 
-    private let store: any ChatStore
+    private let store: any MessageLog
     private let state: Mutex<State>
 
-    init(store: any ChatStore, limits: SendAdmission.Limits = .default) {
+    init(store: any MessageLog, limits: SendAdmission.Limits = .default) {
         self.store = store
         self.state = Mutex(State(admission: SendAdmission(limits: limits, maxBatch: Self.maxBatch)))
     }

@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Invariants are single statements or short transactions under row locks, so any number of
 /// server nodes can share one database.
-public final class PostgresChatStore: ChatStore {
+public final class PostgresChatStore: ChatStore, BulkMessageFill {
     let client: PostgresClient
     let connectionConfiguration: PostgresConnection.Configuration
     let logger: Logger

@@ -15,7 +15,7 @@ import Synchronization
 /// reaches a client. Reads use separate connections, which WAL mode lets run beside the
 /// writer. Checks made inside a write transaction cannot race, because nothing else writes
 /// meanwhile.
-public final class SQLiteChatStore: ChatStore {
+public final class SQLiteChatStore: ChatStore, BulkMessageFill {
     private let writer: SQLiteConnection
     private let readers: [SQLiteConnection]
     /// One statement at a time per reader: see ``read(_:)``.

@@ -47,7 +47,7 @@ public final class ChatHub: Service {
     private let registry = Mutex(Registry())
     /// Users with a connection on another node (see ``ClusterLink``).
     private let onlineElsewhere = Mutex<Set<UserID>>([])
-    private let store: any ChatStore
+    private let store: any ChatDirectory & MessageLog
     private let limits: Limits
     private let gapFills: AsyncStream<GapFill>.Continuation
     private let gapFillRequests: AsyncStream<GapFill>
@@ -76,7 +76,8 @@ public final class ChatHub: Service {
     }
 
     public init(
-        store: any ChatStore, limits: Limits, shardCount: Int = 16, metrics: ChatMetrics = .disabled, logger: Logger
+        store: any ChatDirectory & MessageLog, limits: Limits, shardCount: Int = 16, metrics: ChatMetrics = .disabled,
+        logger: Logger
     ) {
         self.store = store
         self.limits = limits
