@@ -26,6 +26,8 @@ public struct ChatComponents: Sendable {
     public let chats: ChatService
     /// The real-time core: live delivery to WebSocket connections.
     public let hub: ChatHub
+    /// Sends from live connections: persist, then publish, then ack.
+    public let sends: LiveSend
     /// The link to the other nodes on the same PostgreSQL database; nil on SQLite, which
     /// serves one node.
     public let cluster: ClusterLink?
@@ -60,6 +62,7 @@ public struct ChatComponents: Sendable {
             throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
         self.chats = ChatService(
             store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits)
+        self.sends = LiveSend(chats: chats, hub: hub, metrics: telemetry.metrics)
     }
 }
 
@@ -128,7 +131,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     let withSession = router.group()
         .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
     WebSocketController(
-        chats: components.chats, hub: components.hub, events: components.events, generation: components.generation,
+        chats: components.chats, hub: components.hub, sends: components.sends, events: components.events,
+        generation: components.generation,
         originPolicy: originPolicy, settings: config.webSocket, metrics: components.telemetry.metrics,
         logger: components.logger
     ).addRoutes(to: withSession)

@@ -13,6 +13,8 @@ struct ChatSession {
     let narrowedTo: ChatID?
     let chats: ChatService
     let hub: ChatHub
+    /// Where this connection's sends go: stored, published, acknowledged.
+    let sends: LiveSend
     /// Where read markers, typing and presence are announced: this node's hub, and with
     /// several nodes the others too.
     let events: any ChatEvents
@@ -156,14 +158,14 @@ private struct FrameReader {
     let connection: ChatConnection
     let logger: Logger
     private let window = SendWindow()
-    private var sends: TokenBucket
+    private var sendRate: TokenBucket
     private var lastTyping: [ChatID: ContinuousClock.Instant] = [:]
 
     init(session: ChatSession, connection: ChatConnection, logger: Logger) {
         self.session = session
         self.connection = connection
         self.logger = logger
-        self.sends = TokenBucket(
+        self.sendRate = TokenBucket(
             rate: session.settings.sendsPerSecond, burst: session.settings.sendBurst, now: .now)
     }
 
@@ -203,9 +205,10 @@ private struct FrameReader {
         }
     }
 
-    /// Admits and queues a send; its answer is published when its batch commits.
+    /// Admits a send past this connection's rate and window, and hands it to ``LiveSend``; its
+    /// answer is published when its batch commits.
     private mutating func send(_ text: String, clientID: String, to chat: ChatID) async throws {
-        if let wait = sends.take(at: .now) {
+        if let wait = sendRate.take(at: .now) {
             session.metrics.sendRateLimited()
             reply(
                 .error(
@@ -216,59 +219,20 @@ private struct FrameReader {
         try requireFollowing(chat)
         let received = ContinuousClock.now
         await window.acquire()
-        hub.sendStarted(connection, clientID: clientID, in: chat)
-        let (session, connection, logger, window) = (session, connection, logger, window)
+        let (connection, logger, window) = (connection, logger, window)
         do {
-            try session.chats.enqueueSend(to: chat, from: user, clientID: clientID, text: text) { result in
-                defer { window.release() }
-                do {
-                    Self.publish(
-                        try result.get(), clientID: clientID, chat: chat, received: received, session: session,
-                        connection: connection)
-                } catch {
-                    session.hub.sendEnded(connection, clientID: clientID, in: chat)
+            try session.sends.send(text, clientID: clientID, to: chat, from: connection, received: received) {
+                failure in
+                window.release()
+                if let failure {
                     Self.reply(
-                        to: clientID, about: chat, failedWith: error, on: connection, logger: logger, kind: .send)
+                        to: clientID, about: chat, failedWith: failure, on: connection, logger: logger, kind: .send)
                 }
             }
         } catch {
-            hub.sendEnded(connection, clientID: clientID, in: chat)
             window.release()
-            if case ChatError.overloaded = error { session.metrics.sendRefusedAsOverloaded() }
             throw error
         }
-    }
-
-    /// Publishes a stored send: the hub delivers it to the chat and puts the sender's `ack` in
-    /// its `seq` position.
-    private static func publish(
-        _ appended: AppendedMessage, clientID: String, chat: ChatID, received: ContinuousClock.Instant,
-        session: ChatSession, connection: ChatConnection
-    ) {
-        let hub = session.hub
-        session.metrics.messageStored(duplicate: appended.duplicate)
-        let ackedByHub: Bool
-        if appended.message.chatID == chat {
-            // A duplicate is published too: the first attempt may have been stored without
-            // anyone learning it (the database failed before its answer came), and then nobody
-            // else got it either. The hub ignores a seq it has delivered already.
-            ackedByHub = hub.publish(
-                ChatHub.Publication(appended.message, origin: (connection.id, clientID), duplicate: appended.duplicate))
-        } else {
-            // The client id was used before in another chat: that message is the answer.
-            hub.sendEnded(connection, clientID: clientID, in: chat)
-            ackedByHub = false
-        }
-        if !ackedByHub {
-            // Delivered before, elsewhere, or the connection stopped following the chat
-            // meanwhile: it still learns its send is stored.
-            connection.outbox.offer(
-                FrameEncoding.encode(
-                    .ack(
-                        clientID: clientID, message: MessagePayload(appended.message, isRead: false),
-                        duplicate: appended.duplicate)))
-        }
-        session.metrics.sendAcknowledged(after: .now - received)
     }
 
     /// The `error` frame for a failed client frame about `chat`: a ``ChatError`` as its code

@@ -12,6 +12,7 @@ import Logging
 struct WebSocketController {
     let chats: ChatService
     let hub: ChatHub
+    let sends: LiveSend
     let events: any ChatEvents
     let generation: DatabaseGeneration
     let originPolicy: OriginPolicy
@@ -52,7 +53,7 @@ struct WebSocketController {
                 status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
         }
         let chatSession = ChatSession(
-            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, events: events,
+            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, sends: sends, events: events,
             generation: generation.current, settings: settings, metrics: metrics, logger: logger)
         slot.accept { inbound, outbound, context in
             try await chatSession.run(
