@@ -44,6 +44,7 @@ struct ChatHubTests {
     /// Runs `test` with a hub (its gap filler running) over a store holding one chat of alice and bob.
     static func withHub(
         limits: ChatHub.Limits = .init(connectionsPerUser: 10, heldFrames: 100, gapGrace: .milliseconds(20)),
+        clock: any Clock<Duration> = ContinuousClock(),
         _ test: @Sendable (Fixture) async throws -> Void
     ) async throws {
         try await TestDatabase.sqlite.withStore { store in
@@ -51,7 +52,7 @@ struct ChatHubTests {
             let bob = try await store.createUser(NewUser(name: "bob", email: "b@example.com", passwordHash: "h")).id
             let chat = try await store.createChat(name: "Pair", type: .private, creator: alice).id
             try await store.addMember(bob, to: chat)
-            let hub = ChatHub(store: store, limits: limits, logger: Logger(label: "test"))
+            let hub = ChatHub(store: store, limits: limits, clock: clock, logger: Logger(label: "test"))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await hub.run() }
                 try await test(Fixture(store: store, hub: hub, chat: chat, alice: alice, bob: bob))
@@ -137,17 +138,24 @@ struct ChatHubTests {
         }
     }
 
+    /// The hub's clock moves only when the test says: each gap's grace ends on request.
     @Test func aGapThatClosedDuringItsGraceLeavesLaterGapsFilled() async throws {
-        try await Self.withHub { fixture in
+        let clock = ManualClock()
+        let grace = Duration.seconds(1)
+        try await Self.withHub(limits: .init(connectionsPerUser: 10, heldFrames: 100, gapGrace: grace), clock: clock) {
+            fixture in
             let connection = try fixture.connect(fixture.alice)
             let messages = try await fixture.store(4, from: fixture.bob, prefix: "m")
             fixture.hub.publish(.init(messages[1], origin: nil))
             fixture.hub.publish(.init(messages[0], origin: nil))
             #expect(Self.seqs(try await Self.frames(2, from: connection.outbox)) == [1, 2])
-            // Time for the fill requested by the first gap to find it closed and finish.
-            try await Task.sleep(for: .milliseconds(100))
+            // The fill the first gap asked for waits out its grace, then finds the gap closed.
+            await clock.sleepers(atLeast: 1)
+            clock.advance(by: grace)
+            // A new gap: that fill, if it has not finished yet, or a new one reads it.
             fixture.hub.publish(.init(messages[3], origin: nil))
-            #expect(Self.seqs(try await Self.frames(2, from: connection.outbox)) == [3, 4])
+            let frames = try await clock.advancing(by: grace) { try await Self.frames(2, from: connection.outbox) }
+            #expect(Self.seqs(frames) == [3, 4])
         }
     }
 

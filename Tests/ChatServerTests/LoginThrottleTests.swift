@@ -1,25 +1,21 @@
 import ChatTestSupport
 import Foundation
 import HTTPTypes
-import Synchronization
 import Testing
 
 @testable import ChatServer
 
-/// A clock the test moves by hand.
-final class ManualClock: Sendable {
-    private let start = ContinuousClock.now
-    private let offset = Mutex(Duration.zero)
-
-    var now: ContinuousClock.Instant { start + offset.withLock { $0 } }
-    func advance(by duration: Duration) { offset.withLock { $0 += duration } }
-}
-
 @Suite("Log-in throttle")
 struct LoginThrottleTests {
+    /// The throttle reads `ContinuousClock` instants: these move only with `clock`.
+    static func instants(of clock: ManualClock) -> @Sendable () -> ContinuousClock.Instant {
+        let start = ContinuousClock.now
+        return { start + clock.elapsed }
+    }
+
     @Test func theFailureAfterTheLimitWaitsUntilTheOldestLeavesTheWindow() {
         let clock = ManualClock()
-        let throttle = LoginThrottle(limits: .init(perAccount: 3, perAddress: 100), now: { clock.now })
+        let throttle = LoginThrottle(limits: .init(perAccount: 3, perAddress: 100), now: Self.instants(of: clock))
         for _ in 1...2 {
             throttle.recordFailure(account: "alice", address: "10.0.0.1")
             clock.advance(by: .seconds(10))
@@ -35,7 +31,7 @@ struct LoginThrottleTests {
 
     @Test func anAddressIsLimitedAcrossAccounts() {
         let clock = ManualClock()
-        let throttle = LoginThrottle(limits: .init(perAccount: 100, perAddress: 3), now: { clock.now })
+        let throttle = LoginThrottle(limits: .init(perAccount: 100, perAddress: 3), now: Self.instants(of: clock))
         for account in ["a", "b", "c"] { throttle.recordFailure(account: account, address: "10.0.0.1") }
         #expect(throttle.retryAfter(account: "d", address: "10.0.0.1") == .seconds(60))
         #expect(throttle.retryAfter(account: "d", address: "10.0.0.2") == nil)
@@ -44,7 +40,7 @@ struct LoginThrottleTests {
 
     @Test func successClearsTheAccountButNotTheAddress() {
         let clock = ManualClock()
-        let throttle = LoginThrottle(limits: .init(perAccount: 2, perAddress: 2), now: { clock.now })
+        let throttle = LoginThrottle(limits: .init(perAccount: 2, perAddress: 2), now: Self.instants(of: clock))
         throttle.recordFailure(account: "alice", address: "10.0.0.1")
         throttle.recordFailure(account: "alice", address: "10.0.0.1")
         throttle.recordSuccess(account: "alice")

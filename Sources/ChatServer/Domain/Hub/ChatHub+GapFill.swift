@@ -20,7 +20,7 @@ extension ChatHub {
         let chat = fill.chat
         // A message published on this node out of order usually comes soon; one committed
         // elsewhere never comes unless read, soon, with whatever else was committed meanwhile.
-        try? await Task.sleep(for: fill.urgent ? limits.remoteGathering : limits.gapGrace)
+        try? await clock.sleep(for: fill.urgent ? limits.remoteGathering : limits.gapGrace)
         if let gap = shard(chat).ordering.withLock({ $0.gap(in: chat) }) {
             await read(gap, of: chat)
         }
@@ -44,7 +44,7 @@ extension ChatHub {
         } catch {
             logger.warning(
                 "Could not fill a gap; retrying", metadata: ["chat.chat_id": "\(chat)", "error": "\(error)"])
-            try? await Task.sleep(for: limits.gapRetryDelay)
+            try? await clock.sleep(for: limits.gapRetryDelay)
         }
     }
 }

@@ -49,6 +49,9 @@ public final class ChatHub: Service {
     let onlineElsewhere = Mutex<Set<UserID>>([])
     let store: any ChatDirectory & MessageLog
     let limits: Limits
+    /// What the hub's waits (a gap's grace, a retry's pause) run on: a test's clock moves
+    /// only when the test says.
+    let clock: any Clock<Duration>
     let gapFills: AsyncStream<GapFill>.Continuation
     let gapFillRequests: AsyncStream<GapFill>
     let metrics: ChatMetrics
@@ -76,11 +79,12 @@ public final class ChatHub: Service {
     }
 
     public init(
-        store: any ChatDirectory & MessageLog, limits: Limits, shardCount: Int = 16, metrics: ChatMetrics = .disabled,
-        logger: Logger
+        store: any ChatDirectory & MessageLog, limits: Limits, shardCount: Int = 16,
+        clock: any Clock<Duration> = ContinuousClock(), metrics: ChatMetrics = .disabled, logger: Logger
     ) {
         self.store = store
         self.limits = limits
+        self.clock = clock
         self.metrics = metrics
         self.shards = (0..<max(1, shardCount)).map { _ in Shard() }
         (self.gapFillRequests, self.gapFills) = AsyncStream.makeStream(of: GapFill.self)
