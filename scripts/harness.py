@@ -1,5 +1,6 @@
 """What the scripts that drive release binaries share: building them, a throwaway PostgreSQL
-cluster, and chat-server processes on free ports (scripts/bench, scripts/fault-runs)."""
+cluster, and chat-server processes on free ports (scripts/bench, scripts/fault-runs,
+scripts/check-observability, Tests/Clients/run_tutorials.py)."""
 
 import glob
 import os

@@ -14,11 +14,9 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -28,39 +26,12 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+from harness import Server  # noqa: E402
+
 CLIENTS = ROOT / "docs" / "clients"
 COUNT = 3
 TIMEOUT = 90
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(binary, workdir, port):
-    env = dict(
-        os.environ,
-        CHAT_ENV="local",  # loads the demo users and chats into the empty database
-        CHAT_HOST="127.0.0.1",
-        CHAT_PORT=str(port),
-        CHAT_JWT_SECRET=secrets.token_urlsafe(48),
-        CHAT_WS_SEND_RATE="2",
-        CHAT_WS_SEND_BURST="1",
-        DATABASE_URL=f"sqlite:{workdir}/chat.sqlite",
-    )
-    log = open(os.path.join(workdir, "server.log"), "ab")
-    process = subprocess.Popen([binary, "serve"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
-                return process
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                sys.exit(f"chat-server did not start; see {log.name}")
-            time.sleep(0.1)
 
 
 def demo_group_last_seq(base):
@@ -106,9 +77,13 @@ def main():
     parser.add_argument("--server", required=True)
     binary = os.path.abspath(parser.parse_args().server)
     with tempfile.TemporaryDirectory(prefix="client-tutorials-") as workdir:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = start_server(binary, workdir, port)
+        server = Server(binary, f"sqlite:{workdir}/chat.sqlite", workdir, "tutorials", {
+            "CHAT_ENV": "local",  # loads the demo users and chats into the empty database
+            "CHAT_JWT_SECRET": secrets.token_urlsafe(48),
+            "CHAT_WS_SEND_RATE": "2",
+            "CHAT_WS_SEND_BURST": "1",
+        })
+        base = server.url
         driver = None
         try:
             after = demo_group_last_seq(base)
@@ -148,8 +123,7 @@ def main():
         finally:
             if driver:
                 driver.quit()
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ public struct ChatMetrics: Sendable {
     /// exports none of them.
     func cluster() -> ClusterMetrics {
         ClusterMetrics(
-            listening: Gauge(label: "chat_cluster_listening", factory: factory),
+            listeningGauge: Gauge(label: "chat_cluster_listening", factory: factory),
             notifyLag: Timer(label: "chat_cluster_notify_lag_seconds", factory: factory))
     }
 
@@ -219,12 +219,12 @@ final class DatabaseLease: Sendable {
 /// What ``ClusterLink`` measures: whether its LISTEN connection is up, and how long a
 /// notification takes to come back.
 struct ClusterMetrics: Sendable {
-    fileprivate let listening: Gauge
+    fileprivate let listeningGauge: Gauge
     fileprivate let notifyLag: Timer
 
     /// Whether the LISTEN connection hears the other nodes.
     func listening(_ isListening: Bool) {
-        listening.record(isListening ? 1 : 0)
+        listeningGauge.record(isListening ? 1 : 0)
     }
 
     /// This node heard its own announcement back `duration` after sending it.
