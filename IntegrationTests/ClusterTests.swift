@@ -11,6 +11,8 @@ import Testing
 struct ClusterTests {
     /// Pipelined sends beyond the default per-connection rate.
     static let unthrottled = ["CHAT_WS_SEND_RATE": "100000", "CHAT_WS_SEND_BURST": "100000"]
+    /// For tests of what the heartbeat does, on one node (whose own heartbeat cannot expire).
+    static let quickHeartbeats = ["CHAT_HEARTBEAT_INTERVAL_MS": "200"]
 
     @Test("two nodes honor the real-time contract", arguments: RealtimeContract.checks)
     func honorsContractAcrossNodes(_ check: RealtimeCheck) async throws {
@@ -199,7 +201,7 @@ struct ClusterTests {
     }
 
     @Test func aMessageNobodyNotifiedIsDeliveredByTheHeartbeatsCheck() async throws {
-        try await TestApp.runNodes(1) { nodes in
+        try await TestApp.runNodes(1, overrides: Self.quickHeartbeats) { nodes in
             let (alice, bob, chat) = try await RealtimeContract.pair(nodes[0])
             let bobSocket = try await Self.connect(bob, to: nodes[0])
             // Stored beside the server: no publication, and no notification (the node is alone,
@@ -231,7 +233,7 @@ struct ClusterTests {
     }
 
     @Test func aNodeThatStopsBeatingTakesItsUsersPresenceWithIt() async throws {
-        try await TestApp.runNodes(1) { nodes in
+        try await TestApp.runNodes(1, overrides: Self.quickHeartbeats) { nodes in
             let (alice, bob, _) = try await RealtimeContract.pair(nodes[0])
             let location = try Self.postgres(nodes[0])
             let aliceSocket = try await Self.connect(alice, to: nodes[0])

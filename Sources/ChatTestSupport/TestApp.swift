@@ -72,7 +72,9 @@ public enum TestApp {
 
     /// Runs `test` against `count` nodes serving one fresh PostgreSQL database, each with its
     /// own store, hub and cluster link, on its own loopback port, once every node is ready
-    /// (it hears the others). Nodes are named `node-1`, `node-2`, ..., and beat every 200 ms.
+    /// (it hears the others). Nodes are named `node-1`, `node-2`, ..., and beat at the default
+    /// interval: a shorter one lets a loaded machine miss a heartbeat, which makes a node's
+    /// users go offline and come back. Tests of the heartbeat itself set a shorter one.
     /// - Parameter test: gets a client of each node, the first node's first.
     public static func runNodes<T: Sendable>(
         _ count: Int, overrides: [String: String] = [:], logger: Logger = TestDatabase.logger,
@@ -91,7 +93,7 @@ public enum TestApp {
             for node in started { try await node.waitUntilReady() }
             return try await test(started)
         }
-        let node = ["CHAT_NODE_NAME": "node-\(started.count + 1)", "CHAT_HEARTBEAT_INTERVAL_MS": "200"]
+        let node = ["CHAT_NODE_NAME": "node-\(started.count + 1)"]
         // Small pools: parallel tests with several nodes each share one PostgreSQL server.
         let (app, store) = try await makeApp(
             on: location, poolSize: 6, overrides: node.merging(overrides) { _, override in override }, logger: logger)
