@@ -31,7 +31,8 @@ public enum CloseCode: UInt16, CaseIterable, Sendable {
             "Busy: over the per-user connection limit (two connections raced past the 429 check), "
                 + "or the database was busy or unavailable while the connection was set up."
         case .slowConsumer:
-            "Too slow: more than `CHAT_WS_OUTBOX_FRAMES` (1024) frames were waiting for this connection."
+            "Too slow: more than `CHAT_WS_OUTBOX_FRAMES` (1024) frames or `CHAT_WS_OUTBOX_BYTES` (4 MiB) "
+                + "were waiting for this connection."
         }
     }
 

@@ -34,7 +34,7 @@ struct ChatHubTests {
             _ user: UserID, capacity: Int = 100, lastSeq: Int64 = 0, release: Bool = true
         ) throws -> ChatConnection {
             let connection = ChatConnection(
-                userID: user, tokenID: "token-\(user)", narrowedTo: nil, outbox: Outbox(capacity: capacity))
+                userID: user, tokenID: "token-\(user)", narrowedTo: nil, outbox: .recording(frames: capacity))
             _ = try hub.connect(connection, chats: [(chat, lastSeq)])
             if release { hub.release(connection) }
             return connection
@@ -279,7 +279,7 @@ struct ChatHubTests {
             let carol = try await fixture.store.createUser(
                 NewUser(name: "carol", email: "c@example.com", passwordHash: "h"))
             let carolConnection = ChatConnection(
-                userID: carol.id, tokenID: "c", narrowedTo: nil, outbox: Outbox(capacity: 100))
+                userID: carol.id, tokenID: "c", narrowedTo: nil, outbox: .recording())
             _ = try fixture.hub.connect(carolConnection, chats: [])
             _ = try await fixture.store(2, from: fixture.bob, prefix: "m")
             let bobConnection = try fixture.connect(fixture.bob, lastSeq: 2)

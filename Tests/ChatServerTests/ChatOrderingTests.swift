@@ -13,7 +13,7 @@ struct ChatOrderingTests {
     static let (alice, bob) = (UserID(1), UserID(2))
 
     static func connection(_ user: UserID) -> ChatConnection {
-        ChatConnection(userID: user, tokenID: "t\(user)", narrowedTo: nil, outbox: Outbox(capacity: 100))
+        ChatConnection(userID: user, tokenID: "t\(user)", narrowedTo: nil, outbox: .recording())
     }
 
     static func message(_ seq: Int64, from sender: UserID, clientID: String? = nil) -> Message {
@@ -27,8 +27,12 @@ struct ChatOrderingTests {
     static func sent(to connection: ChatConnection) async -> [ServerFrame] {
         let marker = FrameEncoding.encode(.typing(chatID: ChatID(-1), userID: UserID(-1)))
         connection.outbox.offer(marker)
-        guard case .frames(let batch) = await connection.outbox.nextBatch() else { return [] }
-        return batch.dropLast().compactMap {
+        var sent: [ByteBuffer] = []
+        while sent.last != marker {
+            guard case .frames(let batch) = await connection.outbox.nextBatch() else { return [] }
+            sent += batch
+        }
+        return sent.dropLast().compactMap {
             try? JSONDecoder().decode(ServerFrame.self, from: Data($0.readableBytesView))
         }
     }

@@ -30,6 +30,7 @@ struct ConfigTests {
                 "CHAT_LOGIN_FAILURES_PER_ADDRESS": "50", "CHAT_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
                 "CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "5", "CHAT_IDLE_TIMEOUT_SECONDS": "90",
                 "CHAT_NODE_NAME": "eu-west.node_2", "CHAT_HEARTBEAT_INTERVAL_MS": "500",
+                "CHAT_WS_OUTBOX_FRAMES": "64", "CHAT_WS_OUTBOX_BYTES": "1048576",
             ], directory: "/nonexistent")
         #expect(config.environment == .dev && config.host == "10.0.0.5" && config.port == 9000)
         #expect(
@@ -50,6 +51,7 @@ struct ConfigTests {
         #expect(config.requestHeadTimeout == .seconds(5) && config.idleTimeout == .seconds(90))
         #expect(config.cluster.nodeName == "eu-west.node_2" && config.cluster.heartbeatInterval == .milliseconds(500))
         #expect(config.cluster.expiry == .milliseconds(1500))
+        #expect(config.webSocket.outboxLimits == Outbox.Limits(frames: 64, bytes: 1 << 20))
     }
 
     @Test func theSendWaitBoundDefaultsToHalfOnSQLitesOneWriter() async throws {
@@ -92,6 +94,7 @@ struct ConfigTests {
             ("CHAT_ALLOWED_ORIGINS", "chat.example.com"), ("CHAT_JWT_SECRET", "shorter-than-32-bytes"),
             ("CHAT_LOG_LEVEL", "loud"), ("CHAT_MAX_BODY_BYTES", "12"), ("CHAT_NODE_NAME", "node 1"),
             ("CHAT_NODE_NAME", String(repeating: "n", count: 64)), ("CHAT_HEARTBEAT_INTERVAL_MS", "50"),
+            ("CHAT_WS_OUTBOX_BYTES", "1000"),
         ])
     func malformedValuesAreErrors(_ variable: String, _ value: String) async throws {
         let error = await #expect(throws: ConfigError.self) {

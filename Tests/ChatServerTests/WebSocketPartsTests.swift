@@ -1,6 +1,7 @@
 import ChatProtocol
 import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 
 @testable import ChatServer
@@ -22,32 +23,53 @@ struct WebSocketPartsTests {
         #expect(waits == [nil, nil, nil, .milliseconds(500)], "never above the burst")
     }
 
-    @Test func theOutboxHandsOverBatchesAndClosesWhenFull() async {
-        let outbox = Outbox(capacity: 2)
+    @Test func theOutboxWaitsForAFullSocketAndClosesAtItsLimit() async throws {
+        let outbox = Outbox.recording(frames: 3, bytes: 1 << 20)
+        try await outbox.recorder.setWritable(false, outbox: outbox)
         #expect(outbox.offer(ByteBuffer(string: "a")) && outbox.offer(ByteBuffer(string: "b")))
+        try await outbox.recorder.setWritable(true, outbox: outbox)
         guard case .frames(let batch) = await outbox.nextBatch() else {
             Issue.record("no batch")
             return
         }
-        #expect(batch.map { String(buffer: $0) } == ["a", "b"])
+        #expect(batch.map { String(buffer: $0) } == ["a", "b"], "what waited goes out in one flush")
+        try await outbox.recorder.setWritable(false, outbox: outbox)
         #expect(outbox.offer(ByteBuffer(string: "c")) && outbox.offer(ByteBuffer(string: "d")))
-        #expect(!outbox.offer(ByteBuffer(string: "e")), "the third frame overflows")
+        #expect(outbox.offer(ByteBuffer(string: "e")))
+        #expect(!outbox.offer(ByteBuffer(string: "f")), "the fourth waiting frame overflows")
         guard case .closed(.slowConsumer) = await outbox.nextBatch() else {
             Issue.record("an overflowing outbox must close")
             return
         }
-        #expect(!outbox.offer(ByteBuffer(string: "f")))
+        #expect(!outbox.offer(ByteBuffer(string: "g")))
     }
 
-    @Test func aWaitingWriterIsWokenByTheFirstFrame() async {
-        let outbox = Outbox(capacity: 4)
-        async let batch = outbox.nextBatch()
-        outbox.offer(ByteBuffer(string: "x"))
-        guard case .frames(let frames) = await batch else {
-            Issue.record("no batch")
-            return
+    @Test func theOutboxClosesWhenTooManyBytesWait() async throws {
+        let outbox = Outbox.recording(frames: 100, bytes: 10)
+        try await outbox.recorder.setWritable(false, outbox: outbox)
+        #expect(outbox.offer(ByteBuffer(string: "12345")) && outbox.offer(ByteBuffer(string: "67890")))
+        #expect(!outbox.offer(ByteBuffer(string: "x")), "the eleventh byte overflows")
+        #expect(outbox.closeReason == .slowConsumer)
+    }
+
+    @Test func oneJobPerLoopDrainsEveryOutboxThatAskedAndFlushesEachOnce() async throws {
+        let loop = DeliveryLoop(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let sinks = [RecordingSink(eventLoop: loop.eventLoop), RecordingSink(eventLoop: loop.eventLoop)]
+        let outboxes = sinks.map { Outbox(limits: .init(frames: 10, bytes: 1000), sink: $0, delivery: loop) }
+        for (outbox, sink) in zip(outboxes, sinks) { outbox.onForcedClose { _ in sink.wake() } }
+        // Offered within one job of the loop: the drain they ask for runs after it.
+        try await loop.eventLoop.submit {
+            for frame in ["a", "b", "c"] {
+                for outbox in outboxes { outbox.offer(ByteBuffer(string: frame)) }
+            }
+        }.get()
+        for outbox in outboxes {
+            guard case .frames(let batch) = await outbox.nextBatch() else {
+                Issue.record("no batch")
+                return
+            }
+            #expect(batch.map { String(buffer: $0) } == ["a", "b", "c"])
         }
-        #expect(frames.count == 1)
     }
 
     @Test(

@@ -212,6 +212,7 @@ public struct ChatConfig: Sendable {
             maxFrameBytes: try settings.int("CHAT_WS_MAX_FRAME_BYTES", default: 65_536, in: 1024...(16 << 20)),
             connectionsPerUser: try settings.int("CHAT_WS_CONNECTIONS_PER_USER", default: 10, in: 1...10_000),
             outboxFrames: try settings.int("CHAT_WS_OUTBOX_FRAMES", default: 1024, in: 16...1_000_000),
+            outboxBytes: try settings.int("CHAT_WS_OUTBOX_BYTES", default: 4 << 20, in: (64 << 10)...(1 << 30)),
             sendsPerSecond: try settings.int("CHAT_WS_SEND_RATE", default: 20, in: 1...1_000_000),
             sendBurst: try settings.int("CHAT_WS_SEND_BURST", default: 40, in: 1...1_000_000),
             pingInterval: .seconds(try settings.int("CHAT_WS_PING_SECONDS", default: 30, in: 1...3600)))
@@ -251,9 +252,12 @@ public struct WebSocketSettings: Sendable, Equatable {
     public var maxFrameBytes: Int
     /// Most connections one user may hold on one server (`CHAT_WS_CONNECTIONS_PER_USER`, default 10).
     public var connectionsPerUser: Int
-    /// Frames queued for a connection before it counts as a slow consumer and is closed with
-    /// 4001 (`CHAT_WS_OUTBOX_FRAMES`, default 1024).
+    /// Frames waiting for a connection (its socket full, or held while it catches up) before
+    /// it counts as a slow consumer and is closed with 4001 (`CHAT_WS_OUTBOX_FRAMES`, default 1024).
     public var outboxFrames: Int
+    /// Bytes waiting for a connection before it is closed with 4001 (`CHAT_WS_OUTBOX_BYTES`,
+    /// default 4 MiB): the bound on a slow connection's memory, whatever its frames' size.
+    public var outboxBytes: Int
     /// Sustained `send` frames per second per connection (`CHAT_WS_SEND_RATE`, default 20).
     public var sendsPerSecond: Int
     /// Sends a connection may make in a burst above the rate (`CHAT_WS_SEND_BURST`, default 40).
@@ -261,6 +265,9 @@ public struct WebSocketSettings: Sendable, Equatable {
     /// How often the server pings; a connection that misses a pong is closed
     /// (`CHAT_WS_PING_SECONDS`, default 30).
     public var pingInterval: Duration
+
+    /// What may wait in one connection's ``Outbox``.
+    public var outboxLimits: Outbox.Limits { Outbox.Limits(frames: outboxFrames, bytes: outboxBytes) }
 
     /// Most messages one `resume` returns.
     public static let resumeLimit = 1000

@@ -5,9 +5,10 @@ import NIOCore
 import NIOWebSocket
 import WSCore
 
-/// One WebSocket connection: sends `ready`, then reads client frames and writes server
-/// frames until either side closes. The reader and the writer are the two tasks of one task
-/// group; the first to finish ends the other.
+/// One WebSocket connection: sends `ready`, then reads client frames until either side
+/// closes. Server frames go through the connection's ``Outbox``, which its event loop drains;
+/// the reader and the closer (which waits for the outbox to close) are the two tasks of one
+/// task group, and the first to finish ends the other.
 struct ChatSession {
     let session: Session
     let narrowedTo: ChatID?
@@ -26,7 +27,7 @@ struct ChatSession {
 
     /// How long a connection closed by the server (too slow, or its session revoked) has to
     /// take its close frame before the server drops the TCP connection: a client that stopped
-    /// reading would otherwise keep the writer waiting on a full socket.
+    /// reading would otherwise keep its close frame waiting behind a full socket.
     static let hangUpGrace: TimeAmount = .seconds(5)
 
     /// The close reason (with ``CloseCode/sessionEnded``) when the session's token expires.
@@ -37,9 +38,14 @@ struct ChatSession {
         shutdown: ShutdownSignal
     ) async throws {
         let user = session.user
+        let outbox = Outbox(
+            limits: settings.outboxLimits, sink: ChannelFrameSink(channel: channel),
+            delivery: hub.deliveryLoops.loop(for: channel.eventLoop))
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(OutboxWritabilityHandler(outbox: outbox), position: .first)
+        }.get()
         let connection = ChatConnection(
-            userID: user.id, tokenID: session.token.tokenID, narrowedTo: narrowedTo,
-            outbox: Outbox(capacity: settings.outboxFrames))
+            userID: user.id, tokenID: session.token.tokenID, narrowedTo: narrowedTo, outbox: outbox)
         connection.outbox.onForcedClose { [metrics] reason in
             if reason == .slowConsumer { metrics.slowConsumerClosed() }
             channel.eventLoop.scheduleTask(in: Self.hangUpGrace) { channel.close(promise: nil) }
@@ -95,7 +101,7 @@ struct ChatSession {
         let readerLogger = connectionLogger
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                try await Self.write(connection.outbox, to: outbound, channel: channel, logger: readerLogger)
+                try await Self.close(on: connection.outbox.closed(), outbound: outbound, logger: readerLogger)
             }
             group.addTask {
                 var reader = FrameReader(session: self, connection: connection, logger: readerLogger)
@@ -109,41 +115,23 @@ struct ChatSession {
         }
     }
 
-    /// Writes what the hub queues until the outbox closes, then closes the socket with the
-    /// code the close reason calls for.
-    ///
-    /// A batch goes to the channel in one event-loop turn with one flush: one `writev` for
-    /// everything queued since the last one instead of a system call per frame, the largest
-    /// cost of fan-out (docs/benchmarks.md). Awaiting the last write keeps the back-pressure
-    /// the outbox relies on: it completes once the socket took the bytes. These writes pass
-    /// no WebSocket extension (the server negotiates none); close frames go through
-    /// `outbound` so the WebSocket handler sees them.
-    private static func write(
-        _ outbox: Outbox, to outbound: WebSocketOutboundWriter, channel: any Channel, logger: Logger
-    ) async throws {
-        while true {
-            switch await outbox.nextBatch() {
-            case .frames(let frames):
-                try await channel.eventLoop.flatSubmit {
-                    var written = channel.eventLoop.makeSucceededVoidFuture()
-                    for frame in frames {
-                        written = channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame))
-                    }
-                    channel.flush()
-                    return written
-                }.get()
-            case .closed(.finished):
-                return
-            case .closed(.slowConsumer):
-                logger.warning("Closing a slow consumer", metadata: ["chat.queued_frames": "\(outbox.capacity)"])
-                try await outbound.close(
-                    WebSocketErrorCode(codeNumber: Int(CloseCode.slowConsumer.rawValue)),
-                    reason: "too slow: reconnect and resume")
-                return
-            case .closed(.closing(let code, let reason)):
-                try await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
-                return
-            }
+    /// Closes the socket with the code the outbox's close reason calls for. The frames
+    /// themselves never pass through here: the connection's ``DeliveryLoop`` writes them.
+    private static func close(
+        on reason: Outbox.CloseReason, outbound: WebSocketOutboundWriter, logger: Logger
+    )
+        async throws
+    {
+        switch reason {
+        case .finished:
+            return
+        case .slowConsumer:
+            logger.warning("Closing a slow consumer")
+            try await outbound.close(
+                WebSocketErrorCode(codeNumber: Int(CloseCode.slowConsumer.rawValue)),
+                reason: "too slow: reconnect and resume")
+        case .closing(let code, let reason):
+            try await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
         }
     }
 }

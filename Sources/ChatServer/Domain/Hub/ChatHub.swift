@@ -56,12 +56,14 @@ public final class ChatHub: Service {
     let gapFillRequests: AsyncStream<GapFill>
     let metrics: ChatMetrics
     let logger: Logger
+    /// Where the outboxes of this node's connections are drained, one per event loop.
+    public let deliveryLoops = DeliveryLoops()
 
     /// The hub's tunables.
     public struct Limits: Sendable {
         /// Most connections one user may hold on this node.
         public var connectionsPerUser: Int
-        /// Most frames held for a connection while it catches up (as its outbox's capacity).
+        /// Most frames held for a connection while it catches up (as its outbox's frame limit).
         public var heldFrames: Int
         /// How long a missing `seq` may be awaited before it is read from the store.
         public var gapGrace: Duration

@@ -1,57 +1,78 @@
 import NIOCore
 import Synchronization
 
-/// The bounded queue between the hub, which never waits, and one connection's writer task.
+/// Where one connection's frames go: its channel, written on the channel's event loop.
+/// ``write(_:)`` and ``flush()`` are only called on ``eventLoop``.
+public protocol FrameSink: Sendable {
+    var eventLoop: any EventLoop { get }
+    /// Whether the connection takes more frames now (its socket buffer is below its limit).
+    var isWritable: Bool { get }
+    /// Writes one server frame, without sending it yet.
+    func write(_ frame: ByteBuffer)
+    /// Sends everything written since the last flush, in one system call.
+    func flush()
+}
+
+/// The bounded queue between the hub, which never waits, and one connection's socket.
 ///
-/// `offer` is synchronous and cheap. When the queue is full the connection is too slow to
-/// keep up: the outbox closes with ``CloseReason/slowConsumer``, drops what it holds, and the
-/// writer closes the socket so the client can reconnect and `resume`.
+/// `offer` is synchronous and cheap: it queues the frame and, when the queue was empty, asks
+/// the connection's ``DeliveryLoop`` to drain it. The drain runs on the connection's event
+/// loop, so a frame costs no task and no thread hop of its own, and everything offered until
+/// the drain runs goes out with one flush. While the socket cannot take more (the client reads
+/// slowly), frames wait here; when more than ``Limits`` wait the connection is too slow to keep
+/// up: the outbox closes with ``CloseReason/slowConsumer`` and drops what it holds, and the
+/// session closes the socket so the client can reconnect and `resume`.
 public final class Outbox: Sendable {
     /// Why the outbox stopped taking frames.
     public enum CloseReason: Sendable, Equatable {
         /// The connection ended normally (its reader finished).
         case finished
-        /// The queue overflowed.
+        /// Too many frames or bytes were waiting.
         case slowConsumer
         /// The server closes the connection with this WebSocket close code.
         case closing(code: UInt16, reason: String)
     }
 
-    /// What the writer should do next.
-    public enum Batch: Sendable {
-        /// Write these frames, oldest first.
-        case frames([ByteBuffer])
-        /// Stop: the outbox is closed.
-        case closed(CloseReason)
-    }
+    /// How much may wait for a slow connection before it is closed: whichever is reached first.
+    public struct Limits: Sendable, Equatable {
+        public var frames: Int
+        public var bytes: Int
 
-    private struct State {
-        var frames: CircularBuffer<ByteBuffer>
-        /// The writer, waiting for frames or the close.
-        var waiter: CheckedContinuation<Void, Never>?
-        var closeReason: CloseReason?
-        var onForcedClose: (@Sendable (CloseReason) -> Void)?
-
-        /// The close reason, or everything queued, or nil when there is nothing to do yet.
-        mutating func takeBatch() -> Batch? {
-            if let closeReason { return .closed(closeReason) }
-            guard !frames.isEmpty else { return nil }
-            defer { frames.removeAll(keepingCapacity: true) }
-            return .frames(Array(frames))
+        public init(frames: Int, bytes: Int) {
+            self.frames = frames
+            self.bytes = bytes
         }
     }
 
-    /// Most frames the outbox holds before its connection counts as a slow consumer.
-    public let capacity: Int
-    private let state: Mutex<State>
+    private struct State {
+        var frames: [ByteBuffer] = []
+        /// The array the last drain wrote from, emptied: the next batch reuses its storage.
+        var spare: [ByteBuffer] = []
+        var bytes = 0
+        /// A drain is scheduled, or waits for the socket to become writable: offers need not
+        /// ask for another.
+        var drainPending = false
+        var closeReason: CloseReason?
+        /// The session, waiting for the close reason.
+        var closeWaiter: CheckedContinuation<CloseReason, Never>?
+        var onForcedClose: (@Sendable (CloseReason) -> Void)?
+    }
 
-    public init(capacity: Int) {
-        self.capacity = capacity
-        self.state = Mutex(State(frames: CircularBuffer(initialCapacity: 16)))
+    public let limits: Limits
+    let sink: any FrameSink
+    private let delivery: DeliveryLoop
+    private let state = Mutex(State())
+
+    /// - Parameter delivery: the drains of `sink`'s event loop.
+    public init(limits: Limits, sink: any FrameSink, delivery: DeliveryLoop) {
+        precondition(delivery.eventLoop === sink.eventLoop, "an outbox drains on its sink's event loop")
+        self.limits = limits
+        self.sink = sink
+        self.delivery = delivery
     }
 
     /// Registers what to do when the outbox is closed for any reason but ``CloseReason/finished``
-    /// (the writer may be stuck on a socket that no longer drains); runs at once if it already is.
+    /// (the socket may no longer drain); runs at once if it already is.
     public func onForcedClose(_ action: @escaping @Sendable (CloseReason) -> Void) {
         let reason = state.withLock { state -> CloseReason? in
             guard let reason = state.closeReason else {
@@ -67,15 +88,17 @@ public final class Outbox: Sendable {
     /// - Returns: false when the outbox is closed (or has just closed because it was full).
     @discardableResult
     public func offer(_ frame: ByteBuffer) -> Bool {
-        enum Outcome {
-            case refused, full
-            case queued(waking: CheckedContinuation<Void, Never>?)
-        }
+        enum Outcome { case refused, full, queued, queuedFirst }
         let outcome = state.withLock { state -> Outcome in
             guard state.closeReason == nil else { return .refused }
-            guard state.frames.count < capacity else { return .full }
+            guard state.frames.count < limits.frames, state.bytes + frame.readableBytes <= limits.bytes else {
+                return .full
+            }
             state.frames.append(frame)
-            return .queued(waking: state.waiter.take())
+            state.bytes += frame.readableBytes
+            guard !state.drainPending else { return .queued }
+            state.drainPending = true
+            return .queuedFirst
         }
         switch outcome {
         case .refused:
@@ -83,49 +106,78 @@ public final class Outbox: Sendable {
         case .full:
             close(.slowConsumer)
             return false
-        case .queued(let waiter):
-            waiter?.resume()
+        case .queued:
+            return true
+        case .queuedFirst:
+            delivery.schedule(self)
             return true
         }
     }
 
-    /// Waits for frames and returns every queued one, or the reason the outbox closed. Only
-    /// the connection's writer calls this. Cancelling the waiting task closes the outbox.
-    ///
-    /// The frames are taken when the writer runs, not when it is woken: whatever arrives
-    /// meanwhile (a burst of messages to this connection's chats) joins the same batch, which
-    /// the writer sends with one system call.
-    public func nextBatch() async -> Batch {
+    /// Writes everything queued to the sink, unflushed; on the sink's event loop only. While the
+    /// socket is not writable the frames stay queued, and the drain is left pending until
+    /// ``writabilityChanged()``.
+    /// - Returns: whether anything was written.
+    func drain() -> Bool {
+        guard sink.isWritable else { return false }
+        var batch = state.withLock { state -> [ByteBuffer] in
+            state.drainPending = false
+            state.bytes = 0
+            let queued = state.frames
+            state.frames = state.spare
+            state.spare = []
+            return queued
+        }
+        guard !batch.isEmpty else { return false }
+        for frame in batch { sink.write(frame) }
+        batch.removeAll(keepingCapacity: true)
+        state.withLock { $0.spare = batch }
+        return true
+    }
+
+    /// Resumes a drain that waited for the socket; on the sink's event loop, when the channel's
+    /// writability changed.
+    public func writabilityChanged() {
+        if drain() { sink.flush() }
+    }
+
+    /// Waits until the outbox closes and returns why. Only the connection's session calls this.
+    /// Cancelling the waiting task closes the outbox as ``CloseReason/finished``.
+    public func closed() async -> CloseReason {
         await withTaskCancellationHandler {
-            while true {
-                if let batch = state.withLock({ $0.takeBatch() }) { return batch }
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let isReady = state.withLock { state in
-                        guard state.closeReason == nil, state.frames.isEmpty else { return true }
-                        state.waiter = continuation
-                        return false
+            await withCheckedContinuation { (continuation: CheckedContinuation<CloseReason, Never>) in
+                let reason = state.withLock { state -> CloseReason? in
+                    guard let reason = state.closeReason else {
+                        state.closeWaiter = continuation
+                        return nil
                     }
-                    if isReady { continuation.resume() }
+                    return reason
                 }
+                if let reason { continuation.resume(returning: reason) }
             }
         } onCancel: {
             close(.finished)
         }
     }
 
-    /// Stops taking frames; the writer stops after what it is writing. The first reason wins.
+    /// Stops taking frames and drops what waits; the session then closes the socket. The
+    /// first reason wins.
     public func close(_ reason: CloseReason) {
         let (waiter, forcedClose) = state.withLock {
-            state -> (CheckedContinuation<Void, Never>?, (@Sendable (CloseReason) -> Void)?) in
+            state -> (CheckedContinuation<CloseReason, Never>?, (@Sendable (CloseReason) -> Void)?) in
             guard state.closeReason == nil else { return (nil, nil) }
             state.closeReason = reason
             state.frames.removeAll()
-            return (state.waiter.take(), reason == .finished ? nil : state.onForcedClose.take())
+            state.bytes = 0
+            return (state.closeWaiter.take(), reason == .finished ? nil : state.onForcedClose.take())
         }
-        waiter?.resume()
+        waiter?.resume(returning: reason)
         forcedClose?(reason)
     }
 
+    /// Why the outbox stopped taking frames, or nil while it takes them.
+    public var closeReason: CloseReason? { state.withLock { $0.closeReason } }
+
     /// Whether the outbox has stopped taking frames.
-    public var isClosed: Bool { state.withLock { $0.closeReason != nil } }
+    public var isClosed: Bool { closeReason != nil }
 }
