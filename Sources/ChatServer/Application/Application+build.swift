@@ -28,6 +28,8 @@ public struct ChatComponents: Sendable {
     public let hub: ChatHub
     /// Sends from live connections: persist, then publish, then ack.
     public let sends: LiveSend
+    /// `resume`s of live connections: hold, read what was missed, release.
+    public let resumes: LiveResume
     /// The link to the other nodes on the same PostgreSQL database; nil on SQLite, which
     /// serves one node.
     public let cluster: ClusterLink?
@@ -63,6 +65,7 @@ public struct ChatComponents: Sendable {
         self.chats = ChatService(
             store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits)
         self.sends = LiveSend(chats: chats, hub: hub, metrics: telemetry.metrics)
+        self.resumes = LiveResume(chats: chats, hub: hub)
     }
 }
 
@@ -131,8 +134,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     let withSession = router.group()
         .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
     WebSocketController(
-        chats: components.chats, hub: components.hub, sends: components.sends, events: components.events,
-        generation: components.generation,
+        chats: components.chats, hub: components.hub, sends: components.sends, resumes: components.resumes,
+        events: components.events, generation: components.generation,
         originPolicy: originPolicy, settings: config.webSocket, metrics: components.telemetry.metrics,
         logger: components.logger
     ).addRoutes(to: withSession)

@@ -269,8 +269,6 @@ public struct WebSocketSettings: Sendable, Equatable {
     /// What may wait in one connection's ``Outbox``.
     public var outboxLimits: Outbox.Limits { Outbox.Limits(frames: outboxFrames, bytes: outboxBytes) }
 
-    /// Most messages one `resume` returns.
-    public static let resumeLimit = 1000
     /// Shortest interval between two `typing` frames of one connection in one chat that are
     /// passed on; others are dropped.
     public static let typingInterval: Duration = .seconds(1)

@@ -28,6 +28,8 @@ public enum ChatError: Error, Equatable, Sendable {
     case creatorCannotBeRemoved
     /// A `resume` after the chat's last seq: the client holds positions from before a restore.
     case resyncRequired(lastSeq: Int64)
+    /// A `resume` would return more than `limit` messages: the client pages through history.
+    case resumeTooFar(limit: Int)
     /// The database cannot be reached or failed; the request may be retried.
     case storageUnavailable
     /// More sends are waiting to be stored than the node takes (``SendAdmission``): nothing was
@@ -54,6 +56,7 @@ public enum ChatError: Error, Equatable, Sendable {
         case .privateChatWithSelf: .privateChatWithSelf
         case .creatorCannotBeRemoved: .creatorCannotBeRemoved
         case .resyncRequired: .resyncRequired
+        case .resumeTooFar: .resumeTooFar
         case .storageUnavailable: .storageUnavailable
         case .overloaded: .overloaded
         }
@@ -80,6 +83,8 @@ public enum ChatError: Error, Equatable, Sendable {
         case .creatorCannotBeRemoved: "The chat's creator cannot be removed."
         case .resyncRequired(let lastSeq):
             "after_seq is past the chat's last seq (\(lastSeq)): the database was restored. Read the chat again."
+        case .resumeTooFar(let limit):
+            "More than \(limit) messages were missed: page through GET /history, then resume from closer."
         case .storageUnavailable: "The service is temporarily unavailable. Please retry."
         case .overloaded: "The server is busy and did not store this message. Retry shortly."
         }

@@ -16,6 +16,8 @@ struct ChatSession {
     let hub: ChatHub
     /// Where this connection's sends go: stored, published, acknowledged.
     let sends: LiveSend
+    /// Where its `resume`s are served.
+    let resumes: LiveResume
     /// Where read markers, typing and presence are announced: this node's hub, and with
     /// several nodes the others too.
     let events: any ChatEvents
@@ -90,7 +92,7 @@ struct ChatSession {
             chats: details.compactMap { details in
                 joined.positions[details.chat.id].map { ReadyChat(details, lastSeq: $0, isOnline: hub.isOnline) }
             },
-            resumeLimit: WebSocketSettings.resumeLimit, generation: generation)
+            resumeLimit: LiveResume.limit, generation: generation)
         connection.outbox.offer(FrameEncoding.encode(.ready(ready)))
         hub.release(connection)
         if joined.cameOnline { events.presenceChanged(of: user.id, online: true, chats: connection.chats) }
@@ -185,7 +187,8 @@ private struct FrameReader {
             case .send(let chat, let clientID, let text): try await send(text, clientID: clientID, to: chat)
             case .read(let chat, let seq): try await read(chat, upTo: seq)
             case .typing(let chat): try typing(in: chat)
-            case .resume(let chat, let afterSeq): try await resume(chat, after: afterSeq)
+            case .resume(let chat, let afterSeq):
+                try await session.resumes.resume(chat, after: afterSeq, on: connection)
             }
         } catch {
             Self.reply(
@@ -258,34 +261,6 @@ private struct FrameReader {
         if let last = lastTyping[chat], now - last < WebSocketSettings.typingInterval { return }
         lastTyping[chat] = now
         session.events.typing(chat: chat, user: user)
-    }
-
-    private func resume(_ chat: ChatID, after afterSeq: Int64) async throws {
-        guard hub.beginCatchUp(connection, chat: chat) else { throw ChatError.notAMember }
-        do {
-            guard
-                let missed = try await session.chats.missedMessages(
-                    in: chat, viewer: user, afterSeq: afterSeq, limit: WebSocketSettings.resumeLimit)
-            else {
-                hub.endCatchUp(connection, chat: chat, afterSeq: nil, messages: [])
-                reply(
-                    .error(
-                        code: ErrorCode.resumeTooFar.rawValue,
-                        message: "More than \(WebSocketSettings.resumeLimit) messages were missed: page through "
-                            + "GET /history, then resume from closer.", ref: "resume", chatID: chat))
-                return
-            }
-            let frames = missed.map {
-                (
-                    seq: $0.message.seq,
-                    frame: FrameEncoding.encode(.message(MessagePayload($0.message, isRead: $0.isRead)))
-                )
-            }
-            hub.endCatchUp(connection, chat: chat, afterSeq: afterSeq, messages: frames)
-        } catch {
-            hub.endCatchUp(connection, chat: chat, afterSeq: nil, messages: [])
-            throw error
-        }
     }
 
     private func requireFollowing(_ chat: ChatID) throws {

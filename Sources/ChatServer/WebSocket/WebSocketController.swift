@@ -13,6 +13,7 @@ struct WebSocketController {
     let chats: ChatService
     let hub: ChatHub
     let sends: LiveSend
+    let resumes: LiveResume
     let events: any ChatEvents
     let generation: DatabaseGeneration
     let originPolicy: OriginPolicy
@@ -53,7 +54,8 @@ struct WebSocketController {
                 status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
         }
         let chatSession = ChatSession(
-            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, sends: sends, events: events,
+            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, sends: sends, resumes: resumes,
+            events: events,
             generation: generation.current, settings: settings, metrics: metrics, logger: logger)
         slot.accept { inbound, outbound, context in
             try await chatSession.run(
