@@ -40,17 +40,20 @@ public enum TestApp {
     ///   - overrides: environment variables to change from ``config(database:overrides:)``.
     ///   - logger: what the server logs to (warnings and worse, to standard error, by default).
     ///   - wrapStore: what the application gets instead of the store, e.g. a ``FaultInjectingStore``.
+    ///   - clock: what the real-time core waits on and reads the time from, e.g. a ``ManualClock``.
     public static func run<T: Sendable>(
         on database: TestDatabase = .sqlite,
         testing: TestingSetup = .router,
         overrides: [String: String] = [:],
         logger: Logger = TestDatabase.logger,
         wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 },
+        clock: any Clock<Duration> = ContinuousClock(),
         _ test: @Sendable (APITestClient) async throws -> T
     ) async throws -> T {
         try await database.withLocation { location in
             try await run(
-                at: location, testing: testing, overrides: overrides, logger: logger, wrapStore: wrapStore, test)
+                at: location, testing: testing, overrides: overrides, logger: logger, wrapStore: wrapStore,
+                clock: clock, test)
         }
     }
 
@@ -62,9 +65,11 @@ public enum TestApp {
         overrides: [String: String] = [:],
         logger: Logger = TestDatabase.logger,
         wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 },
+        clock: any Clock<Duration> = ContinuousClock(),
         _ test: @Sendable (APITestClient) async throws -> T
     ) async throws -> T {
-        let (app, store) = try await makeApp(on: location, overrides: overrides, logger: logger, wrapStore: wrapStore)
+        let (app, store) = try await makeApp(
+            on: location, overrides: overrides, logger: logger, wrapStore: wrapStore, clock: clock)
         return try await app.test(testing) { client in
             try await test(APITestClient(client: client, store: store, database: location))
         }
@@ -106,7 +111,7 @@ public enum TestApp {
 
     private static func makeApp(
         on location: DatabaseLocation, poolSize: Int = 20, overrides: [String: String], logger: Logger,
-        wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 }
+        wrapStore: @Sendable (any ChatStore) -> any ChatStore = { $0 }, clock: any Clock<Duration> = ContinuousClock()
     ) async throws -> (some ApplicationProtocol, any ChatStore) {
         let config = try await config(database: location, overrides: overrides)
         let telemetry = Telemetry()
@@ -115,7 +120,8 @@ public enum TestApp {
                 for: location, poolSize: poolSize, nodeName: config.cluster.nodeName, waitLimits: Patience.postgres,
                 metrics: telemetry.metrics, logger: logger))
         let app = try await buildApplication(
-            config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true), logger: logger)
+            config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true), clock: clock,
+            logger: logger)
         return (app, store)
     }
 }

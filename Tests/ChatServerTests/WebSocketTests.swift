@@ -16,10 +16,10 @@ struct WebSocketTests {
 
     /// A live server with two members of one private chat, both connected.
     static func withPair(
-        overrides: [String: String] = [:],
+        overrides: [String: String] = [:], clock: any Clock<Duration> = ContinuousClock(),
         _ test: @Sendable (APITestClient, ChatPayload, ChatWebSocketClient, ChatWebSocketClient) async throws -> Void
     ) async throws {
-        try await TestApp.run(testing: .live, overrides: overrides) { api in
+        try await TestApp.run(testing: .live, overrides: overrides, clock: clock) { api in
             let port = try #require(api.client.port)
             let (alice, bob, chat) = try await RealtimeContract.pair(api)
             let aliceSocket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
@@ -188,29 +188,37 @@ struct WebSocketTests {
     }
 
     @Test func sendsAreRateLimitedPerConnection() async throws {
-        try await Self.withPair(overrides: ["CHAT_WS_SEND_RATE": "1", "CHAT_WS_SEND_BURST": "2"]) {
+        // The server reads the time from this clock: only the test moves it.
+        let clock = ManualClock()
+        try await Self.withPair(overrides: ["CHAT_WS_SEND_RATE": "1", "CHAT_WS_SEND_BURST": "2"], clock: clock) {
             api, chat, alice, _ in
-            // The first two take the burst without touching the database (a chat alice is not
-            // in), so that the third comes well within the second the bucket needs to refill,
-            // however busy the machine.
-            alice.send(.send(chatID: ChatID(999_999), clientID: "r1", text: "hi"))
-            alice.send(.send(chatID: ChatID(999_999), clientID: "r2", text: "hi"))
-            alice.send(.send(chatID: chat.id, clientID: "r3", text: "hi"))
-            var codes: [String: String] = [:]
+            for number in 1...3 { alice.send(.send(chatID: chat.id, clientID: "r\(number)", text: "hi")) }
+            var answers: [String: String] = [:]
             var retryAfter: Int?
-            while codes.count < 3 {
+            while answers.count < 3 {
                 switch try await alice.next() {
-                case .ack(let clientID, _, _): codes[clientID] = "ack"
+                case .ack(let clientID, _, _): answers[clientID] = "ack"
                 case .error(let code, _, let ref?, let retryAfterMs, _):
-                    codes[ref] = code
+                    answers[ref] = code
                     if ref == "r3" { retryAfter = retryAfterMs }
                 default: continue
                 }
             }
-            #expect(codes == ["r1": "not_a_member", "r2": "not_a_member", "r3": "rate_limited"])
-            // At one send a second, the next token is at most a second away.
-            #expect((1...1000).contains(retryAfter ?? 0), "got retry_after_ms \(String(describing: retryAfter))")
-            #expect(try await api.store.counts().messages == 0, "the limited send was not stored")
+            #expect(answers == ["r1": "ack", "r2": "ack", "r3": "rate_limited"], "the burst, then the rate")
+            #expect(retryAfter == 1000, "at one send a second, the next token is a second away")
+            #expect(try await api.store.counts().messages == 2, "the limited send was not stored")
+            clock.advance(by: .milliseconds(500))
+            alice.send(.send(chatID: chat.id, clientID: "r4", text: "hi"))
+            guard case .error("rate_limited", _, "r4", 500, _) = try await alice.next(.error) else {
+                Issue.record("a send half a second early was not refused with the half second to wait")
+                return
+            }
+            clock.advance(by: .milliseconds(500))
+            alice.send(.send(chatID: chat.id, clientID: "r5", text: "hi"))
+            guard case .ack("r5", _, false) = try await alice.next(.ack) else {
+                Issue.record("a send after the wait was not stored")
+                return
+            }
         }
     }
 
@@ -257,11 +265,13 @@ struct WebSocketTests {
         }
     }
 
-    @Test func typingReachesOthersAndIsNeverStored() async throws {
-        try await Self.withPair { api, chat, alice, bob in
+    @Test func typingReachesOthersAtMostOnceASecondAndIsNeverStored() async throws {
+        let clock = ManualClock()
+        try await Self.withPair(clock: clock) { api, chat, alice, bob in
             alice.send(.typing(chatID: chat.id))
             alice.send(.typing(chatID: chat.id))
-            #expect(try await bob.next(.typing) == .typing(chatID: chat.id, userID: alice.ready.user.id))
+            let typing = ServerFrame.typing(chatID: chat.id, userID: alice.ready.user.id)
+            #expect(try await bob.next(.typing) == typing)
             // The second typing within a second was dropped: the next frame bob gets is the message.
             alice.send(.send(chatID: chat.id, clientID: "m", text: "hi"))
             guard case .message(let message) = try await bob.next() else {
@@ -269,6 +279,9 @@ struct WebSocketTests {
                 return
             }
             #expect(message.clientID == "m")
+            clock.advance(by: WebSocketSettings.typingInterval)
+            alice.send(.typing(chatID: chat.id))
+            #expect(try await bob.next() == typing, "a second later typing is passed on again")
             #expect(try await api.store.counts().messages == 1)
         }
     }

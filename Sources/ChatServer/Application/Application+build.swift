@@ -30,6 +30,8 @@ public struct ChatComponents: Sendable {
     public let sends: LiveSend
     /// `resume`s of live connections: hold, read what was missed, release.
     public let resumes: LiveResume
+    /// The time as the WebSocket sessions' rate limits read it, on the components' clock.
+    public let stopwatch: Stopwatch
     /// The link to the other nodes on the same PostgreSQL database; nil on SQLite, which
     /// serves one node.
     public let cluster: ClusterLink?
@@ -39,8 +41,14 @@ public struct ChatComponents: Sendable {
     public let telemetry: Telemetry
     let logger: Logger
 
-    public init(config: ChatConfig, store: any ChatStore, telemetry: Telemetry, logger: Logger) async throws {
+    /// - Parameter clock: what the real-time core waits on and reads the time from; tests pass
+    ///   a clock they move themselves.
+    public init(
+        config: ChatConfig, store: any ChatStore, telemetry: Telemetry, clock: any Clock<Duration> = ContinuousClock(),
+        logger: Logger
+    ) async throws {
         self.config = config
+        self.stopwatch = Stopwatch(clock)
         self.store = store
         self.telemetry = telemetry
         self.logger = logger
@@ -51,7 +59,7 @@ public struct ChatComponents: Sendable {
             store: store,
             limits: .init(
                 connectionsPerUser: config.webSocket.connectionsPerUser, heldFrames: config.webSocket.outboxFrames),
-            metrics: telemetry.metrics, logger: logger)
+            clock: clock, metrics: telemetry.metrics, logger: logger)
         let hub = self.hub
         let cluster = (store as? PostgresChatStore).map {
             ClusterLink(settings: config.cluster, hub: hub, store: $0, metrics: telemetry.metrics, logger: logger)
@@ -71,10 +79,13 @@ public struct ChatComponents: Sendable {
 
 /// Builds the HTTP application: routes, the store as a service, and database preparation
 /// before the server starts listening.
+/// - Parameter clock: see ``ChatComponents/init(config:store:telemetry:clock:logger:)``.
 public func buildApplication(
-    config: ChatConfig, store: any ChatStore, telemetry: Telemetry, options: StartupOptions, logger: Logger
+    config: ChatConfig, store: any ChatStore, telemetry: Telemetry, options: StartupOptions,
+    clock: any Clock<Duration> = ContinuousClock(), logger: Logger
 ) async throws -> some ApplicationProtocol {
-    let components = try await ChatComponents(config: config, store: store, telemetry: telemetry, logger: logger)
+    let components = try await ChatComponents(
+        config: config, store: store, telemetry: telemetry, clock: clock, logger: logger)
     let router = buildRouter(components)
     let upgradeRouter = router.buildResponder()
     let webSocket = WebSocketUpgradeChannel.Configuration(
@@ -135,7 +146,7 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
         .add(middleware: AuthMiddleware(accounts: components.accounts, originPolicy: originPolicy))
     WebSocketController(
         chats: components.chats, hub: components.hub, sends: components.sends, resumes: components.resumes,
-        events: components.events, generation: components.generation,
+        events: components.events, stopwatch: components.stopwatch, generation: components.generation,
         originPolicy: originPolicy, settings: config.webSocket, metrics: components.telemetry.metrics,
         logger: components.logger
     ).addRoutes(to: withSession)

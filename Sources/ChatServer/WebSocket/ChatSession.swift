@@ -21,6 +21,8 @@ struct ChatSession {
     /// Where read markers, typing and presence are announced: this node's hub, and with
     /// several nodes the others too.
     let events: any ChatEvents
+    /// What the send rate and the typing throttle read the time from.
+    let stopwatch: Stopwatch
     /// The database generation `ready` announces (``ReadyPayload/generation``).
     let generation: String
     let settings: WebSocketSettings
@@ -149,14 +151,14 @@ private struct FrameReader {
     let logger: Logger
     private let window = SendWindow()
     private var sendRate: TokenBucket
-    private var lastTyping: [ChatID: ContinuousClock.Instant] = [:]
+    private var lastTyping: [ChatID: Duration] = [:]
 
     init(session: ChatSession, connection: ChatConnection, logger: Logger) {
         self.session = session
         self.connection = connection
         self.logger = logger
         self.sendRate = TokenBucket(
-            rate: session.settings.sendsPerSecond, burst: session.settings.sendBurst, now: .now)
+            rate: session.settings.sendsPerSecond, burst: session.settings.sendBurst, now: session.stopwatch.elapsed)
     }
 
     private var user: UserID { session.session.user.id }
@@ -199,7 +201,7 @@ private struct FrameReader {
     /// Admits a send past this connection's rate and window, and hands it to ``LiveSend``; its
     /// answer is published when its batch commits.
     private mutating func send(_ text: String, clientID: String, to chat: ChatID) async throws {
-        if let wait = sendRate.take(at: .now) {
+        if let wait = sendRate.take(at: session.stopwatch.elapsed) {
             session.metrics.sendRateLimited()
             reply(
                 .error(
@@ -257,7 +259,7 @@ private struct FrameReader {
 
     private mutating func typing(in chat: ChatID) throws {
         try requireFollowing(chat)
-        let now = ContinuousClock.now
+        let now = session.stopwatch.elapsed
         if let last = lastTyping[chat], now - last < WebSocketSettings.typingInterval { return }
         lastTyping[chat] = now
         session.events.typing(chat: chat, user: user)

@@ -15,6 +15,7 @@ struct WebSocketController {
     let sends: LiveSend
     let resumes: LiveResume
     let events: any ChatEvents
+    let stopwatch: Stopwatch
     let generation: DatabaseGeneration
     let originPolicy: OriginPolicy
     let settings: WebSocketSettings
@@ -55,8 +56,8 @@ struct WebSocketController {
         }
         let chatSession = ChatSession(
             session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, sends: sends, resumes: resumes,
-            events: events,
-            generation: generation.current, settings: settings, metrics: metrics, logger: logger)
+            events: events, stopwatch: stopwatch, generation: generation.current, settings: settings, metrics: metrics,
+            logger: logger)
         slot.accept { inbound, outbound, context in
             try await chatSession.run(
                 inbound: inbound, outbound: outbound, channel: context.channel, shutdown: context.shutdown)
