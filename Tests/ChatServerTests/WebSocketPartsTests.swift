@@ -103,4 +103,13 @@ struct WebSocketPartsTests {
             #expect(try JSONDecoder().decode(ServerFrame.self, from: JSONEncoder().encode(frame)) == frame)
         }
     }
+
+    @Test func aReadyWithoutAGenerationFromAnOlderServerDecodes() throws {
+        let ready = #"{"type":"ready","user":{"id":1,"name":"a"},"chats":[],"resume_limit":1000}"#
+        let frame = try JSONDecoder().decode(ServerFrame.self, from: Data(ready.utf8))
+        #expect(
+            frame
+                == .ready(
+                    ReadyPayload(user: UserPayload(id: 1, name: "a"), chats: [], resumeLimit: 1000, generation: "")))
+    }
 }

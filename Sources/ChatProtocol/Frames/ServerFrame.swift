@@ -74,6 +74,17 @@ public struct ReadyPayload: Codable, Sendable, Equatable {
         case user, chats, generation
         case resumeLimit = "resume_limit"
     }
+
+    /// Reads a `ready` from servers older than 0.3, which send no `generation`, as generation
+    /// "": a client then never sees it change, as there was no restore it could learn of.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            user: try container.decode(UserPayload.self, forKey: .user),
+            chats: try container.decode([ReadyChat].self, forKey: .chats),
+            resumeLimit: try container.decode(Int.self, forKey: .resumeLimit),
+            generation: try container.decodeIfPresent(String.self, forKey: .generation) ?? "")
+    }
 }
 
 /// A chat as a connection starts following it.
