@@ -3,6 +3,7 @@ cluster, and chat-server processes on free ports (scripts/bench, scripts/fault-r
 scripts/check-observability, Tests/Clients/run_tutorials.py)."""
 
 import glob
+import json
 import os
 import pwd
 import signal
@@ -52,14 +53,28 @@ def wait_until_ready(url, process, deadline=60):
         time.sleep(0.2)
 
 
-def build():
-    """Release binaries of chat-server and chatsim, built as scripts/build-release builds the
-    server (the Swift runtime linked in statically): other flags would build everything again."""
-    for product in ["chat-server", "chatsim"]:
-        run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", product], cwd=ROOT)
-    bin_path = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+def build(root=ROOT, products=("chat-server", "chatsim")):
+    """Release binaries of chat-server and chatsim (of the project at `root`), built as
+    scripts/build-release builds the server (the Swift runtime linked in statically): other
+    flags would build everything again."""
+    for product in products:
+        run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", product], cwd=root)
+    bin_path = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=root, check=True,
                               capture_output=True, text=True).stdout.strip()
-    return os.path.join(bin_path, "chat-server"), os.path.join(bin_path, "chatsim")
+    return tuple(os.path.join(bin_path, product) for product in products)
+
+
+def chatsim_report(command, json_path, name):
+    """Runs a chatsim command that writes its report to `json_path`, and returns the report
+    (a failed check is a report too; a run that wrote none stops the suite)."""
+    log("$ " + " ".join(command))
+    completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=raise_file_limit)
+    sys.stderr.write(completed.stdout)
+    if completed.returncode not in (0, 1) or not os.path.exists(json_path):
+        sys.stderr.write(completed.stderr)
+        sys.exit(f"chatsim {name} failed with status {completed.returncode}")
+    with open(json_path) as file:
+        return json.load(file)
 
 
 class Postgres:
