@@ -71,7 +71,8 @@ struct ChatHubTests {
                 while frames.count < count {
                     guard case .frames(let batch) = await outbox.nextBatch() else { break }
                     frames += try batch.map {
-                        try JSONDecoder().decode(ServerFrame.self, from: Data($0.readableBytesView))
+                        try JSONDecoder().decode(
+                            ServerFrame.self, from: Data(FrameEncoding.json(of: $0).readableBytesView))
                     }
                 }
                 return frames

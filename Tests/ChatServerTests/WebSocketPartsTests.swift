@@ -112,4 +112,23 @@ struct WebSocketPartsTests {
                 == .ready(
                     ReadyPayload(user: UserPayload(id: 1, name: "a"), chats: [], resumeLimit: 1000, generation: "")))
     }
+
+    @Test(
+        "frames are encoded once as complete WebSocket text frames, with the length in 7, 16 or 64 bits",
+        arguments: [(10, 2), (1000, 4), (70_000, 10)])
+    func framesAreEncodedAsWebSocketTextFrames(textLength: Int, headerLength: Int) throws {
+        let frame = ServerFrame.error(code: "x", message: String(repeating: "a", count: textLength), ref: nil)
+        let wire = FrameEncoding.encode(frame)
+        let json = FrameEncoding.json(of: wire)
+        #expect(wire.readableBytes == headerLength + json.readableBytes)
+        #expect(wire.getInteger(at: wire.readerIndex, as: UInt8.self) == 0x81, "FIN and the text opcode")
+        let length: Int? =
+            switch headerLength {
+            case 2: wire.getInteger(at: wire.readerIndex + 1, as: UInt8.self).map(Int.init)
+            case 4: wire.getInteger(at: wire.readerIndex + 2, as: UInt16.self).map(Int.init)
+            default: wire.getInteger(at: wire.readerIndex + 2, as: UInt64.self).map(Int.init)
+            }
+        #expect(length == json.readableBytes, "unmasked, with the payload's length")
+        #expect(try JSONDecoder().decode(ServerFrame.self, from: Data(json.readableBytesView)) == frame)
+    }
 }

@@ -1,38 +1,68 @@
 import NIOCore
-import NIOWebSocket
 
-/// Writes a connection's outbox to its channel as WebSocket text frames. The writes pass no
-/// WebSocket extension (the server negotiates none); close frames go through WSCore's writer
-/// so that its close handshake sees them.
+/// Writes a connection's outbox to its socket. The frames are complete WebSocket frames
+/// (``FrameEncoding``), so they enter the pipeline at its head, past the WebSocket encoder;
+/// close, ping and pong frames go through WSCore, whose close handshake must see them.
 struct ChannelFrameSink: FrameSink {
-    let channel: any Channel
+    let handler: NIOLoopBound<OutboxChannelHandler>
 
-    var eventLoop: any EventLoop { channel.eventLoop }
-    var isWritable: Bool { channel.isWritable }
+    var eventLoop: any EventLoop { handler.eventLoop }
+    var isWritable: Bool { handler.value.isWritable }
 
     func write(_ frame: ByteBuffer) {
-        channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame), promise: nil)
+        handler.value.write(frame)
     }
 
     func flush() {
-        channel.flush()
+        handler.value.flush()
+    }
+
+    /// Installs the handler first in `channel`'s pipeline and makes the connection's outbox,
+    /// which drains through it.
+    static func outbox(
+        for channel: any Channel, limits: Outbox.Limits, delivery: DeliveryLoop
+    ) async throws -> Outbox {
+        try await channel.eventLoop.submit {
+            let handler = OutboxChannelHandler()
+            try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            let sink = ChannelFrameSink(handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            let outbox = Outbox(limits: limits, sink: sink, delivery: delivery)
+            handler.outbox = outbox
+            return outbox
+        }.get()
     }
 }
 
-/// Resumes a connection's outbox when its socket drained below the channel's limit (see
-/// ``Outbox/drain()``). It sits first in the pipeline, where the socket's bytes come in, and
-/// passes every event on.
-final class OutboxWritabilityHandler: ChannelInboundHandler {
+/// Where a connection's outbox enters the pipeline: first, where the socket's bytes come in
+/// and its writes go straight out. It resumes the outbox when the socket drained below the
+/// channel's limit (see ``Outbox/drain()``) and passes every event on.
+final class OutboxChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
 
-    private let outbox: Outbox
+    var outbox: Outbox?
+    private var context: ChannelHandlerContext?
 
-    init(outbox: Outbox) {
-        self.outbox = outbox
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func write(_ frame: ByteBuffer) {
+        context?.write(NIOAny(frame), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         context.fireChannelWritabilityChanged()
-        if context.channel.isWritable { outbox.writabilityChanged() }
+        if context.channel.isWritable { outbox?.writabilityChanged() }
     }
 }

@@ -42,12 +42,8 @@ struct ChatSession {
         shutdown: ShutdownSignal
     ) async throws {
         let user = session.user
-        let outbox = Outbox(
-            limits: settings.outboxLimits, sink: ChannelFrameSink(channel: channel),
-            delivery: hub.deliveryLoops.loop(for: channel.eventLoop))
-        try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(OutboxWritabilityHandler(outbox: outbox), position: .first)
-        }.get()
+        let outbox = try await ChannelFrameSink.outbox(
+            for: channel, limits: settings.outboxLimits, delivery: hub.deliveryLoops.loop(for: channel.eventLoop))
         let connection = ChatConnection(
             userID: user.id, tokenID: session.token.tokenID, narrowedTo: narrowedTo, outbox: outbox)
         connection.outbox.onForcedClose { [metrics] reason in
@@ -105,7 +101,9 @@ struct ChatSession {
         let readerLogger = connectionLogger
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                try await Self.close(on: connection.outbox.closed(), outbound: outbound, logger: readerLogger)
+                try await Self.close(
+                    on: connection.outbox.closed(), limits: connection.outbox.limits, outbound: outbound,
+                    logger: readerLogger)
             }
             group.addTask {
                 var reader = FrameReader(session: self, connection: connection, logger: readerLogger)
@@ -122,7 +120,7 @@ struct ChatSession {
     /// Closes the socket with the code the outbox's close reason calls for. The frames
     /// themselves never pass through here: the connection's ``DeliveryLoop`` writes them.
     private static func close(
-        on reason: Outbox.CloseReason, outbound: WebSocketOutboundWriter, logger: Logger
+        on reason: Outbox.CloseReason, limits: Outbox.Limits, outbound: WebSocketOutboundWriter, logger: Logger
     )
         async throws
     {
@@ -130,7 +128,9 @@ struct ChatSession {
         case .finished:
             return
         case .slowConsumer:
-            logger.warning("Closing a slow consumer")
+            logger.warning(
+                "Closing a slow consumer",
+                metadata: ["chat.outbox_frames": "\(limits.frames)", "chat.outbox_bytes": "\(limits.bytes)"])
             try await outbound.close(
                 WebSocketErrorCode(codeNumber: Int(CloseCode.slowConsumer.rawValue)),
                 reason: "too slow: reconnect and resume")
