@@ -70,10 +70,7 @@ struct ChatHubTests {
                 var frames: [ServerFrame] = []
                 while frames.count < count {
                     guard case .frames(let batch) = await outbox.nextBatch() else { break }
-                    frames += try batch.map {
-                        try JSONDecoder().decode(
-                            ServerFrame.self, from: Data(FrameEncoding.json(of: $0).readableBytesView))
-                    }
+                    frames += try batch.map(FrameEncoding.decode)
                 }
                 return frames
             }

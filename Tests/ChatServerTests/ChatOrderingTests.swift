@@ -33,7 +33,7 @@ struct ChatOrderingTests {
             sent += batch
         }
         return sent.dropLast().compactMap {
-            try? JSONDecoder().decode(ServerFrame.self, from: Data(FrameEncoding.json(of: $0).readableBytesView))
+            try? FrameEncoding.decode($0)
         }
     }
 

@@ -1,3 +1,5 @@
+import ChatProtocol
+import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -90,5 +92,26 @@ extension Outbox {
     /// The frames of the next flush, or why the outbox closed.
     func nextBatch() async -> RecordingSink.Batch {
         await recorder.next(of: self)
+    }
+}
+
+extension FrameEncoding {
+    /// The JSON inside a frame ``encode(_:)`` made (after its WebSocket header).
+    static func json(of wire: ByteBuffer) -> ByteBuffer {
+        var wire = wire
+        guard let length = wire.getInteger(at: wire.readerIndex + 1, as: UInt8.self) else { return ByteBuffer() }
+        let header =
+            switch length {
+            case 126: 4
+            case 127: 10
+            default: 2
+            }
+        wire.moveReaderIndex(forwardBy: min(header, wire.readableBytes))
+        return wire
+    }
+
+    /// The server frame ``encode(_:)`` made.
+    static func decode(_ wire: ByteBuffer) throws -> ServerFrame {
+        try JSONDecoder().decode(ServerFrame.self, from: Data(json(of: wire).readableBytesView))
     }
 }

@@ -10,11 +10,11 @@ struct ChannelFrameSink: FrameSink {
     var isWritable: Bool { handler.value.isWritable }
 
     func write(_ frame: ByteBuffer) {
-        handler.value.write(frame)
+        handler.value.writeFrame(frame)
     }
 
     func flush() {
-        handler.value.flush()
+        handler.value.flushFrames()
     }
 
     /// Installs the handler first in `channel`'s pipeline and makes the connection's outbox,
@@ -53,11 +53,12 @@ final class OutboxChannelHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
-    func write(_ frame: ByteBuffer) {
+    /// Writes a complete WebSocket frame toward the socket, past every other handler.
+    func writeFrame(_ frame: ByteBuffer) {
         context?.write(NIOAny(frame), promise: nil)
     }
 
-    func flush() {
+    func flushFrames() {
         context?.flush()
     }
 

@@ -27,17 +27,4 @@ enum FrameEncoding {
         return wire
     }
 
-    /// The JSON inside a frame ``encode(_:)`` made.
-    static func json(of wire: ByteBuffer) -> ByteBuffer {
-        var wire = wire
-        guard let length = wire.getInteger(at: wire.readerIndex + 1, as: UInt8.self) else { return ByteBuffer() }
-        let header =
-            switch length {
-            case 126: 4
-            case 127: 10
-            default: 2
-            }
-        wire.moveReaderIndex(forwardBy: min(header, wire.readableBytes))
-        return wire
-    }
 }
