@@ -2,7 +2,7 @@
 /// is generated from it, and a test holds docs/protocol.md's table to it.
 public enum CloseCode: UInt16, CaseIterable, Sendable {
     case normalClosure = 1000
-    /// The server is shutting down.
+    /// The server is shutting down, or the client did not answer a ping.
     case goingAway = 1001
     case protocolError = 1002
     case invalidText = 1007
@@ -20,7 +20,7 @@ public enum CloseCode: UInt16, CaseIterable, Sendable {
     public var meaning: String {
         switch self {
         case .normalClosure: "Normal closure (the client's own, answered)."
-        case .goingAway: "The server is shutting down."
+        case .goingAway: "The server is shutting down, or the client did not answer a ping (`ping timeout`)."
         case .protocolError: "A protocol error: bad framing, or an unmasked client frame."
         case .invalidText: "A text frame was not valid UTF-8."
         case .sessionEnded:

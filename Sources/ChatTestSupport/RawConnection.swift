@@ -4,17 +4,21 @@ import NIOPosix
 /// A plain TCP connection for tests that must write exactly the bytes they mean (hand-made
 /// handshakes, silent clients) and read everything the server sends back.
 public enum RawConnection {
-    /// Writes `request` (if any), then reads until the server closes the connection or
-    /// `timeout` passes.
+    /// Writes `request` (if any), then reads until the server closes the connection, or until
+    /// what it sent contains `answer` when one is given, or `timeout` passes.
     /// - Returns: every byte received.
-    public static func exchange(port: Int, request: [UInt8], timeout: Duration = Patience.wait) async throws -> [UInt8]
-    {
+    public static func exchange(
+        port: Int, request: [UInt8], until answer: String? = nil, timeout: Duration = Patience.wait
+    ) async throws -> [UInt8] {
         let channel = try await connect(port: port)
         return try await channel.executeThenClose { inbound, outbound in
             if !request.isEmpty { try await outbound.write(ByteBuffer(bytes: request)) }
             let received = try await within(timeout) {
                 var received: [UInt8] = []
-                for try await buffer in inbound { received += buffer.readableBytesView }
+                for try await buffer in inbound {
+                    received += buffer.readableBytesView
+                    if let answer, String(decoding: received, as: UTF8.self).contains(answer) { break }
+                }
                 return received
             }
             guard let received else {

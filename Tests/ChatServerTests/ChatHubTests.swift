@@ -326,7 +326,7 @@ struct ChatHubTests {
                 Issue.record("the revoked session's connection stayed open")
                 return
             }
-            #expect(code == 1008)
+            #expect(code == .sessionEnded)
             #expect(!kept.outbox.isClosed)
         }
     }

@@ -458,6 +458,42 @@ struct WebSocketWireTests {
         }
     }
 
+    /// Frames that arrive with the handshake, before the connection is set up, wait for it:
+    /// they are answered after `ready`, in order.
+    @Test func framesSentWithTheHandshakeAreAnsweredAfterReady() async throws {
+        try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            let frames = (1...3).map { number in
+                RawConnection.frame(opcode: 0x1, payload: Array(#"{"type":"typing","chat_id":\#(990 + number)}"#.utf8))
+            }
+            let received = try await RawConnection.exchange(
+                port: port,
+                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(alice.token)"])
+                    + frames.joined(),
+                until: #""chat_id":993"#)
+            let text = String(decoding: received, as: UTF8.self)
+            let positions = [#""type":"ready""#, #""chat_id":991"#, #""chat_id":992"#, #""chat_id":993"#].map {
+                text.range(of: $0)?.lowerBound
+            }
+            #expect(positions.allSatisfy { $0 != nil }, "got \(text)")
+            #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "in order: \(text)")
+        }
+    }
+
+    /// A server that shuts down closes its WebSocket connections with 1001 (going away), and
+    /// waits for them to close before it stops.
+    @Test func shuttingDownClosesConnectionsWith1001() async throws {
+        let socket = try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let alice = try await api.user("alice")
+            return try await ChatWebSocketClient.connect(port: port, token: alice.token)
+        }
+        let close = try await socket.closedByServer()
+        #expect(close?.closeCode == .goingAway)
+        #expect(close?.reason == "server shutting down")
+    }
+
     @Test func aClientThatStopsAnsweringPingsIsClosed() async throws {
         try await TestApp.run(testing: .live, overrides: ["CHAT_WS_PING_SECONDS": "1"]) { api in
             let port = try #require(api.client.port)

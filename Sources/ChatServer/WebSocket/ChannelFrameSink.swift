@@ -2,7 +2,8 @@ import NIOCore
 
 /// Writes a connection's outbox to its socket. The frames are complete WebSocket frames
 /// (``FrameEncoding``), so they enter the pipeline at its head, past the WebSocket encoder;
-/// close, ping and pong frames go through WSCore, whose close handshake must see them.
+/// close, ping and pong frames go through ``WebSocketConnectionHandler``, which runs the close
+/// handshake.
 struct ChannelFrameSink: FrameSink {
     let handler: NIOLoopBound<OutboxChannelHandler>
 

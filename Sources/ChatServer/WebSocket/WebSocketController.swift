@@ -58,10 +58,7 @@ struct WebSocketController {
             session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, sends: sends, resumes: resumes,
             events: events, stopwatch: stopwatch, generation: generation.current, settings: settings, metrics: metrics,
             logger: logger)
-        slot.accept { inbound, outbound, context in
-            try await chatSession.run(
-                inbound: inbound, outbound: outbound, channel: context.channel, shutdown: context.shutdown)
-        }
+        slot.accept(chatSession)
         return Response(status: .ok)
     }
 

@@ -7,9 +7,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
-import ServiceLifecycle
 import Synchronization
-@_spi(WSInternal) import WSCore
 
 /// HTTP/1.1 with WebSocket upgrades decided by the router.
 ///
@@ -25,7 +23,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     struct Configuration: Sendable {
         var maxFrameSize: Int
         var pingInterval: Duration
-        var closeTimeout: Duration = .seconds(15)
+        /// How long a closing connection waits for the client's close frame.
+        var closeTimeout: Duration = .seconds(5)
         /// How long a request head may take to arrive (see ``RequestHeadDeadline``).
         var requestHeadTimeout: Duration
         /// How long an HTTP keep-alive connection may sit idle between requests.
@@ -38,7 +37,9 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     /// What a connection turned into after its first request.
     enum Negotiated: Sendable {
-        case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, WebSocketSession, Logger)
+        /// An accepted handshake: the channel now speaks WebSocket through its handler, and the
+        /// session is to be opened on it.
+        case webSocket(any Channel, NIOLoopBound<WebSocketConnectionHandler>, ChatSession)
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         /// A refused handshake, and the response that says why.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, Response)
@@ -79,11 +80,13 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                             throw ChannelError.inappropriateOperationForState
                         }
                         try RequestHeadDeadline.removed(from: channel.pipeline.syncOperations)
-                        try channel.pipeline.syncOperations.addHandler(MaskedFramesOnly())
-                        let webSocket = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true))
-                        return .webSocket(webSocket, session, logger)
+                        let handler = WebSocketConnectionHandler(
+                            settings: .init(
+                                maxMessageBytes: configuration.maxFrameSize,
+                                pingInterval: TimeAmount(configuration.pingInterval),
+                                closeTimeout: TimeAmount(configuration.closeTimeout)))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        return .webSocket(channel, NIOLoopBound(handler, eventLoop: channel.eventLoop), session)
                     }
                 })
             let upgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
@@ -127,33 +130,9 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                     head.headerFields[.connection] = "close"
                     try await ResponseWriter(outbound: outbound).write(response: head, body: response.body)
                 }
-            case .webSocket(let webSocket, let session, let logger):
-                let shutdown = ShutdownSignal()
-                let configuration = configuration
-                // WSCore closes connections with 1000 when it sees a graceful shutdown. It runs
-                // where it cannot see one (a detached task, awaited and cancelled with this one),
-                // and the session is told instead, so it closes with 1001 (going away).
-                let connection = Task.detached {
-                    _ = try await WebSocketHandler.handle(
-                        type: .server,
-                        configuration: .init(
-                            extensions: [], autoPing: .enabled(timePeriod: configuration.pingInterval),
-                            closeTimeout: configuration.closeTimeout, validateUTF8: true,
-                            maxFrameSize: configuration.maxFrameSize),
-                        asyncChannel: webSocket,
-                        context: WebSocketSessionContext(
-                            logger: logger, channel: webSocket.channel, shutdown: shutdown),
-                        handler: session)
-                }
-                try await withGracefulShutdownHandler {
-                    try await withTaskCancellationHandler {
-                        try await connection.value
-                    } onCancel: {
-                        connection.cancel()
-                    }
-                } onGracefulShutdown: {
-                    shutdown.trigger()
-                }
+            case .webSocket(let channel, let handler, let session):
+                // Only the set-up runs in this task; then the connection lives in its pipeline.
+                await session.open(channel: channel, transport: handler)
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("Connection closed during the upgrade")
@@ -167,7 +146,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     private func evaluate(
         _ head: HTTPRequestHead, channel: any Channel, logger: Logger
     ) async throws
-        -> Result<WebSocketSession, Refusal>
+        -> Result<ChatSession, Refusal>
     {
         let request = Request(
             head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: ByteBuffer()))
@@ -199,53 +178,14 @@ private final class HandshakeOutcome: Sendable {
     }
 }
 
-/// Runs an accepted WebSocket connection.
-typealias WebSocketSession = WebSocketDataHandler<WebSocketSessionContext>
-
-/// The context a WebSocket session runs in.
-struct WebSocketSessionContext: WebSocketContext {
-    let logger: Logger
-    /// The connection's channel, for hanging up on a client whose socket no longer drains.
-    let channel: any Channel
-    /// Fires when the server starts shutting down.
-    let shutdown: ShutdownSignal
-}
-
-/// Tells a WebSocket session that the server is stopping. Fires once; an action registered
-/// after it fired runs at once.
-final class ShutdownSignal: Sendable {
-    private struct State {
-        var fired = false
-        var action: (@Sendable () -> Void)?
-    }
-
-    private let state = Mutex(State())
-
-    func onShutdown(_ action: @escaping @Sendable () -> Void) {
-        let fired = state.withLock { state in
-            if !state.fired { state.action = action }
-            return state.fired
-        }
-        if fired { action() }
-    }
-
-    func trigger() {
-        let action = state.withLock { state in
-            state.fired = true
-            return state.action.take()
-        }
-        action?()
-    }
-}
-
 /// Where the `/ws` route leaves the session to run when it accepts a handshake. Present in the
 /// request context only while a handshake is being evaluated.
 final class WebSocketUpgradeSlot: Sendable {
-    private let accepted = Mutex<WebSocketSession?>(nil)
+    private let accepted = Mutex<ChatSession?>(nil)
 
-    var session: WebSocketSession? { accepted.withLock { $0 } }
+    var session: ChatSession? { accepted.withLock { $0 } }
 
-    func accept(_ session: @escaping WebSocketSession) {
+    func accept(_ session: ChatSession) {
         accepted.withLock { $0 = session }
     }
 }

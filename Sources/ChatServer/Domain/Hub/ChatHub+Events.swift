@@ -16,12 +16,12 @@ extension ChatHub: ChatEvents {
 
     /// Closes the revoked session's connections with 1008 (policy violation).
     public func sessionRevoked(tokenID: String) {
-        closeConnections(tokenID: tokenID, code: CloseCode.sessionEnded.rawValue, reason: "session ended")
+        closeConnections(tokenID: tokenID, code: .sessionEnded, reason: "session ended")
     }
 
     public func sessionsEnded(of user: UserID) {
         for connection in connections(of: user) {
-            connection.outbox.close(.closing(code: CloseCode.sessionEnded.rawValue, reason: "session ended"))
+            connection.outbox.close(.closing(code: .sessionEnded, reason: "session ended"))
         }
     }
 }

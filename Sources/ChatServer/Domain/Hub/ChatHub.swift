@@ -168,7 +168,7 @@ public final class ChatHub: Service {
     }
 
     /// Closes every connection opened with the session token `tokenID` (it was revoked).
-    public func closeConnections(tokenID: String, code: UInt16, reason: String) {
+    public func closeConnections(tokenID: String, code: CloseCode, reason: String) {
         let connections = registry.withLock { $0.connections.values.flatMap(\.values) }
         for connection in connections where connection.tokenID == tokenID {
             connection.outbox.close(.closing(code: code, reason: reason))

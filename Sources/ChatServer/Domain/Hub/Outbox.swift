@@ -1,3 +1,4 @@
+import ChatProtocol
 import NIOCore
 import Synchronization
 
@@ -30,7 +31,7 @@ public final class Outbox: Sendable {
         /// Too many frames or bytes were waiting.
         case slowConsumer
         /// The server closes the connection with this WebSocket close code.
-        case closing(code: UInt16, reason: String)
+        case closing(code: CloseCode, reason: String)
     }
 
     /// How much may wait for a slow connection before it is closed: whichever is reached first.
@@ -53,8 +54,6 @@ public final class Outbox: Sendable {
         /// ask for another.
         var drainPending = false
         var closeReason: CloseReason?
-        /// The session, waiting for the close reason.
-        var closeWaiter: CheckedContinuation<CloseReason, Never>?
         var onForcedClose: (@Sendable (CloseReason) -> Void)?
     }
 
@@ -141,37 +140,16 @@ public final class Outbox: Sendable {
         if drain() { sink.flush() }
     }
 
-    /// Waits until the outbox closes and returns why. Only the connection's session calls this.
-    /// Cancelling the waiting task closes the outbox as ``CloseReason/finished``.
-    public func closed() async -> CloseReason {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<CloseReason, Never>) in
-                let reason = state.withLock { state -> CloseReason? in
-                    guard let reason = state.closeReason else {
-                        state.closeWaiter = continuation
-                        return nil
-                    }
-                    return reason
-                }
-                if let reason { continuation.resume(returning: reason) }
-            }
-        } onCancel: {
-            close(.finished)
-        }
-    }
-
     /// Stops taking frames and drops what waits; the session then closes the socket. The
     /// first reason wins.
     public func close(_ reason: CloseReason) {
-        let (waiter, forcedClose) = state.withLock {
-            state -> (CheckedContinuation<CloseReason, Never>?, (@Sendable (CloseReason) -> Void)?) in
-            guard state.closeReason == nil else { return (nil, nil) }
+        let forcedClose = state.withLock { state -> (@Sendable (CloseReason) -> Void)? in
+            guard state.closeReason == nil else { return nil }
             state.closeReason = reason
             state.frames.removeAll()
             state.bytes = 0
-            return (state.closeWaiter.take(), reason == .finished ? nil : state.onForcedClose.take())
+            return reason == .finished ? nil : state.onForcedClose.take()
         }
-        waiter?.resume(returning: reason)
         forcedClose?(reason)
     }
 
