@@ -62,7 +62,8 @@ public struct ChatComponents: Sendable {
             clock: clock, metrics: telemetry.metrics, logger: logger)
         let hub = self.hub
         let cluster = (store as? PostgresChatStore).map {
-            ClusterLink(settings: config.cluster, hub: hub, store: $0, metrics: telemetry.metrics, logger: logger)
+            ClusterLink(
+                settings: config.cluster, hub: hub, store: $0, clock: clock, metrics: telemetry.metrics, logger: logger)
         }
         self.cluster = cluster
         let events: any ChatEvents = cluster ?? hub
@@ -71,7 +72,8 @@ public struct ChatComponents: Sendable {
             store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: events,
             throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
         self.chats = ChatService(
-            store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits)
+            store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits,
+            stopwatch: stopwatch)
         self.sends = LiveSend(chats: chats, hub: hub, metrics: telemetry.metrics)
         self.resumes = LiveResume(chats: chats, hub: hub)
     }

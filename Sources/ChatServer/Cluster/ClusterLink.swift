@@ -42,6 +42,9 @@ public final class ClusterLink: ChatEvents, Service {
     private let settings: Settings
     private let hub: ChatHub
     private let store: PostgresChatStore
+    /// What the heartbeat and the reconnect pauses wait on. The notification lag is measured
+    /// on `ContinuousClock`: it is a metric of real time.
+    private let clock: any Clock<Duration>
     private let waiting = Mutex<[String]>([])
     /// When each announcement still to be heard back was sent: hearing it on this node's own
     /// LISTEN connection measures the notification lag (``ClusterMetrics/notificationHeard(after:)``).
@@ -60,10 +63,14 @@ public final class ClusterLink: ChatEvents, Service {
     private let databasePreparation: AsyncStream<Void>
     private let logger: Logger
 
-    public init(settings: Settings, hub: ChatHub, store: PostgresChatStore, metrics: ChatMetrics, logger: Logger) {
+    public init(
+        settings: Settings, hub: ChatHub, store: PostgresChatStore, clock: any Clock<Duration> = ContinuousClock(),
+        metrics: ChatMetrics, logger: Logger
+    ) {
         self.settings = settings
         self.hub = hub
         self.store = store
+        self.clock = clock
         self.metrics = metrics.cluster()
         self.metrics.listening(false)
         self.logger = logger
@@ -214,7 +221,7 @@ public final class ClusterLink: ChatEvents, Service {
                 logger.warning(
                     "Lost the connection that hears the other nodes; reconnecting", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: retryDelay)
+            try? await clock.sleep(for: retryDelay)
             retryDelay = min(retryDelay * 2, .seconds(5))
         }
     }
@@ -300,7 +307,7 @@ public final class ClusterLink: ChatEvents, Service {
             } catch  where !Task.isCancelled {
                 logger.warning("Heartbeat failed", metadata: ["error": "\(error)"])
             } catch {}
-            try? await Task.sleep(for: settings.heartbeatInterval)
+            try? await clock.sleep(for: settings.heartbeatInterval)
         }
     }
 

@@ -15,12 +15,13 @@ public struct ChatService: Sendable {
     /// Largest page of history one request may ask for.
     public static let maxHistoryLimit = 1000
 
+    /// - Parameter stopwatch: what send admission measures batch times on.
     public init(
         store: any AccountStore & ChatDirectory & MessageLog, rules: InputRules, events: (any ChatEvents)? = nil,
-        sendLimits: SendAdmission.Limits = .default
+        sendLimits: SendAdmission.Limits = .default, stopwatch: Stopwatch = Stopwatch(ContinuousClock())
     ) {
         self.store = store
-        self.appender = MessageAppender(store: store, limits: sendLimits)
+        self.appender = MessageAppender(store: store, limits: sendLimits, stopwatch: stopwatch)
         self.rules = rules
         self.events = events
     }

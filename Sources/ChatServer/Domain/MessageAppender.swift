@@ -32,12 +32,13 @@ final class MessageAppender: Sendable {
     /// the batch in flight was handed to the store.
     private struct ChatQueue {
         var waiting: [Pending] = []
-        /// When the batch in flight was handed to the store; nil between batches.
-        var storingSince: ContinuousClock.Instant?
+        /// When the batch in flight was handed to the store, on the appender's stopwatch; nil
+        /// between batches.
+        var storingSince: Duration?
 
         /// How long the chat's batch has been storing, for admission: nil when nothing is
         /// stored or waiting (a send now is stored at once), zero between batches.
-        func storingFor(at now: ContinuousClock.Instant) -> Duration? {
+        func storingFor(at now: Duration) -> Duration? {
             guard let storingSince else { return waiting.isEmpty ? nil : .zero }
             return now - storingSince
         }
@@ -50,10 +51,13 @@ final class MessageAppender: Sendable {
     }
 
     private let store: any MessageLog
+    /// What batch times and the batch in flight are measured on.
+    private let stopwatch: Stopwatch
     private let state: Mutex<State>
 
-    init(store: any MessageLog, limits: SendAdmission.Limits = .default) {
+    init(store: any MessageLog, limits: SendAdmission.Limits = .default, stopwatch: Stopwatch) {
         self.store = store
+        self.stopwatch = stopwatch
         self.state = Mutex(State(admission: SendAdmission(limits: limits, maxBatch: Self.maxBatch)))
     }
 
@@ -65,7 +69,7 @@ final class MessageAppender: Sendable {
     /// - Throws: ``ChatError/overloaded(retryAfterMilliseconds:)`` when admission refuses it;
     ///   then `answer` is never called.
     func enqueue(_ message: NewMessage, answer: @escaping Answer) throws(ChatError) {
-        let now = ContinuousClock.now
+        let now = stopwatch.elapsed
         let chatWasIdle = try state.withLock { (state) throws(ChatError) -> Bool in
             let queue = state.chats[message.chatID]
             try state.admission.admit(waiting: queue?.waiting.count ?? 0, storingFor: queue?.storingFor(at: now))
@@ -91,9 +95,9 @@ final class MessageAppender: Sendable {
     /// Stores the chat's waiting sends, a batch at a time, until none are left.
     private func drain(_ chat: ChatID) async {
         while let batch = nextBatch(of: chat) {
-            let started = ContinuousClock.now
+            let started = stopwatch.elapsed
             let answers = await store(batch)
-            let took = ContinuousClock.now - started
+            let took = stopwatch.elapsed - started
             // The chat stops counting as storing before anyone hears the answer: a sender
             // that sends again at once finds it idle.
             state.withLock { state in
@@ -111,7 +115,8 @@ final class MessageAppender: Sendable {
                 return nil
             }
             let batch = Array(queue.waiting.prefix(Self.maxBatch))
-            state.chats[chat] = ChatQueue(waiting: Array(queue.waiting.dropFirst(batch.count)), storingSince: .now)
+            state.chats[chat] = ChatQueue(
+                waiting: Array(queue.waiting.dropFirst(batch.count)), storingSince: stopwatch.elapsed)
             state.admission.batchStarted()
             return batch
         }

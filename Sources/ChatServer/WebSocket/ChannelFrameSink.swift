@@ -52,6 +52,7 @@ final class OutboxChannelHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        outbox = nil  // the outbox holds this handler: a closed connection must free both
     }
 
     /// Writes a complete WebSocket frame toward the socket, past every other handler.

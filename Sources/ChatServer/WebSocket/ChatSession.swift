@@ -47,7 +47,7 @@ struct ChatSession: Sendable {
         connectionLogger[metadataKey: "chat.user_id"] = "\(user.id)"
         connectionLogger[metadataKey: "chat.connection_id"] = "\(connection.id)"
         // Every close the server starts goes through the outbox, which stops taking frames first.
-        outbox.onForcedClose { [metrics, logger = connectionLogger] reason in
+        outbox.onForcedClose { [metrics, limits = outbox.limits, logger = connectionLogger] reason in
             let (code, text): (CloseCode, String)
             switch reason {
             case .finished:
@@ -57,7 +57,7 @@ struct ChatSession: Sendable {
                 logger.warning(
                     "Closing a slow consumer",
                     metadata: [
-                        "chat.outbox_frames": "\(outbox.limits.frames)", "chat.outbox_bytes": "\(outbox.limits.bytes)",
+                        "chat.outbox_frames": "\(limits.frames)", "chat.outbox_bytes": "\(limits.bytes)",
                     ])
                 (code, text) = (.slowConsumer, "too slow: reconnect and resume")
             case .closing(let closeCode, let reason):

@@ -76,16 +76,16 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     /// Hands the connection's messages to `handler` from now on, those that came before first.
     /// If the connection is already gone, the handler hears it at once.
     func attach(_ handler: any WebSocketMessageHandler) {
+        if case .closed = state {
+            early = []
+            handler.closing()
+            handler.closed()
+            return
+        }
         messages = handler
         for message in early { deliver(message) }
         early = []
-        switch state {
-        case .open: resumeReading()
-        case .closing: handler.closing()
-        case .closed:
-            handler.closing()
-            handler.closed()
-        }
+        if case .open = state { resumeReading() } else { handler.closing() }
     }
 
     /// Stops reading from the socket until ``resumeReading()``.

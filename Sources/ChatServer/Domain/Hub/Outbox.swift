@@ -148,7 +148,9 @@ public final class Outbox: Sendable {
             state.closeReason = reason
             state.frames.removeAll()
             state.bytes = 0
-            return reason == .finished ? nil : state.onForcedClose.take()
+            // Taken in any case: the action may hold what holds this outbox.
+            let action = state.onForcedClose.take()
+            return reason == .finished ? nil : action
         }
         forcedClose?(reason)
     }
