@@ -135,6 +135,11 @@ public struct APITestClient: Sendable {
         try await send(.post, "/chat/remove_user/\(user)/\(chat)", as: actor)
     }
 
+    /// `POST /chat/leave/{chat}` as `member`.
+    public func leave(_ chat: ChatID, as member: TestUser) async throws -> TestResponse {
+        try await send(.post, "/chat/leave/\(chat)", as: member)
+    }
+
     /// Stores messages directly (the REST API has no send; WebSocket does): `count` messages
     /// from `sender`, with client ids `<prefix>-1`, `<prefix>-2`, ...
     @discardableResult

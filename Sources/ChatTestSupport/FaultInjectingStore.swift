@@ -74,6 +74,10 @@ public final class FaultInjectingStore: ChatStore {
         try await base.removeMember(user, from: chat, by: actor)
     }
 
+    public func leaveChat(_ user: UserID, chat: ChatID) async throws -> UserID? {
+        try await base.leaveChat(user, chat: chat)
+    }
+
     public func membershipEvents(
         in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
     ) async throws

@@ -54,6 +54,9 @@ public enum RealtimeContract {
         RealtimeCheck(description: "presence follows a user's first and last connection", run: presence),
         RealtimeCheck(description: "membership changes take effect on open connections", run: membership),
         RealtimeCheck(
+            description: "a creator who leaves hands the chat to the earliest member; every device hears it",
+            run: leaving),
+        RealtimeCheck(
             description: "resume streams what was missed, ends with resumed, then live continues", run: resume),
         RealtimeCheck(description: "admin sync re-follows membership changed behind the hub", run: adminSync),
         RealtimeCheck(description: "logging out closes the session's sockets with 1008", run: logout),
@@ -254,6 +257,41 @@ public enum RealtimeContract {
         for socket in [aliceSocket, bobSocket, carolSocket] { await socket.close() }
     }
 
+    static func leaving(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, carol) = (try await api.user("alice"), try await api.user("bob"), try await api.user("carol"))
+        let chat = try await api.createChat("Team", as: alice)
+        _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+        _ = try await api.addUser(carol.id, to: chat.id, as: alice)
+        let alicePhone = try await fixture.connect(alice)
+        let aliceLaptop = try await fixture.connect(alice)
+        let bobSocket = try await fixture.connect(bob)
+        let carolSocket = try await fixture.connect(carol)
+
+        let left = try await api.leave(chat.id, as: alice).decode(ChatPayload.self, expecting: .ok)
+        try await require(
+            left.creatorID == bob.id && left.members.map(\.userID) == [bob.id, carol.id],
+            "bob, who joined first after alice, is the creator; alice is no member")
+        let frame = ServerFrame.memberRemoved(chatID: chat.id, userID: alice.id, creatorID: bob.id)
+        for (name, socket) in [("alice's phone", alicePhone), ("alice's laptop", aliceLaptop), ("bob", bobSocket)] {
+            try await require(try await socket.next(.memberRemoved) == frame, "\(name) hears alice left, bob leads")
+        }
+        try await require(try await carolSocket.next(.memberRemoved) == frame, "carol hears it")
+        bobSocket.send(.send(chatID: chat.id, clientID: "after", text: "alice is gone"))
+        try await require(try await deliveries(1, in: chat.id, on: carolSocket).map(\.seq) == [1], "the chat goes on")
+        alicePhone.send(.send(chatID: chat.id, clientID: "late", text: "still here?"))
+        let afterLeaving = try await frames(on: alicePhone, until: .error)
+        try await require(afterLeaving.compactMap(\.message).isEmpty, "alice receives nothing after she left")
+        try await require(
+            afterLeaving.last?.errorCode == ErrorCode.notAMember.rawValue, "and her sends to the chat are refused")
+
+        let again = try await api.leave(chat.id, as: alice)
+        try await require(again.status == .notFound && again.error?.code == "chat_not_found", "leaving twice is 404")
+        try await require(
+            try await api.addUser(alice.id, to: chat.id, as: bob).status == .ok, "the new creator manages members")
+        for socket in [alicePhone, aliceLaptop, bobSocket, carolSocket] { await socket.close() }
+    }
+
     static func resume(_ fixture: RealtimeFixture) async throws {
         let api = fixture.api
         let (alice, bob, chat) = try await pair(api)
@@ -395,6 +433,12 @@ extension ServerFrame {
     /// The message a `message` frame carries.
     var message: MessagePayload? {
         if case .message(let message) = self { return message }
+        return nil
+    }
+
+    /// The code an `error` frame carries.
+    var errorCode: String? {
+        if case .error(let code, _, _, _, _) = self { return code }
         return nil
     }
 }

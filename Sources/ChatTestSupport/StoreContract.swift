@@ -24,6 +24,10 @@ public enum StoreContract {
             run: membershipEvents),
         StoreContractCheck(
             description: "concurrent adds never give a private chat three members", run: concurrentPrivateAdds),
+        StoreContractCheck(
+            description: "a member leaves; a leaving creator hands the chat to the earliest member", run: leaving),
+        StoreContractCheck(
+            description: "members leaving at once always leave a member as creator", run: concurrentLeaves),
         StoreContractCheck(description: "messages get gap-free seqs and move the sender's marker", run: sequencing),
         StoreContractCheck(description: "a repeated client id returns the original", run: duplicateSends),
         StoreContractCheck(description: "concurrent sends get gap-free seqs", run: concurrentSends),
@@ -228,6 +232,67 @@ public enum StoreContract {
         }
         try await require(successes == 1, "exactly one concurrent add succeeds (got \(successes))")
         try await require(try await store.members(of: chat.id).count == 2, "the private chat has two members")
+    }
+
+    static func leaving(_ store: any ChatStore) async throws {
+        let (creator, other, third) = try await threeUsers(store)
+        let group = try await store.createChat(name: "Group", type: .group, creator: creator.id)
+        try await store.addMember(other.id, to: group.id)
+        try await store.addMember(third.id, to: group.id)
+        _ = try await store.appendMessage(NewMessage(chatID: group.id, senderID: third.id, clientID: "a", text: "a"))
+        try await require(
+            try await store.leaveChat(third.id, chat: group.id) == nil, "a member leaves, the creator stays")
+        try await require(try await store.chat(group.id, member: third.id) == nil, "who left loses access")
+        try await requireError(ChatError.chatNotFound) { _ = try await store.leaveChat(third.id, chat: group.id) }
+        try await requireError(ChatError.chatNotFound) {
+            _ = try await store.leaveChat(other.id, chat: ChatID(999_999))
+        }
+        let event = try await store.membershipEvents(in: group.id, afterSeqs: 0...1, limit: 10).last
+        try await require(
+            event?.kind == .removed && event?.user == third.id && event?.actor == third.id && event?.afterSeq == 1,
+            "a leave is recorded with the member as its actor, after the chat's last message")
+
+        try await store.addMember(third.id, to: group.id)
+        try await require(
+            try await store.leaveChat(creator.id, chat: group.id) == other.id, "the member who joined earliest succeeds"
+        )
+        let creatorNow = try await store.chat(group.id, member: other.id)?.creatorID
+        let membersNow = try await store.members(of: group.id).map(\.userID)
+        try await require(
+            creatorNow == other.id && membersNow == [other.id, third.id],
+            "the new creator is stored, and the members are the others")
+        try await require(try await store.leaveChat(third.id, chat: group.id) == nil, "the creator did not change")
+        try await require(try await store.leaveChat(other.id, chat: group.id) == nil, "the last member leaves")
+        try await require(try await store.members(of: group.id).isEmpty, "the chat is left without members")
+
+        let pair = try await store.createChat(name: "Pair", type: .private, creator: creator.id)
+        try await store.addMember(other.id, to: pair.id)
+        try await require(try await store.leaveChat(creator.id, chat: pair.id) == other.id, "a private chat too")
+        try await require(
+            try await store.members(of: pair.id).map(\.userID) == [other.id], "a private chat keeps its other member")
+    }
+
+    static func concurrentLeaves(_ store: any ChatStore) async throws {
+        let creator = try await store.createUser(newUser("Owner", "owner@example.com"))
+        let group = try await store.createChat(name: "Group", type: .group, creator: creator.id)
+        var members: [UserID] = []
+        for index in 0..<6 {
+            let member = try await store.createUser(newUser("Member\(index)", "m\(index)@example.com")).id
+            try await store.addMember(member, to: group.id)
+            members.append(member)
+        }
+        // The creator and the next four leave at once: whoever is promoted must still be there.
+        let leaving = [creator.id] + members.prefix(4)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for user in leaving { tasks.addTask { _ = try await store.leaveChat(user, chat: group.id) } }
+            try await tasks.waitForAll()
+        }
+        let remaining = try await store.members(of: group.id).map(\.userID)
+        try await require(remaining == Array(members.suffix(2)), "the others remain (\(remaining))")
+        let creatorNow = try await store.chat(group.id, member: remaining[0])?.creatorID
+        try await require(
+            creatorNow.map(remaining.contains) == true,
+            "the creator is one of the remaining members (\(String(describing: creatorNow)))")
     }
 
     // MARK: Messages

@@ -589,6 +589,29 @@ def run(server, alice, bob, artifacts):
     assert timeline[timeline.index("Welcome, Carol!") - 1] == "· Alice added Carol", timeline[-4:]
     bob.screenshot(artifacts, "bob-membership-lines")
 
+    step("Alice leaves after confirming: her page goes to her chat list, and Bob, who joined next, leads the chat")
+    alice.open(chat_path)
+    alice.wait(lambda: alice.message("Welcome, Carol!"), "Alice's chat shows again")
+    alice.find("#leave-button").click()
+    alice.wait(lambda: alice.finds('[aria-label="Stay in this chat"]'), "leaving asks for confirmation")
+    alice.find('[aria-label="Stay in this chat"]').click()
+    alice.wait(lambda: alice.finds("#leave-button"), "No stays")
+    alice.find("#leave-button").click()
+    alice.wait(lambda: alice.finds('[aria-label="Yes, leave this chat"]'), "leaving asks again")
+    alice.find('[aria-label="Yes, leave this chat"]').click()
+    alice.wait(lambda: alice.driver.current_url == server.base + "/" and alice.finds("#chat-list"),
+               "Alice is back at her chat list")
+    bob.driver.set_window_size(1200, 800)  # the member panel shows beside the conversation
+    bob.wait(lambda: "Alice" not in [node.get_attribute("textContent") for node in bob.finds(".member-name")],
+             "Alice is gone from Bob's list")
+    creators = """return [...document.querySelectorAll('.member')]
+        .filter((member) => [...member.querySelectorAll('.tag')].some((tag) => tag.textContent === 'creator'))
+        .map((member) => member.querySelector('.member-name').textContent)"""
+    bob.wait(lambda: bob.js(creators) == ["Bob"], "Bob is the creator now")
+    bob.wait(lambda: bob.find("#add-member").is_displayed(), "Bob can add members now")
+    bob.wait(lambda: bob.timeline()[-1] == "· Alice left", "the chat shows that Alice left")
+    bob.screenshot(artifacts, "bob-after-alice-left")
+
     step("An unknown address shows a page for people, not the API's JSON")
     alice.open("/no/such/page")
     alice.wait(lambda: alice.find("h1").text == "Page not found", "the not-found page shows")

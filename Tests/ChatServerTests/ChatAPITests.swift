@@ -56,6 +56,46 @@ struct ChatAPITests {
         }
     }
 
+    /// Any member may leave; a creator who leaves hands the chat to the member who joined
+    /// earliest, and one who is not a member gets the same 404 as for a missing chat.
+    @Test func anyMemberMayLeave() async throws {
+        try await TestApp.run { api in
+            let (alice, bob, carol) = (
+                try await api.user("alice"), try await api.user("bob"), try await api.user("carol")
+            )
+            let chat = try await api.createChat("Team", as: alice)
+            _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+            _ = try await api.addUser(carol.id, to: chat.id, as: alice)
+            let bobLeft = try await api.leave(chat.id, as: bob).decode(ChatPayload.self, expecting: .ok)
+            #expect(bobLeft.members.map(\.userID) == [alice.id, carol.id] && bobLeft.creatorID == alice.id)
+            #expect(try await api.send(.get, "/history/\(chat.id)", as: bob).status == .notFound, "bob lost access")
+
+            let aliceLeft = try await api.leave(chat.id, as: alice).decode(ChatPayload.self, expecting: .ok)
+            #expect(aliceLeft.creatorID == carol.id && aliceLeft.members.map(\.userID) == [carol.id])
+            let seenByCarol = try await api.send(.get, "/chats/\(chat.id)", as: carol).decode(
+                ChatPayload.self, expecting: .ok)
+            #expect(seenByCarol.creatorID == carol.id, "the new creator is stored")
+            let events = try await api.send(.get, "/chats/\(chat.id)/membership-events", as: carol).decode(
+                [MembershipEventPayload].self, expecting: .ok)
+            #expect(
+                events.suffix(2).map { "\($0.userName) by \($0.actorName ?? "-")" } == [
+                    "bob by bob", "alice by alice",
+                ],
+                "a leave is recorded with the member who left as its actor")
+
+            for (uri, status, code) in [
+                ("/chat/leave/\(chat.id)", HTTPResponse.Status.notFound, "chat_not_found"),
+                ("/chat/leave/999999", .notFound, "chat_not_found"),
+                ("/chat/leave/abc", .unprocessableContent, "validation_failed"),
+            ] {
+                let refused = try await api.send(.post, uri, as: alice)
+                #expect(refused.status == status && refused.error?.code == code, "\(uri)")
+            }
+            let anonymous = try await api.send(.post, "/chat/leave/\(chat.id)")
+            #expect(anonymous.status == .unauthorized)
+        }
+    }
+
     /// "Sergey removed Arina" after a reload: every change is recorded with who did it and
     /// after which message, and only members read them.
     @Test func membershipChangesAreListedWhereTheyHappened() async throws {

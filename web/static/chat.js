@@ -25,6 +25,9 @@ const view = {
   results: document.getElementById("member-results"),
   memberError: document.getElementById("member-error"),
   membersNote: document.getElementById("members-note"),
+  leave: document.getElementById("leave-chat"),
+  leaveButton: document.getElementById("leave-button"),
+  leaveError: document.getElementById("leave-error"),
 };
 
 const state = {
@@ -51,6 +54,8 @@ const state = {
   /** My read marker as last sent or heard. */
   readSeq: 0,
   removed: false,
+  /** I asked to leave: my own `member_removed` says I left, not that I was removed. */
+  leaving: false,
   /** Ids of the membership events fetched, and those waiting for the message they follow: after_seq -> events. */
   knownEvents: new Set(),
   waitingEvents: new Map(),
@@ -352,11 +357,15 @@ function placeWaitingEvents(seq) {
   markRuns(next);
 }
 
-/** "Sergey removed Arina", "You added Arina", "Sergey added you", "Arina was removed". */
+/**
+ * "Sergey removed Arina", "You added Arina", "Sergey added you", "Arina was removed", "Arina left"
+ * (a removal whose actor is the member).
+ */
 function membershipText(event) {
   const verb = event.type === "member_added" ? "added" : "removed";
   const mine = event.user_id === state.me.id;
   if (event.actor_id === undefined) return mine ? `You were ${verb}` : `${event.user_name} was ${verb}`;
+  if (event.type === "member_removed" && event.actor_id === event.user_id) return mine ? "You left" : `${event.user_name} left`;
   const actor = event.actor_id === state.me.id ? "You" : event.actor_name;
   return `${actor} ${verb} ${mine ? "you" : event.user_name}`;
 }
@@ -594,6 +603,7 @@ function renderMembers() {
   const full = state.chat.chat_type === "PRIVATE" && state.members.size >= 2;
   view.addMember.hidden = !isCreator || full || state.removed;
   view.membersNote.hidden = !full || state.removed;
+  view.leave.hidden = state.removed;
 }
 
 /** "Message Arina": opens my private chat with her, or starts one (`POST /chats/private/{id}`). */
@@ -625,6 +635,37 @@ function confirmRemoval(userId, name, removeButton) {
   group.append(yes, no);
   queueMicrotask(() => no.focus());
   return group;
+}
+
+view.leaveButton.addEventListener("click", () => view.leaveButton.replaceWith(confirmLeaving()));
+
+/** Asks in place before leaving: "Leave this chat? Yes / No". */
+function confirmLeaving() {
+  const group = el("span", { class: "confirm-remove", role: "group", "aria-label": "Leave this chat?" }, "Leave this chat?");
+  const yes = el("button", { type: "button", class: "link danger", "aria-label": "Yes, leave this chat", text: "Yes" });
+  const no = el("button", { type: "button", class: "link", "aria-label": "Stay in this chat", text: "No" });
+  yes.addEventListener("click", () => leaveChat(group));
+  no.addEventListener("click", () => {
+    group.replaceWith(view.leaveButton);
+    view.leaveButton.focus();
+  });
+  group.append(yes, no);
+  queueMicrotask(() => no.focus());
+  return group;
+}
+
+/** `POST /chat/leave/{id}`, then back to the chat list. */
+async function leaveChat(confirmation) {
+  showError(view.leaveError, null);
+  state.leaving = true;
+  try {
+    await api("POST", `/chat/leave/${chatId}`);
+    location.assign("/");
+  } catch (error) {
+    state.leaving = false;
+    confirmation.replaceWith(view.leaveButton);
+    showError(view.leaveError, error.message);
+  }
 }
 
 async function changeMembership(action, userId) {
@@ -750,7 +791,7 @@ function handleFrame(frame) {
       membershipChanged();
       break;
     case "member_removed":
-      if (frame.user_id === state.me.id) leave("You were removed from this chat.");
+      if (frame.user_id === state.me.id) leave(state.leaving ? "You left this chat." : "You were removed from this chat.");
       else membershipChanged();
       break;
     case "error":

@@ -17,8 +17,9 @@ public enum ServerFrame: Sendable, Equatable {
     /// `user_id` joined the chat. The new member's own connections get `chat`, with the
     /// position where live delivery of it starts.
     case memberAdded(chatID: ChatID, userID: UserID, chat: ReadyChat?)
-    /// `user_id` left the chat; a removed member's connections receive nothing more from it.
-    case memberRemoved(chatID: ChatID, userID: UserID)
+    /// `user_id` left the chat, or was removed; their connections receive nothing more from
+    /// it. `creatorID` comes when the chat's creator left: the member who became its creator.
+    case memberRemoved(chatID: ChatID, userID: UserID, creatorID: UserID? = nil)
     /// The end of a `resume`: every message of the chat up to `lastSeq` has been sent, and
     /// delivery is live from here.
     case resumed(chatID: ChatID, lastSeq: Int64)
@@ -147,6 +148,7 @@ extension ServerFrame: Codable {
         case userID = "user_id"
         case retryAfterMs = "retry_after_ms"
         case lastSeq = "last_seq"
+        case creatorID = "creator_id"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,7 +182,8 @@ extension ServerFrame: Codable {
         case .memberRemoved:
             self = .memberRemoved(
                 chatID: try container.decode(ChatID.self, forKey: .chatID),
-                userID: try container.decode(UserID.self, forKey: .userID))
+                userID: try container.decode(UserID.self, forKey: .userID),
+                creatorID: try container.decodeIfPresent(UserID.self, forKey: .creatorID))
         case .resumed:
             self = .resumed(
                 chatID: try container.decode(ChatID.self, forKey: .chatID),
@@ -219,9 +222,10 @@ extension ServerFrame: Codable {
             try container.encode(chatID, forKey: .chatID)
             try container.encode(userID, forKey: .userID)
             try container.encodeIfPresent(chat, forKey: .chat)
-        case .memberRemoved(let chatID, let userID):
+        case .memberRemoved(let chatID, let userID, let creatorID):
             try container.encode(chatID, forKey: .chatID)
             try container.encode(userID, forKey: .userID)
+            try container.encodeIfPresent(creatorID, forKey: .creatorID)
         case .resumed(let chatID, let lastSeq):
             try container.encode(chatID, forKey: .chatID)
             try container.encode(lastSeq, forKey: .lastSeq)

@@ -121,9 +121,9 @@ public final class ClusterLink: ChatEvents, Service {
         announce(.memberAdded(chat: details.chat.id, user: user))
     }
 
-    public func memberRemoved(chat: ChatID, user: UserID) {
-        hub.memberRemoved(chat: chat, user: user)
-        announce(.memberRemoved(chat: chat, user: user))
+    public func memberRemoved(chat: ChatID, user: UserID, newCreator: UserID?) {
+        hub.memberRemoved(chat: chat, user: user, newCreator: newCreator)
+        announce(.memberRemoved(chat: chat, user: user, newCreator: newCreator))
     }
 
     public func markedRead(chat: ChatID, user: UserID, seq: Int64) {
@@ -275,8 +275,8 @@ public final class ClusterLink: ChatEvents, Service {
             // Read now, so that the new member starts at the chat's current end.
             guard let details = try await store.chat(chat, member: user) else { return }
             hub.memberAdded(ChatDetails(chat: details, members: try await store.members(of: chat)), user: user)
-        case .memberRemoved(let chat, let user):
-            hub.memberRemoved(chat: chat, user: user)
+        case .memberRemoved(let chat, let user, let newCreator):
+            hub.memberRemoved(chat: chat, user: user, newCreator: newCreator)
         case .read(let chat, let user, let seq):
             hub.markedRead(chat: chat, user: user, seq: seq)
         case .typing(let chat, let user):

@@ -56,7 +56,7 @@ enum ClusterNotice: Equatable {
 /// What one node tells the others, so that their connections hear of it too.
 enum ClusterEvent: Codable, Sendable, Equatable {
     case memberAdded(chat: ChatID, user: UserID)
-    case memberRemoved(chat: ChatID, user: UserID)
+    case memberRemoved(chat: ChatID, user: UserID, newCreator: UserID? = nil)
     case read(chat: ChatID, user: UserID, seq: Int64)
     case typing(chat: ChatID, user: UserID)
     /// The user's first connection on the node opened, or their last one closed. `version`

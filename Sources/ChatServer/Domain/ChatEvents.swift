@@ -6,8 +6,9 @@ import ChatProtocol
 public protocol ChatEvents: Sendable {
     /// `user` joined the chat.
     func memberAdded(_ details: ChatDetails, user: UserID)
-    /// `user` left the chat.
-    func memberRemoved(chat: ChatID, user: UserID)
+    /// `user` left the chat or was removed; `newCreator` when the creator left and another
+    /// member became the creator.
+    func memberRemoved(chat: ChatID, user: UserID, newCreator: UserID?)
     /// `user` moved their read marker in `chat` to `seq`.
     func markedRead(chat: ChatID, user: UserID, seq: Int64)
     /// `user` is typing in `chat`.
@@ -19,4 +20,12 @@ public protocol ChatEvents: Sendable {
     func sessionRevoked(tokenID: String)
     /// Every session of `user` ended (the password changed); all their connections must close.
     func sessionsEnded(of user: UserID)
+}
+
+extension ChatEvents {
+    /// `user` was removed from the chat: ``memberRemoved(chat:user:newCreator:)`` without a
+    /// change of creator.
+    public func memberRemoved(chat: ChatID, user: UserID) {
+        memberRemoved(chat: chat, user: user, newCreator: nil)
+    }
 }

@@ -88,6 +88,20 @@ public struct ChatService: Sendable {
         return try await details(of: chat.id, viewer: actor)
     }
 
+    /// `user` leaves the chat. Their connections stop receiving it at once; when they created
+    /// it, the member who joined earliest becomes its creator, and the members are told.
+    /// - Returns: the chat as it is afterwards, with its remaining members.
+    /// - Throws: ``ChatError/chatNotFound`` when `user` is not a member.
+    public func leave(_ chatID: ChatID, user: UserID) async throws -> ChatDetails {
+        let chat = try await chat(chatID, member: user)
+        let newCreator = try await store.leaveChat(user, chat: chat.id)
+        events?.memberRemoved(chat: chat.id, user: user, newCreator: newCreator)
+        let after = Chat(
+            id: chat.id, name: chat.name, type: chat.type, creatorID: newCreator ?? chat.creatorID,
+            createdAt: chat.createdAt, lastSeq: chat.lastSeq)
+        return ChatDetails(chat: after, members: try await store.members(of: chat.id))
+    }
+
     /// Most membership events one request may ask for.
     public static let maxMembershipEventsLimit = 500
 

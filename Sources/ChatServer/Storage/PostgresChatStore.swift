@@ -363,6 +363,46 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         guard !removed.isEmpty else { throw ChatError.notAMember }
     }
 
+    public func leaveChat(_ user: UserID, chat: ChatID) async throws -> UserID? {
+        try await transaction { connection in
+            // The chat row's lock serialises leaves (and adds and sends) in this chat, and the
+            // statement below runs after it: its snapshot holds every leave committed before
+            // ours, so two members leaving at once cannot pass the creator to each other.
+            let locked = try await connection.query(
+                "SELECT last_seq FROM chats WHERE id = \(chat.rawValue) FOR UPDATE", logger: self.logger
+            ).decode(Int64.self).collectAll()
+            guard let lastSeq = locked.first else { throw ChatError.chatNotFound }
+            // One statement: the membership ends, the event is recorded, and when the leaver
+            // created the chat, the member who joined earliest (as the member list orders
+            // them) becomes its creator. Its parts share one snapshot, so the successor is
+            // chosen among the others by excluding the leaver, not by seeing the delete.
+            let rows = try await connection.query(
+                """
+                WITH removed AS (
+                    DELETE FROM group_members WHERE chat_id = \(chat.rawValue) AND user_id = \(user.rawValue)
+                    RETURNING user_id
+                ), recorded AS (
+                    INSERT INTO membership_events (chat_id, kind, user_id, actor_id, after_seq)
+                    SELECT \(chat.rawValue), 'removed', user_id, user_id, \(lastSeq) FROM removed
+                ), successor AS (
+                    SELECT user_id FROM group_members
+                    WHERE chat_id = \(chat.rawValue) AND user_id <> \(user.rawValue)
+                    ORDER BY joined_at, user_id
+                    LIMIT 1
+                ), promoted AS (
+                    UPDATE groups SET creator_id = successor.user_id
+                    FROM successor, removed
+                    WHERE groups.chat_id = \(chat.rawValue) AND groups.creator_id = removed.user_id
+                    RETURNING groups.creator_id
+                )
+                SELECT (SELECT count(*) FROM removed), (SELECT creator_id FROM promoted)
+                """, logger: self.logger
+            ).decode((Int64, Int64?).self).collectAll()
+            guard let (removed, newCreator) = rows.first, removed == 1 else { throw ChatError.chatNotFound }
+            return newCreator.map(UserID.init)
+        }
+    }
+
     public func membershipEvents(
         in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
     ) async throws

@@ -392,6 +392,34 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         guard !rows.isEmpty else { throw ChatError.notAMember }
     }
 
+    public func leaveChat(_ user: UserID, chat: ChatID) async throws -> UserID? {
+        let binds: [SQLiteData] = [.integer(Int(chat.rawValue)), .integer(Int(user.rawValue))]
+        // SQLite's single writer serialises leaves: each statement sees the ones before it.
+        let outcome = try await writeTransaction { connection -> (left: Bool, newCreator: Int?) in
+            let removed = try await connection.run(
+                "DELETE FROM group_members WHERE chat_id = ?1 AND user_id = ?2 RETURNING user_id", binds)
+            guard !removed.isEmpty else { return (false, nil) }
+            _ = try await connection.run(
+                """
+                INSERT INTO membership_events (chat_id, kind, user_id, actor_id, after_seq)
+                SELECT ?1, 'removed', ?2, ?2, last_seq FROM chats WHERE id = ?1
+                """, binds)
+            // The member who joined earliest, as the member list orders them, succeeds a
+            // creator who leaves.
+            let promoted = try await connection.run(
+                """
+                UPDATE groups SET creator_id = successor.user_id
+                FROM (SELECT user_id FROM group_members WHERE chat_id = ?1 ORDER BY joined_at, user_id LIMIT 1)
+                    AS successor
+                WHERE groups.chat_id = ?1 AND groups.creator_id = ?2
+                RETURNING groups.creator_id AS creator_id
+                """, binds)
+            return (true, promoted.first?.column("creator_id")?.integer)
+        }
+        guard outcome.left else { throw ChatError.chatNotFound }
+        return outcome.newCreator.map { UserID(Int64($0)) }
+    }
+
     public func membershipEvents(
         in chat: ChatID, afterSeqs: ClosedRange<Int64>, limit: Int
     ) async throws

@@ -30,9 +30,9 @@ extension ChatHub {
     }
 
     /// Stops delivering `chat` to the removed member's connections at once (they get a
-    /// `member_removed` frame last) and tells everyone else.
-    public func memberRemoved(chat: ChatID, user: UserID) {
-        let frame = FrameEncoding.encode(.memberRemoved(chatID: chat, userID: user))
+    /// `member_removed` frame last) and tells everyone else, with the new creator if there is one.
+    public func memberRemoved(chat: ChatID, user: UserID, newCreator: UserID?) {
+        let frame = FrameEncoding.encode(.memberRemoved(chatID: chat, userID: user, creatorID: newCreator))
         shard(chat).ordering.withLock { state in
             let leaving = (state.channels[chat]?.subscribers.values.map(\.connection) ?? []).filter {
                 $0.userID == user

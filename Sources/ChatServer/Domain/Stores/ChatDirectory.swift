@@ -17,6 +17,12 @@ public protocol ChatDirectory: Sendable {
     /// Removes a member and records it as a ``MembershipEvent`` by `actor` in the same
     /// transaction. Throws ``ChatError/notAMember`` when `user` is not one.
     func removeMember(_ user: UserID, from chat: ChatID, by actor: UserID?) async throws
+    /// `user` leaves the chat: their membership ends, recorded as a ``MembershipEvent`` with
+    /// themselves as the actor. When they were its creator and members remain, the member who
+    /// joined earliest becomes the creator, in the same transaction.
+    /// - Returns: the new creator, or nil when the creator did not change.
+    /// - Throws: ``ChatError/chatNotFound`` when `user` is not a member.
+    func leaveChat(_ user: UserID, chat: ChatID) async throws -> UserID?
     /// The chat's membership events that come after messages `afterSeqs` (0: before the
     /// first message), in the order they happened, at most `limit`.
     func membershipEvents(

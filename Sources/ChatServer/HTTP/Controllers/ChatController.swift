@@ -2,7 +2,8 @@ import ChatProtocol
 import Hummingbird
 
 /// Chats, membership and history: `POST /chat`, `POST /chats/private/{user_id}`,
-/// `POST /chat/add_user/...`, `POST /chat/remove_user/...`, `GET /chats`, `GET /chats/{chat_id}`,
+/// `POST /chat/add_user/...`, `POST /chat/remove_user/...`, `POST /chat/leave/{chat_id}`, `GET /chats`,
+/// `GET /chats/{chat_id}`,
 /// `GET /history/{chat_id}`, `GET /chats/{chat_id}/membership-events`.
 struct ChatController {
     let chats: ChatService
@@ -13,6 +14,7 @@ struct ChatController {
         group.post("/chats/private/{user_id}", use: openPrivate)
         group.post("/chat/add_user/{user_id}/{chat_id}", use: addUser)
         group.post("/chat/remove_user/{user_id}/{chat_id}", use: removeUser)
+        group.post("/chat/leave/{chat_id}", use: leave)
         group.get("/chats", use: list)
         group.get("/chats/{chat_id}", use: details)
         group.get("/history/{chat_id}", use: history)
@@ -46,6 +48,13 @@ struct ChatController {
         let details = try await chats.removeMember(
             UserID(parameter: "user_id", in: context), from: ChatID(parameter: "chat_id", in: context),
             by: context.user.id)
+        return try JSONResponse.make(ChatPayload(details))
+    }
+
+    /// The caller leaves a chat (any member may); the chat as it is afterwards, with its
+    /// remaining members and, when the caller created it, its new creator.
+    @Sendable func leave(request: Request, context: AuthenticatedContext) async throws -> Response {
+        let details = try await chats.leave(ChatID(parameter: "chat_id", in: context), user: context.user.id)
         return try JSONResponse.make(ChatPayload(details))
     }
 
