@@ -108,6 +108,15 @@ class Server:
             assert response.status == 201, response.status
 
 
+    def log_in_status(self, name, password):
+        """The status `POST /auth/login` answers for these credentials."""
+        form = urllib.parse.urlencode({"grant_type": "password", "username": name, "password": password}).encode()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{self.base}/auth/login", data=form), timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
     def change_password(self, name, new_password):
         """Logs in with the API (a session of its own) and changes the password, which ends every
         session of the user's, the pages' included."""
@@ -611,6 +620,31 @@ def run(server, alice, bob, artifacts):
     bob.wait(lambda: bob.find("#add-member").is_displayed(), "Bob can add members now")
     bob.wait(lambda: bob.timeline()[-1] == "· Alice left", "the chat shows that Alice left")
     bob.screenshot(artifacts, "bob-after-alice-left")
+
+    step("Bob changes his password on his chat list: refused with a wrong one, then his page stays logged in")
+    bob.open("/")
+    bob.wait(lambda: bob.finds("#chat-list"), "Bob's chat list shows")
+    bob.wait_live()
+    bob.find("#password-form button").click()
+    bob.wait(lambda: bob.find("#current-password-error").is_displayed(), "an empty form says what is missing")
+    bob.fill("#current-password", "not my password")
+    bob.fill("#new-password", "a new good password")
+    bob.find("#password-form button").click()
+    bob.wait(lambda: bob.find("#password-error").is_displayed(), "a wrong current password is refused")
+    bob.js("""window.connectionStates = [];
+        const node = document.getElementById('connection');
+        new MutationObserver(() => window.connectionStates.push(node.dataset.state))
+          .observe(node, { attributes: true, attributeFilter: ['data-state'] });""")
+    bob.fill("#current-password", PASSWORD)
+    bob.fill("#new-password", "a new good password")
+    bob.find("#password-form button").click()
+    bob.wait(lambda: bob.find("#password-done").is_displayed(), "the change is confirmed")
+    bob.wait(lambda: bob.js("""const states = window.connectionStates;
+                               return states.includes('connecting') && states.at(-1) === 'online'"""),
+             "the page's socket, closed with the old session, comes back with the new one")
+    assert bob.driver.current_url == server.base + "/", bob.driver.current_url
+    assert server.log_in_status("Bob", PASSWORD) == 401 and server.log_in_status("Bob", "a new good password") == 200
+    bob.screenshot(artifacts, "bob-password-changed")
 
     step("An unknown address shows a page for people, not the API's JSON")
     alice.open("/no/such/page")

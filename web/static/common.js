@@ -154,6 +154,22 @@ export function checkFields(rules) {
   return first === null;
 }
 
+/** Bytes of `text` in UTF-8, as the server counts a password's length. */
+export function utf8Bytes(text) {
+  return new TextEncoder().encode(text).length;
+}
+
+/** What is wrong with a new password under the server's `limits` (`GET /limits`), or null. */
+export function passwordProblem(password, limits) {
+  if (characterCount(password) < limits.min_password_length) {
+    return `Too short: a password needs at least ${limits.min_password_length} characters.`;
+  }
+  if (utf8Bytes(password) > limits.max_password_bytes) {
+    return `Too long: at most ${limits.max_password_bytes} bytes (fewer characters outside English letters).`;
+  }
+  return null;
+}
+
 /** Hides a form's error line and its fields' messages. */
 export function clearErrors(form) {
   for (const node of form.querySelectorAll(".form-error, .field-error")) showError(node, null);
@@ -272,6 +288,15 @@ export class LiveConnection {
     return true;
   }
 
+  /**
+   * The page is replacing its session: a password change ends every session, this page's
+   * socket included (1008), and answers with a new cookie. That close is then expected, and
+   * the connection comes back once `renewal` (the request) has settled. Null: the change failed.
+   */
+  renewSession(renewal) {
+    this.renewal = renewal;
+  }
+
   /** Closes for good (the user left the chat, or was removed from it). */
   stop() {
     this.stopped = true;
@@ -290,7 +315,13 @@ export class LiveConnection {
     if (socket !== this.socket || this.stopped) return;
     const wasReady = this.ready;
     this.ready = false;
-    if (event.code === 1008) return sessionEnded();
+    if (event.code === 1008) {
+      const renewal = this.renewal;
+      this.renewal = null;
+      if (!renewal) return sessionEnded();
+      await renewal.catch(() => {});
+      return this.start();
+    }
     if (!wasReady) {
       // The handshake may have been refused because the session ended (the browser does not
       // show the HTTP status): ask the API, which answers 401 then.

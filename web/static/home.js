@@ -1,8 +1,8 @@
 // The chat list: every chat of the user with its last message and unread count, kept current
-// by the user's WebSocket; a form to create a chat; log out.
+// by the user's WebSocket; a form to create a chat; a form to change the password; log out.
 import {
   api, el, showError, shortTime, longTime, logOut, LiveConnection, renderConnectionState, sessionEnded, checkFields,
-  characterCount, inputLimits,
+  characterCount, inputLimits, passwordProblem, clearErrors,
 } from "./common.js";
 
 const list = document.getElementById("chat-list");
@@ -103,6 +103,35 @@ createForm.addEventListener("submit", async (event) => {
     location.assign(`/chat/${chat.id}`);
   } catch (error) {
     showError(errorNode, error.message);
+  }
+});
+
+const passwordForm = document.getElementById("password-form");
+passwordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const done = document.getElementById("password-done");
+  clearErrors(passwordForm);
+  done.hidden = true;
+  try {
+    const limits = await inputLimits();
+    const valid = checkFields([
+      [document.getElementById("current-password"), (value) => (value ? null : "Enter your current password.")],
+      [document.getElementById("new-password"), (value) => passwordProblem(value, limits)],
+    ]);
+    if (!valid) return;
+    const data = new FormData(passwordForm);
+    const change = api("POST", "/user/password", {
+      json: { current_password: data.get("current_password"), new_password: data.get("new_password") },
+    });
+    // The change ends every session, this page's socket's too: it reconnects with the new cookie.
+    connection.renewSession(change);
+    await change;
+    passwordForm.reset();
+    done.textContent = "Password changed. Your other devices were logged out.";
+    done.hidden = false;
+  } catch (error) {
+    connection.renewSession(null);
+    showError(document.getElementById("password-error"), error.message);
   }
 });
 

@@ -1,12 +1,11 @@
 // The log-in page: log in, or register and log in. Fields are checked here first, against
 // the limits the server enforces (`GET /limits`); what only the server knows (a wrong
 // password, a name already taken) comes from the API's error bodies.
-import { api, characterCount, checkFields, clearErrors, inputLimits, showError } from "./common.js";
+import { api, characterCount, checkFields, clearErrors, inputLimits, passwordProblem, showError } from "./common.js";
 
 const loginForm = document.getElementById("login-form");
 const registerForm = document.getElementById("register-form");
 const field = (id) => document.getElementById(id);
-const utf8Bytes = (text) => new TextEncoder().encode(text).length;
 
 async function logIn(username, password) {
   await api("POST", "/auth/login", { form: { grant_type: "password", username, password } });
@@ -91,15 +90,7 @@ handle(
       ],
       [
         field("register-password"),
-        (value) => {
-          if (characterCount(value) < limits.min_password_length) {
-            return `Too short: a password needs at least ${limits.min_password_length} characters.`;
-          }
-          if (utf8Bytes(value) > limits.max_password_bytes) {
-            return `Too long: at most ${limits.max_password_bytes} bytes (fewer characters outside English letters).`;
-          }
-          return null;
-        },
+        (value) => passwordProblem(value, limits),
       ],
     ]);
   },

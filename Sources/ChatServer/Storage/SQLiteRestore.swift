@@ -31,7 +31,7 @@ public enum SQLiteRestore {
             try FileManager.default.removeItem(atPath: path + suffix)
         }
         if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
         }
         guard let target = FileHandle(forWritingAtPath: path) else { throw RestoreError("Cannot write \(path).") }
         defer { try? target.close() }
