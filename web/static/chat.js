@@ -584,7 +584,11 @@ function renderMembers() {
       const remove = isCreator && id !== state.me.id && !state.removed
         ? el("button", { type: "button", class: "link danger", "aria-label": `Remove ${member.name}`, text: "Remove" })
         : null;
-      remove?.addEventListener("click", () => remove.replaceWith(confirmRemoval(id, member.name, remove)));
+      remove?.addEventListener("click", () =>
+        confirmInPlace(remove, `Remove ${member.name}?`, {
+          yesLabel: `Yes, remove ${member.name}`, noLabel: `Keep ${member.name}`,
+          onYes: () => changeMembership("remove_user", id),
+        }));
       const message = state.chat.chat_type === "GROUP" && id !== state.me.id && !state.removed
         ? messageButton(id, member.name)
         : null;
@@ -622,37 +626,28 @@ function messageButton(userId, name) {
   return button;
 }
 
-/** Asks in place before removing a member: "Remove Arina? Yes / No". */
-function confirmRemoval(userId, name, removeButton) {
-  const group = el("span", { class: "confirm-remove", role: "group", "aria-label": `Remove ${name}?` }, `Remove ${name}?`);
-  const yes = el("button", { type: "button", class: "link danger", "aria-label": `Yes, remove ${name}`, text: "Yes" });
-  const no = el("button", { type: "button", class: "link", "aria-label": `Keep ${name}`, text: "No" });
-  yes.addEventListener("click", () => changeMembership("remove_user", userId));
+/**
+ * Replaces `button` with "question Yes / No" in place: Yes runs `onYes` with the question's
+ * node, No puts the button back. Focus starts on No.
+ */
+function confirmInPlace(button, question, { yesLabel, noLabel, onYes }) {
+  const group = el("span", { class: "confirm-remove", role: "group", "aria-label": question }, question);
+  const yes = el("button", { type: "button", class: "link danger", "aria-label": yesLabel, text: "Yes" });
+  const no = el("button", { type: "button", class: "link", "aria-label": noLabel, text: "No" });
+  yes.addEventListener("click", () => onYes(group));
   no.addEventListener("click", () => {
-    group.replaceWith(removeButton);
-    removeButton.focus();
+    group.replaceWith(button);
+    button.focus();
   });
   group.append(yes, no);
-  queueMicrotask(() => no.focus());
-  return group;
+  button.replaceWith(group);
+  no.focus();
 }
 
-view.leaveButton.addEventListener("click", () => view.leaveButton.replaceWith(confirmLeaving()));
-
-/** Asks in place before leaving: "Leave this chat? Yes / No". */
-function confirmLeaving() {
-  const group = el("span", { class: "confirm-remove", role: "group", "aria-label": "Leave this chat?" }, "Leave this chat?");
-  const yes = el("button", { type: "button", class: "link danger", "aria-label": "Yes, leave this chat", text: "Yes" });
-  const no = el("button", { type: "button", class: "link", "aria-label": "Stay in this chat", text: "No" });
-  yes.addEventListener("click", () => leaveChat(group));
-  no.addEventListener("click", () => {
-    group.replaceWith(view.leaveButton);
-    view.leaveButton.focus();
-  });
-  group.append(yes, no);
-  queueMicrotask(() => no.focus());
-  return group;
-}
+view.leaveButton.addEventListener("click", () =>
+  confirmInPlace(view.leaveButton, "Leave this chat?", {
+    yesLabel: "Yes, leave this chat", noLabel: "Stay in this chat", onYes: leaveChat,
+  }));
 
 /** `POST /chat/leave/{id}`, then back to the chat list. */
 async function leaveChat(confirmation) {
