@@ -35,6 +35,11 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
     case creatorCannotBeRemoved = "creator_cannot_be_removed"
     case resumeTooFar = "resume_too_far"
     case resyncRequired = "resync_required"
+    // Messages
+    case messageNotFound = "message_not_found"
+    case notSender = "not_sender"
+    case messageDeleted = "message_deleted"
+    case invalidReply = "invalid_reply"
     // Load and availability
     case rateLimited = "rate_limited"
     case overloaded
@@ -51,10 +56,11 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         switch self {
         case .invalidJSON, .invalidForm, .unsupportedGrantType, .badRequest: [400]
         case .invalidCredentials, .notAuthenticated: [401]
-        case .wrongPassword, .crossSiteRequest, .adminOnly, .creatorOnly: [403]
-        case .notFound, .chatNotFound, .userNotFound, .notAMember: [404]
+        case .wrongPassword, .crossSiteRequest, .adminOnly, .creatorOnly, .notSender: [403]
+        case .notFound, .chatNotFound, .userNotFound, .notAMember, .messageNotFound: [404]
         case .methodNotAllowed: [405]
-        case .nameTaken, .emailTaken, .alreadyMember, .privateChatFull, .privateChatWithSelf, .creatorCannotBeRemoved:
+        case .nameTaken, .emailTaken, .alreadyMember, .privateChatFull, .privateChatWithSelf, .creatorCannotBeRemoved,
+            .messageDeleted:
             [409]
         case .bodyTooLarge: [413]
         case .unsupportedMediaType: [415]
@@ -64,7 +70,7 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .tooManyConnections: [429, 503]
         case .internalError: [500]
         case .overloaded, .storageUnavailable, .databaseUnreachable, .migrationsPending, .clusterUnreachable: [503]
-        case .unknownType, .unsupportedFrame, .resumeTooFar, .resyncRequired, .rateLimited: []
+        case .unknownType, .unsupportedFrame, .resumeTooFar, .resyncRequired, .rateLimited, .invalidReply: []
         }
     }
 
@@ -72,7 +78,7 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
     public var isInErrorFrames: Bool {
         switch self {
         case .validationFailed, .invalidJSON, .unknownType, .unsupportedFrame, .notAMember, .resumeTooFar,
-            .resyncRequired, .rateLimited, .overloaded, .storageUnavailable, .internalError:
+            .resyncRequired, .rateLimited, .overloaded, .storageUnavailable, .internalError, .invalidReply:
             true
         default: false
         }
@@ -117,6 +123,11 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .resyncRequired:
             "`resume` asked for messages after the chat's last `seq`: the database was restored from a backup. "
                 + "Drop what you hold of the chat and read it again with `GET /history`."
+        case .messageNotFound: "The message does not exist or is in a chat you are not a member of (not told apart)."
+        case .notSender:
+            "Only the sender edits a message; the sender, or the creator of a GROUP chat, deletes it."
+        case .messageDeleted: "The message was deleted: a tombstone cannot be edited."
+        case .invalidReply: "`reply_to` names no message of the same chat. Nothing was stored."
         case .rateLimited:
             "Too many sends on this connection; nothing was stored. Send the same frame again after `retry_after_ms`."
         case .overloaded:

@@ -140,6 +140,16 @@ public struct APITestClient: Sendable {
         try await send(.post, "/chat/leave/\(chat)", as: member)
     }
 
+    /// `PATCH /messages/{message}` with the new text, as `actor`.
+    public func editMessage(_ message: MessageID, text: String, as actor: TestUser) async throws -> TestResponse {
+        try await send(.patch, "/messages/\(message)", json: EditMessageRequest(text: text), as: actor)
+    }
+
+    /// `DELETE /messages/{message}` as `actor`.
+    public func deleteMessage(_ message: MessageID, as actor: TestUser) async throws -> TestResponse {
+        try await send(.delete, "/messages/\(message)", as: actor)
+    }
+
     /// Stores messages directly (the REST API has no send; WebSocket does): `count` messages
     /// from `sender`, with client ids `<prefix>-1`, `<prefix>-2`, ...
     @discardableResult

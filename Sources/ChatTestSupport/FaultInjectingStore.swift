@@ -108,6 +108,20 @@ public final class FaultInjectingStore: ChatStore {
         try await base.messages(in: chat, query)
     }
 
+    public func changeMessage(_ id: MessageID, _ change: MessageChange) async throws -> Message? {
+        try await base.changeMessage(id, change)
+    }
+
+    public func updatedMessages(in chat: ChatID, after afterUpdate: Int64, limit: Int) async throws -> [Message] {
+        try await base.updatedMessages(in: chat, after: afterUpdate, limit: limit)
+    }
+
+    public func message(_ id: MessageID) async throws -> Message? { try await base.message(id) }
+
+    public func chats(ofMessages ids: Set<MessageID>) async throws -> [MessageID: ChatID] {
+        try await base.chats(ofMessages: ids)
+    }
+
     public func counts() async throws -> StoreCounts { try await base.counts() }
     public func databaseGeneration() async throws -> String { try await base.databaseGeneration() }
     public func renewDatabaseGeneration() async throws -> String { try await base.renewDatabaseGeneration() }

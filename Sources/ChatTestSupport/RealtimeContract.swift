@@ -58,6 +58,15 @@ public enum RealtimeContract {
             run: leaving),
         RealtimeCheck(
             description: "resume streams what was missed, ends with resumed, then live continues", run: resume),
+        RealtimeCheck(
+            description: "edits and deletions reach every device, the actor's too, in the order made",
+            run: editsReachEveryDevice),
+        RealtimeCheck(
+            description: "edits raced from two devices converge on every connection", run: racedEdits),
+        RealtimeCheck(
+            description: "resume with after_update brings the edits and deletions made while away",
+            run: resumeAfterUpdate),
+        RealtimeCheck(description: "a reply names a message of its chat; any other is refused", run: replies),
         RealtimeCheck(description: "admin sync re-follows membership changed behind the hub", run: adminSync),
         RealtimeCheck(description: "logging out closes the session's sockets with 1008", run: logout),
     ]
@@ -332,6 +341,151 @@ public enum RealtimeContract {
         else { throw ContractFailure(description: "resuming past the end asks the client to read the chat again") }
         await aliceSocket.close()
         await bobSocket.close()
+    }
+
+    static func editsReachEveryDevice(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, chat) = try await pair(api)
+        let (phone, laptop, bobSocket) = (
+            try await fixture.connect(alice), try await fixture.connect(alice), try await fixture.connect(bob)
+        )
+        phone.send(.send(chatID: chat.id, clientID: "typo", text: "helo"))
+        let original = try await ack(on: phone).message
+        for socket in [laptop, bobSocket] { _ = try await deliveries(1, in: chat.id, on: socket) }
+        for text in ["hello", "hello!", "hello, Bob!"] {
+            _ = try await api.editMessage(original.id, text: text, as: alice).decode(
+                MessagePayload.self, expecting: .ok)
+        }
+        let tombstone = try await api.deleteMessage(original.id, as: alice).decode(MessagePayload.self, expecting: .ok)
+        try await require(tombstone.updateSeq == 4, "four changes, four update_seqs")
+        for socket in [phone, laptop, bobSocket] {
+            let seen = try await updates(of: original.id, on: socket, until: tombstone.updateSeq)
+            try await require(
+                seen.map(\.updateSeq) == seen.map(\.updateSeq).sorted()
+                    && Set(seen.map(\.updateSeq)).count == seen.count,
+                "updates of one message arrive in the order made: \(seen.map(\.updateSeq))")
+            let texts = seen.map(\.text)
+            try await require(
+                texts.allSatisfy(["hello", "hello!", "hello, Bob!", ""].contains) && seen.last == tombstone,
+                "each is a state the message had, the last its tombstone: \(texts)")
+        }
+        for socket in [phone, laptop, bobSocket] { await socket.close() }
+    }
+
+    static func racedEdits(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, chat) = try await pair(api)
+        let message = try await api.storeMessages(1, in: chat.id, from: alice.id)[0]
+        let sockets = [
+            try await fixture.connect(alice), try await fixture.connect(alice), try await fixture.connect(bob),
+        ]
+        // Two devices of alice edit the same message at once, ten times each.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for device in ["phone", "laptop"] {
+                group.addTask {
+                    for round in 1...10 {
+                        let response = try await api.editMessage(message.id, text: "\(device) \(round)", as: alice)
+                        try await require(response.status == .ok, "every edit is stored: \(response.status)")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let final = try await api.send(.get, "/history/\(chat.id)", as: bob).decode(
+            [MessagePayload].self, expecting: .ok)[0]
+        try await require(final.updateSeq == 20, "twenty edits, twenty update_seqs: \(final.updateSeq)")
+        for socket in sockets {
+            let seen = try await updates(of: message.id, on: socket, until: final.updateSeq)
+            try await require(
+                zip(seen, seen.dropFirst()).allSatisfy { $0.updateSeq < $1.updateSeq } && seen.last == final,
+                "every connection ends on the stored state, never going back: \(seen.map(\.updateSeq))")
+        }
+        for socket in sockets { await socket.close() }
+    }
+
+    static func resumeAfterUpdate(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, chat) = try await pair(api)
+        let held = try await api.storeMessages(3, in: chat.id, from: alice.id)
+        var bobSocket = try await fixture.connect(bob)
+        let start = bobSocket.ready.chats.first { $0.id == chat.id }
+        try await require(start?.lastSeq == 3 && start?.lastUpdate == 0, "ready says where both positions start")
+        await bobSocket.close()
+        // While bob is away: an edit, a deletion, a new message.
+        let edited = try await api.editMessage(held[0].id, text: "first, edited", as: alice).decode(
+            MessagePayload.self, expecting: .ok)
+        let deleted = try await api.deleteMessage(held[1].id, as: alice).decode(MessagePayload.self, expecting: .ok)
+        try await api.storeMessages(1, in: chat.id, from: alice.id, prefix: "later")
+        bobSocket = try await fixture.connect(bob)
+        try await require(
+            bobSocket.ready.chats.first { $0.id == chat.id }?.lastUpdate == 2, "ready reports the last update")
+        bobSocket.send(.resume(chatID: chat.id, afterSeq: 3, afterUpdate: 0))
+        let caughtUp = try await frames(on: bobSocket, until: .resumed)
+        let updated = caughtUp.compactMap { frame -> MessagePayload? in
+            if case .messageUpdated(let message) = frame { return message }
+            return nil
+        }
+        try await require(
+            updated.map(\.id) == [edited.id, deleted.id] && updated.map(\.text) == ["first, edited", ""]
+                && updated.last?.deleted == true,
+            "the changes made while away, in the order made: \(caughtUp.map(\.kind))")
+        try await require(
+            caughtUp.compactMap(\.message).map(\.seq) == [4] && caughtUp.last == .resumed(chatID: chat.id, lastSeq: 4),
+            "then the new message, then resumed")
+        bobSocket.send(.resume(chatID: chat.id, afterSeq: 4, afterUpdate: 2))
+        let nothing = try await frames(on: bobSocket, until: .resumed)
+        try await require(nothing == [.resumed(chatID: chat.id, lastSeq: 4)], "nothing missed, nothing sent")
+        bobSocket.send(.resume(chatID: chat.id, afterSeq: 4, afterUpdate: 9))
+        guard case .error(let code, _, _, _, _) = try await bobSocket.next(.error),
+            code == ErrorCode.resyncRequired.rawValue
+        else { throw ContractFailure(description: "an update position past the chat's asks for a resync") }
+        await bobSocket.close()
+    }
+
+    static func replies(_ fixture: RealtimeFixture) async throws {
+        let api = fixture.api
+        let (alice, bob, chat) = try await pair(api)
+        let elsewhere = try await api.createChat("Elsewhere", as: alice)
+        let outside = try await api.storeMessages(1, in: elsewhere.id, from: alice.id, prefix: "x")[0]
+        let (aliceSocket, bobSocket) = (try await fixture.connect(alice), try await fixture.connect(bob))
+        aliceSocket.send(.send(chatID: chat.id, clientID: "q", text: "lunch?"))
+        let question = try await ack(on: aliceSocket).message
+        try await require(question.replyTo == nil, "a message that answers none says so")
+        bobSocket.send(.send(chatID: chat.id, clientID: "a", text: "yes", replyTo: question.id))
+        let answer = try await ack(on: bobSocket).message
+        let delivered = try await deliveries(1, in: chat.id, on: aliceSocket).last
+        try await require(
+            answer.replyTo == question.id && delivered?.replyTo == question.id, "the reply names its original")
+        for (clientID, target) in [("b1", outside.id), ("b2", MessageID(999_999))] {
+            bobSocket.send(.send(chatID: chat.id, clientID: clientID, text: "no", replyTo: target))
+            guard case .error(let code, _, let ref, _, let errorChat) = try await bobSocket.next(.error),
+                code == ErrorCode.invalidReply.rawValue, ref == clientID, errorChat == chat.id
+            else { throw ContractFailure(description: "a reply to \(target) outside the chat is refused") }
+        }
+        _ = try await api.deleteMessage(question.id, as: alice)
+        let history = try await api.send(.get, "/history/\(chat.id)", as: bob).decode(
+            [MessagePayload].self, expecting: .ok)
+        try await require(
+            history.map(\.seq) == [1, 2] && history.last?.replyTo == question.id,
+            "refused replies took no seq; a reply still points at its deleted original")
+        await aliceSocket.close()
+        await bobSocket.close()
+    }
+
+    /// The `message_updated` frames about `message` on the connection, up to the one with
+    /// `updateSeq` (later ones may repeat or skip earlier states, never go back).
+    static func updates(
+        of message: MessageID, on socket: ChatWebSocketClient, until updateSeq: Int64
+    ) async throws -> [MessagePayload] {
+        var seen: [MessagePayload] = []
+        while seen.last?.updateSeq ?? 0 < updateSeq {
+            switch try await socket.next() {
+            case .messageUpdated(let updated) where updated.id == message: seen.append(updated)
+            case .error(let code, let text, _, _, _): throw ContractFailure(description: "error frame \(code): \(text)")
+            default: continue
+            }
+        }
+        return seen
     }
 
     static func adminSync(_ fixture: RealtimeFixture) async throws {

@@ -35,6 +35,11 @@ public enum StoreContract {
         StoreContractCheck(description: "a batch stores in order and answers per message", run: batchedSends),
         StoreContractCheck(description: "raced batches store a shared client id once", run: racedBatches),
         StoreContractCheck(description: "history pages are seq ranges", run: historyPaging),
+        StoreContractCheck(
+            description: "edits and deletions take the chat's next update_seq; a deletion leaves a tombstone",
+            run: messageChanges),
+        StoreContractCheck(description: "concurrent changes get distinct update_seqs in order", run: concurrentChanges),
+        StoreContractCheck(description: "a reply keeps the message it answers", run: replies),
         StoreContractCheck(description: "a gap's messages come with the chat's members", run: messagesAndMembers),
         StoreContractCheck(description: "generated messages continue the seqs in bulk", run: generatedMessages),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
@@ -415,6 +420,116 @@ public enum StoreContract {
         try await require(try await store.appendMessages([]).isEmpty, "an empty batch stores nothing")
         try await require(
             try await store.messages(in: chat.id, .offset(0, limit: 10)).map(\.seq) == [1, 2, 3, 4], "no gaps")
+    }
+
+    static func messageChanges(_ store: any ChatStore) async throws {
+        let (a, b, _) = try await threeUsers(store)
+        let chat = try await store.createChat(name: "Edits", type: .group, creator: a.id)
+        let other = try await store.createChat(name: "Other", type: .group, creator: a.id)
+        try await store.addMember(b.id, to: chat.id)
+        var sent: [Message] = []
+        for text in ["one", "two", "three"] {
+            sent.append(
+                try await store.appendMessage(NewMessage(chatID: chat.id, senderID: b.id, clientID: text, text: text))
+                    .message)
+        }
+        _ = try await store.appendMessage(NewMessage(chatID: other.id, senderID: a.id, clientID: "o", text: "other"))
+        try await require(
+            sent.allSatisfy { $0.updateSeq == 0 && $0.editedAt == nil && !$0.deleted },
+            "a new message was never changed")
+        let edited = try await store.changeMessage(sent[1].id, .edit(text: "two, fixed"))
+        try await require(
+            edited?.text == "two, fixed" && edited?.updateSeq == 1 && edited?.editedAt != nil
+                && edited?.seq == sent[1].seq && edited?.createdAt == sent[1].createdAt,
+            "an edit keeps the message's place and takes update_seq 1")
+        let deleted = try await store.changeMessage(sent[0].id, .delete)
+        try await require(
+            deleted?.deleted == true && deleted?.text == "" && deleted?.updateSeq == 2 && deleted?.editedAt == nil,
+            "a deletion empties the text and takes update_seq 2")
+        let editedTombstone = try await store.changeMessage(sent[0].id, .edit(text: "back"))
+        let deletedTombstone = try await store.changeMessage(sent[0].id, .delete)
+        try await require(editedTombstone == nil && deletedTombstone == nil, "a tombstone changes no more")
+        let again = try await store.changeMessage(sent[1].id, .edit(text: "two, again"))
+        try await require(again?.updateSeq == 3, "update_seqs count per chat")
+        let lastUpdates = (
+            try await store.chat(chat.id, member: a.id)?.lastUpdate,
+            try await store.chat(other.id, member: a.id)?.lastUpdate
+        )
+        try await require(
+            lastUpdates == (3, 0), "the chat keeps its last update_seq; other chats keep theirs")
+        let updates = try await store.updatedMessages(in: chat.id, after: 0, limit: 10)
+        try await require(
+            updates.map(\.id) == [sent[0].id, sent[1].id] && updates.map(\.updateSeq) == [2, 3],
+            "updated messages come once each, in their current state, by update_seq")
+        let afterTwo = try await store.updatedMessages(in: chat.id, after: 2, limit: 10)
+        let firstOnly = try await store.updatedMessages(in: chat.id, after: 0, limit: 1)
+        try await require(
+            afterTwo.map(\.id) == [sent[1].id] && firstOnly.map(\.id) == [sent[0].id], "after and limit apply")
+        let history = try await store.messages(in: chat.id, .offset(0, limit: 10))
+        try await require(
+            history.map(\.seq) == [1, 2, 3] && history.map(\.text) == ["", "two, again", "three"]
+                && history.map(\.deleted) == [true, false, false],
+            "the tombstone stays in history, which stays gap-free")
+        try await require(try await store.message(sent[2].id) == sent[2], "a message is found by id")
+        let unknownChanged = try await store.changeMessage(MessageID(999_999), .delete)
+        let unknown = try await store.message(MessageID(999_999))
+        try await require(unknownChanged == nil && unknown == nil, "an unknown id changes nothing")
+    }
+
+    static func concurrentChanges(_ store: any ChatStore) async throws {
+        let creator = try await store.createUser(newUser("Editor", "editor@example.com"))
+        let chat = try await store.createChat(name: "Busy edits", type: .group, creator: creator.id)
+        var messages: [Message] = []
+        for index in 0..<4 {
+            messages.append(
+                try await store.appendMessage(
+                    NewMessage(chatID: chat.id, senderID: creator.id, clientID: "e\(index)", text: "v0")
+                ).message)
+        }
+        let changes = 24
+        let results = try await withThrowingTaskGroup(of: Message?.self) { group in
+            for index in 0..<changes {
+                let target = messages[index % messages.count].id
+                group.addTask { try await store.changeMessage(target, .edit(text: "v\(index + 1)")) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let updateSeqs = results.compactMap { $0?.updateSeq }
+        try await require(
+            updateSeqs.count == changes && Set(updateSeqs) == Set(1...Int64(changes)),
+            "every change takes its own update_seq, none skipped")
+        let final = try await store.updatedMessages(in: chat.id, after: 0, limit: 100)
+        try await require(
+            final.count == messages.count && final.map(\.updateSeq) == final.map(\.updateSeq).sorted(),
+            "each message once, in update_seq order")
+        for message in final {
+            let last = results.compactMap { $0 }.filter { $0.id == message.id }.max { $0.updateSeq < $1.updateSeq }
+            try await require(message.text == last?.text, "a message holds the text of its last change")
+        }
+    }
+
+    static func replies(_ store: any ChatStore) async throws {
+        let creator = try await store.createUser(newUser("Replier", "replier@example.com"))
+        let chat = try await store.createChat(name: "Thread", type: .group, creator: creator.id)
+        let other = try await store.createChat(name: "Elsewhere", type: .group, creator: creator.id)
+        let question = try await store.appendMessage(
+            NewMessage(chatID: chat.id, senderID: creator.id, clientID: "q", text: "why?")
+        ).message
+        let elsewhere = try await store.appendMessage(
+            NewMessage(chatID: other.id, senderID: creator.id, clientID: "x", text: "x")
+        ).message
+        let answer = try await store.appendMessage(
+            NewMessage(chatID: chat.id, senderID: creator.id, clientID: "a", text: "because", replyTo: question.id)
+        ).message
+        try await require(answer.replyTo == question.id && question.replyTo == nil, "reply_to is stored")
+        _ = try await store.changeMessage(question.id, .delete)
+        try await require(
+            try await store.messages(in: chat.id, .offset(0, limit: 10)).last?.replyTo == question.id,
+            "a reply still points at its deleted original")
+        try await require(
+            try await store.chats(ofMessages: [question.id, elsewhere.id, MessageID(999_999)])
+                == [question.id: chat.id, elsewhere.id: other.id],
+            "the chat of each message that exists")
     }
 
     static func racedBatches(_ store: any ChatStore) async throws {

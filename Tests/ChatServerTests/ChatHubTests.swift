@@ -35,7 +35,7 @@ struct ChatHubTests {
         ) throws -> ChatConnection {
             let connection = ChatConnection(
                 userID: user, tokenID: "token-\(user)", narrowedTo: nil, outbox: .recording(frames: capacity))
-            _ = try hub.connect(connection, chats: [(chat, lastSeq)])
+            _ = try hub.connect(connection, chats: [(chat, .seq(lastSeq))])
             if release { hub.release(connection) }
             return connection
         }
@@ -264,9 +264,9 @@ struct ChatHubTests {
             #expect(fixture.hub.beginCatchUp(connection, chat: fixture.chat))
             for message in messages.suffix(2) { fixture.hub.publish(.init(message, origin: nil)) }
             let catchUp = messages.prefix(3).map {
-                (seq: $0.seq, frame: FrameEncoding.encode(.message(MessagePayload($0, isRead: false))))
+                (seq: Int64?.some($0.seq), frame: FrameEncoding.encode(.message(MessagePayload($0, isRead: false))))
             }
-            fixture.hub.endCatchUp(connection, chat: fixture.chat, afterSeq: 0, messages: catchUp)
+            fixture.hub.endCatchUp(connection, chat: fixture.chat, afterSeq: 0, frames: catchUp)
             // Live 1, 2; then the requested catch-up 1, 2, 3; then the held 4 (3 was held too, and skipped).
             #expect(Self.seqs(try await Self.frames(6, from: connection.outbox)) == [1, 2, 1, 2, 3, 4])
         }

@@ -44,15 +44,74 @@ struct ChatOrderingTests {
             case .message(let message): "m\(message.seq)"
             case .ack(_, let message, _): "a\(message.seq)"
             case .resumed(_, let lastSeq): "r\(lastSeq)"
+            case .messageUpdated(let message): "u\(message.seq)@\(message.updateSeq)"
             default: "\($0.kind)"
             }
         }
     }
 
+    /// An updated message as read from the store: message `seq`, changed under `updateSeq`.
+    static func updated(_ seq: Int64, at updateSeq: Int64) -> (message: Message, frame: ByteBuffer) {
+        let message = Message(
+            id: MessageID(seq), chatID: chat, seq: seq, senderID: alice, clientID: nil, text: "edited",
+            createdAt: Date(timeIntervalSince1970: 0), updateSeq: updateSeq)
+        return (message, FrameEncoding.encode(.messageUpdated(MessagePayload(message, isRead: false))))
+    }
+
+    @Test func updatesAreReadOneReadAtATimeAndDeliveredOnce() async {
+        var ordering = ChatOrdering()
+        let reader = Self.connection(Self.bob)
+        _ = ordering.subscribe(reader, to: Self.chat, at: LivePosition(lastSeq: 3, lastUpdate: 1), held: false)
+        #expect(ordering.messagesUpdated(in: Self.chat, upTo: 3), "a read starts")
+        #expect(!ordering.messagesUpdated(in: Self.chat, upTo: 4), "one read at a time")
+        #expect(ordering.nextUpdateRead(in: Self.chat) == 1, "the read starts after the last delivered")
+        #expect(
+            !ordering.deliverUpdates([Self.updated(1, at: 1), Self.updated(2, at: 3)], in: Self.chat, heldLimit: 10))
+        #expect(Self.summary(await Self.sent(to: reader)) == ["u2@3"], "update 1 was delivered before")
+        #expect(ordering.nextUpdateRead(in: Self.chat) == 3, "4 is known and not delivered: read on")
+        #expect(!ordering.deliverUpdates([Self.updated(1, at: 4)], in: Self.chat, heldLimit: 10))
+        #expect(ordering.nextUpdateRead(in: Self.chat) == nil, "all delivered: the read ends")
+        #expect(Self.summary(await Self.sent(to: reader)) == ["u1@4"])
+        #expect(!ordering.messagesUpdated(in: Self.chat, upTo: 4), "nothing new")
+        #expect(!ordering.messagesUpdated(in: ChatID(99), upTo: 1), "nobody follows that chat")
+    }
+
+    @Test func anUpdateWaitsForItsMessage() async {
+        var ordering = ChatOrdering()
+        let reader = Self.connection(Self.bob)
+        _ = ordering.subscribe(reader, to: Self.chat, at: .seq(1), held: false)
+        #expect(ordering.messagesUpdated(in: Self.chat, upTo: 2))
+        #expect(ordering.nextUpdateRead(in: Self.chat) == 0)
+        // Message 2 is still on its way to this node when its edit is read.
+        #expect(
+            ordering.deliverUpdates([Self.updated(1, at: 1), Self.updated(2, at: 2)], in: Self.chat, heldLimit: 10))
+        #expect(Self.summary(await Self.sent(to: reader)) == ["u1@1"], "the update of 2 waits")
+        _ = ordering.publish(.init(Self.message(2, from: Self.alice), origin: nil), heldLimit: 10)
+        #expect(ordering.nextUpdateRead(in: Self.chat) == 1, "read again from where it stopped")
+        #expect(!ordering.deliverUpdates([Self.updated(2, at: 2)], in: Self.chat, heldLimit: 10))
+        #expect(Self.summary(await Self.sent(to: reader)) == ["m2", "u2@2"], "the message, then its update")
+    }
+
+    @Test func aCatchUpDropsHeldUpdatesNoNewerThanWhatItBrought() async {
+        var ordering = ChatOrdering()
+        let device = Self.connection(Self.bob)
+        _ = ordering.subscribe(device, to: Self.chat, at: .seq(2), held: false)
+        #expect(ordering.beginHold(device.id, chat: Self.chat))
+        #expect(ordering.messagesUpdated(in: Self.chat, upTo: 2))
+        _ = ordering.nextUpdateRead(in: Self.chat)
+        _ = ordering.deliverUpdates([Self.updated(1, at: 1), Self.updated(2, at: 2)], in: Self.chat, heldLimit: 10)
+        // The catch-up read message 1 after a later edit (3), and message 2 as of update 2.
+        let frames = [Self.updated(1, at: 3), Self.updated(2, at: 2)].map { (seq: Int64?.none, frame: $0.frame) }
+        ordering.endHold(
+            device, chat: Self.chat,
+            catchUp: (afterSeq: 2, frames: frames, versions: [MessageID(1): 3, MessageID(2): 2]))
+        #expect(Self.summary(await Self.sent(to: device)) == ["u1@3", "u2@2", "r2"], "never an older state after")
+    }
+
     @Test func aPublicationWaitsForTheSeqBeforeIt() async {
         var ordering = ChatOrdering()
         let reader = Self.connection(Self.bob)
-        #expect(ordering.subscribe(reader, to: Self.chat, lastSeq: 0, held: false) == 0)
+        #expect(ordering.subscribe(reader, to: Self.chat, at: .seq(0), held: false) == .seq(0))
         let early = ordering.publish(.init(Self.message(2, from: Self.alice), origin: nil), heldLimit: 10)
         #expect(early.deliveries == 0 && early.needsGapFill, "held back, and a gap fill asked for once")
         #expect(Self.summary(await Self.sent(to: reader)) == [])
@@ -66,8 +125,8 @@ struct ChatOrderingTests {
     @Test func theSenderGetsItsAckInTheMessagesPlace() async {
         var ordering = ChatOrdering()
         let (sender, reader) = (Self.connection(Self.alice), Self.connection(Self.bob))
-        _ = ordering.subscribe(sender, to: Self.chat, lastSeq: 0, held: false)
-        _ = ordering.subscribe(reader, to: Self.chat, lastSeq: 0, held: false)
+        _ = ordering.subscribe(sender, to: Self.chat, at: .seq(0), held: false)
+        _ = ordering.subscribe(reader, to: Self.chat, at: .seq(0), held: false)
         let key = SendKey(sender: Self.alice, clientID: "mine")
         ordering.sendStarted(key, by: sender.id, in: Self.chat)
         let result = ordering.publish(
@@ -82,8 +141,8 @@ struct ChatOrderingTests {
     @Test func aSendAGapFillReadFirstIsStillAckedInItsPlace() async {
         var ordering = ChatOrdering()
         let (sender, reader) = (Self.connection(Self.alice), Self.connection(Self.bob))
-        _ = ordering.subscribe(sender, to: Self.chat, lastSeq: 0, held: false)
-        _ = ordering.subscribe(reader, to: Self.chat, lastSeq: 0, held: false)
+        _ = ordering.subscribe(sender, to: Self.chat, at: .seq(0), held: false)
+        _ = ordering.subscribe(reader, to: Self.chat, at: .seq(0), held: false)
         ordering.sendStarted(SendKey(sender: Self.alice, clientID: "mine"), by: sender.id, in: Self.chat)
         _ = ordering.publish(.init(Self.message(1, from: Self.alice, clientID: "mine"), origin: nil), heldLimit: 10)
         _ = ordering.publish(.init(Self.message(2, from: Self.bob), origin: nil), heldLimit: 10)
@@ -100,17 +159,17 @@ struct ChatOrderingTests {
     @Test func aCatchUpHoldsLiveFramesAndSkipsWhatItBrought() async {
         var ordering = ChatOrdering()
         let device = Self.connection(Self.bob)
-        _ = ordering.subscribe(device, to: Self.chat, lastSeq: 3, held: false)
+        _ = ordering.subscribe(device, to: Self.chat, at: .seq(3), held: false)
         #expect(ordering.beginHold(device.id, chat: Self.chat))
         _ = ordering.publish(.init(Self.message(4, from: Self.alice), origin: nil), heldLimit: 10)
         #expect(Self.summary(await Self.sent(to: device)) == [])
         let caughtUp = (2...4).map {
             (
-                seq: Int64($0),
+                seq: Int64?.some(Int64($0)),
                 frame: FrameEncoding.encode(.message(MessagePayload(Self.message($0, from: Self.alice), isRead: false)))
             )
         }
-        ordering.endHold(device, chat: Self.chat, catchUp: (afterSeq: 1, messages: caughtUp))
+        ordering.endHold(device, chat: Self.chat, catchUp: (afterSeq: 1, frames: caughtUp, versions: [:]))
         #expect(Self.summary(await Self.sent(to: device)) == ["m2", "m3", "m4", "r4"])
         _ = ordering.publish(.init(Self.message(5, from: Self.alice), origin: nil), heldLimit: 10)
         #expect(Self.summary(await Self.sent(to: device)) == ["m5"], "live again")
@@ -119,7 +178,7 @@ struct ChatOrderingTests {
     @Test func aHoldThatOverflowsClosesTheConnectionAsASlowConsumer() async {
         var ordering = ChatOrdering()
         let device = Self.connection(Self.bob)
-        _ = ordering.subscribe(device, to: Self.chat, lastSeq: 0, held: true)
+        _ = ordering.subscribe(device, to: Self.chat, at: .seq(0), held: true)
         _ = ordering.publish(.init(Self.message(1, from: Self.alice), origin: nil), heldLimit: 1)
         _ = ordering.publish(.init(Self.message(2, from: Self.alice), origin: nil), heldLimit: 1)
         guard case .closed(let reason) = await device.outbox.nextBatch() else {
@@ -133,7 +192,7 @@ struct ChatOrderingTests {
     /// first ends short of what is known to be committed.
     @Test func messagesCommittedElsewhereAreReadOneFillAtATime() {
         var ordering = ChatOrdering()
-        _ = ordering.subscribe(Self.connection(Self.bob), to: Self.chat, lastSeq: 0, held: false)
+        _ = ordering.subscribe(Self.connection(Self.bob), to: Self.chat, at: .seq(0), held: false)
         #expect(ordering.committed(in: Self.chat, upTo: 3))
         #expect(!ordering.committed(in: Self.chat, upTo: 5), "one urgent fill is under way")
         #expect(ordering.gap(in: Self.chat)! == (after: 0, count: 5))
@@ -145,4 +204,9 @@ struct ChatOrderingTests {
         }
         #expect(ordering.finishGapFill(next!) == nil && ordering.gap(in: Self.chat) == nil, "caught up")
     }
+}
+
+extension LivePosition {
+    /// A chat with messages up to `lastSeq` and no update.
+    static func seq(_ lastSeq: Int64) -> LivePosition { LivePosition(lastSeq: lastSeq, lastUpdate: 0) }
 }

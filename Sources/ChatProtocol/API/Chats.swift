@@ -45,11 +45,14 @@ public struct ChatPayload: Codable, Sendable, Equatable {
     @ISOTimestamp public var createdAt: Date
     /// `seq` of the newest message; 0 when the chat is empty.
     public var lastSeq: Int64
+    /// `update_seq` of the newest edit or deletion in the chat; 0 when none. Nil only from
+    /// servers older than 0.3, which have neither.
+    public var lastUpdate: Int64?
     public var members: [MemberPayload]
 
     public init(
         id: ChatID, name: String, chatType: ChatType, creatorID: UserID, createdAt: Date, lastSeq: Int64,
-        members: [MemberPayload]
+        lastUpdate: Int64? = 0, members: [MemberPayload]
     ) {
         self.id = id
         self.name = name
@@ -57,6 +60,7 @@ public struct ChatPayload: Codable, Sendable, Equatable {
         self.creatorID = creatorID
         self.createdAt = createdAt
         self.lastSeq = lastSeq
+        self.lastUpdate = lastUpdate
         self.members = members
     }
 
@@ -66,6 +70,7 @@ public struct ChatPayload: Codable, Sendable, Equatable {
         case creatorID = "creator_id"
         case createdAt = "created_at"
         case lastSeq = "last_seq"
+        case lastUpdate = "last_update"
     }
 }
 

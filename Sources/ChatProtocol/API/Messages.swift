@@ -1,7 +1,7 @@
 import Foundation
 
 /// A stored message, as history and live delivery show it.
-public struct MessagePayload: Codable, Sendable, Equatable {
+public struct MessagePayload: Sendable, Equatable {
     public var id: MessageID
     public var chatID: ChatID
     /// Position in the chat: 1, 2, 3, ... with no gaps. This is the order of the chat.
@@ -9,15 +9,26 @@ public struct MessagePayload: Codable, Sendable, Equatable {
     public var senderID: UserID
     /// The sender's own id for the message, which makes retried sends duplicate-free.
     public var clientID: String?
+    /// The current text; "" once deleted.
     public var text: String
     /// When the server stored the message (informational; `seq` is the order).
-    @ISOTimestamp public var timestamp: Date
+    public var timestamp: Date
     /// Private chat: the other member has read it. Group: every member but the sender has.
     public var isRead: Bool
+    /// The message of the same chat this one answers; null when it is no reply.
+    public var replyTo: MessageID?
+    /// When the text last changed; null for a message never edited.
+    public var editedAt: Date?
+    /// A deleted message stays in its place as a tombstone with `"text": ""`.
+    public var deleted: Bool
+    /// The chat's counter of edits and deletions when this message last changed, 0 when it
+    /// never did: of two states of one message, the higher `update_seq` is the newer.
+    public var updateSeq: Int64
 
     public init(
         id: MessageID, chatID: ChatID, seq: Int64, senderID: UserID, clientID: String?, text: String,
-        timestamp: Date, isRead: Bool
+        timestamp: Date, isRead: Bool, replyTo: MessageID? = nil, editedAt: Date? = nil, deleted: Bool = false,
+        updateSeq: Int64 = 0
     ) {
         self.id = id
         self.chatID = chatID
@@ -27,14 +38,58 @@ public struct MessagePayload: Codable, Sendable, Equatable {
         self.text = text
         self.timestamp = timestamp
         self.isRead = isRead
+        self.replyTo = replyTo
+        self.editedAt = editedAt
+        self.deleted = deleted
+        self.updateSeq = updateSeq
     }
+}
 
+extension MessagePayload: Codable {
     enum CodingKeys: String, CodingKey {
-        case id, seq, text, timestamp
+        case id, seq, text, timestamp, deleted
         case chatID = "chat_id"
         case senderID = "sender_id"
         case clientID = "client_id"
         case isRead = "is_read"
+        case replyTo = "reply_to"
+        case editedAt = "edited_at"
+        case updateSeq = "update_seq"
+    }
+
+    /// Reads messages of servers older than 0.3, which have no replies, edits or deletions.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(MessageID.self, forKey: .id),
+            chatID: try container.decode(ChatID.self, forKey: .chatID),
+            seq: try container.decode(Int64.self, forKey: .seq),
+            senderID: try container.decode(UserID.self, forKey: .senderID),
+            clientID: try container.decodeIfPresent(String.self, forKey: .clientID),
+            text: try container.decode(String.self, forKey: .text),
+            timestamp: try container.decode(ISOTimestamp.self, forKey: .timestamp).wrappedValue,
+            isRead: try container.decode(Bool.self, forKey: .isRead),
+            replyTo: try container.decodeIfPresent(MessageID.self, forKey: .replyTo),
+            editedAt: try container.decodeIfPresent(ISOTimestamp.self, forKey: .editedAt)?.wrappedValue,
+            deleted: try container.decodeIfPresent(Bool.self, forKey: .deleted) ?? false,
+            updateSeq: try container.decodeIfPresent(Int64.self, forKey: .updateSeq) ?? 0)
+    }
+
+    /// Writes `reply_to` and `edited_at` as null when absent, and leaves out an absent `client_id`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(chatID, forKey: .chatID)
+        try container.encode(seq, forKey: .seq)
+        try container.encode(senderID, forKey: .senderID)
+        try container.encodeIfPresent(clientID, forKey: .clientID)
+        try container.encode(text, forKey: .text)
+        try container.encode(ISOTimestamp(wrappedValue: timestamp), forKey: .timestamp)
+        try container.encode(isRead, forKey: .isRead)
+        try container.encode(replyTo, forKey: .replyTo)
+        try container.encode(editedAt.map(ISOTimestamp.init(wrappedValue:)), forKey: .editedAt)
+        try container.encode(deleted, forKey: .deleted)
+        try container.encode(updateSeq, forKey: .updateSeq)
     }
 }
 
@@ -56,5 +111,14 @@ public struct ErrorPayload: Codable, Sendable, Equatable {
 
     public init(code: String, message: String) {
         self.error = Detail(code: code, message: message)
+    }
+}
+
+/// Body of `PATCH /messages/{message_id}`: the message's new text.
+public struct EditMessageRequest: Codable, Sendable, Equatable {
+    public var text: String
+
+    public init(text: String) {
+        self.text = text
     }
 }

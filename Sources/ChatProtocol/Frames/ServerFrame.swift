@@ -8,6 +8,9 @@ public enum ServerFrame: Sendable, Equatable {
     case ack(clientID: String, message: MessagePayload, duplicate: Bool)
     /// A new message, to every connection of the chat's members but the sending one.
     case message(MessagePayload)
+    /// A message was edited or deleted: its state now, to every connection following the chat.
+    /// Keep it when its `update_seq` is above the one you hold for that message.
+    case messageUpdated(MessagePayload)
     /// `user_id`'s read marker in the chat moved forward to `seq`.
     case read(chatID: ChatID, userID: UserID, seq: Int64)
     /// `user_id` is typing in the chat.
@@ -34,6 +37,7 @@ public enum ServerFrame: Sendable, Equatable {
         case ready, ack, message, read, typing, presence, error
         case memberAdded = "member_added"
         case memberRemoved = "member_removed"
+        case messageUpdated = "message_updated"
         case resumed
     }
 
@@ -42,6 +46,7 @@ public enum ServerFrame: Sendable, Equatable {
         case .ready: .ready
         case .ack: .ack
         case .message: .message
+        case .messageUpdated: .messageUpdated
         case .read: .read
         case .typing: .typing
         case .presence: .presence
@@ -97,17 +102,22 @@ public struct ReadyChat: Codable, Sendable, Equatable {
     /// Live delivery on this connection continues with `last_seq + 1`: fetch history up to
     /// here, or `resume` from what you have.
     public var lastSeq: Int64
+    /// Live delivery of edits and deletions on this connection continues after this
+    /// `update_seq`: `resume` with the `after_update` you hold to learn of the ones before.
+    public var lastUpdate: Int64
     /// Every member with their read marker and whether they are online.
     public var members: [ReadyMember]
 
     public init(
-        id: ChatID, name: String, chatType: ChatType, creatorID: UserID, lastSeq: Int64, members: [ReadyMember]
+        id: ChatID, name: String, chatType: ChatType, creatorID: UserID, lastSeq: Int64, lastUpdate: Int64 = 0,
+        members: [ReadyMember]
     ) {
         self.id = id
         self.name = name
         self.chatType = chatType
         self.creatorID = creatorID
         self.lastSeq = lastSeq
+        self.lastUpdate = lastUpdate
         self.members = members
     }
 
@@ -116,6 +126,19 @@ public struct ReadyChat: Codable, Sendable, Equatable {
         case chatType = "chat_type"
         case creatorID = "creator_id"
         case lastSeq = "last_seq"
+        case lastUpdate = "last_update"
+    }
+
+    /// Reads chats of servers older than 0.3, which send no `last_update`, as 0.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(ChatID.self, forKey: .id), name: try container.decode(String.self, forKey: .name),
+            chatType: try container.decode(ChatType.self, forKey: .chatType),
+            creatorID: try container.decode(UserID.self, forKey: .creatorID),
+            lastSeq: try container.decode(Int64.self, forKey: .lastSeq),
+            lastUpdate: try container.decodeIfPresent(Int64.self, forKey: .lastUpdate) ?? 0,
+            members: try container.decode([ReadyMember].self, forKey: .members))
     }
 }
 
@@ -161,6 +184,7 @@ extension ServerFrame: Codable {
                 message: try container.decode(MessagePayload.self, forKey: .message),
                 duplicate: try container.decode(Bool.self, forKey: .duplicate))
         case .message: self = .message(try container.decode(MessagePayload.self, forKey: .message))
+        case .messageUpdated: self = .messageUpdated(try container.decode(MessagePayload.self, forKey: .message))
         case .read:
             self = .read(
                 chatID: try container.decode(ChatID.self, forKey: .chatID),
@@ -207,7 +231,7 @@ extension ServerFrame: Codable {
             try container.encode(clientID, forKey: .clientID)
             try container.encode(message, forKey: .message)
             try container.encode(duplicate, forKey: .duplicate)
-        case .message(let message): try container.encode(message, forKey: .message)
+        case .message(let message), .messageUpdated(let message): try container.encode(message, forKey: .message)
         case .read(let chatID, let userID, let seq):
             try container.encode(chatID, forKey: .chatID)
             try container.encode(userID, forKey: .userID)

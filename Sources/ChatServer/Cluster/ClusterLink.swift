@@ -10,7 +10,8 @@ import Synchronization
 /// events arrive through LISTEN and go to this node's hub. New messages need no announcement:
 /// while another node's heartbeat is alive, the database's trigger sends one notification per
 /// committing statement (migration 0003), and the hub reads the `seq`s it has not delivered
-/// (``ChatHub/committed(in:upTo:)``).
+/// (``ChatHub/committed(in:upTo:)``). Edits and deletions are announced, and each node reads the
+/// updated messages the same way (``ChatHub/messagesUpdated(in:upTo:)``).
 ///
 /// The listening connection reopens whenever it drops. Each time, before anything newer is
 /// delivered, the node catches up: it checks every chat it follows against its last `seq`
@@ -136,6 +137,11 @@ public final class ClusterLink: ChatEvents, Service {
         announce(.typing(chat: chat, user: user))
     }
 
+    public func messagesUpdated(in chat: ChatID, upTo updateSeq: Int64) {
+        hub.messagesUpdated(in: chat, upTo: updateSeq)
+        announce(.messagesUpdated(chat: chat, upTo: updateSeq))
+    }
+
     /// Announces the change with the next presence version: the hub's registry changed
     /// before, so a heartbeat numbered below it lists the users from before the change.
     public func presenceChanged(of user: UserID, online: Bool, chats: Set<ChatID>) {
@@ -232,12 +238,14 @@ public final class ClusterLink: ChatEvents, Service {
         _ = try await hub.resync()
     }
 
-    /// Reads the last `seq` of every chat followed here; the hub fetches what it lacks.
+    /// Reads the last `seq` and `update_seq` of every chat followed here; the hub fetches what
+    /// it lacks.
     private func checkFollowedChats() async throws {
         let chats = hub.followedChats()
         guard !chats.isEmpty else { return }
-        for (chat, lastSeq) in try await store.lastSeqs(of: chats) {
+        for (chat, lastSeq, lastUpdate) in try await store.lastPositions(of: chats) {
             hub.committed(in: chat, upTo: lastSeq)
+            hub.messagesUpdated(in: chat, upTo: lastUpdate)
         }
     }
 
@@ -281,6 +289,8 @@ public final class ClusterLink: ChatEvents, Service {
             hub.markedRead(chat: chat, user: user, seq: seq)
         case .typing(let chat, let user):
             hub.typing(chat: chat, user: user)
+        case .messagesUpdated(let chat, let updateSeq):
+            hub.messagesUpdated(in: chat, upTo: updateSeq)
         case .presence(let user, let online, let version):
             if remotePresence.withLock({ $0.apply(user: user, online: online, version: version, from: node) }) {
                 presenceChangedElsewhere([user: online])

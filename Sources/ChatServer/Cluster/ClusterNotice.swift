@@ -59,6 +59,8 @@ enum ClusterEvent: Codable, Sendable, Equatable {
     case memberRemoved(chat: ChatID, user: UserID, newCreator: UserID? = nil)
     case read(chat: ChatID, user: UserID, seq: Int64)
     case typing(chat: ChatID, user: UserID)
+    /// Messages of the chat were edited or deleted, the last under `upTo` (an `update_seq`).
+    case messagesUpdated(chat: ChatID, upTo: Int64)
     /// The user's first connection on the node opened, or their last one closed. `version`
     /// orders the node's presence changes and heartbeats (see ``RemotePresence``).
     case presence(user: UserID, online: Bool, version: Int64)

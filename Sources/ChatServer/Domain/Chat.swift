@@ -11,15 +11,24 @@ public struct Chat: Sendable, Equatable {
     public let createdAt: Date
     /// `seq` of the newest message, 0 when the chat is empty.
     public let lastSeq: Int64
+    /// `update_seq` of the newest edit or deletion of one of its messages, 0 when none.
+    public let lastUpdate: Int64
 
-    public init(id: ChatID, name: String, type: ChatType, creatorID: UserID, createdAt: Date, lastSeq: Int64) {
+    public init(
+        id: ChatID, name: String, type: ChatType, creatorID: UserID, createdAt: Date, lastSeq: Int64,
+        lastUpdate: Int64 = 0
+    ) {
         self.id = id
         self.name = name
         self.type = type
         self.creatorID = creatorID
         self.createdAt = createdAt
         self.lastSeq = lastSeq
+        self.lastUpdate = lastUpdate
     }
+
+    /// Where the chat's messages and their updates stand in the store.
+    public var position: LivePosition { LivePosition(lastSeq: lastSeq, lastUpdate: lastUpdate) }
 
     /// Most members the chat may have, or nil when unlimited.
     public var memberLimit: Int? {

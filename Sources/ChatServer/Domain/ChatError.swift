@@ -30,6 +30,15 @@ public enum ChatError: Error, Equatable, Sendable {
     case resyncRequired(lastSeq: Int64)
     /// A `resume` would return more than `limit` messages: the client pages through history.
     case resumeTooFar(limit: Int)
+    /// The message does not exist or the caller is not a member of its chat.
+    case messageNotFound
+    /// The caller may not change this message: only its sender edits it, and only its sender or
+    /// the creator of its GROUP chat deletes it.
+    case notSender
+    /// An edit of a deleted message.
+    case messageDeleted
+    /// A reply to a message that is not in the same chat.
+    case invalidReply
     /// The database cannot be reached or failed; the request may be retried.
     case storageUnavailable
     /// More sends are waiting to be stored than the node takes (``SendAdmission``): nothing was
@@ -57,6 +66,10 @@ public enum ChatError: Error, Equatable, Sendable {
         case .creatorCannotBeRemoved: .creatorCannotBeRemoved
         case .resyncRequired: .resyncRequired
         case .resumeTooFar: .resumeTooFar
+        case .messageNotFound: .messageNotFound
+        case .notSender: .notSender
+        case .messageDeleted: .messageDeleted
+        case .invalidReply: .invalidReply
         case .storageUnavailable: .storageUnavailable
         case .overloaded: .overloaded
         }
@@ -85,6 +98,10 @@ public enum ChatError: Error, Equatable, Sendable {
             "after_seq is past the chat's last seq (\(lastSeq)): the database was restored. Read the chat again."
         case .resumeTooFar(let limit):
             "More than \(limit) messages were missed: page through GET /history, then resume from closer."
+        case .messageNotFound: "Message not found."
+        case .notSender: "Only the sender may edit this message; only the sender or the group's creator may delete it."
+        case .messageDeleted: "This message was deleted and cannot be edited."
+        case .invalidReply: "reply_to must name a message of the same chat."
         case .storageUnavailable: "The service is temporarily unavailable. Please retry."
         case .overloaded: "The server is busy and did not store this message. Retry shortly."
         }

@@ -11,6 +11,9 @@ public protocol ChatEvents: Sendable {
     func memberRemoved(chat: ChatID, user: UserID, newCreator: UserID?)
     /// `user` moved their read marker in `chat` to `seq`.
     func markedRead(chat: ChatID, user: UserID, seq: Int64)
+    /// Messages of `chat` were edited or deleted, up to `updateSeq`: the connections following
+    /// it read and get them (``ChatHub/messagesUpdated(in:upTo:)``).
+    func messagesUpdated(in chat: ChatID, upTo updateSeq: Int64)
     /// `user` is typing in `chat`.
     func typing(chat: ChatID, user: UserID)
     /// `user`'s first connection on this node opened (`online`), or their last one closed;

@@ -98,7 +98,7 @@ public struct ChatService: Sendable {
         events?.memberRemoved(chat: chat.id, user: user, newCreator: newCreator)
         let after = Chat(
             id: chat.id, name: chat.name, type: chat.type, creatorID: newCreator ?? chat.creatorID,
-            createdAt: chat.createdAt, lastSeq: chat.lastSeq)
+            createdAt: chat.createdAt, lastSeq: chat.lastSeq, lastUpdate: chat.lastUpdate)
         return ChatDetails(chat: after, members: try await store.members(of: chat.id))
     }
 
@@ -155,53 +155,72 @@ public struct ChatService: Sendable {
 
     /// Validates and stores a message from a member.
     public func send(
-        to chatID: ChatID, from sender: UserID, clientID: String?, text: String
+        to chatID: ChatID, from sender: UserID, clientID: String?, text: String, replyTo: MessageID? = nil
     ) async throws
         -> AppendedMessage
     {
-        try await appender.append(try message(to: chatID, from: sender, clientID: clientID, text: text))
+        try await appender.append(
+            try message(to: chatID, from: sender, clientID: clientID, text: text, replyTo: replyTo))
     }
 
     /// Validates a message from a member and queues it to be stored, returning at once: sends
     /// queued one after another into a chat are stored in that order. `stored` gets the outcome,
     /// in `seq` order with the other sends of its batch; it must not block.
+    /// A reply to a message of another chat is stored nowhere: `stored` gets
+    /// ``ChatError/invalidReply``.
     /// - Throws: ``ChatError/invalidField(_:_:)`` for a bad text or client id;
     ///   ``ChatError/overloaded(retryAfterMilliseconds:)`` when the node cannot store it soon
     ///   enough (``SendAdmission``). Then `stored` is never called.
     public func enqueueSend(
-        to chatID: ChatID, from sender: UserID, clientID: String?, text: String,
+        to chatID: ChatID, from sender: UserID, clientID: String?, text: String, replyTo: MessageID? = nil,
         stored: @escaping @Sendable (Result<AppendedMessage, any Error>) -> Void
     ) throws {
-        try appender.enqueue(message(to: chatID, from: sender, clientID: clientID, text: text), answer: stored)
+        try appender.enqueue(
+            message(to: chatID, from: sender, clientID: clientID, text: text, replyTo: replyTo), answer: stored)
     }
 
     private func message(
-        to chatID: ChatID, from sender: UserID, clientID: String?, text: String
+        to chatID: ChatID, from sender: UserID, clientID: String?, text: String, replyTo: MessageID?
     ) throws
         -> NewMessage
     {
         NewMessage(
             chatID: chatID, senderID: sender, clientID: try clientID.map(rules.clientID),
-            text: try rules.messageText(text))
+            text: try rules.messageText(text), replyTo: replyTo)
     }
 
-    /// The messages after `afterSeq` for a reconnecting member, at most `limit`.
-    /// - Returns: the messages with read status, or nil when more than `limit` were missed
-    ///   (the client should page through history instead).
-    public func missedMessages(
-        in chatID: ChatID, viewer: UserID, afterSeq: Int64, limit: Int
+    /// What a reconnecting member missed of a chat: the messages after `afterSeq`, and with
+    /// `afterUpdate` the messages up to `afterSeq` edited or deleted after that `update_seq`
+    /// (in `update_seq` order), at most `limit` of each.
+    /// - Returns: nil when more than `limit` of either were missed (the client should page
+    ///   through history instead).
+    /// - Throws: ``ChatError/resyncRequired(lastSeq:)`` for a position past the chat's end
+    ///   (the database was restored).
+    public func catchUp(
+        in chatID: ChatID, viewer: UserID, afterSeq: Int64, afterUpdate: Int64?, limit: Int
     ) async throws
-        -> [HistoryItem]?
+        -> (updated: [HistoryItem], messages: [HistoryItem])?
     {
         let chat = try await chat(chatID, member: viewer)
         guard afterSeq >= 0 else { throw ChatError.invalidField("after_seq", "must not be negative") }
-        // Past the end, the client saw seqs the database no longer has: it was restored.
-        guard afterSeq <= chat.lastSeq else { throw ChatError.resyncRequired(lastSeq: chat.lastSeq) }
+        guard afterUpdate ?? 0 >= 0 else { throw ChatError.invalidField("after_update", "must not be negative") }
+        // Past the end, the client saw positions the database no longer has: it was restored.
+        guard afterSeq <= chat.lastSeq, afterUpdate ?? 0 <= chat.lastUpdate else {
+            throw ChatError.resyncRequired(lastSeq: chat.lastSeq)
+        }
         let messages = try await store.messages(in: chat.id, .after(seq: afterSeq, limit: limit + 1))
         guard messages.count <= limit else { return nil }
-        guard !messages.isEmpty else { return [] }
+        var updated: [Message] = []
+        if let afterUpdate, afterUpdate < chat.lastUpdate {
+            updated = try await store.updatedMessages(in: chat.id, after: afterUpdate, limit: limit + 1)
+            guard updated.count <= limit else { return nil }
+            // Later messages come whole, as they are now.
+            updated.removeAll { $0.seq > afterSeq }
+        }
+        guard !messages.isEmpty || !updated.isEmpty else { return ([], []) }
         let markers = ReadMarkers(try await store.members(of: chat.id))
-        return messages.map { HistoryItem(message: $0, isRead: markers.isRead($0)) }
+        let items = { (messages: [Message]) in messages.map { HistoryItem(message: $0, isRead: markers.isRead($0)) } }
+        return (items(updated), items(messages))
     }
 
     /// Moves the reader's marker forward (never back, never past the chat's end).

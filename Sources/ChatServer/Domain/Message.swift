@@ -10,11 +10,22 @@ public struct Message: Sendable, Equatable {
     public let senderID: UserID
     /// The sender's id for the message; `(senderID, clientID)` is unique forever.
     public let clientID: String?
+    /// The current text: "" once deleted.
     public let text: String
     public let createdAt: Date
+    /// The message of the same chat this one answers.
+    public let replyTo: MessageID?
+    /// When the text last changed; nil for a message never edited.
+    public let editedAt: Date?
+    /// A deleted message is a tombstone: it keeps its place (`seq`) and loses its text.
+    public let deleted: Bool
+    /// The chat's `update_seq` of the last edit or deletion of this message, 0 when none: of
+    /// two states of one message, the one with the higher `updateSeq` is newer.
+    public let updateSeq: Int64
 
     public init(
-        id: MessageID, chatID: ChatID, seq: Int64, senderID: UserID, clientID: String?, text: String, createdAt: Date
+        id: MessageID, chatID: ChatID, seq: Int64, senderID: UserID, clientID: String?, text: String, createdAt: Date,
+        replyTo: MessageID? = nil, editedAt: Date? = nil, deleted: Bool = false, updateSeq: Int64 = 0
     ) {
         self.id = id
         self.chatID = chatID
@@ -23,7 +34,19 @@ public struct Message: Sendable, Equatable {
         self.clientID = clientID
         self.text = text
         self.createdAt = createdAt
+        self.replyTo = replyTo
+        self.editedAt = editedAt
+        self.deleted = deleted
+        self.updateSeq = updateSeq
     }
+}
+
+/// A change to a stored message, by a member of its chat.
+public enum MessageChange: Sendable, Equatable {
+    /// The sender replaces the text (already validated).
+    case edit(text: String)
+    /// The sender, or the creator of a GROUP chat, takes the message back.
+    case delete
 }
 
 /// A message to store. Text and client id are already validated.
@@ -32,12 +55,15 @@ public struct NewMessage: Sendable, Equatable {
     public let senderID: UserID
     public let clientID: String?
     public let text: String
+    /// The message it answers; the caller checked that it is in the same chat.
+    public let replyTo: MessageID?
 
-    public init(chatID: ChatID, senderID: UserID, clientID: String?, text: String) {
+    public init(chatID: ChatID, senderID: UserID, clientID: String?, text: String, replyTo: MessageID? = nil) {
         self.chatID = chatID
         self.senderID = senderID
         self.clientID = clientID
         self.text = text
+        self.replyTo = replyTo
     }
 }
 

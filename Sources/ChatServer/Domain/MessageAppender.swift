@@ -140,10 +140,20 @@ final class MessageAppender: Sendable {
             return (index: messages.count - 1, repeated: false)
         }
         do {
-            let results = try await store.appendMessages(messages)
-            guard results.count == messages.count else {
-                throw StorageError.unexpected("appendMessages returned \(results.count) results for \(messages.count)")
+            // A reply must answer a message of its own chat. A message never changes chat, so
+            // this read cannot go stale before the batch is stored.
+            let replyTargets = Set(messages.compactMap(\.replyTo))
+            let targetChats = replyTargets.isEmpty ? [:] : try await store.chats(ofMessages: replyTargets)
+            let valid = messages.indices.filter { index in
+                messages[index].replyTo.map { targetChats[$0] == messages[index].chatID } ?? true
             }
+            let stored = try await store.appendMessages(valid.map { messages[$0] })
+            guard stored.count == valid.count else {
+                throw StorageError.unexpected("appendMessages returned \(stored.count) results for \(valid.count)")
+            }
+            var results = [Result<AppendedMessage, ChatError>](
+                repeating: .failure(.invalidReply), count: messages.count)
+            for (index, result) in zip(valid, stored) { results[index] = result }
             return indexes.map { index, repeated in
                 results[index].map { repeated ? AppendedMessage(message: $0.message, duplicate: true) : $0 }
                     .mapError { $0 as any Error }

@@ -18,7 +18,9 @@ extension MessagePayload {
     init(_ message: Message, isRead: Bool) {
         self.init(
             id: message.id, chatID: message.chatID, seq: message.seq, senderID: message.senderID,
-            clientID: message.clientID, text: message.text, timestamp: message.createdAt, isRead: isRead)
+            clientID: message.clientID, text: message.text, timestamp: message.createdAt, isRead: isRead,
+            replyTo: message.replyTo, editedAt: message.editedAt, deleted: message.deleted,
+            updateSeq: message.updateSeq)
     }
 }
 
@@ -27,7 +29,7 @@ extension ChatPayload {
         let chat = details.chat
         self.init(
             id: chat.id, name: chat.name, chatType: chat.type, creatorID: chat.creatorID, createdAt: chat.createdAt,
-            lastSeq: chat.lastSeq,
+            lastSeq: chat.lastSeq, lastUpdate: chat.lastUpdate,
             members: details.members.map { MemberPayload(userID: $0.userID, name: $0.name, readSeq: $0.readSeq) })
     }
 }

@@ -78,12 +78,12 @@ extension PostgresChatStore {
         try await execute("DELETE FROM cluster_nodes WHERE node = \(node)")
     }
 
-    /// The last `seq` of each of `chats` that still exists.
-    func lastSeqs(of chats: [ChatID]) async throws -> [(chat: ChatID, lastSeq: Int64)] {
+    /// The last `seq` and `update_seq` of each of `chats` that still exists.
+    func lastPositions(of chats: [ChatID]) async throws -> [(chat: ChatID, lastSeq: Int64, lastUpdate: Int64)] {
         try await fetch(
-            "SELECT id, last_seq FROM chats WHERE id = ANY(\(chats.map(\.rawValue))::bigint[])",
-            as: (Int64, Int64).self
-        ).map { (ChatID($0.0), $0.1) }
+            "SELECT id, last_seq, last_update FROM chats WHERE id = ANY(\(chats.map(\.rawValue))::bigint[])",
+            as: (Int64, Int64, Int64).self
+        ).map { (ChatID($0.0), $0.1, $0.2) }
     }
 
     /// The chats `user` is a member of.

@@ -267,21 +267,22 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
 
     // MARK: Chats
 
-    private typealias ChatRow = (Int64, String, String, Int64, Date, Int64)
+    private typealias ChatRow = (Int64, String, String, Int64, Date, Int64, Int64)
 
     public func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat {
         let rows = try await write(
             """
             WITH chat AS (
                 INSERT INTO chats (name, chat_type) VALUES (\(name), \(type.rawValue))
-                RETURNING id, name, chat_type, created_at, last_seq
+                RETURNING id, name, chat_type, created_at, last_seq, last_update
             ), chat_group AS (
                 INSERT INTO groups (chat_id, creator_id) SELECT id, \(creator.rawValue) FROM chat
                 RETURNING chat_id, creator_id
             ), first_member AS (
                 INSERT INTO group_members (chat_id, user_id) SELECT chat_id, creator_id FROM chat_group
             )
-            SELECT chat.id, chat.name, chat.chat_type, chat_group.creator_id, chat.created_at, chat.last_seq
+            SELECT chat.id, chat.name, chat.chat_type, chat_group.creator_id, chat.created_at, chat.last_seq,
+                   chat.last_update
             FROM chat JOIN chat_group ON chat_group.chat_id = chat.id
             """, as: ChatRow.self)
         guard let row = rows.first else { throw StorageError.unexpected("INSERT INTO chats returned no row") }
@@ -291,7 +292,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     public func chat(_ id: ChatID, member: UserID) async throws -> Chat? {
         try await fetch(
             """
-            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq
+            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, c.last_update
             FROM chats c
             JOIN groups g ON g.chat_id = c.id
             JOIN group_members m ON m.chat_id = c.id AND m.user_id = \(member.rawValue)
@@ -432,11 +433,11 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {
         let rows = try await fetch(
             """
-            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, me.read_seq,
+            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, c.last_update, me.read_seq,
                    m.id, m.sender_id, m.client_id, m.text, m.created_at,
                    (SELECT min(o.read_seq) FROM group_members o
                     WHERE o.chat_id = c.id AND o.user_id <> m.sender_id),
-                   sender.name
+                   sender.name, m.reply_to, m.edited_at, m.deleted, m.update_seq
             FROM group_members me
             JOIN chats c ON c.id = me.chat_id
             JOIN groups g ON g.chat_id = c.id
@@ -446,20 +447,21 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             ORDER BY COALESCE(m.created_at, c.created_at) DESC, c.id DESC
             """,
             as: (
-                Int64, String, String, Int64, Date, Int64, Int64, Int64?, Int64?, String?, String?, Date?, Int64?,
-                String?
+                Int64, String, String, Int64, Date, Int64, Int64, Int64, Int64?, Int64?, String?, String?, Date?,
+                Int64?, String?, Int64?, Date?, Bool?, Int64?
             ).self
         )
         return try rows.map { row in
-            let chat = try Self.chat((row.0, row.1, row.2, row.3, row.4, row.5))
+            let chat = try Self.chat((row.0, row.1, row.2, row.3, row.4, row.5, row.6))
             var lastMessage: Message?
-            if let id = row.7, let senderID = row.8, let text = row.10, let sentAt = row.11 {
+            if let id = row.8, let senderID = row.9, let text = row.11, let sentAt = row.12 {
                 lastMessage = Message(
-                    id: MessageID(id), chatID: chat.id, seq: chat.lastSeq, senderID: UserID(senderID), clientID: row.9,
-                    text: text, createdAt: sentAt)
+                    id: MessageID(id), chatID: chat.id, seq: chat.lastSeq, senderID: UserID(senderID), clientID: row.10,
+                    text: text, createdAt: sentAt, replyTo: row.15.map(MessageID.init), editedAt: row.16,
+                    deleted: row.17 ?? false, updateSeq: row.18 ?? 0)
             }
             return ChatSummary(
-                chat: chat, readSeq: row.6, lastMessage: lastMessage, lastSenderName: row.13, lowestOtherReadSeq: row.12
+                chat: chat, readSeq: row.7, lastMessage: lastMessage, lastSenderName: row.14, lowestOtherReadSeq: row.13
             )
         }
     }
@@ -467,7 +469,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     public func chatDetails(for user: UserID) async throws -> [ChatDetails] {
         let chats = try await fetch(
             """
-            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq
+            SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, c.last_update
             FROM group_members me JOIN chats c ON c.id = me.chat_id JOIN groups g ON g.chat_id = c.id
             WHERE me.user_id = \(user.rawValue)
             ORDER BY c.id
@@ -508,7 +510,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     private static func chat(_ row: ChatRow) throws -> Chat {
         Chat(
             id: ChatID(row.0), name: row.1, type: try chatType(row.2), creatorID: UserID(row.3), createdAt: row.4,
-            lastSeq: row.5)
+            lastSeq: row.5, lastUpdate: row.6)
     }
 
     private static func chatType(_ name: String) throws -> ChatType {
@@ -518,7 +520,11 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
 
     // MARK: Messages
 
-    private typealias MessageRow = (Int64, Int64, Int64, Int64, String?, String, Date)
+    private typealias MessageRow = (Int64, Int64, Int64, Int64, String?, String, Date, Int64?, Date?, Bool, Int64)
+    /// The columns of a ``MessageRow``, in order.
+    private static let messageColumns = """
+        id, chat_id, seq, sender_id, client_id, text, created_at, reply_to, edited_at, deleted, update_seq
+        """
 
     public func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>] {
         guard let chat = messages.first?.chatID else { return [] }
@@ -526,22 +532,24 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         // members take the next seqs under the chat row's lock, in order, and each sender's
         // read marker follows their last one. A racing duplicate fails the unique constraint,
         // which rolls the whole statement back: no gap. Client ids travel as text with ''
-        // for none (client ids are never empty).
+        // for none (client ids are never empty), replies as ids with 0 for none.
         let query: PostgresQuery = """
             WITH input AS (
                 SELECT * FROM unnest(
                     \(messages.map(\.senderID.rawValue))::bigint[],
                     \(messages.map { $0.clientID ?? "" })::text[],
-                    \(messages.map(\.text))::text[]
-                ) WITH ORDINALITY AS input(sender_id, client_id, text, position)
+                    \(messages.map(\.text))::text[],
+                    \(messages.map { $0.replyTo?.rawValue ?? 0 })::bigint[]
+                ) WITH ORDINALITY AS input(sender_id, client_id, text, reply_to, position)
             ), existing AS (
                 SELECT input.position, messages.id, messages.chat_id, messages.seq, messages.sender_id,
-                       messages.client_id, messages.text, messages.created_at
+                       messages.client_id, messages.text, messages.created_at, messages.reply_to,
+                       messages.edited_at, messages.deleted, messages.update_seq
                 FROM input JOIN messages
                   ON messages.sender_id = input.sender_id AND messages.client_id = NULLIF(input.client_id, '')
             ), fresh AS (
                 SELECT input.position, input.sender_id, NULLIF(input.client_id, '') AS client_id, input.text,
-                       row_number() OVER (ORDER BY input.position) AS rank
+                       NULLIF(input.reply_to, 0) AS reply_to, row_number() OVER (ORDER BY input.position) AS rank
                 FROM input
                 WHERE input.position NOT IN (SELECT position FROM existing)
                   AND input.sender_id IN (SELECT user_id FROM group_members WHERE chat_id = \(chat.rawValue))
@@ -550,10 +558,11 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                 WHERE id = \(chat.rawValue) AND EXISTS (SELECT 1 FROM fresh)
                 RETURNING last_seq - (SELECT count(*) FROM fresh) AS base_seq
             ), inserted AS (
-                INSERT INTO messages (chat_id, seq, sender_id, client_id, text)
-                SELECT \(chat.rawValue), next.base_seq + fresh.rank, fresh.sender_id, fresh.client_id, fresh.text
+                INSERT INTO messages (chat_id, seq, sender_id, client_id, text, reply_to)
+                SELECT \(chat.rawValue), next.base_seq + fresh.rank, fresh.sender_id, fresh.client_id, fresh.text,
+                       fresh.reply_to
                 FROM fresh CROSS JOIN next
-                RETURNING id, chat_id, seq, sender_id, client_id, text, created_at
+                RETURNING \(unescaped: Self.messageColumns)
             ), sender_markers AS (
                 UPDATE group_members SET read_seq = latest.seq
                 FROM (SELECT sender_id, max(seq) AS seq FROM inserted GROUP BY sender_id) AS latest
@@ -564,11 +573,11 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             UNION ALL
             SELECT true, existing.* FROM existing
             """
-        let rows: [(Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date)]
+        typealias Row = (Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date, Int64?, Date?, Bool, Int64)
+        let rows: [Row]
         do {
             rows = try await withConnection { connection in
-                let rows = try await connection.query(query, logger: self.logger)
-                    .decode((Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date).self).collectAll()
+                let rows = try await connection.query(query, logger: self.logger).decode(Row.self).collectAll()
                 try await self.awaitCommit(on: connection)
                 return rows
             }
@@ -590,7 +599,8 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         }
         var results = [Result<AppendedMessage, ChatError>](repeating: .failure(.notAMember), count: messages.count)
         for row in rows {
-            let message = Self.message((row.2, row.3, row.4, row.5, row.6, row.7, row.8))
+            let message = Self.message(
+                (row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12))
             results[Int(row.1) - 1] = .success(AppendedMessage(message: message, duplicate: row.0))
         }
         return results
@@ -599,26 +609,25 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     private func messageBy(sender: UserID, clientID: String) async throws -> Message? {
         try await fetch(
             """
-            SELECT id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
+            SELECT \(unescaped: Self.messageColumns) FROM messages
             WHERE sender_id = \(sender.rawValue) AND client_id = \(clientID)
             """, as: MessageRow.self
         ).first.map(Self.message)
     }
 
     public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
-        let columns = "id, chat_id, seq, sender_id, client_id, text, created_at"
         let sql: PostgresQuery
         switch query {
         case .offset(let seq, let limit), .after(let seq, let limit):
             sql = """
-                SELECT \(unescaped: columns) FROM messages
+                SELECT \(unescaped: Self.messageColumns) FROM messages
                 WHERE chat_id = \(chat.rawValue) AND seq > \(seq)
                 ORDER BY seq LIMIT \(limit)
                 """
         case .before(let seq, let limit):
             sql = """
                 SELECT * FROM (
-                    SELECT \(unescaped: columns) FROM messages
+                    SELECT \(unescaped: Self.messageColumns) FROM messages
                     WHERE chat_id = \(chat.rawValue) AND seq < \(seq)
                     ORDER BY seq DESC LIMIT \(limit)
                 ) AS page ORDER BY seq
@@ -631,28 +640,85 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     public func messagesAndMembers(
         in chat: ChatID, after afterSeq: Int64, limit: Int
     ) async throws -> (messages: [Message], members: Set<UserID>) {
+        // The members come as a row of their own, its message columns null.
         let rows = try await fetch(
             """
             SELECT ARRAY(SELECT user_id FROM group_members WHERE chat_id = \(chat.rawValue)), NULL, NULL, NULL,
-                   NULL, NULL, NULL, NULL
+                   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
             UNION ALL
-            (SELECT NULL, id, chat_id, seq, sender_id, client_id, text, created_at FROM messages
+            (SELECT NULL, \(unescaped: Self.messageColumns) FROM messages
              WHERE chat_id = \(chat.rawValue) AND seq > \(afterSeq) ORDER BY seq LIMIT \(limit))
-            """, as: ([Int64]?, Int64?, Int64?, Int64?, Int64?, String?, String?, Date?).self)
+            """,
+            as: ([Int64]?, Int64?, Int64?, Int64?, Int64?, String?, String?, Date?, Int64?, Date?, Bool?, Int64?).self)
         var members: Set<UserID> = []
         var messages: [Message] = []
         for row in rows {
             if let ids = row.0 {
                 members = Set(ids.map(UserID.init))
             } else if let id = row.1, let chat = row.2, let seq = row.3, let sender = row.4, let text = row.6,
-                let createdAt = row.7
+                let createdAt = row.7, let deleted = row.10, let updateSeq = row.11
             {
-                messages.append(Self.message((id, chat, seq, sender, row.5, text, createdAt)))
+                messages.append(
+                    Self.message((id, chat, seq, sender, row.5, text, createdAt, row.8, row.9, deleted, updateSeq)))
             }
         }
         // UNION ALL keeps each part's order in practice; the standard does not promise it.
         messages.sort { $0.seq < $1.seq }
         return (messages, members)
+    }
+
+    public func message(_ id: MessageID) async throws -> Message? {
+        try await fetch(
+            "SELECT \(unescaped: Self.messageColumns) FROM messages WHERE id = \(id.rawValue)", as: MessageRow.self
+        ).first.map(Self.message)
+    }
+
+    public func chats(ofMessages ids: Set<MessageID>) async throws -> [MessageID: ChatID] {
+        let rows = try await fetch(
+            "SELECT id, chat_id FROM messages WHERE id = ANY(\(ids.map(\.rawValue))::bigint[])", as: (Int64, Int64).self
+        )
+        return Dictionary(uniqueKeysWithValues: rows.map { (MessageID($0.0), ChatID($0.1)) })
+    }
+
+    public func changeMessage(_ id: MessageID, _ change: MessageChange) async throws -> Message? {
+        let (text, deletes): (String, Bool) =
+            switch change {
+            case .edit(let text): (text, false)
+            case .delete: ("", true)
+            }
+        // One statement: the chat row's lock hands out the next update_seq, so a chat's updates
+        // commit in update_seq order. The message's own row is checked again once the lock is
+        // held (READ COMMITTED re-reads an updated row): a deletion that committed meanwhile
+        // wins, and this change is dropped. Its update_seq is then left unused, which nothing
+        // minds: updates are read as ranges, not counted.
+        let rows = try await write(
+            """
+            WITH target AS (
+                SELECT chat_id FROM messages WHERE id = \(id.rawValue) AND NOT deleted
+            ), next AS (
+                UPDATE chats SET last_update = last_update + 1 FROM target WHERE chats.id = target.chat_id
+                RETURNING last_update
+            )
+            UPDATE messages SET
+                text = \(text),
+                deleted = \(deletes),
+                edited_at = CASE WHEN \(deletes) THEN edited_at ELSE clock_timestamp() END,
+                update_seq = next.last_update
+            FROM next
+            WHERE messages.id = \(id.rawValue) AND NOT messages.deleted
+            RETURNING \(unescaped: Self.messageColumns)
+            """, as: MessageRow.self)
+        return rows.first.map(Self.message)
+    }
+
+    public func updatedMessages(in chat: ChatID, after afterUpdate: Int64, limit: Int) async throws -> [Message] {
+        try await fetch(
+            """
+            SELECT \(unescaped: Self.messageColumns) FROM messages
+            WHERE chat_id = \(chat.rawValue) AND update_seq > \(afterUpdate)
+            ORDER BY update_seq LIMIT \(limit)
+            """, as: MessageRow.self
+        ).map(Self.message)
     }
 
     public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
@@ -683,7 +749,8 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     private static func message(_ row: MessageRow) -> Message {
         Message(
             id: MessageID(row.0), chatID: ChatID(row.1), seq: row.2, senderID: UserID(row.3), clientID: row.4,
-            text: row.5, createdAt: row.6)
+            text: row.5, createdAt: row.6, replyTo: row.7.map(MessageID.init), editedAt: row.8, deleted: row.9,
+            updateSeq: row.10)
     }
 
     // MARK: Administration

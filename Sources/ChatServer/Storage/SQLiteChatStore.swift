@@ -291,7 +291,7 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
     // MARK: Chats
 
     private static let chatColumns =
-        "c.id AS id, c.name AS name, c.chat_type AS chat_type, g.creator_id AS creator_id, c.created_at AS created_at, c.last_seq AS last_seq"
+        "c.id AS id, c.name AS name, c.chat_type AS chat_type, g.creator_id AS creator_id, c.created_at AS created_at, c.last_seq AS last_seq, c.last_update AS last_update"
 
     public func createChat(name: String, type: ChatType, creator: UserID) async throws -> Chat {
         let rows = try await writeTransaction { connection in
@@ -461,7 +461,8 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
                 """
                 SELECT \(Self.chatColumns), me.read_seq AS read_seq,
                        m.id AS message_id, m.sender_id AS sender_id, m.client_id AS client_id, m.text AS text,
-                       m.created_at AS sent_at, sender.name AS sender_name,
+                       m.created_at AS sent_at, m.reply_to AS reply_to, m.edited_at AS edited_at,
+                       m.deleted AS deleted, m.update_seq AS update_seq, sender.name AS sender_name,
                        (SELECT min(o.read_seq) FROM group_members o
                         WHERE o.chat_id = c.id AND o.user_id <> m.sender_id) AS lowest_other_read_seq
                 FROM group_members me
@@ -481,7 +482,9 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
                     id: MessageID(Int64(id)), chatID: chat.id, seq: chat.lastSeq,
                     senderID: UserID(try row.int("sender_id")),
                     clientID: row.column("client_id")?.string, text: try row.string("text"),
-                    createdAt: try row.date("sent_at"))
+                    createdAt: try row.date("sent_at"), replyTo: row.optionalInt("reply_to").map(MessageID.init),
+                    editedAt: row.optionalDate("edited_at"), deleted: try row.int("deleted") != 0,
+                    updateSeq: try row.int("update_seq"))
             }
             return ChatSummary(
                 chat: chat, readSeq: try row.int("read_seq"), lastMessage: lastMessage,
@@ -542,7 +545,7 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         Chat(
             id: ChatID(try row.int("id")), name: try row.string("name"), type: try chatType(row.string("chat_type")),
             creatorID: UserID(try row.int("creator_id")), createdAt: try row.date("created_at"),
-            lastSeq: try row.int("last_seq"))
+            lastSeq: try row.int("last_seq"), lastUpdate: try row.int("last_update"))
     }
 
     private static func chatType(_ name: String) throws -> ChatType {
@@ -552,7 +555,8 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
 
     // MARK: Messages
 
-    private static let messageColumns = "id, chat_id, seq, sender_id, client_id, text, created_at"
+    private static let messageColumns =
+        "id, chat_id, seq, sender_id, client_id, text, created_at, reply_to, edited_at, deleted, update_seq"
 
     public func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>] {
         guard let chatID = messages.first?.chatID else { return [] }
@@ -583,9 +587,13 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
                 }
                 let inserted = try await connection.run(
                     """
-                    INSERT INTO messages (chat_id, seq, sender_id, client_id, text) VALUES (?, ?, ?, ?, ?)
+                    INSERT INTO messages (chat_id, seq, sender_id, client_id, text, reply_to) VALUES (?, ?, ?, ?, ?, ?)
                     RETURNING \(Self.messageColumns)
-                    """, [chat, .integer(Int(seq)), sender, clientID, .text(message.text)])
+                    """,
+                    [
+                        chat, .integer(Int(seq)), sender, clientID, .text(message.text),
+                        message.replyTo.map { .integer(Int($0.rawValue)) } ?? .null,
+                    ])
                 _ = try await connection.run(
                     "UPDATE group_members SET read_seq = ?1 WHERE chat_id = ?2 AND user_id = ?3 AND read_seq < ?1",
                     [.integer(Int(seq)), chat, sender])
@@ -639,11 +647,69 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         return try rows.map(Self.message)
     }
 
+    public func message(_ id: MessageID) async throws -> Message? {
+        let rows = try await read { connection in
+            try await connection.run(
+                "SELECT \(Self.messageColumns) FROM messages WHERE id = ?", [.integer(Int(id.rawValue))])
+        }
+        return try rows.first.map(Self.message)
+    }
+
+    public func chats(ofMessages ids: Set<MessageID>) async throws -> [MessageID: ChatID] {
+        let rows = try await read { connection in
+            try await connection.run(
+                "SELECT id, chat_id FROM messages WHERE id IN (SELECT value FROM json_each(?))",
+                [.text("[" + ids.map { String($0.rawValue) }.joined(separator: ",") + "]")])
+        }
+        return Dictionary(
+            uniqueKeysWithValues: try rows.map { (MessageID(try $0.int("id")), ChatID(try $0.int("chat_id"))) })
+    }
+
+    public func changeMessage(_ id: MessageID, _ change: MessageChange) async throws -> Message? {
+        let (text, deletes): (String, Bool) =
+            switch change {
+            case .edit(let text): (text, false)
+            case .delete: ("", true)
+            }
+        return try await writeTransaction { connection in
+            // The write transaction holds the database: the chat's next update_seq is this one's.
+            let next = try await connection.run(
+                """
+                UPDATE chats SET last_update = last_update + 1
+                WHERE id = (SELECT chat_id FROM messages WHERE id = ? AND deleted = 0)
+                RETURNING last_update
+                """, [.integer(Int(id.rawValue))])
+            guard let updateSeq = try next.first?.int("last_update") else { return nil }
+            let rows = try await connection.run(
+                """
+                UPDATE messages SET text = ?1, deleted = ?2,
+                    edited_at = CASE WHEN ?2 THEN edited_at ELSE CAST(unixepoch('subsec') * 1000 AS INTEGER) END,
+                    update_seq = ?3
+                WHERE id = ?4
+                RETURNING \(Self.messageColumns)
+                """, [.text(text), .integer(deletes ? 1 : 0), .integer(Int(updateSeq)), .integer(Int(id.rawValue))])
+            return try rows.first.map(Self.message)
+        }
+    }
+
+    public func updatedMessages(in chat: ChatID, after afterUpdate: Int64, limit: Int) async throws -> [Message] {
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT \(Self.messageColumns) FROM messages
+                WHERE chat_id = ? AND update_seq > ? ORDER BY update_seq LIMIT ?
+                """, [.integer(Int(chat.rawValue)), .integer(Int(afterUpdate)), .integer(limit)])
+        }
+        return try rows.map(Self.message)
+    }
+
     private static func message(_ row: SQLiteRow) throws -> Message {
         Message(
             id: MessageID(try row.int("id")), chatID: ChatID(try row.int("chat_id")), seq: try row.int("seq"),
             senderID: UserID(try row.int("sender_id")), clientID: row.column("client_id")?.string,
-            text: try row.string("text"), createdAt: try row.date("created_at"))
+            text: try row.string("text"), createdAt: try row.date("created_at"),
+            replyTo: row.optionalInt("reply_to").map(MessageID.init), editedAt: row.optionalDate("edited_at"),
+            deleted: try row.int("deleted") != 0, updateSeq: try row.int("update_seq"))
     }
 
     // MARK: Administration
@@ -783,6 +849,16 @@ extension SQLiteRow {
     /// Times are stored as integer Unix milliseconds.
     fileprivate func date(_ column: String) throws -> Date {
         Date(timeIntervalSince1970: Double(try int(column)) / 1000)
+    }
+
+    /// The integer in `column`, nil when it is null.
+    fileprivate func optionalInt(_ column: String) -> Int64? {
+        self.column(column)?.integer.map(Int64.init)
+    }
+
+    /// The instant in `column` (milliseconds since 1970), nil when it is null.
+    fileprivate func optionalDate(_ column: String) -> Date? {
+        optionalInt(column).map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
 }
 

@@ -78,9 +78,9 @@ struct ChatSession: Sendable {
             outbox.close(.closing(code: .internalError, reason: "internal error"))
             return
         }
-        let joined: (positions: [ChatID: Int64], cameOnline: Bool)
+        let joined: (positions: [ChatID: LivePosition], cameOnline: Bool)
         do {
-            joined = try hub.connect(connection, chats: details.map { ($0.chat.id, $0.chat.lastSeq) })
+            joined = try hub.connect(connection, chats: details.map { ($0.chat.id, $0.chat.position) })
         } catch ChatHub.ConnectError.tooManyConnections(let limit) {
             metrics.connectionRefused(.userLimit)
             outbox.close(.closing(code: .tryAgainLater, reason: "more than \(limit) connections"))
@@ -92,7 +92,7 @@ struct ChatSession: Sendable {
         let ready = ReadyPayload(
             user: UserPayload(user),
             chats: details.compactMap { details in
-                joined.positions[details.chat.id].map { ReadyChat(details, lastSeq: $0, isOnline: hub.isOnline) }
+                joined.positions[details.chat.id].map { ReadyChat(details, position: $0, isOnline: hub.isOnline) }
             },
             resumeLimit: LiveResume.limit, generation: generation)
         outbox.offer(FrameEncoding.encode(.ready(ready)))

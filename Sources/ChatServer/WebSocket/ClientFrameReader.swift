@@ -105,7 +105,8 @@ final class ClientFrameReader: WebSocketMessageHandler {
         }
         do {
             switch frame {
-            case .send(let chat, let clientID, let text): try send(text, clientID: clientID, to: chat)
+            case .send(let chat, let clientID, let text, let replyTo):
+                try send(text, clientID: clientID, replyTo: replyTo, to: chat)
             case .read(let chat, let seq):
                 try requireFollowing(chat)
                 let (chats, events, user) = (session.chats, session.events, user)
@@ -115,9 +116,11 @@ final class ClientFrameReader: WebSocketMessageHandler {
                     }
                 }
             case .typing(let chat): try typing(in: chat)
-            case .resume(let chat, let afterSeq):
+            case .resume(let chat, let afterSeq, let afterUpdate):
                 let (resumes, connection) = (session.resumes, connection)
-                serve(frame) { try await resumes.resume(chat, after: afterSeq, on: connection) }
+                serve(frame) {
+                    try await resumes.resume(chat, after: afterSeq, afterUpdate: afterUpdate, on: connection)
+                }
             }
         } catch {
             Self.reply(
@@ -147,7 +150,7 @@ final class ClientFrameReader: WebSocketMessageHandler {
 
     /// Admits a send past this connection's rate, and hands it to ``LiveSend``; its answer is
     /// published when its batch commits.
-    private func send(_ text: String, clientID: String, to chat: ChatID) throws {
+    private func send(_ text: String, clientID: String, replyTo: MessageID?, to chat: ChatID) throws {
         if let wait = sendRate.take(at: session.stopwatch.elapsed) {
             session.metrics.sendRateLimited()
             reply(
@@ -160,7 +163,9 @@ final class ClientFrameReader: WebSocketMessageHandler {
         let reader = NIOLoopBound(self, eventLoop: eventLoop)
         let connection = connection
         let logger = logger
-        try session.sends.send(text, clientID: clientID, to: chat, from: connection, received: .now) { failure in
+        try session.sends.send(
+            text, clientID: clientID, replyTo: replyTo, to: chat, from: connection, received: .now
+        ) { failure in
             if let failure {
                 Self.reply(to: clientID, about: chat, failedWith: failure, on: connection, logger: logger, kind: .send)
             }
@@ -214,7 +219,7 @@ final class ClientFrameReader: WebSocketMessageHandler {
 extension ClientFrame {
     /// What a failed frame's `error` reply refers to: a send's `client_id`, otherwise the type.
     var ref: String {
-        if case .send(_, let clientID, _) = self { return clientID }
+        if case .send(_, let clientID, _, _) = self { return clientID }
         return kind.rawValue
     }
 }

@@ -3,16 +3,30 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Gap filling: reading from the store the `seq`s a chat's delivery waits for.
+/// Gap filling: reading from the store the `seq`s a chat's delivery waits for. ``run()`` also
+/// serves the reads of updated messages (ChatHub+Updates.swift).
 extension ChatHub {
-    /// Reads missing `seq`s from the store: soon for messages committed elsewhere, after the
-    /// grace period for a gap among this node's own publications.
+    /// Reads from the store, until graceful shutdown, what the hub has to deliver and did not
+    /// get: missing `seq`s (soon for messages committed elsewhere, after the grace period for a
+    /// gap among this node's own publications) and updated messages.
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            for await fill in gapFillRequests.cancelOnGracefulShutdown() {
-                group.addTask { await self.fillGap(fill) }
+            group.addTask {
+                await withDiscardingTaskGroup { fills in
+                    for await fill in self.gapFillRequests.cancelOnGracefulShutdown() {
+                        fills.addTask { await self.fillGap(fill) }
+                    }
+                    fills.cancelAll()
+                }
             }
-            group.cancelAll()
+            group.addTask {
+                await withDiscardingTaskGroup { reads in
+                    for await chat in self.updateReadRequests.cancelOnGracefulShutdown() {
+                        reads.addTask { await self.deliverUpdates(of: chat) }
+                    }
+                    reads.cancelAll()
+                }
+            }
         }
     }
 

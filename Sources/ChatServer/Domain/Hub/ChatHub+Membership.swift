@@ -20,9 +20,9 @@ extension ChatHub {
         let chat = details.chat.id
         shard(chat).ordering.withLock { state in
             for connection in connections where connection.accepts(chat) {
-                guard let position = state.subscribe(connection, to: chat, lastSeq: details.chat.lastSeq, held: false)
+                guard let position = state.subscribe(connection, to: chat, at: details.chat.position, held: false)
                 else { continue }
-                let readyChat = ReadyChat(details, lastSeq: position, isOnline: isOnline)
+                let readyChat = ReadyChat(details, position: position, isOnline: isOnline)
                 connection.outbox.offer(
                     FrameEncoding.encode(.memberAdded(chatID: chat, userID: connection.userID, chat: readyChat)))
             }

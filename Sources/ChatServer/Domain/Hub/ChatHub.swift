@@ -54,6 +54,9 @@ public final class ChatHub: Service {
     let clock: any Clock<Duration>
     let gapFills: AsyncStream<GapFill>.Continuation
     let gapFillRequests: AsyncStream<GapFill>
+    /// Chats whose edits and deletions are to be read and delivered.
+    let updateReads: AsyncStream<ChatID>.Continuation
+    let updateReadRequests: AsyncStream<ChatID>
     let metrics: ChatMetrics
     let logger: Logger
     /// Where the outboxes of this node's connections are drained, one per event loop.
@@ -90,6 +93,7 @@ public final class ChatHub: Service {
         self.metrics = metrics
         self.shards = (0..<max(1, shardCount)).map { _ in Shard() }
         (self.gapFillRequests, self.gapFills) = AsyncStream.makeStream(of: GapFill.self)
+        (self.updateReadRequests, self.updateReads) = AsyncStream.makeStream(of: ChatID.self)
         self.logger = logger
     }
 
@@ -97,13 +101,13 @@ public final class ChatHub: Service {
 
     /// Registers a connection and subscribes it to `chats`, holding their live frames until
     /// ``release(_:)`` so that the caller can send `ready` first.
-    /// - Parameter chats: each chat with its `last_seq` as just read from the store.
+    /// - Parameter chats: each chat with its last `seq` and `update_seq` as just read from the store.
     /// - Returns: the position where live delivery starts for each chat (what `ready` reports),
     ///   and whether this is the user's first connection (they came online).
     public func connect(
-        _ connection: ChatConnection, chats: [(ChatID, lastSeq: Int64)]
+        _ connection: ChatConnection, chats: [(ChatID, start: LivePosition)]
     ) throws
-        -> (positions: [ChatID: Int64], cameOnline: Bool)
+        -> (positions: [ChatID: LivePosition], cameOnline: Bool)
     {
         let cameOnline = try registry.withLock { registry in
             let existing = registry.connections[connection.userID, default: [:]]
@@ -114,9 +118,11 @@ public final class ChatHub: Service {
             return existing.isEmpty
         }
         metrics.connectionOpened(cameOnline: cameOnline)
-        var positions: [ChatID: Int64] = [:]
-        for (chat, lastSeq) in chats where connection.accepts(chat) {
-            positions[chat] = subscribe(connection, to: chat, lastSeq: lastSeq, held: true)
+        var positions: [ChatID: LivePosition] = [:]
+        for (chat, start) in chats where connection.accepts(chat) {
+            positions[chat] = shard(chat).ordering.withLock {
+                $0.subscribe(connection, to: chat, at: start, held: true)
+            }
         }
         return (positions, cameOnline)
     }
@@ -264,14 +270,17 @@ public final class ChatHub: Service {
         shard(chat).ordering.withLock { $0.beginHold(connection.id, chat: chat) }
     }
 
-    /// Sends the catch-up `messages` (in `seq` order, all after `afterSeq`), then what was
-    /// held, without gap or repeat, then `resumed`, and resumes live delivery. With `afterSeq`
-    /// nil the catch-up was abandoned and delivery continues where it was.
+    /// Sends the catch-up `frames` (messages with their `seq`, in order, all after `afterSeq`;
+    /// other frames with none), then what was held, without gap or repeat, then `resumed`, and
+    /// resumes live delivery. `versions` gives the `update_seq` of each message the catch-up
+    /// brought: a held update of one of them that is not newer is dropped. With `afterSeq` nil
+    /// the catch-up was abandoned and delivery continues where it was.
     public func endCatchUp(
-        _ connection: ChatConnection, chat: ChatID, afterSeq: Int64?, messages: [(seq: Int64, frame: ByteBuffer)]
+        _ connection: ChatConnection, chat: ChatID, afterSeq: Int64?, frames: [(seq: Int64?, frame: ByteBuffer)],
+        versions: [MessageID: Int64] = [:]
     ) {
         shard(chat).ordering.withLock { state in
-            state.endHold(connection, chat: chat, catchUp: afterSeq.map { ($0, messages) })
+            state.endHold(connection, chat: chat, catchUp: afterSeq.map { ($0, frames, versions) })
         }
     }
 
@@ -279,10 +288,6 @@ public final class ChatHub: Service {
 
     func shard(_ chat: ChatID) -> Shard {
         shards[Int(UInt64(bitPattern: chat.rawValue) % UInt64(shards.count))]
-    }
-
-    private func subscribe(_ connection: ChatConnection, to chat: ChatID, lastSeq: Int64, held: Bool) -> Int64? {
-        shard(chat).ordering.withLock { $0.subscribe(connection, to: chat, lastSeq: lastSeq, held: held) }
     }
 }
 

@@ -5,19 +5,23 @@ import NIOCore
 /// that shard's lock). Per chat it keeps the `seq` delivered last, the subscriptions, the
 /// publications that came before a lower `seq`, the sends still being stored (so that an
 /// `ack` takes its message's place), holds while a connection catches up, and whether a gap
-/// should be read from the store. It knows no store and no network: the hub feeds it
+/// should be read from the store. It also keeps where the delivery of edits and deletions
+/// stands (``LiveChat/updates``). It knows no store and no network: the hub feeds it
 /// publications and acts on its answers, and its tests drive it directly.
 struct ChatOrdering {
     var channels: [ChatID: LiveChat] = [:]
 
+    /// - Parameter start: the chat's last `seq` and `update_seq` as just read from the store.
     /// - Returns: the position where delivery starts, or nil when the connection is gone.
-    mutating func subscribe(_ connection: ChatConnection, to chat: ChatID, lastSeq: Int64, held: Bool) -> Int64? {
+    mutating func subscribe(
+        _ connection: ChatConnection, to chat: ChatID, at start: LivePosition, held: Bool
+    ) -> LivePosition? {
         guard connection.track(chat) else { return nil }
         // A new channel starts at the store's end: anything before it is history.
-        let channel = channels[chat] ?? LiveChat(top: lastSeq)
+        let channel = channels[chat] ?? LiveChat(top: start.lastSeq, lastUpdate: start.lastUpdate)
         channels[chat] = channel
         channel.subscribers[connection.id] = Subscription(connection: connection, cursor: channel.top, held: held)
-        return channel.top
+        return LivePosition(lastSeq: channel.top, lastUpdate: channel.updates.delivered)
     }
 
     mutating func unsubscribe(_ connection: ConnectionID, from chat: ChatID) {
@@ -124,11 +128,12 @@ struct ChatOrdering {
         return true
     }
 
-    /// Delivers catch-up messages (if any) and then the held frames, skipping any `seq` the
-    /// connection already has.
+    /// Delivers the catch-up frames (if any) and then the held frames, skipping any `seq` the
+    /// connection already has, and any held update of a message older than the state the
+    /// catch-up brought (`versions`: message id to `update_seq`).
     func endHold(
         _ connection: ChatConnection, chat: ChatID,
-        catchUp: (afterSeq: Int64, messages: [(seq: Int64, frame: ByteBuffer)])?
+        catchUp: (afterSeq: Int64, frames: [(seq: Int64?, frame: ByteBuffer)], versions: [MessageID: Int64])?
     ) {
         guard let subscription = channels[chat]?.subscribers[connection.id] else { return }
         // An ack still awaited would come after the catch-up: its message stays in its place,
@@ -138,11 +143,16 @@ struct ChatOrdering {
         subscription.held = nil
         if let catchUp {
             subscription.cursor = catchUp.afterSeq
-            for message in catchUp.messages {
-                subscription.deliver(message.frame, seq: message.seq, heldLimit: 0)
+            for item in catchUp.frames {
+                subscription.deliver(item.frame, seq: item.seq, heldLimit: 0)
             }
         }
         for item in held {
+            if let version = item.version, let caughtUp = catchUp?.versions[version.message],
+                caughtUp >= version.updateSeq
+            {
+                continue
+            }
             subscription.deliver(item.frame, seq: item.seq, heldLimit: 0)
         }
         if catchUp != nil {
@@ -150,6 +160,51 @@ struct ChatOrdering {
                 FrameEncoding.encode(.resumed(chatID: chat, lastSeq: subscription.cursor)), seq: nil, heldLimit: 0)
         }
     }
+
+    // MARK: Edits and deletions
+
+    /// Notes that `chat` holds updates up to `updateSeq`; returns true when a read of them
+    /// should start (none is under way).
+    func messagesUpdated(in chat: ChatID, upTo updateSeq: Int64) -> Bool {
+        guard let updates = channels[chat]?.updates else { return false }
+        updates.known = max(updates.known, updateSeq)
+        guard updates.known > updates.delivered, !updates.reading else { return false }
+        updates.reading = true
+        return true
+    }
+
+    /// Where the next read of the chat's updates starts: after the last one delivered. Nil
+    /// when every known update is delivered (or nobody follows the chat): the read ends.
+    func nextUpdateRead(in chat: ChatID) -> Int64? {
+        guard let updates = channels[chat]?.updates else { return nil }
+        guard updates.known > updates.delivered else {
+            updates.reading = false
+            return nil
+        }
+        return updates.delivered
+    }
+
+    /// Delivers updated messages read from the store, in `update_seq` order, to every
+    /// subscriber. It stops before a message that has not been delivered itself yet (a gap
+    /// holds it back): its update must not arrive before it.
+    /// - Returns: whether it stopped there; the rest is read again later.
+    func deliverUpdates(
+        _ updated: [(message: Message, frame: ByteBuffer)], in chat: ChatID, heldLimit: Int
+    ) -> Bool {
+        guard let channel = channels[chat] else { return false }
+        for (message, frame) in updated where message.updateSeq > channel.updates.delivered {
+            channel.updates.known = max(channel.updates.known, message.updateSeq)
+            guard message.seq <= channel.top else { return true }
+            let version = MessageVersion(message: message.id, updateSeq: message.updateSeq)
+            for subscription in channel.subscribers.values {
+                subscription.deliver(frame, seq: nil, version: version, heldLimit: heldLimit)
+            }
+            channel.updates.delivered = message.updateSeq
+        }
+        return false
+    }
+
+    // MARK: Gaps
 
     /// Notes that `chat` holds messages up to `lastSeq`; returns true when an urgent gap fill
     /// should be requested (none is under way).
@@ -208,10 +263,13 @@ final class LiveChat {
     /// and that connection: it waits for its own publication, which says whether this send
     /// stored the message or found it stored (another attempt, another node).
     var awaitingAck: [SendKey: (connection: ConnectionID, seq: Int64)] = [:]
+    /// Where delivery of the chat's edits and deletions stands.
+    let updates: UpdateDelivery
 
-    init(top: Int64) {
+    init(top: Int64, lastUpdate: Int64) {
         self.top = top
         self.known = top
+        self.updates = UpdateDelivery(delivered: lastUpdate)
     }
 
     /// For a message read from the store: the connection that is still storing it, when
@@ -223,6 +281,42 @@ final class LiveChat {
         sendsInFlight[key] = nil
         awaitingAck[key] = (sender, message.seq)
         return sender
+    }
+}
+
+/// Delivery of a chat's edits and deletions. Each takes the chat's next `update_seq` when it
+/// commits; the hub reads the updated messages after ``delivered`` from the store, one read
+/// at a time, and delivers each message's state as it is then. A message changed twice before
+/// a read is delivered once, in its latest state: updates to one message never arrive out of
+/// order, and the same read on every node delivers them in the same order.
+final class UpdateDelivery {
+    /// The last `update_seq` delivered to subscribers.
+    var delivered: Int64
+    /// The highest `update_seq` known to be committed.
+    var known: Int64
+    /// Whether a read is under way.
+    var reading = false
+
+    init(delivered: Int64) {
+        self.delivered = delivered
+        self.known = delivered
+    }
+}
+
+/// A state of a message: its id and the `update_seq` of its last change.
+struct MessageVersion {
+    let message: MessageID
+    let updateSeq: Int64
+}
+
+/// Where live delivery of a chat starts or stands: its last `seq` and its last `update_seq`.
+public struct LivePosition: Sendable, Equatable {
+    public var lastSeq: Int64
+    public var lastUpdate: Int64
+
+    public init(lastSeq: Int64, lastUpdate: Int64) {
+        self.lastSeq = lastSeq
+        self.lastUpdate = lastUpdate
     }
 }
 
@@ -249,7 +343,7 @@ final class Subscription {
     var cursor: Int64
     /// Frames kept back while the connection catches up: messages with their `seq`, other
     /// events with none.
-    var held: [(seq: Int64?, frame: ByteBuffer)]?
+    var held: [(seq: Int64?, frame: ByteBuffer, version: MessageVersion?)]?
     /// Messages of this connection's own sends that a gap fill read first, by `seq`: each
     /// stands in `held` for its `ack` until the ack comes.
     var awaitedAcks: Set<Int64> = []
@@ -263,14 +357,14 @@ final class Subscription {
     }
 
     /// Gives the connection a frame: held while it catches up, otherwise to its outbox,
-    /// skipping messages it already has.
-    func deliver(_ frame: ByteBuffer, seq: Int64?, heldLimit: Int) {
+    /// skipping messages it already has. `version` marks a `message_updated` frame.
+    func deliver(_ frame: ByteBuffer, seq: Int64?, version: MessageVersion? = nil, heldLimit: Int) {
         if held != nil {
             guard held?.count ?? 0 < heldLimit else {
                 connection.outbox.close(.slowConsumer)
                 return
             }
-            held?.append((seq, frame))
+            held?.append((seq, frame, version))
             return
         }
         if let seq {
@@ -283,7 +377,7 @@ final class Subscription {
     /// Holds the message `seq` (its `frame`) and what follows it until its ack comes.
     func awaitAck(seq: Int64, frame: ByteBuffer) {
         if held == nil { (held, holdIsForAcks) = ([], true) }
-        held?.append((seq, frame))
+        held?.append((seq, frame, nil))
         awaitedAcks.insert(seq)
     }
 

@@ -15,18 +15,21 @@ public struct LiveSend: Sendable {
         self.metrics = metrics
     }
 
-    /// Queues `text` from `connection` into `chat` and returns once it is queued. Later,
+    /// Queues `text` from `connection` into `chat` (answering `replyTo`, when given) and
+    /// returns once it is queued. Later,
     /// where its batch commits, `finished` gets nil when it was stored and published (its
     /// `ack` is on its way), or the error that kept it from being stored; it must not block.
     /// - Throws: when the send is refused before it was queued (a bad text or client id,
     ///   ``ChatError/overloaded(retryAfterMilliseconds:)``); then `finished` is never called.
     func send(
-        _ text: String, clientID: String, to chat: ChatID, from connection: ChatConnection,
+        _ text: String, clientID: String, replyTo: MessageID?, to chat: ChatID, from connection: ChatConnection,
         received: ContinuousClock.Instant, finished: @escaping @Sendable ((any Error)?) -> Void
     ) throws {
         hub.sendStarted(connection, clientID: clientID, in: chat)
         do {
-            try chats.enqueueSend(to: chat, from: connection.userID, clientID: clientID, text: text) {
+            try chats.enqueueSend(
+                to: chat, from: connection.userID, clientID: clientID, text: text, replyTo: replyTo
+            ) {
                 [self] result in
                 do {
                     publish(

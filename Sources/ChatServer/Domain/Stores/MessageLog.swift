@@ -11,6 +11,17 @@ public protocol MessageLog: Sendable {
     /// - Throws: when storing failed. Some of the messages may have been stored by then;
     ///   retrying with the same client ids is safe.
     func appendMessages(_ messages: [NewMessage]) async throws -> [Result<AppendedMessage, ChatError>]
+    /// Applies `change` to message `id` under its chat's next `update_seq` (an edit also sets
+    /// `edited_at`; a deletion empties the text), unless the message is deleted.
+    /// - Returns: the message as it is now, or nil when there is no such message or it is
+    ///   deleted: nothing changed.
+    func changeMessage(_ id: MessageID, _ change: MessageChange) async throws -> Message?
+    /// The messages of `chat` changed after `afterUpdate`, at most `limit`, in `update_seq` order.
+    func updatedMessages(in chat: ChatID, after afterUpdate: Int64, limit: Int) async throws -> [Message]
+    /// The message `id`, whatever its chat.
+    func message(_ id: MessageID) async throws -> Message?
+    /// The chat of each of the messages `ids` that exists.
+    func chats(ofMessages ids: Set<MessageID>) async throws -> [MessageID: ChatID]
     /// A page of a chat's messages in `seq` order.
     func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
     /// The messages after `afterSeq` (at most `limit`, in `seq` order) and the chat's members
