@@ -429,6 +429,9 @@ def run(server, alice, bob, artifacts):
     alice.screenshot(artifacts, "alice-chat")
     bob.screenshot(artifacts, "bob-chat")
 
+    step("Replies, edits and deletions, from the keyboard, in both windows; Bob, offline, gets an edit when back")
+    check_message_changes(alice, bob, artifacts)
+
     step("The server restarts while Alice sends: the message waits as pending and is sent once")
     server.stop()
     for window in (alice, bob):
@@ -684,6 +687,92 @@ def run(server, alice, bob, artifacts):
     for window in (alice, bob):
         window.expect_no_alert()
 
+
+
+# The message whose text is exactly arguments[0], on the chat page.
+FIND_MESSAGE = """const node = [...document.querySelectorAll('#message-list .message')]
+    .find((candidate) => candidate.querySelector('.text').textContent === arguments[0]);"""
+
+
+def press(window, text, action):
+    """Focuses the action button (Reply, Edit, Delete) of the message with `text` and presses Enter."""
+    window.js(FIND_MESSAGE + f"node.querySelector('.actions button[aria-label^=\"{action} \"]').focus();", text)
+    window.driver.switch_to.active_element.send_keys(Keys.ENTER)
+
+
+def actions(window, text):
+    return window.js(FIND_MESSAGE + "return [...node.querySelectorAll('.actions button')].map((b) => b.textContent);",
+                     text)
+
+
+def quote(window, text):
+    return window.js(FIND_MESSAGE + "return node?.querySelector('.quote')?.textContent ?? null;", text)
+
+
+def edited(window, text):
+    return window.js(FIND_MESSAGE + "return Boolean(node?.querySelector('.edited'));", text)
+
+
+def set_offline(window, offline):
+    window.driver.execute_cdp_cmd("Network.enable", {})
+    window.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+
+def check_message_changes(alice, bob, artifacts):
+    bob.send("Which day suits you?")
+    alice.wait(lambda: alice.message("Which day suits you?"), "Alice has Bob's question")
+    assert actions(bob, "Which day suits you?") == ["Reply", "Edit", "Delete"], "the sender edits and deletes"
+    assert actions(alice, "Which day suits you?") == ["Reply", "Delete"], "the group's creator deletes any message"
+
+    press(alice, "Which day suits you?", "Reply")
+    alice.wait(lambda: alice.find("#reply-bar").is_displayed(), "the composer shows what it answers")
+    assert alice.find("#reply-quote").text == "Bob: Which day suits you?"
+    assert alice.driver.switch_to.active_element == alice.find("#composer-text"), "typing goes on in the composer"
+    alice.send("Saturday")
+    for window, author in ((alice, "Bob"), (bob, "You")):
+        window.wait(lambda w=window, a=author: quote(w, "Saturday") == f"{a}: Which day suits you?",
+                    "the reply quotes it")
+    assert not alice.find("#reply-bar").is_displayed(), "the reply bar goes once sent"
+
+    press(alice, "Saturday", "Edit")
+    alice.wait(lambda: alice.finds(".edit-text"), "the message turns into a form")
+    box = alice.driver.switch_to.active_element
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("Saturday morning", Keys.ENTER)
+    for window in (alice, bob):
+        window.wait(lambda w=window: w.message("Saturday morning") and edited(w, "Saturday morning"),
+                    "the edit shows, marked (edited)")
+    assert not alice.message("Saturday") and not bob.message("Saturday"), "the old text is gone"
+
+    set_offline(bob, True)
+    bob.wait(lambda: bob.find("#connection").get_attribute("data-state") != "online", "Bob's page is offline")
+    press(alice, "Saturday morning", "Edit")
+    alice.wait(lambda: alice.finds(".edit-text"), "the form opens again")
+    box = alice.driver.switch_to.active_element
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("Saturday at ten", Keys.ENTER)
+    alice.wait(lambda: alice.message("Saturday at ten"), "Alice's edit is stored")
+    bob.screenshot(artifacts, "bob-offline-before-edit")
+    assert bob.message("Saturday morning"), "offline, Bob still has the old text"
+    set_offline(bob, False)
+    bob.wait_live()
+    bob.wait(lambda: bob.message("Saturday at ten") and edited(bob, "Saturday at ten"),
+             "back online, Bob's page catches up with the edit (resume with after_update)")
+
+    press(alice, "Which day suits you?", "Delete")
+    alice.wait(lambda: alice.finds('[aria-label="Yes, delete this message"]'), "deleting asks first")
+    alice.find('[aria-label="Yes, delete this message"]').click()
+    for window, author in ((alice, "Bob"), (bob, "You")):
+        window.wait(lambda w=window: w.message("Message deleted") and not w.message("Which day suits you?"),
+                    "a placeholder takes the deleted message's place")
+        window.wait(lambda w=window, a=author: quote(w, "Saturday at ten") == f"{a}: Message deleted",
+                    "the reply's quote says the original is gone")
+        assert actions(window, "Message deleted") == [], "a deleted message offers nothing"
+    seqs = [seq for seq, _, _ in bob.messages()]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), f"the deletion left the order alone: {seqs}"
+    alice.screenshot(artifacts, "alice-replies-edits-deletions")
+    bob.screenshot(artifacts, "bob-replies-edits-deletions")
 
 def check_console(windows):
     """No CSP violation and no uncaught script error in either window."""

@@ -1,5 +1,6 @@
 // One chat: history with paging, live messages in seq order, sending with pending/sent/read
-// states, read markers, typing, presence and (for the creator) membership.
+// states, replies, edits and deletions, read markers, typing, presence and (for the creator)
+// membership.
 import {
   api, el, showError, longTime, newClientId, LiveConnection, renderConnectionState, sessionEnded,
   characterCount, inputLimits, linkify, clockTime, dayLabel,
@@ -28,6 +29,9 @@ const view = {
   leave: document.getElementById("leave-chat"),
   leaveButton: document.getElementById("leave-button"),
   leaveError: document.getElementById("leave-error"),
+  replyBar: document.getElementById("reply-bar"),
+  replyQuote: document.getElementById("reply-quote"),
+  replyCancel: document.getElementById("reply-cancel"),
 };
 
 const state = {
@@ -41,7 +45,13 @@ const state = {
   names: new Map(),
   /** seq -> { message, node } for every message shown. */
   messages: new Map(),
-  /** client_id -> { text, node, failed } for sends without an ack yet, in the order typed. */
+  /** message id -> seq, for replies. */
+  seqOf: new Map(),
+  /** The chat's edits and deletions are known up to this update_seq (`resume`'s `after_update`). */
+  lastUpdate: 0,
+  /** The message the composer answers: its id, or null. */
+  replyTo: null,
+  /** client_id -> { text, replyTo, node, failed } for sends without an ack yet, in the order typed. */
   pending: new Map(),
   /** The one send on the wire (its client_id), and the timer of a retry the server asked for. */
   sending: { clientId: null, retryTimer: null },
@@ -90,15 +100,16 @@ function ticks(status) {
   return el("span", { class: `ticks ${status}`, title: label, "aria-label": label, text: symbol });
 }
 
-function messageNode({ text, senderId, timestamp, status }) {
+function messageNode({ text, senderId, timestamp, status, replyTo = null }) {
   const mine = senderId === state.me.id;
   return el(
     "li",
     { class: `message ${mine ? "mine" : "theirs"}`, dataset: { status, sender: senderId } },
     el(
       "div",
-      { class: "bubble" },
+      { class: "bubble", tabindex: "-1" },
       mine ? null : el("span", { class: "sender", dir: "auto", text: senderName(senderId) }),
+      replyTo === null ? null : quoteButton(replyTo),
       el("p", { class: "text", dir: "auto" }, ...linkify(text)),
       el(
         "span",
@@ -108,6 +119,91 @@ function messageNode({ text, senderId, timestamp, status }) {
       ),
     ),
   );
+}
+
+/** The message with this id, when it is shown. */
+function shownMessage(id) {
+  return state.messages.get(state.seqOf.get(id));
+}
+
+/** "Arina: the start of her message", for a quote and the reply bar. */
+function quoteText(id) {
+  const original = shownMessage(id)?.message;
+  if (!original) return "An earlier message";
+  const text = original.deleted ? "Message deleted" : original.text.slice(0, 120);
+  return `${senderName(original.sender_id)}: ${text}`;
+}
+
+/** The quote of the message a reply answers: a button that shows the original. */
+function quoteButton(id) {
+  const button = el("button", { type: "button", class: "quote", dir: "auto", dataset: { replyTo: id }, text: quoteText(id) });
+  button.addEventListener("click", () => showOriginal(id));
+  return button;
+}
+
+/** Scrolls to the message `id` (loading older pages until it shows) and highlights it. */
+async function showOriginal(id) {
+  while (!shownMessage(id) && !state.reachedStart) {
+    const before = state.lowestSeq;
+    await loadOlder();
+    if (state.lowestSeq === before) break;
+  }
+  const shown = shownMessage(id);
+  if (!shown) return;
+  shown.node.scrollIntoView({ block: "center" });
+  shown.node.classList.add("highlight");
+  shown.node.querySelector(".bubble").focus();
+  setTimeout(() => shown.node.classList.remove("highlight"), 2000);
+}
+
+/**
+ * Shows a stored message's current state: its text, or "Message deleted" for a tombstone, the
+ * "(edited)" marker, and the actions the user may take on it (reply; edit and delete their own;
+ * the creator of a group deletes any).
+ */
+function renderStored(node, message) {
+  const text = node.querySelector(".text");
+  text.replaceChildren(...(message.deleted ? ["Message deleted"] : linkify(message.text)));
+  text.classList.toggle("deleted", message.deleted);
+  node.querySelector(".edited")?.remove();
+  if (message.edited_at && !message.deleted) {
+    node.querySelector(".meta").prepend(
+      el("span", { class: "edited", title: `Edited ${longTime(message.edited_at)}`, text: "(edited)" }));
+  }
+  node.querySelector(".actions")?.remove();
+  if (message.deleted || state.removed) return;
+  const mine = message.sender_id === state.me.id;
+  const moderator = state.chat.chat_type === "GROUP" && state.chat.creator_id === state.me.id;
+  const action = (label, name, handler) => {
+    const button = el("button", { type: "button", class: "link", "aria-label": `${label} ${name}`, text: label });
+    button.addEventListener("click", () => handler(button));
+    return button;
+  };
+  const name = `the message of ${senderName(message.sender_id)} at ${clockTime(message.timestamp)}`;
+  node.querySelector(".bubble").append(el(
+    "span",
+    { class: "actions" },
+    action("Reply", name, () => startReply(message.id)),
+    mine ? action("Edit", name, () => startEdit(message.seq)) : null,
+    mine || moderator
+      ? action("Delete", name, (button) => confirmInPlace(button, "Delete this message?", {
+        yesLabel: "Yes, delete this message", noLabel: "Keep this message",
+        onYes: (confirmation) => deleteMessage(message.id, confirmation, button),
+      }))
+      : null,
+  ));
+}
+
+/** Keeps the newer of two copies of a message (by update_seq): an edit or deletion arrived. */
+function applyUpdate(message) {
+  if (message.chat_id !== chatId) return;
+  state.lastUpdate = Math.max(state.lastUpdate, message.update_seq);
+  const shown = state.messages.get(message.seq);
+  if (!shown || shown.message.update_seq >= message.update_seq) return;
+  shown.message = message;
+  if (!shown.node.querySelector(".edit-form")) renderStored(shown.node, message);
+  for (const quote of view.list.querySelectorAll(`.quote[data-reply-to="${message.id}"]`)) quote.textContent = quoteText(message.id);
+  if (state.replyTo === message.id) renderReplyBar();
 }
 
 function setStatus(node, status) {
@@ -137,10 +233,15 @@ function addMessage(message, node = null) {
     const time = el("time", { datetime: message.timestamp, title: longTime(message.timestamp), text: clockTime(message.timestamp) });
     node.querySelector(".meta").prepend(time);
   } else {
-    node = messageNode({ text: message.text, senderId: message.sender_id, timestamp: message.timestamp, status });
+    node = messageNode({
+      text: message.text, senderId: message.sender_id, timestamp: message.timestamp, status, replyTo: message.reply_to,
+    });
   }
   node.dataset.seq = message.seq;
   state.messages.set(message.seq, { message, node });
+  state.seqOf.set(message.id, message.seq);
+  renderStored(node, message);
+  for (const quote of view.list.querySelectorAll(`.quote[data-reply-to="${message.id}"]`)) quote.textContent = quoteText(message.id);
   view.list.insertBefore(node, insertionPoint(message.seq));
   markDay(node);
   markDay(nextMessage(node));
@@ -309,7 +410,7 @@ async function catchUp(lastSeq, resumeLimit) {
       for (const message of page) addMessage(message);
       if (follow) scrollToBottom();
     }
-    connection.send({ type: "resume", chat_id: chatId, after_seq: state.highestSeq });
+    connection.send({ type: "resume", chat_id: chatId, after_seq: state.highestSeq, after_update: state.lastUpdate });
   } catch (error) {
     view.historyStatus.textContent = `Could not catch up: ${error.message}`;
   } finally {
@@ -400,15 +501,16 @@ document.addEventListener("visibilitychange", markRead);
 // ---- Sending --------------------------------------------------------------------------
 
 function savePending() {
-  const kept = [...state.pending].filter(([, pending]) => !pending.failed).map(([clientId, { text }]) => ({ clientId, text }));
+  const kept = [...state.pending].filter(([, pending]) => !pending.failed)
+    .map(([clientId, { text, replyTo }]) => ({ clientId, text, replyTo }));
   if (kept.length) sessionStorage.setItem(pendingKey, JSON.stringify(kept));
   else sessionStorage.removeItem(pendingKey);
 }
 
-function queueSend(clientId, text) {
-  const node = messageNode({ text, senderId: state.me.id, status: "pending" });
+function queueSend(clientId, text, replyTo = null) {
+  const node = messageNode({ text, senderId: state.me.id, status: "pending", replyTo });
   node.dataset.clientId = clientId;
-  state.pending.set(clientId, { text, node, failed: false });
+  state.pending.set(clientId, { text, replyTo, node, failed: false });
   view.list.append(node);
   savePending();
   pumpSends();
@@ -424,9 +526,11 @@ function queueSend(clientId, text) {
 function pumpSends() {
   const { sending } = state;
   if (sending.clientId !== null || sending.retryTimer !== null) return;
-  for (const [clientId, { text, failed }] of state.pending) {
+  for (const [clientId, { text, replyTo, failed }] of state.pending) {
     if (failed) continue;
-    if (connection.send({ type: "send", chat_id: chatId, client_id: clientId, text })) sending.clientId = clientId;
+    const frame = { type: "send", chat_id: chatId, client_id: clientId, text };
+    if (replyTo !== null) frame.reply_to = replyTo;
+    if (connection.send(frame)) sending.clientId = clientId;
     return;
   }
 }
@@ -477,7 +581,8 @@ function sendComposer() {
     );
     return;
   }
-  queueSend(newClientId(), text);
+  queueSend(newClientId(), text, state.replyTo);
+  endReply();
   view.text.value = "";
   renderCount();
   resizeComposer();
@@ -516,6 +621,84 @@ function resendPending() {
   pumpSends();
 }
 
+// ---- Replies, edits and deletions ----------------------------------------------------
+
+/** The composer answers message `id` until the reply is sent or cancelled. */
+function startReply(id) {
+  state.replyTo = id;
+  renderReplyBar();
+  view.text.focus();
+}
+
+function endReply() {
+  state.replyTo = null;
+  renderReplyBar();
+}
+
+function renderReplyBar() {
+  view.replyBar.hidden = state.replyTo === null;
+  view.replyQuote.textContent = state.replyTo === null ? "" : quoteText(state.replyTo);
+}
+
+view.replyCancel.addEventListener("click", () => {
+  endReply();
+  view.text.focus();
+});
+
+/** Replaces a message of mine with a form editing its text: Enter saves, Escape cancels. */
+function startEdit(seq) {
+  const shown = state.messages.get(seq);
+  if (!shown || shown.node.querySelector(".edit-form")) return;
+  const { node } = shown;
+  const box = el("textarea", { class: "edit-text", rows: "2", "aria-label": "Edit message", dir: "auto" });
+  box.value = shown.message.text;
+  const error = el("p", { class: "form-error", role: "alert", hidden: "" });
+  const save = el("button", { type: "submit", class: "link", text: "Save" });
+  const cancel = el("button", { type: "button", class: "link", text: "Cancel" });
+  const form = el("form", { class: "edit-form" }, box, el("span", { class: "edit-buttons" }, save, cancel), error);
+  const finish = () => {
+    form.remove();
+    node.querySelector(".text").hidden = false;
+    renderStored(node, state.messages.get(seq).message);
+    node.querySelector(".actions button")?.focus();
+  };
+  cancel.addEventListener("click", finish);
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") finish();
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!box.value.trim()) return showError(error, "A message cannot be empty. To take it back, delete it.");
+    save.disabled = true;
+    try {
+      const edited = await api("PATCH", `/messages/${shown.message.id}`, { json: { text: box.value } });
+      finish();
+      applyUpdate(edited);
+    } catch (failure) {
+      save.disabled = false;
+      showError(error, failure.message);
+    }
+  });
+  node.querySelector(".actions")?.remove();
+  node.querySelector(".text").hidden = true;
+  node.querySelector(".text").after(form);
+  box.focus();
+}
+
+/** `DELETE /messages/{id}` after the confirmation; the tombstone replaces the message. */
+async function deleteMessage(id, confirmation, button) {
+  try {
+    applyUpdate(await api("DELETE", `/messages/${id}`));
+  } catch (error) {
+    confirmation.replaceWith(button);
+    showError(view.composerError, `Not deleted: ${error.message}`);
+  }
+}
+
 /** Grows the composer with its text up to 160 px, then scrolls inside it. */
 function resizeComposer() {
   view.text.style.height = "auto";
@@ -532,6 +715,8 @@ view.text.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     sendComposer();
+  } else if (event.key === "Escape" && state.replyTo !== null) {
+    endReply();
   }
 });
 view.text.addEventListener("input", () => {
@@ -750,7 +935,9 @@ function handleFrame(frame) {
       const chat = frame.chats.find((candidate) => candidate.id === chatId);
       if (!chat) return leave("You are no longer a member of this chat.");
       setMembers(chat.members);
-      if (chat.last_seq > state.highestSeq) catchUp(chat.last_seq, frame.resume_limit);
+      if (chat.last_seq > state.highestSeq || chat.last_update > state.lastUpdate) {
+        catchUp(chat.last_seq, frame.resume_limit);
+      }
       resendPending();
       markRead();
       break;
@@ -766,6 +953,9 @@ function handleFrame(frame) {
       if (follow) scrollToBottom();
       break;
     }
+    case "message_updated":
+      applyUpdate(frame.message);
+      break;
     case "read": {
       const member = state.members.get(frame.user_id);
       if (member) member.readSeq = Math.max(member.readSeq, frame.seq);
@@ -797,7 +987,9 @@ function handleFrame(frame) {
 
 function handleError(frame) {
   if (frame.code === "resume_too_far") {
-    catchUp(Infinity, 0);
+    // Too many edits missed, or too many messages (more arrived while the page caught up):
+    // reading the chat again is simplest (unsent messages wait in sessionStorage).
+    location.reload();
   } else if (frame.code === "resync_required") {
     // The database was restored behind the page's back: read the chat again.
     location.reload();
@@ -829,9 +1021,13 @@ async function start() {
   document.title = `${state.chat.name} · Chat`;
   document.getElementById("chat-name").textContent = state.chat.name;
   state.readSeq = state.chat.members.find((member) => member.user_id === state.me.id)?.read_seq ?? 0;
+  // Read before the history: every edit after it is in the history or comes on `resume`.
+  state.lastUpdate = state.chat.last_update ?? 0;
   setMembers(state.chat.members);
   await loadLatest();
-  for (const { clientId, text } of JSON.parse(sessionStorage.getItem(pendingKey) ?? "[]")) queueSend(clientId, text);
+  for (const { clientId, text, replyTo } of JSON.parse(sessionStorage.getItem(pendingKey) ?? "[]")) {
+    queueSend(clientId, text, replyTo ?? null);
+  }
   view.scroller.addEventListener("scroll", () => {
     if (view.scroller.scrollTop < 200) loadOlder();
   });

@@ -246,6 +246,8 @@ export class LiveConnection {
     this.timer = null;
     this.stopped = false;
     addEventListener("online", () => this.reconnectNow());
+    // The browser knows it lost the network: say so now rather than when TCP gives up.
+    addEventListener("offline", () => this.socket?.close());
   }
 
   get isOpen() {
