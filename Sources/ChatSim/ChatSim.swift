@@ -244,7 +244,8 @@ struct ReconnectCommand: AsyncParsableCommand {
 struct MixedCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mixed",
-        abstract: "Groups and private chats with typing, read receipts, history reads and reconnects.")
+        abstract:
+            "Groups and private chats with typing, read receipts, history reads, edits, deletions and reconnects.")
     @OptionGroup var common: CommonOptions
     @Option(help: "Users (an even number), each with one connection.")
     var users = Mixed().users
@@ -258,6 +259,10 @@ struct MixedCommand: AsyncParsableCommand {
     var historyReads = Mixed().historyReadsPerSecond
     @Option(help: "Devices dropped and reconnected a second.")
     var reconnects = Mixed().reconnectsPerSecond
+    @Option(help: "Messages edited or deleted a second (0: none).")
+    var changes = Mixed().changesPerSecond
+    @Option(help: "The share of those changes that are deletions, from 0 to 1.")
+    var deleteShare = Mixed().deleteShare
 
     func run() async throws {
         var scenario = Mixed()
@@ -267,6 +272,8 @@ struct MixedCommand: AsyncParsableCommand {
         scenario.messageSize = messageSize
         scenario.historyReadsPerSecond = historyReads
         scenario.reconnectsPerSecond = reconnects
+        scenario.changesPerSecond = changes
+        scenario.deleteShare = deleteShare
         try await common.run(scenario)
     }
 }

@@ -30,14 +30,38 @@ struct ChatStream: Sendable {
     private(set) var highestNumber: [Int: Int] = [:]
     /// The `after_seq` of a `resume` whose first message has not arrived yet.
     private var pendingResume: Int64?
+    /// The chat's edits and deletions are received up to this `update_seq`: the next
+    /// `resume`'s `after_update`. Only `message_updated` frames move it.
+    private(set) var lastUpdate: Int64
+    /// The newest `update_seq` received of each changed message, by message id.
+    private(set) var versions: [Int64: Int64] = [:]
+    /// `message_updated` frames that brought an older state of a message than one received
+    /// before on the same connection: updates out of the order they were made.
+    private(set) var staleUpdates = 0
+    /// The newest `update_seq` of each message received on the current connection. (Across a
+    /// reconnect an older state may come from a node that read it earlier: a client keeps the
+    /// newer, and so does ``versions``.)
+    private var connectionVersions: [Int64: Int64] = [:]
 
-    init(after position: Int64) {
+    init(after position: Int64, lastUpdate: Int64 = 0) {
         start = position
         last = position
+        self.lastUpdate = lastUpdate
+    }
+
+    /// Records the state of message `messageID` that a frame carried: a `message_updated`
+    /// (`isUpdate`), or a message or history entry, which may carry a changed one too.
+    mutating func received(messageID: Int64, updateSeq: Int64, isUpdate: Bool) {
+        if isUpdate { lastUpdate = max(lastUpdate, updateSeq) }
+        guard updateSeq > 0 else { return }
+        if isUpdate, let known = connectionVersions[messageID], known > updateSeq { staleUpdates += 1 }
+        connectionVersions[messageID] = max(connectionVersions[messageID] ?? 0, updateSeq)
+        versions[messageID] = max(versions[messageID] ?? 0, updateSeq)
     }
 
     /// A new connection's live delivery continues after `position`.
     mutating func reconnected(liveAfter position: Int64) {
+        connectionVersions = [:]
         lastRestart = "a ready at \(position) with \(last) received"
         guard position > last else { return }
         missing.append((last + 1)...position)
@@ -50,7 +74,8 @@ struct ChatStream: Sendable {
         lastRestart = "a resume after \(position) with \(last) received"
     }
 
-    /// The server refused the `resume`: what it would have brought stays missing.
+    /// The server refused the `resume` (what it would have brought stays missing), or ended it
+    /// without a message: nothing restarts the stream.
     mutating func resumeRefused() {
         pendingResume = nil
     }
@@ -202,6 +227,13 @@ public struct CheckReport: Codable, Equatable, Sendable {
     public var lostExamples: [String] = []
     /// Where the first gaps were: device, chat, the jump, and what restarted the stream before.
     public var gapExamples: [String] = []
+    /// Edited or deleted messages a device holds in another state than the server's final one:
+    /// it missed the last change. Every device must converge on the same state.
+    public var divergent = 0
+    /// Updates that arrived after a newer state of the same message.
+    public var staleUpdates = 0
+    /// Where the first divergences were: device, chat, message, the states.
+    public var divergentExamples: [String] = []
     /// Acknowledged messages a device had not received when the run drained but that arrived
     /// when it asked again: late, not lost (see `Simulation.reconcile`). Not a failure by
     /// itself; `late_delivery` in the latencies says how late.
@@ -209,14 +241,17 @@ public struct CheckReport: Codable, Equatable, Sendable {
 
     public var passed: Bool {
         lost == 0 && duplicated == 0 && reordered == 0 && gaps == 0 && unexpected == 0 && conflictingAcks == 0
+            && divergent == 0 && staleUpdates == 0
     }
 
     enum CodingKeys: String, CodingKey {
-        case lost, late, duplicated, reordered, gaps, unexpected, unanswered, passed
+        case lost, late, duplicated, reordered, gaps, unexpected, unanswered, passed, divergent
         case conflictingAcks = "conflicting_acks"
         case sendErrors = "send_errors"
         case lostExamples = "lost_examples"
         case gapExamples = "gap_examples"
+        case staleUpdates = "stale_updates"
+        case divergentExamples = "divergent_examples"
     }
 
     public init() {}
@@ -234,6 +269,9 @@ public struct CheckReport: Codable, Equatable, Sendable {
         lostExamples = try container.decodeIfPresent([String].self, forKey: .lostExamples) ?? []
         gapExamples = try container.decodeIfPresent([String].self, forKey: .gapExamples) ?? []
         late = try container.decodeIfPresent(Int.self, forKey: .late) ?? 0
+        divergent = try container.decodeIfPresent(Int.self, forKey: .divergent) ?? 0
+        staleUpdates = try container.decodeIfPresent(Int.self, forKey: .staleUpdates) ?? 0
+        divergentExamples = try container.decodeIfPresent([String].self, forKey: .divergentExamples) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -249,6 +287,9 @@ public struct CheckReport: Codable, Equatable, Sendable {
         try container.encode(sendErrors, forKey: .sendErrors)
         try container.encode(lostExamples, forKey: .lostExamples)
         try container.encode(gapExamples, forKey: .gapExamples)
+        try container.encode(divergent, forKey: .divergent)
+        try container.encode(staleUpdates, forKey: .staleUpdates)
+        try container.encode(divergentExamples, forKey: .divergentExamples)
         try container.encode(passed, forKey: .passed)
     }
 }
@@ -258,7 +299,12 @@ enum Checker {
     /// - Parameters:
     ///   - streams: each simulated device's streams, by chat id.
     ///   - senders: each simulated sender's log, by sender index.
-    static func check(streams: [[Int64: ChatStream]], senders: [Int: SendLog]) -> CheckReport {
+    ///   - finalVersions: per chat, the server's final `update_seq` of every changed message
+    ///     (`(seq, update_seq)` by message id), when the run changed messages.
+    static func check(
+        streams: [[Int64: ChatStream]], senders: [Int: SendLog],
+        finalVersions: [Int64: [Int64: (seq: Int64, updateSeq: Int64)]] = [:]
+    ) -> CheckReport {
         var report = CheckReport()
         // What the acks say each chat holds: message id by seq.
         var acknowledged: [Int64: [Int64: Int64]] = [:]
@@ -292,6 +338,18 @@ enum Checker {
                 }
                 for (sender, number) in stream.highestNumber where number >= senders[sender]?.sent ?? 0 {
                     report.unexpected += 1
+                }
+                report.staleUpdates += stream.staleUpdates
+                // Every changed message the device holds must be in its final state.
+                for (messageID, final) in finalVersions[chat] ?? [:] where stream.holds(final.seq) {
+                    let held = stream.versions[messageID] ?? 0
+                    guard held != final.updateSeq else { continue }
+                    report.divergent += 1
+                    if report.divergentExamples.count < 10 {
+                        report.divergentExamples.append(
+                            "device \(index), chat \(chat), message \(messageID): update \(held), not \(final.updateSeq)"
+                        )
+                    }
                 }
             }
         }

@@ -332,6 +332,8 @@ final class Device: @unchecked Sendable {
     func fill(_ chat: Int64, with messages: [MessagePayload]) async {
         try? await eventLoop.submit {
             for message in messages {
+                self.observed.streams[chat]?.received(
+                    messageID: message.id.rawValue, updateSeq: message.updateSeq, isUpdate: false)
                 self.arrived(chat: chat, seq: message.seq, clientID: message.clientID.flatMap(ClientID.init))
                 self.observed.streams[chat]?.filled(
                     seq: message.seq, messageID: message.id.rawValue,
@@ -361,7 +363,7 @@ final class Device: @unchecked Sendable {
                 guard self.context != nil, !stream.isResuming else { continue }
                 self.observed.streams[chat]?.resuming(after: first.lowerBound - 1)
                 self.resumes.append((chat, ranges.last!.upperBound))
-                self.write(#"{"type":"resume","chat_id":\#(chat),"after_seq":\#(first.lowerBound - 1)}"#)
+                self.write(Self.resume(chat, after: first.lowerBound - 1, afterUpdate: stream.lastUpdate))
             }
             self.progress.resuming.store(self.resumes.count, ordering: .relaxed)
             self.context?.flush()
@@ -447,6 +449,8 @@ final class Device: @unchecked Sendable {
         switch frame.kind {
         case .message: delivered(frame)
         case .ack: acknowledged(frame)
+        case .messageUpdated: updated(frame)
+        case .resumed: resumeEnded(frame)
         case .ready: follow(text)
         case .error: refused(text)
         case .other: break
@@ -472,16 +476,17 @@ final class Device: @unchecked Sendable {
         for chat in ready.chats {
             let id = chat.id.rawValue
             guard var stream = observed.streams[id] else {
-                observed.streams[id] = ChatStream(after: chat.lastSeq)
+                observed.streams[id] = ChatStream(after: chat.lastSeq, lastUpdate: chat.lastUpdate)
                 continue
             }
             let have = stream.last
             stream.reconnected(liveAfter: chat.lastSeq)
-            if chat.lastSeq > have {
+            // Missed messages, or only edits and deletions of messages it has.
+            if chat.lastSeq > have || chat.lastUpdate > stream.lastUpdate {
                 if chat.lastSeq - have <= Int64(ready.resumeLimit) {
                     stream.resuming(after: have)
                     resumes.append((id, chat.lastSeq))
-                    write(#"{"type":"resume","chat_id":\#(id),"after_seq":\#(have)}"#)
+                    write(Self.resume(id, after: have, afterUpdate: stream.lastUpdate))
                 } else {
                     observed.historyCatchUps += 1
                     farBehind.append((id, (have + 1)...chat.lastSeq))
@@ -512,6 +517,7 @@ final class Device: @unchecked Sendable {
             observed.strays += 1
             return
         }
+        observed.streams[chat]!.received(messageID: messageID, updateSeq: frame.updateSeq, isUpdate: false)
         let crossNode = frame.clientID.flatMap { senderNodes[$0.sender] }.map { $0 != node } ?? false
         record(
             chat: chat, seq: seq, messageID: messageID, clientID: frame.clientID, latency: \.deliveryLatency,
@@ -525,6 +531,28 @@ final class Device: @unchecked Sendable {
         }
     }
 
+    /// An edit or deletion: the message's state now.
+    private func updated(_ frame: ScannedFrame) {
+        guard let chat = frame.chatID, let messageID = frame.messageID, observed.streams[chat] != nil else {
+            observed.strays += 1
+            return
+        }
+        observed.streams[chat]!.received(messageID: messageID, updateSeq: frame.updateSeq, isUpdate: true)
+    }
+
+    /// The end of a `resume`: one that brought no message (only edits, or nothing) is done too.
+    private func resumeEnded(_ frame: ScannedFrame) {
+        guard let chat = frame.chatID, let index = resumes.firstIndex(where: { $0.chat == chat }) else { return }
+        if observed.streams[chat]?.isResuming == true { observed.streams[chat]?.resumeRefused() }
+        resumes.remove(at: index)
+        progress.resuming.store(resumes.count, ordering: .relaxed)
+    }
+
+    /// A `resume` frame: the messages after `afterSeq`, and the edits and deletions after `afterUpdate`.
+    private static func resume(_ chat: Int64, after afterSeq: Int64, afterUpdate: Int64) -> String {
+        #"{"type":"resume","chat_id":\#(chat),"after_seq":\#(afterSeq),"after_update":\#(afterUpdate)}"#
+    }
+
     private func acknowledged(_ frame: ScannedFrame) {
         guard let chat = frame.chatID, let seq = frame.seq, let messageID = frame.messageID,
             let clientID = frame.clientID, clientID.run == run, clientID.sender == role.sending?.sender,
@@ -533,6 +561,7 @@ final class Device: @unchecked Sendable {
             observed.strays += 1
             return
         }
+        observed.streams[chat]!.received(messageID: messageID, updateSeq: frame.updateSeq, isUpdate: false)
         let first = observed.sendLog.acked(
             number: clientID.number, SendLog.Ack(messageID: messageID, chatID: chat, seq: seq),
             duplicate: frame.duplicate)
@@ -630,7 +659,8 @@ final class Device: @unchecked Sendable {
                 let pause = Int64.random(in: 100...500, using: &masks)
                 eventLoop.scheduleTask(in: .milliseconds(pause)) {
                     guard self.context?.channel === connection else { return }
-                    self.write(#"{"type":"resume","chat_id":\#(chat),"after_seq":\#(position)}"#)
+                    self.write(
+                        Self.resume(chat, after: position, afterUpdate: self.observed.streams[chat]?.lastUpdate ?? 0))
                     connection.flush()
                 }
                 return

@@ -1,14 +1,16 @@
 /// The few fields the simulator reads from a server frame.
 struct ScannedFrame: Equatable {
     enum Kind: Equatable {
-        case ready, message, ack, error, other
+        case ready, message, ack, messageUpdated, resumed, error, other
     }
 
     var kind: Kind
-    /// For `message` and `ack`: the message's chat, `seq` and id.
+    /// For `message`, `ack` and `message_updated`: the message's chat, `seq`, id and
+    /// `update_seq` (0 from servers without edits). For `resumed`: the chat.
     var chatID: Int64?
     var seq: Int64?
     var messageID: Int64?
+    var updateSeq: Int64 = 0
     /// For `message` and `ack`: the client id, when it is in the simulator's format.
     var clientID: ClientID?
     /// For `ack`: whether the send was a repeat.
@@ -31,10 +33,12 @@ enum FrameScanner {
         let type = string(after: typeKey, in: bytes)
         let kind = type.flatMap { type in kinds.first { type.elementsEqual($0.type) }?.kind } ?? .other
         var frame = ScannedFrame(kind: kind)
-        guard kind == .message || kind == .ack else { return frame }
+        guard kind == .message || kind == .ack || kind == .messageUpdated || kind == .resumed else { return frame }
         frame.chatID = integer(after: chatIDKey, in: bytes)
+        guard kind != .resumed else { return frame }
         frame.seq = integer(after: seqKey, in: bytes)
         frame.messageID = integer(after: idKey, in: bytes)
+        frame.updateSeq = integer(after: updateSeqKey, in: bytes) ?? 0
         frame.clientID = string(after: clientIDKey, in: bytes).flatMap { ClientID(bytes: $0) }
         frame.duplicate = kind == .ack && find(duplicateTrue, in: bytes) != nil
         return frame
@@ -43,11 +47,13 @@ enum FrameScanner {
     private static let typeKey = Array(#""type":""#.utf8)
     private static let chatIDKey = Array(#""chat_id":"#.utf8)
     private static let seqKey = Array(#""seq":"#.utf8)
+    private static let updateSeqKey = Array(#""update_seq":"#.utf8)
     private static let idKey = Array(#""id":"#.utf8)
     private static let clientIDKey = Array(#""client_id":""#.utf8)
     private static let duplicateTrue = Array(#""duplicate":true"#.utf8)
     private static let kinds: [(type: [UInt8], kind: ScannedFrame.Kind)] = [
         (Array("message".utf8), .message), (Array("ack".utf8), .ack), (Array("ready".utf8), .ready),
+        (Array("message_updated".utf8), .messageUpdated), (Array("resumed".utf8), .resumed),
         (Array("error".utf8), .error),
     ]
 

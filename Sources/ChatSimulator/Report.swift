@@ -225,9 +225,11 @@ public struct Report: Codable, Sendable {
         lines.append(
             "  check: lost=\(check.lost) late=\(check.late) duplicated=\(check.duplicated) reordered=\(check.reordered) "
                 + "gaps=\(check.gaps) unexpected=\(check.unexpected) conflicting_acks=\(check.conflictingAcks) "
-                + "unanswered=\(check.unanswered) send_errors=[\(errors)]")
+                + "unanswered=\(check.unanswered) divergent=\(check.divergent) stale_updates=\(check.staleUpdates) "
+                + "send_errors=[\(errors)]")
         lines += check.lostExamples.map { "  lost: \($0)" }
         lines += check.gapExamples.map { "  gap: \($0)" }
+        lines += check.divergentExamples.map { "  divergent: \($0)" }
         for threshold in thresholds {
             lines.append(
                 "  threshold \(threshold.name) \(format(threshold.limit)): measured "

@@ -111,7 +111,9 @@ public struct Pairs: Scenario {
 
 /// `mixed`: everyday use. Every user is in one group and one private chat, sends to them in
 /// turn at a modest rate with `typing` first, and marks what arrives as read once a second per
-/// chat; meanwhile history pages are read and devices drop and reconnect with `resume`.
+/// chat; meanwhile history pages are read, messages are edited and deleted, and devices drop
+/// and reconnect with `resume`. The check adds that every device ends with every changed
+/// message in the server's final state.
 public struct Mixed: Scenario {
     public static let name = "mixed"
     public var users = 200
@@ -121,6 +123,10 @@ public struct Mixed: Scenario {
     public var messageSize = 100
     public var historyReadsPerSecond = 10.0
     public var reconnectsPerSecond = 1.0
+    /// Messages edited or deleted a second.
+    public var changesPerSecond = 2.0
+    /// The share of the changes that are deletions.
+    public var deleteShare = 0.25
 
     public init() {}
 
@@ -128,7 +134,8 @@ public struct Mixed: Scenario {
         [
             "users": "\(users)", "group_size": "\(groupSize)", "rate": format(rate), "message_size": "\(messageSize)",
             "history_reads_per_second": format(historyReadsPerSecond),
-            "reconnects_per_second": format(reconnectsPerSecond),
+            "reconnects_per_second": format(reconnectsPerSecond), "changes_per_second": format(changesPerSecond),
+            "delete_share": format(deleteShare),
         ]
     }
 
@@ -136,6 +143,9 @@ public struct Mixed: Scenario {
         guard users >= 2, users.isMultiple(of: 2) else { throw SimulationError("mixed needs an even number of users") }
         guard groupSize >= 2 else { throw SimulationError("the group size must be at least 2") }
         try Pace.rate(rate).validate()
+        guard changesPerSecond >= 0, (0...1).contains(deleteShare) else {
+            throw SimulationError("changes must be 0 or more a second, and the delete share from 0 to 1")
+        }
         return try await Simulation.with(options) { simulation in
             let accounts = try await simulation.registerUsers(users)
             let groups = try await simulation.concurrently(Array(stride(from: 0, to: users, by: groupSize))) { first in
@@ -153,11 +163,16 @@ public struct Mixed: Scenario {
                     sender: index, chats: chatsOfUser[index], pace: .rate(rate), messageSize: messageSize, types: true)
                 return (user, DeviceRole(sending: sending, readInterval: 1_000_000_000))
             }
-            return try await simulation.traffic(Self.name, parameters: parameters, roles: roles) { devices, end in
+            let changes = MessageChanges()
+            return try await simulation.traffic(Self.name, parameters: parameters, roles: roles, changes: changes) {
+                devices, end in
                 async let history = simulation.readHistory(
                     chatsOfUser: chatsOfUser, devices: devices, perSecond: historyReadsPerSecond, until: end)
                 async let reconnects = simulation.churn(devices, perSecond: reconnectsPerSecond, until: end)
-                return await history.merging(reconnects) { first, _ in first }
+                async let changed = simulation.changeMessages(
+                    changes, devices: devices, chatsOfUser: chatsOfUser, perSecond: changesPerSecond,
+                    deleteShare: deleteShare, until: end)
+                return await history.merging(reconnects) { first, _ in first }.merging(changed) { first, _ in first }
             }
         }
     }

@@ -4,7 +4,8 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// The REST calls the simulator makes to set up users and chats, and to read history.
+/// The REST calls the simulator makes to set up users and chats, to read history, and to edit
+/// and delete messages.
 struct ServerAPI: Sendable {
     let baseURL: String
     let client: HTTPClient
@@ -47,6 +48,24 @@ struct ServerAPI: Sendable {
     func messages(of chat: ChatID, after seq: Int64, limit: Int, as user: User) async throws -> [MessagePayload] {
         try await send(.GET, "/history/\(chat)?after_seq=\(seq)&limit=\(limit)", token: user.token)
             .decode([MessagePayload].self, expecting: .ok, doing: "reading history after \(seq)")
+    }
+
+    /// The newest `limit` messages of `chat`, in order.
+    func latestMessages(of chat: ChatID, limit: Int, as user: User) async throws -> [MessagePayload] {
+        try await send(.GET, "/history/\(chat)?before_seq=\(Int64.max)&limit=\(limit)", token: user.token)
+            .decode([MessagePayload].self, expecting: .ok, doing: "reading the newest messages")
+    }
+
+    /// `PATCH /messages/{id}`: the sender's new text.
+    func editMessage(_ id: MessageID, text: String, as user: User) async throws {
+        _ = try await send(.PATCH, "/messages/\(id)", json: EditMessageRequest(text: text), token: user.token)
+            .decode(MessagePayload.self, expecting: .ok, doing: "editing message \(id)")
+    }
+
+    /// `DELETE /messages/{id}`.
+    func deleteMessage(_ id: MessageID, as user: User) async throws {
+        _ = try await send(.DELETE, "/messages/\(id)", token: user.token)
+            .decode(MessagePayload.self, expecting: .ok, doing: "deleting message \(id)")
     }
 
     struct Reply {

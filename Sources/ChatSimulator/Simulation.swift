@@ -303,7 +303,8 @@ final class Simulation: Sendable {
     /// observations, server and simulator cost from the measurement.
     func report(
         _ scenario: String, parameters: [String: String], measurement: Measurement, devices: Int,
-        observations: [DeviceObservations] = [], connect: ConnectOutcome? = nil, failures: [String: Int] = [:]
+        observations: [DeviceObservations] = [], connect: ConnectOutcome? = nil, failures: [String: Int] = [:],
+        finalVersions: [Int64: [Int64: (seq: Int64, updateSeq: Int64)]] = [:]
     ) -> Report {
         var deliveryLatency = Histogram<UInt64>(
             highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
@@ -350,7 +351,8 @@ final class Simulation: Sendable {
         rates.sentPerSecond = Double(rates.sent) / window
         rates.storedPerSecond = Double(rates.stored) / window
         rates.deliveredFramesPerSecond = Double(rates.deliveredFrames) / window
-        var check = Checker.check(streams: observations.map(\.streams), senders: senders)
+        var check = Checker.check(
+            streams: observations.map(\.streams), senders: senders, finalVersions: finalVersions)
         check.unexpected += strays
         check.late = late
 

@@ -8,10 +8,12 @@ extension Simulation {
     typealias Alongside = @Sendable ([Device], ContinuousClock.Instant) async -> [String: Report.LatencySummary]
 
     /// The common course of the sending scenarios: connect, warm up, measure, drain, check.
-    /// `afterMeasuring` runs between the measured window and draining.
+    /// `afterMeasuring` runs between the measured window and draining. With `changes`, the
+    /// check compares every device with the final state of the messages changed meanwhile.
     func traffic(
         _ scenario: String, parameters: [String: String], roles: [(user: ServerAPI.User, role: DeviceRole)],
-        alongside: Alongside? = nil, afterMeasuring: (@Sendable ([Device]) async -> Void)? = nil
+        changes: MessageChanges? = nil, alongside: Alongside? = nil,
+        afterMeasuring: (@Sendable ([Device]) async -> Void)? = nil
     ) async throws -> Report {
         let devices = makeDevices(roles)
         let connect = await connectAll(devices)
@@ -45,11 +47,13 @@ extension Simulation {
         await afterMeasuring?(devices)
         await settle(devices)
         await reconcile(devices)
+        var changedMessages: [Int64: [Int64: (seq: Int64, updateSeq: Int64)]] = [:]
+        if let changes { changedMessages = try await finalVersions(of: changes) }
         let failures = failures(of: devices)
         let observations = await finish(devices)
         var report = report(
             scenario, parameters: parameters, measurement: measurement, devices: devices.count,
-            observations: observations, connect: connect, failures: failures)
+            observations: observations, connect: connect, failures: failures, finalVersions: changedMessages)
         report.latencies.merge(extra) { first, _ in first }
         report.rateChange = rateChange
         report.judge(

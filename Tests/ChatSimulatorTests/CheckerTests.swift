@@ -38,6 +38,30 @@ import Testing
         #expect(report.passed)
     }
 
+    @Test func catchesADeviceThatMissedTheLastChange() {
+        var current = stream([1, 2, 3, 4, 5])
+        current.received(messageID: 102, updateSeq: 1, isUpdate: true)
+        current.received(messageID: 102, updateSeq: 3, isUpdate: true)
+        current.received(messageID: 104, updateSeq: 2, isUpdate: false)
+        var behind = stream([1, 2, 3, 4, 5])
+        behind.received(messageID: 102, updateSeq: 1, isUpdate: true)
+        let final: [Int64: [Int64: (seq: Int64, updateSeq: Int64)]] = [7: [102: (2, 3), 104: (4, 2)]]
+        let report = Checker.check(
+            streams: [[7: current], [7: behind]], senders: [0: log(acked: 5)], finalVersions: final)
+        #expect(report.divergent == 2 && !report.passed, "device 1 holds 102 at update 1 and 104 unchanged")
+        #expect(report.divergentExamples.contains("device 1, chat 7, message 102: update 1, not 3"))
+        #expect(current.lastUpdate == 3 && behind.lastUpdate == 1, "only update frames move the resume position")
+    }
+
+    @Test func catchesAnUpdateOutOfOrder() {
+        var updates = stream([1, 2])
+        updates.received(messageID: 101, updateSeq: 5, isUpdate: true)
+        updates.received(messageID: 101, updateSeq: 4, isUpdate: true)
+        updates.received(messageID: 101, updateSeq: 5, isUpdate: true)
+        let report = Checker.check(streams: [[7: updates]], senders: [0: log(acked: 2)])
+        #expect(report.staleUpdates == 1 && !report.passed, "an older state after a newer one; a repeat is fine")
+    }
+
     @Test func catchesAMessageNeverDelivered() {
         let report = check([stream([1, 2, 3, 4, 5]), stream([1, 2, 4, 5])])
         #expect(report.lost == 1)

@@ -44,6 +44,16 @@ import Testing
         #expect(repeated.duplicate)
     }
 
+    @Test func readsAnUpdate() throws {
+        var edited = message(id: 59, seq: 6, clientID: nil, text: #"now with "update_seq":1"#)
+        edited.updateSeq = 12
+        let frame = FrameScanner.scan(try encoded(.messageUpdated(edited)))
+        #expect(frame.kind == .messageUpdated && frame.chatID == 7 && frame.seq == 6 && frame.messageID == 59)
+        #expect(frame.updateSeq == 12)
+        #expect(
+            FrameScanner.scan(try encoded(.message(message(id: 1, seq: 1, clientID: nil, text: "")))).updateSeq == 0)
+    }
+
     @Test func keysInsideTextDoNotFoolIt() throws {
         let text = #"{"type":"error","seq":999,"id":1,"chat_id":2,"duplicate":true}"#
         let frame = FrameScanner.scan(try encoded(.message(message(id: 60, seq: 8, clientID: nil, text: text))))
