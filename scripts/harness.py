@@ -95,7 +95,7 @@ class Postgres:
             os.chown(self.sockets, user.pw_uid, user.pw_gid)
             self.as_postgres = ["runuser", "-u", "postgres", "--"]
         run(self.as_postgres + [f"{self.bin}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
-                                "--no-sync"], stdout=subprocess.DEVNULL)
+                                "--no-sync", "--locale=C.UTF-8", "-E", "UTF8"], stdout=subprocess.DEVNULL)
         options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c max_connections=200")
         run(self.as_postgres + [f"{self.bin}/pg_ctl", "start", "-D", self.data, "-l", self.log_path, "-w",
                                 "-o", options], stdout=subprocess.DEVNULL)

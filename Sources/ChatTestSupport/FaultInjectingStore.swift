@@ -118,6 +118,12 @@ public final class FaultInjectingStore: ChatStore {
 
     public func message(_ id: MessageID) async throws -> Message? { try await base.message(id) }
 
+    public func searchMessages(
+        _ words: [String], in scope: SearchScope, before: MessageID?, limit: Int
+    ) async throws -> [SearchHit] {
+        try await base.searchMessages(words, in: scope, before: before, limit: limit)
+    }
+
     public func chats(ofMessages ids: Set<MessageID>) async throws -> [MessageID: ChatID] {
         try await base.chats(ofMessages: ids)
     }

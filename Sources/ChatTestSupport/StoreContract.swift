@@ -40,6 +40,8 @@ public enum StoreContract {
             run: messageChanges),
         StoreContractCheck(description: "concurrent changes get distinct update_seqs in order", run: concurrentChanges),
         StoreContractCheck(description: "a reply keeps the message it answers", run: replies),
+        StoreContractCheck(
+            description: "search finds words in a member's chats, newest first, marked in a snippet", run: search),
         StoreContractCheck(description: "a gap's messages come with the chat's members", run: messagesAndMembers),
         StoreContractCheck(description: "generated messages continue the seqs in bulk", run: generatedMessages),
         StoreContractCheck(description: "chat summaries show last message and unread count", run: summaries),
@@ -530,6 +532,54 @@ public enum StoreContract {
             try await store.chats(ofMessages: [question.id, elsewhere.id, MessageID(999_999)])
                 == [question.id: chat.id, elsewhere.id: other.id],
             "the chat of each message that exists")
+    }
+
+    static func search(_ store: any ChatStore) async throws {
+        let (a, b, _) = try await threeUsers(store)
+        let team = try await store.createChat(name: "Team", type: .group, creator: a.id)
+        let hidden = try await store.createChat(name: "Hidden", type: .group, creator: a.id)
+        try await store.addMember(b.id, to: team.id)
+        var sent: [Message] = []
+        for text in [
+            "Встреча в понедельник", "Meeting on Monday", "the cat sat", "Two meetings, <b>one</b> & more",
+            "Встреча отменена",
+        ] {
+            sent.append(
+                try await store.appendMessage(
+                    NewMessage(chatID: team.id, senderID: a.id, clientID: "s\(sent.count)", text: text)
+                ).message)
+        }
+        _ = try await store.appendMessage(
+            NewMessage(chatID: hidden.id, senderID: a.id, clientID: "h", text: "meeting in secret"))
+        let ids = { (hits: [SearchHit]) in hits.map(\.message.id) }
+
+        let meetings = try await store.searchMessages(["meeting"], in: .chatsOf(b.id), before: nil, limit: 10)
+        try await require(
+            ids(meetings) == [sent[3].id, sent[1].id],
+            "an English word finds its forms, newest first, in the member's chats only: \(meetings.map(\.message.text))"
+        )
+        let marked = meetings.last?.snippet ?? ""
+        try await require(
+            marked.contains("\(SearchHit.markStart)Meeting\(SearchHit.markEnd)"),
+            "the snippet marks the word: \(marked)")
+        let russian = try await store.searchMessages(["встреча"], in: .chatsOf(b.id), before: nil, limit: 10)
+        try await require(ids(russian) == [sent[4].id, sent[0].id], "Russian words, ignoring case")
+        let both = try await store.searchMessages(["встреча", "отменена"], in: .chatsOf(b.id), before: nil, limit: 10)
+        try await require(ids(both) == [sent[4].id], "every word must match")
+        let page = try await store.searchMessages(["встреча"], in: .chatsOf(b.id), before: sent[4].id, limit: 1)
+        try await require(ids(page) == [sent[0].id], "before and limit page through")
+        let own = try await store.searchMessages(["meeting"], in: .chat(hidden.id), before: nil, limit: 10)
+        try await require(own.map(\.message.text) == ["meeting in secret"], "one chat's results")
+
+        _ = try await store.changeMessage(sent[1].id, .delete)
+        _ = try await store.changeMessage(sent[2].id, .edit(text: "the dog sat"))
+        let afterChanges = try await store.searchMessages(["meeting"], in: .chatsOf(b.id), before: nil, limit: 10)
+        try await require(ids(afterChanges) == [sent[3].id], "a deleted message vanishes")
+        let cats = try await store.searchMessages(["cat"], in: .chatsOf(b.id), before: nil, limit: 10)
+        let dogs = try await store.searchMessages(["dog"], in: .chatsOf(b.id), before: nil, limit: 10)
+        try await require(cats.isEmpty && ids(dogs) == [sent[2].id], "an edited message is found by its new text")
+        let nothing = try await store.searchMessages(["zebra"], in: .chatsOf(b.id), before: nil, limit: 10)
+        try await require(nothing.isEmpty, "no match, no result")
     }
 
     static func racedBatches(_ store: any ChatStore) async throws {

@@ -124,7 +124,7 @@ enum ThrowawayCluster {
 
         let (initdbCommand, initdbArguments) = owner.command(
             binaries.initdb,
-            ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"])
+            ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "--no-sync", "--locale=C.UTF-8", "-E", "UTF8"])
         let initdb = try await ChildProcess.run(initdbCommand, initdbArguments)
         guard initdb.status == 0 else {
             throw TestPostgresError("initdb failed for the throwaway PostgreSQL:\n\(initdb.output)")

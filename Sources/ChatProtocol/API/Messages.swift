@@ -114,6 +114,68 @@ public struct ErrorPayload: Codable, Sendable, Equatable {
     }
 }
 
+/// A message found by `GET /search`: the message JSON with a `snippet`.
+public struct SearchHitPayload: Sendable, Equatable {
+    public var message: MessagePayload
+    /// The text around the matched words, HTML-escaped, with each matched word in `<mark>`.
+    public var snippet: String
+
+    public init(message: MessagePayload, snippet: String) {
+        self.message = message
+        self.snippet = snippet
+    }
+}
+
+extension SearchHitPayload: Codable {
+    enum CodingKeys: String, CodingKey {
+        case snippet
+    }
+
+    public init(from decoder: any Decoder) throws {
+        self.init(
+            message: try MessagePayload(from: decoder),
+            snippet: try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .snippet))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try message.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(snippet, forKey: .snippet)
+    }
+}
+
+/// Response of `GET /search`: results newest first, and the cursor of the next page.
+public struct SearchResultsPayload: Sendable, Equatable {
+    public var messages: [SearchHitPayload]
+    /// `before` for the next page; null on the last one.
+    public var next: MessageID?
+
+    public init(messages: [SearchHitPayload], next: MessageID?) {
+        self.messages = messages
+        self.next = next
+    }
+}
+
+extension SearchResultsPayload: Codable {
+    enum CodingKeys: String, CodingKey {
+        case messages, next
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            messages: try container.decode([SearchHitPayload].self, forKey: .messages),
+            next: try container.decodeIfPresent(MessageID.self, forKey: .next))
+    }
+
+    /// Writes `next` as null on the last page.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(messages, forKey: .messages)
+        try container.encode(next, forKey: .next)
+    }
+}
+
 /// Body of `PATCH /messages/{message_id}`: the message's new text.
 public struct EditMessageRequest: Codable, Sendable, Equatable {
     public var text: String

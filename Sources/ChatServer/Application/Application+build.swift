@@ -26,6 +26,8 @@ public struct ChatComponents: Sendable {
     public let chats: ChatService
     /// Edits and deletions of messages.
     public let editing: MessageEditing
+    /// Full-text search of messages.
+    public let search: MessageSearch
     /// The real-time core: live delivery to WebSocket connections.
     public let hub: ChatHub
     /// Sends from live connections: persist, then publish, then ack.
@@ -77,6 +79,7 @@ public struct ChatComponents: Sendable {
             store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits,
             stopwatch: stopwatch)
         self.editing = MessageEditing(store: store, rules: config.inputRules, events: events)
+        self.search = MessageSearch(store: store)
         self.sends = LiveSend(chats: chats, hub: hub, metrics: telemetry.metrics)
         self.resumes = LiveResume(chats: chats, hub: hub)
     }
@@ -159,7 +162,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     users.addRoutes(to: authenticated)
     auth.addRoutes(to: authenticated)
     ChatController(chats: components.chats, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
-    MessageController(editing: components.editing, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
+    MessageController(editing: components.editing, search: components.search, maxBodyBytes: config.maxBodyBytes)
+        .addRoutes(to: authenticated)
     AdminController(store: components.store, hub: components.hub, cluster: components.cluster).addRoutes(
         to: authenticated)
     methods.learn(router.routes)

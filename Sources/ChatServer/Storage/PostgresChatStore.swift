@@ -721,6 +721,45 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         ).map(Self.message)
     }
 
+    public func searchMessages(
+        _ words: [String], in scope: SearchScope, before: MessageID?, limit: Int
+    ) async throws -> [SearchHit] {
+        let query = words.joined(separator: " ")
+        let (scopeColumn, scopeID): (String, Int64) =
+            switch scope {
+            case .chatsOf(let user): ("user_id", user.rawValue)
+            case .chat(let chat): ("chat_id", chat.rawValue)
+            }
+        let headline =
+            "StartSel=\(SearchHit.markStart), StopSel=\(SearchHit.markEnd), MaxWords=20, MinWords=8, "
+            + "MaxFragments=2, FragmentDelimiter=\" … \""
+        // The GIN index on message_search_vector(text) finds the matches (migration 0007). The
+        // snippet is stemmed as Russian, or as English when that marks nothing.
+        let rows = try await fetch(
+            """
+            WITH found AS (
+                SELECT \(unescaped: Self.messageColumns) FROM messages
+                WHERE message_search_vector(text) @@ message_search_query(\(query)) AND NOT deleted
+                  AND chat_id IN (SELECT chat_id FROM group_members WHERE \(unescaped: scopeColumn) = \(scopeID))
+                  AND id < \(before?.rawValue ?? Int64.max)
+                ORDER BY id DESC LIMIT \(limit)
+            ), marked AS (
+                SELECT found.*,
+                       ts_headline('russian', text, message_search_query(\(query)), \(headline)) AS russian,
+                       ts_headline('english', text, message_search_query(\(query)), \(headline)) AS english
+                FROM found
+            )
+            SELECT \(unescaped: Self.messageColumns),
+                   CASE WHEN strpos(russian, \(String(SearchHit.markStart))) > 0 THEN russian ELSE english END
+            FROM marked ORDER BY id DESC
+            """, as: (Int64, Int64, Int64, Int64, String?, String, Date, Int64?, Date?, Bool, Int64, String).self)
+        return rows.map { row in
+            SearchHit(
+                message: Self.message((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10)),
+                snippet: row.11)
+        }
+    }
+
     public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
         guard count >= 1 else { throw ChatError.invalidField("count", "must be at least 1") }
         let count = Int64(count)

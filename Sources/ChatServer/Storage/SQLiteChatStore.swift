@@ -703,6 +703,37 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         return try rows.map(Self.message)
     }
 
+    public func searchMessages(
+        _ words: [String], in scope: SearchScope, before: MessageID?, limit: Int
+    ) async throws -> [SearchHit] {
+        // Every word quoted: FTS5 reads the query as words that must all match, never as its
+        // operators (words hold only letters and digits anyway).
+        let match = words.map { "\"\($0)\"" }.joined(separator: " ")
+        let (scopeColumn, scopeID): (String, Int64) =
+            switch scope {
+            case .chatsOf(let user): ("user_id", user.rawValue)
+            case .chat(let chat): ("chat_id", chat.rawValue)
+            }
+        let columns = Self.messageColumns.split(separator: ", ").map { "m.\($0) AS \($0)" }.joined(separator: ", ")
+        let rows = try await read { connection in
+            try await connection.run(
+                """
+                SELECT \(columns),
+                       snippet(messages_search, 0, ?1, ?2, ' … ', 16) AS snippet
+                FROM messages_search JOIN messages m ON m.id = messages_search.rowid
+                WHERE messages_search MATCH ?3 AND m.deleted = 0
+                  AND m.chat_id IN (SELECT chat_id FROM group_members WHERE \(scopeColumn) = ?4)
+                  AND m.id < ?5
+                ORDER BY m.id DESC LIMIT ?6
+                """,
+                [
+                    .text(String(SearchHit.markStart)), .text(String(SearchHit.markEnd)), .text(match),
+                    .integer(Int(scopeID)), .integer(Int(before?.rawValue ?? Int64.max)), .integer(limit),
+                ])
+        }
+        return try rows.map { SearchHit(message: try Self.message($0), snippet: try $0.string("snippet")) }
+    }
+
     private static func message(_ row: SQLiteRow) throws -> Message {
         Message(
             id: MessageID(try row.int("id")), chatID: ChatID(try row.int("chat_id")), seq: try row.int("seq"),

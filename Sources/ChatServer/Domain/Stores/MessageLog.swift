@@ -22,6 +22,14 @@ public protocol MessageLog: Sendable {
     func message(_ id: MessageID) async throws -> Message?
     /// The chat of each of the messages `ids` that exists.
     func chats(ofMessages ids: Set<MessageID>) async throws -> [MessageID: ChatID]
+    /// Full-text search: the messages, deleted ones left out, of `scope` whose text has every
+    /// one of `words` (as the database's index understands words), newest first (by id),
+    /// before message `before` when given, at most `limit`.
+    /// - Returns: each message with a snippet of its text in which ``SearchHit/markStart`` and
+    ///   ``SearchHit/markEnd`` enclose the matched words.
+    func searchMessages(
+        _ words: [String], in scope: SearchScope, before: MessageID?, limit: Int
+    ) async throws -> [SearchHit]
     /// A page of a chat's messages in `seq` order.
     func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
     /// The messages after `afterSeq` (at most `limit`, in `seq` order) and the chat's members
