@@ -477,6 +477,10 @@ def run(server, alice, bob, artifacts):
         # A reloaded page shows the latest pages: consecutive seqs up to the new message.
         assert seqs and seqs == list(range(seqs[0], total + 2)), f"{window.label}: gap or repeat after the restore: {seqs}"
 
+    step("Bob searches from his chat list, from the keyboard: the chat opens at the message found, "
+         "with the history around it, and newer pages load as he scrolls down to the end")
+    check_search(bob, total + 1, artifacts)
+
     step("Alice adds Carol; Carol logs in in the second window and sees the whole history")
     alice.fill("#member-search", "Car")
     alice.wait(lambda: alice.finds('[aria-label="Add Carol"]'), "Carol is offered")
@@ -687,6 +691,36 @@ def run(server, alice, bob, artifacts):
     for window in (alice, bob):
         window.expect_no_alert()
 
+
+
+def check_search(window, last_seq, artifacts):
+    window.open("/")
+    window.wait(lambda: window.finds("#chat-list .chat-item"), "the chat list shows")
+    window.find("#search-text").send_keys("burst 7", Keys.ENTER)
+    window.wait(lambda: len(window.finds(".search-hit")) == 1, "one message has both words")
+    hit = window.find(".search-hit")
+    assert [mark.text for mark in hit.find_elements(By.CSS_SELECTOR, "mark")] == ["Burst", "7"], hit.text
+    assert "Weekend plans" in hit.text, hit.text
+    window.screenshot(artifacts, f"{window.label}-search")
+    window.js("arguments[0].focus()", hit)
+    window.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    window.wait(lambda: "#seq=" in window.driver.current_url and window.message("Burst message 7"),
+                "the chat opens at the message found")
+    window.wait(lambda: window.js("return document.querySelector('.message.highlight .text')?.textContent")
+                == "Burst message 7", "the message is highlighted")
+    found = window.message("Burst message 7")[0]
+    seqs = [seq for seq, _, _ in window.messages()]
+    assert seqs == list(range(seqs[0], seqs[-1] + 1)) and seqs[0] < found < seqs[-1] < last_seq, \
+        f"the history around it, not the chat's end: {seqs[0]}..{seqs[-1]} around {found}"
+    assert window.find("#jump-latest").is_displayed(), "the page offers the chat's end"
+    window.screenshot(artifacts, f"{window.label}-search-opened")
+
+    def scrolled_to_end():
+        window.js("const list = document.getElementById('messages'); list.scrollTop = list.scrollHeight")
+        return not window.find("#jump-latest").is_displayed()
+    window.wait(scrolled_to_end, "scrolling down loads newer pages up to the chat's end")
+    seqs = [seq for seq, _, _ in window.messages()]
+    assert seqs == list(range(seqs[0], last_seq + 1)), f"no gap on the way down: {seqs[0]}..{seqs[-1]}"
 
 
 # The message whose text is exactly arguments[0], on the chat page.

@@ -32,6 +32,7 @@ const view = {
   replyBar: document.getElementById("reply-bar"),
   replyQuote: document.getElementById("reply-quote"),
   replyCancel: document.getElementById("reply-cancel"),
+  jumpLatest: document.getElementById("jump-latest"),
 };
 
 const state = {
@@ -59,6 +60,12 @@ const state = {
   highestSeq: 0,
   reachedStart: false,
   loadingOlder: false,
+  /**
+   * The page shows older messages around one a search found (`#seq=N`), not the chat's end:
+   * newer ones load as the reader scrolls down, and live ones wait until the end is reached.
+   */
+  detached: false,
+  loadingNewer: false,
   historyError: null,
   catchingUp: false,
   /** My read marker as last sent or heard. */
@@ -149,11 +156,15 @@ async function showOriginal(id) {
     if (state.lowestSeq === before) break;
   }
   const shown = shownMessage(id);
-  if (!shown) return;
-  shown.node.scrollIntoView({ block: "center" });
-  shown.node.classList.add("highlight");
-  shown.node.querySelector(".bubble").focus();
-  setTimeout(() => shown.node.classList.remove("highlight"), 2000);
+  if (shown) highlight(shown.node);
+}
+
+/** Scrolls a message into the middle of the view, marks it for a moment and focuses it. */
+function highlight(node) {
+  node.scrollIntoView({ block: "center" });
+  node.classList.add("highlight");
+  node.querySelector(".bubble").focus({ preventScroll: true });
+  setTimeout(() => node.classList.remove("highlight"), 2000);
 }
 
 /**
@@ -357,6 +368,63 @@ async function loadLatest() {
   }
   await fillScreen();
 }
+
+/** `#seq=N` in the address: the message a search result opens the chat at, if it exists. */
+function requestedSeq() {
+  const match = /^#seq=(\d+)$/.exec(location.hash);
+  const seq = match ? Number(match[1]) : null;
+  return seq !== null && seq >= 1 && seq <= state.chat.last_seq ? seq : null;
+}
+
+/** Opens the chat at message `seq`: a page of history around it, the message highlighted. */
+async function loadAround(seq) {
+  const after = Math.max(0, seq - Math.floor(pageSize / 2) - 1);
+  const page = await api("GET", `/history/${chatId}?after_seq=${after}&limit=${pageSize}`);
+  for (const message of page) addMessage(message);
+  state.reachedStart = after === 0;
+  state.detached = state.highestSeq < state.chat.last_seq;
+  await loadMembershipEvents(state.reachedStart ? 0 : after + 1, state.detached ? state.highestSeq : null);
+  renderHistoryStatus();
+  renderDetached();
+  const shown = state.messages.get(seq);
+  if (shown) highlight(shown.node);
+  await fillScreen();
+}
+
+/** While detached: loads the page after the newest shown message; at the chat's end, goes live. */
+async function loadNewer() {
+  if (!state.detached || state.loadingNewer) return;
+  state.loadingNewer = true;
+  try {
+    const from = state.highestSeq;
+    const page = await api("GET", `/history/${chatId}?after_seq=${from}&limit=${pageSize}`);
+    for (const message of page) addMessage(message);
+    if (page.length < pageSize) {
+      // The end: live delivery resumes from here, with what changed meanwhile.
+      state.detached = false;
+      await loadMembershipEvents(from + 1);
+      catchUp(state.highestSeq, 0);
+    } else {
+      await loadMembershipEvents(from + 1, state.highestSeq);
+    }
+  } catch (error) {
+    view.historyStatus.textContent = `Could not load newer messages: ${error.message}`;
+  } finally {
+    state.loadingNewer = false;
+    renderDetached();
+  }
+}
+
+function renderDetached() {
+  view.jumpLatest.hidden = !state.detached;
+}
+
+/** Leaves the older messages for the chat's end: the page opens afresh without `#seq=`. */
+function jumpToLatest() {
+  location.replace(location.pathname);
+}
+
+view.jumpLatest.addEventListener("click", jumpToLatest);
 
 /** Loads the page before the oldest shown message, keeping what is on screen in place. */
 async function loadOlder() {
@@ -583,6 +651,8 @@ function sendComposer() {
   }
   queueSend(newClientId(), text, state.replyTo);
   endReply();
+  // A message goes at the chat's end: show the end (the send waits in sessionStorage).
+  if (state.detached) return jumpToLatest();
   view.text.value = "";
   renderCount();
   resizeComposer();
@@ -935,7 +1005,7 @@ function handleFrame(frame) {
       const chat = frame.chats.find((candidate) => candidate.id === chatId);
       if (!chat) return leave("You are no longer a member of this chat.");
       setMembers(chat.members);
-      if (chat.last_seq > state.highestSeq || chat.last_update > state.lastUpdate) {
+      if (!state.detached && (chat.last_seq > state.highestSeq || chat.last_update > state.lastUpdate)) {
         catchUp(chat.last_seq, frame.resume_limit);
       }
       resendPending();
@@ -946,7 +1016,8 @@ function handleFrame(frame) {
     case "message": {
       const follow = nearBottom() || frame.type === "ack";
       const message = frame.message;
-      if (message.chat_id !== chatId) return;
+      // Detached, the end of the chat is not shown: scrolling there loads it.
+      if (message.chat_id !== chatId || state.detached) return;
       if (message.sender_id === state.me.id) confirmSend(message);
       else if (addMessage(message)) clearTyping(message.sender_id);
       renderHistoryStatus();
@@ -1024,12 +1095,15 @@ async function start() {
   // Read before the history: every edit after it is in the history or comes on `resume`.
   state.lastUpdate = state.chat.last_update ?? 0;
   setMembers(state.chat.members);
-  await loadLatest();
-  for (const { clientId, text, replyTo } of JSON.parse(sessionStorage.getItem(pendingKey) ?? "[]")) {
-    queueSend(clientId, text, replyTo ?? null);
-  }
+  const unsent = JSON.parse(sessionStorage.getItem(pendingKey) ?? "[]");
+  // Unsent messages go at the chat's end, so the page shows the end while it has some.
+  const around = unsent.length ? null : requestedSeq();
+  if (around === null) await loadLatest();
+  else await loadAround(around);
+  for (const { clientId, text, replyTo } of unsent) queueSend(clientId, text, replyTo ?? null);
   view.scroller.addEventListener("scroll", () => {
     if (view.scroller.scrollTop < 200) loadOlder();
+    if (nearBottom()) loadNewer();
   });
   connection.start();
   resizeComposer();

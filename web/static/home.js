@@ -1,5 +1,6 @@
 // The chat list: every chat of the user with its last message and unread count, kept current
-// by the user's WebSocket; a form to create a chat; a form to change the password; log out.
+// by the user's WebSocket; message search; a form to create a chat; a form to change the
+// password; log out.
 import {
   api, el, showError, shortTime, longTime, logOut, LiveConnection, renderConnectionState, sessionEnded, checkFields,
   characterCount, inputLimits, passwordProblem, clearErrors,
@@ -15,7 +16,8 @@ function chatItem(chat) {
   const last = chat.last_message;
   // Who wrote it: "You" for mine; in a group, also the other person's name ("Arina: …").
   const author = last?.sender_id === me.id ? "You" : chat.chat_type === "GROUP" ? chat.last_sender_name : null;
-  const preview = last ? `${author ? `${author}: ` : ""}${last.text}` : "No messages yet";
+  const text = last?.deleted ? "Message deleted" : last?.text;
+  const preview = last ? `${author ? `${author}: ` : ""}${text}` : "No messages yet";
   const unread = chat.unread_count > 0
     ? el("span", { class: "badge", "aria-label": `${chat.unread_count} unread`, text: String(chat.unread_count) })
     : null;
@@ -47,9 +49,13 @@ function chatItem(chat) {
   );
 }
 
+/** Chat names by id, for search results. */
+const chatNames = new Map();
+
 async function refresh() {
   try {
     const chats = await api("GET", "/chats");
+    for (const chat of chats) chatNames.set(chat.id, chat.name);
     list.replaceChildren(...chats.map(chatItem));
     empty.hidden = chats.length > 0;
     showError(listError, null);
@@ -70,12 +76,94 @@ function refreshSoon() {
 
 const connection = new LiveConnection("/ws", {
   onFrame(frame) {
-    if (["ready", "message", "ack", "read", "member_added", "member_removed"].includes(frame.type)) refreshSoon();
+    const changes = ["ready", "message", "ack", "read", "message_updated", "member_added", "member_removed"];
+    if (changes.includes(frame.type)) refreshSoon();
   },
   onState: (state, delay) => renderConnectionState(document.getElementById("connection"), state, delay),
 });
 
 document.getElementById("logout").addEventListener("click", logOut);
+
+// ---- Search -----------------------------------------------------------------------------
+
+const searchForm = document.getElementById("search-form");
+const searchText = document.getElementById("search-text");
+const searchResults = document.getElementById("search-results");
+const searchMore = document.getElementById("search-more");
+const searchStatus = document.getElementById("search-status");
+const searchError = document.getElementById("search-error");
+/** The query shown and the cursor of its next page. */
+const searching = { query: "", next: null };
+
+/** A snippet from the server (escaped text, matches in <mark>) as nodes, without parsing HTML. */
+function snippetNodes(snippet) {
+  const entities = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"' };
+  const unescape = (text) => text.replace(/&(amp|lt|gt|quot);/g, (entity) => entities[entity]);
+  return snippet.split(/(<mark>.*?<\/mark>)/).filter(Boolean).map((part) =>
+    part.startsWith("<mark>") ? el("mark", { text: unescape(part.slice(6, -7)) }) : unescape(part));
+}
+
+function searchHit(message) {
+  const author = message.sender_id === me.id ? "You" : null;
+  return el(
+    "li",
+    {},
+    el(
+      "a",
+      { class: "search-hit", href: `/chat/${message.chat_id}#seq=${message.seq}` },
+      el(
+        "span",
+        { class: "chat-title" },
+        el("span", { class: "chat-name", dir: "auto", text: chatNames.get(message.chat_id) ?? "A chat" }),
+        el("time", { datetime: message.timestamp, title: longTime(message.timestamp), text: shortTime(message.timestamp) }),
+      ),
+      el("span", { class: "search-snippet", dir: "auto" }, author ? `${author}: ` : "", ...snippetNodes(message.snippet)),
+    ),
+  );
+}
+
+async function search(more) {
+  const query = more ? searching.query : searchText.value.trim();
+  if (!query) return clearSearch();
+  showError(searchError, null);
+  const params = new URLSearchParams({ q: query, limit: "20" });
+  if (more && searching.next !== null) params.set("before", String(searching.next));
+  try {
+    const page = await api("GET", `/search?${params}`);
+    if (!more) searchResults.replaceChildren();
+    searchResults.append(...page.messages.map(searchHit));
+    searching.query = query;
+    searching.next = page.next;
+    searchMore.hidden = page.next === null;
+    const count = searchResults.children.length;
+    searchStatus.hidden = false;
+    searchStatus.textContent = count === 0 ? "No messages found." : `${count}${page.next === null ? "" : "+"} found`;
+  } catch (error) {
+    if (error.status === 401) return sessionEnded();
+    showError(searchError, error.message);
+  }
+}
+
+function clearSearch() {
+  searchResults.replaceChildren();
+  searchMore.hidden = true;
+  searchStatus.hidden = true;
+  showError(searchError, null);
+  searching.query = "";
+  searching.next = null;
+}
+
+searchForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  search(false);
+});
+searchText.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") {
+    searchText.value = "";
+    clearSearch();
+  }
+});
+searchMore.addEventListener("click", () => search(true));
 
 const createForm = document.getElementById("create-form");
 createForm.addEventListener("submit", async (event) => {

@@ -30,12 +30,15 @@ extension ChatHub {
                         frame: FrameEncoding.encode(.messageUpdated(MessagePayload($0, isRead: markers.isRead($0))))
                     )
                 }
-                let heldBack = shard(chat).ordering.withLock {
+                let awaited = shard(chat).ordering.withLock {
                     $0.deliverUpdates(updated, in: chat, heldLimit: limits.heldFrames)
                 }
-                // The message itself is still on its way (a gap holds it): read again once it
-                // has had time to arrive.
-                if heldBack { try? await clock.sleep(for: limits.gapGrace) }
+                if let awaited {
+                    // The message itself is not delivered here yet, though it is committed: have
+                    // it read now, and read the updates again once it had time to arrive.
+                    committed(in: chat, upTo: awaited)
+                    try? await clock.sleep(for: limits.gapGrace)
+                }
             } catch {
                 logger.warning(
                     "Could not read a chat's updated messages; retrying",

@@ -187,21 +187,22 @@ struct ChatOrdering {
     /// Delivers updated messages read from the store, in `update_seq` order, to every
     /// subscriber. It stops before a message that has not been delivered itself yet (a gap
     /// holds it back): its update must not arrive before it.
-    /// - Returns: whether it stopped there; the rest is read again later.
+    /// - Returns: the `seq` of the message it stopped at, nil when it delivered them all; the
+    ///   rest is read again later.
     func deliverUpdates(
         _ updated: [(message: Message, frame: ByteBuffer)], in chat: ChatID, heldLimit: Int
-    ) -> Bool {
-        guard let channel = channels[chat] else { return false }
+    ) -> Int64? {
+        guard let channel = channels[chat] else { return nil }
         for (message, frame) in updated where message.updateSeq > channel.updates.delivered {
             channel.updates.known = max(channel.updates.known, message.updateSeq)
-            guard message.seq <= channel.top else { return true }
+            guard message.seq <= channel.top else { return message.seq }
             let version = MessageVersion(message: message.id, updateSeq: message.updateSeq)
             for subscription in channel.subscribers.values {
                 subscription.deliver(frame, seq: nil, version: version, heldLimit: heldLimit)
             }
             channel.updates.delivered = message.updateSeq
         }
-        return false
+        return nil
     }
 
     // MARK: Gaps

@@ -3,7 +3,7 @@ import ChatProtocol
 /// A `resume` from a live connection: the chat's live frames are held while what was missed
 /// is read from the store (the edits and deletions since `after_update`, the messages since
 /// `after_seq`), then the missed ones, what was held and `resumed` go out without gap or
-/// repeat (``ChatHub/endCatchUp(_:chat:afterSeq:frames:)``).
+/// repeat (``ChatHub/endCatchUp(_:chat:afterSeq:frames:versions:)``).
 /// The WebSocket layer parses the frame and writes the error; this type owns the steps between.
 public struct LiveResume: Sendable {
     /// Most messages one `resume` returns, and most updated ones; `ready` announces it as

@@ -16,9 +16,9 @@ public struct LiveSend: Sendable {
     }
 
     /// Queues `text` from `connection` into `chat` (answering `replyTo`, when given) and
-    /// returns once it is queued. Later,
-    /// where its batch commits, `finished` gets nil when it was stored and published (its
-    /// `ack` is on its way), or the error that kept it from being stored; it must not block.
+    /// returns once it is queued. Later, where its batch commits, `finished` gets nil when it
+    /// was stored and published (its `ack` is on its way), or the error that kept it from being
+    /// stored; it must not block.
     /// - Throws: when the send is refused before it was queued (a bad text or client id,
     ///   ``ChatError/overloaded(retryAfterMilliseconds:)``); then `finished` is never called.
     func send(
