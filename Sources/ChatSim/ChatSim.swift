@@ -21,7 +21,7 @@ struct ChatSim: AsyncParsableCommand {
         version: ProjectVersion.current,
         subcommands: [
             FanoutCommand.self, PairsCommand.self, HistoryCommand.self, ConnectionsCommand.self,
-            ReconnectCommand.self, MixedCommand.self,
+            ReconnectCommand.self, MixedCommand.self, SearchCommand.self,
         ])
 }
 
@@ -170,6 +170,32 @@ struct PairsCommand: AsyncParsableCommand {
         scenario.pace = sending.pace(or: scenario.pace)
         scenario.messageSize = sending.messageSize
         try await common.run(scenario, rateChange: sending.rateChange)
+    }
+}
+
+struct SearchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Fills many chats with made-up words, then times one-word and two-word searches over them.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "The server's DATABASE_URL: the chats are filled through the server's store.")
+    var databaseURL: String
+    @Option(help: "Messages to fill the chats with, in all.")
+    var messages = 1_000_000
+    @Option(help: "Chats the messages are spread over.")
+    var chats = 100
+    @Option(help: "Distinct words the texts are made of.")
+    var vocabulary = 2000
+    @Option(help: "Timed requests per query kind.")
+    var requests = 200
+
+    func run() async throws {
+        var scenario = SearchLatency(database: try DatabaseLocation(url: databaseURL))
+        scenario.messages = messages
+        scenario.chats = chats
+        scenario.vocabulary = vocabulary
+        scenario.requests = requests
+        try await common.run(scenario)
     }
 }
 

@@ -208,7 +208,7 @@ public struct HistoryDepths: Scenario {
             let user = try await simulation.registerUsers(1)[0]
             let chat = try await simulation.createChat(.group, named: "history \(simulation.run)", members: [user])
             let fillStart = ContinuousClock.now
-            try await fill(chat, from: user, log: options.log)
+            try await simulation.bulkFill([chat], with: messages, from: user, through: database, log: options.log)
             let fillSeconds = (ContinuousClock.now - fillStart).seconds
             let queries = [
                 "offset=0", "offset=\(messages / 2)", "offset=\(messages - pageSize)",
@@ -232,24 +232,6 @@ public struct HistoryDepths: Scenario {
                 latency: "history", p99: depths.map(\.latency.p99).max(), rate: "history requests/s",
                 perSecond: requestsPerSecond, options: options)
             return report
-        }
-    }
-
-    private func fill(_ chat: ChatID, from user: ServerAPI.User, log: @Sendable (String) -> Void) async throws {
-        var logger = Logger(label: "chatsim.store")
-        logger.logLevel = .warning
-        let store = try await makeStore(for: database, poolSize: 2, logger: logger)
-        guard let bulk = store as? any BulkMessageFill else {
-            throw SimulationError("\(database) cannot be filled in bulk")
-        }
-        try await withRunningStore(store) { _ in
-            var stored = 0
-            while stored < messages {
-                let count = min(100_000, messages - stored)
-                _ = try await bulk.appendGeneratedMessages(count, to: chat, from: user.id)
-                stored += count
-                log("filled \(stored) of \(messages) messages")
-            }
         }
     }
 

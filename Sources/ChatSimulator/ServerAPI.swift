@@ -56,6 +56,13 @@ struct ServerAPI: Sendable {
             .decode([MessagePayload].self, expecting: .ok, doing: "reading the newest messages")
     }
 
+    /// `GET /search`: how many results the first page of `query` held.
+    func search(_ query: String, limit: Int, as user: User) async throws -> Int {
+        let escaped = query.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+        return try await send(.GET, "/search?q=\(escaped)&limit=\(limit)", token: user.token)
+            .decode(SearchResultsPayload.self, expecting: .ok, doing: "searching \(query)").messages.count
+    }
+
     /// `PATCH /messages/{id}`: the sender's new text.
     func editMessage(_ id: MessageID, text: String, as user: User) async throws {
         _ = try await send(.PATCH, "/messages/\(id)", json: EditMessageRequest(text: text), token: user.token)

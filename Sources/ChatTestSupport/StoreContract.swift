@@ -664,6 +664,18 @@ public enum StoreContract {
             _ = try await bulk.appendGeneratedMessages(0, to: chat.id, from: creator.id)
         }
         try await require(try await store.chat(chat.id, member: creator.id)?.lastSeq == 1002, "refusals change nothing")
+        let words = ["alpha", "бета", "gamma", "дельта", "epsilon"]
+        try await require(
+            try await bulk.appendGeneratedMessages(3, to: chat.id, from: creator.id, words: words) == 1005,
+            "generated from words")
+        let worded = try await store.messages(in: chat.id, .after(seq: 1002, limit: 3))
+        for message in worded {
+            let expected = (1...Int64(generatedWordsPerMessage)).map {
+                words[generatedWordIndex(seq: message.seq, position: $0, count: words.count)]
+            }
+            try await require(
+                message.text == expected.joined(separator: " "), "the words the formula picks: \(message.text)")
+        }
     }
 
     static func summaries(_ store: any ChatStore) async throws {

@@ -89,6 +89,25 @@ import Testing
         }
     }
 
+    @Test func search() async throws {
+        try await TestApp.run(testing: .live) { api in
+            var scenario = SearchLatency(database: api.database)
+            scenario.messages = 2000
+            scenario.chats = 4
+            scenario.vocabulary = 50
+            scenario.requests = 5
+            let report = try await scenario.run(try options(api))
+            expectClean(report)
+            #expect(report.latencies["search_one_word"]?.count == 5 && report.latencies["search_two_words"]?.count == 5)
+            #expect(report.notes.contains("search_one_word: 20.0 results a page on average"), "\(report.notes)")
+        }
+    }
+
+    @Test func searchWordsAreDistinct() {
+        let words = SearchLatency.words(2000)
+        #expect(Set(words).count == 2000 && words[0] == "kakaka" && words[1] == "какака")
+    }
+
     @Test func history() async throws {
         try await TestApp.run(testing: .live) { api in
             var scenario = HistoryDepths(database: api.database)

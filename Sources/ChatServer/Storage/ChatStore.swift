@@ -43,12 +43,34 @@ public protocol ChatStore: AccountStore, ChatDirectory, MessageLog, Service {
 
 /// The bulk path `chatsim history` fills a chat with, outside the production interfaces.
 public protocol BulkMessageFill: Sendable {
-    /// Stores `count` generated messages (`"message <seq>"`, no client id) from `sender` at
-    /// the chat's next `seq`s in one transaction: the bulk path `chatsim history` fills a
-    /// chat with. Publishes nothing, so run it before clients follow the chat.
+    /// Stores `count` generated messages (no client id) from `sender` at the chat's next
+    /// `seq`s in one transaction: the bulk path `chatsim history` and `chatsim search` fill a
+    /// chat with. Each text is `"message <seq>"`, or with `words` given,
+    /// ``generatedWordsPerMessage`` of them picked by the message's `seq` and position
+    /// (``generatedWordIndex(seq:position:count:)``). Publishes nothing, so run it before
+    /// clients follow the chat.
     /// - Returns: the chat's new last `seq`.
     /// - Throws: ``ChatError/notAMember`` when the sender is not a member.
-    func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64
+    func appendGeneratedMessages(
+        _ count: Int, to chat: ChatID, from sender: UserID, words: [String]
+    ) async throws -> Int64
+}
+
+extension BulkMessageFill {
+    /// `"message <seq>"` texts.
+    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
+        try await appendGeneratedMessages(count, to: chat, from: sender, words: [])
+    }
+}
+
+/// Words in each generated text made of words.
+public let generatedWordsPerMessage = 8
+
+/// Which of `count` words a generated text has at `position` (1...8): a fixed scramble of
+/// `seq` and `position`, computed the same way in SQL by both stores and small enough for
+/// SQLite's 64-bit integers.
+public func generatedWordIndex(seq: Int64, position: Int64, count: Int) -> Int {
+    Int(((seq * 7919 + position * 104_729) % 4_294_967_291) * 48_271 % 2_147_483_647 % Int64(count))
 }
 
 /// Row counts reported by the admin sync endpoint.

@@ -760,7 +760,9 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         }
     }
 
-    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
+    public func appendGeneratedMessages(
+        _ count: Int, to chat: ChatID, from sender: UserID, words: [String]
+    ) async throws -> Int64 {
         guard count >= 1 else { throw ChatError.invalidField("count", "must be at least 1") }
         let count = Int64(count)
         // One statement: the chat row's lock hands out `count` seqs at once and
@@ -775,9 +777,13 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                 RETURNING last_seq
             ), inserted AS (
                 INSERT INTO messages (chat_id, seq, sender_id, text)
-                SELECT \(chat.rawValue), next.last_seq - \(count) + n, \(sender.rawValue),
-                       'message ' || (next.last_seq - \(count) + n)
-                FROM next, generate_series(1, \(count)) AS n
+                SELECT \(chat.rawValue), seq, \(sender.rawValue),
+                       CASE WHEN cardinality(\(words)::text[]) = 0 THEN 'message ' || seq ELSE (
+                           SELECT string_agg((\(words)::text[])[1 + ((seq * 7919 + position * 104729)
+                               % 4294967291) * 48271 % 2147483647 % cardinality(\(words)::text[])], ' ' ORDER BY position)
+                           FROM generate_series(1, \(Int64(generatedWordsPerMessage))) AS position)
+                       END
+                FROM next, generate_series(next.last_seq - \(count) + 1, next.last_seq) AS seq
             )
             SELECT last_seq FROM next
             """, as: Int64.self)

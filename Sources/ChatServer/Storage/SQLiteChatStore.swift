@@ -606,8 +606,11 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         }
     }
 
-    public func appendGeneratedMessages(_ count: Int, to chat: ChatID, from sender: UserID) async throws -> Int64 {
+    public func appendGeneratedMessages(
+        _ count: Int, to chat: ChatID, from sender: UserID, words: [String]
+    ) async throws -> Int64 {
         guard count >= 1 else { throw ChatError.invalidField("count", "must be at least 1") }
+        let wordList = String(decoding: try JSONEncoder().encode(words), as: UTF8.self)
         return try await writeTransaction { connection in
             let chat = SQLiteData.integer(Int(chat.rawValue))
             let sender = SQLiteData.integer(Int(sender.rawValue))
@@ -620,9 +623,19 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
             _ = try await connection.run(
                 """
                 INSERT INTO messages (chat_id, seq, sender_id, text)
-                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-                SELECT ?2, ?3 + i, ?4, 'message ' || (?3 + i) FROM n
-                """, [.integer(count), chat, .integer(Int(last) - count), sender])
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1),
+                position(p) AS (SELECT 1 UNION ALL SELECT p + 1 FROM position WHERE p < ?6)
+                SELECT ?2, ?3 + i, ?4, CASE WHEN json_array_length(?5) = 0 THEN 'message ' || (?3 + i) ELSE (
+                    SELECT group_concat(word, ' ') FROM (
+                        SELECT json_extract(?5, '$[' || (((?3 + i) * 7919 + p * 104729) % 4294967291 * 48271
+                            % 2147483647 % json_array_length(?5)) || ']') AS word
+                        FROM position ORDER BY p)
+                ) END FROM n
+                """,
+                [
+                    .integer(count), chat, .integer(Int(last) - count), sender, .text(wordList),
+                    .integer(generatedWordsPerMessage),
+                ])
             return last
         }
     }
