@@ -116,6 +116,7 @@ extension Simulation {
                     log("filled \(stored) of \(count) messages")
                 }
             }
+            try await bulk.refreshStatistics()
         }
     }
 }

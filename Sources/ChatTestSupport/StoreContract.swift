@@ -668,6 +668,7 @@ public enum StoreContract {
         try await require(
             try await bulk.appendGeneratedMessages(3, to: chat.id, from: creator.id, words: words) == 1005,
             "generated from words")
+        try await bulk.refreshStatistics()
         let worded = try await store.messages(in: chat.id, .after(seq: 1002, limit: 3))
         for message in worded {
             let expected = (1...Int64(generatedWordsPerMessage)).map {

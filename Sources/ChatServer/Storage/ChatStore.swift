@@ -54,6 +54,10 @@ public protocol BulkMessageFill: Sendable {
     func appendGeneratedMessages(
         _ count: Int, to chat: ChatID, from sender: UserID, words: [String]
     ) async throws -> Int64
+    /// Refreshes the planner's statistics after a bulk fill (`ANALYZE`), as the database's own
+    /// maintenance would soon after so many new rows: a benchmark then measures the plans a
+    /// running server gets, not the ones for an empty table.
+    func refreshStatistics() async throws
 }
 
 extension BulkMessageFill {

@@ -606,6 +606,10 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         }
     }
 
+    public func refreshStatistics() async throws {
+        try await write { connection in _ = try await connection.run("ANALYZE") }
+    }
+
     public func appendGeneratedMessages(
         _ count: Int, to chat: ChatID, from sender: UserID, words: [String]
     ) async throws -> Int64 {
