@@ -270,8 +270,7 @@ struct ReconnectCommand: AsyncParsableCommand {
 struct MixedCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mixed",
-        abstract:
-            "Groups and private chats with typing, read receipts, history reads, edits, deletions and reconnects.")
+        abstract: "Groups and private chats: typing, read receipts, history, edits, deletions, search, reconnects.")
     @OptionGroup var common: CommonOptions
     @Option(help: "Users (an even number), each with one connection.")
     var users = Mixed().users
@@ -289,6 +288,8 @@ struct MixedCommand: AsyncParsableCommand {
     var changes = Mixed().changesPerSecond
     @Option(help: "The share of those changes that are deletions, from 0 to 1.")
     var deleteShare = Mixed().deleteShare
+    @Option(help: "Searches a second (0: none).")
+    var searches = Mixed().searchesPerSecond
 
     func run() async throws {
         var scenario = Mixed()
@@ -300,6 +301,7 @@ struct MixedCommand: AsyncParsableCommand {
         scenario.reconnectsPerSecond = reconnects
         scenario.changesPerSecond = changes
         scenario.deleteShare = deleteShare
+        scenario.searchesPerSecond = searches
         try await common.run(scenario)
     }
 }

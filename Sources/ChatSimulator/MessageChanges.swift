@@ -54,6 +54,34 @@ extension Simulation {
         return latency.totalCount > 0 ? ["edit_or_delete": .init(microseconds: latency)] : [:]
     }
 
+    /// Searches the messages of a random device's user for a word of a message they sent,
+    /// `perSecond` times a second until `end`.
+    func searchMessages(
+        devices: [Device], chatsOfUser: [[ChatID]], perSecond: Double, until end: ContinuousClock.Instant
+    ) async -> [String: Report.LatencySummary] {
+        guard perSecond > 0 else { return [:] }
+        var random = SplitMix64(seed: options.seed &+ 3)
+        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var next = ContinuousClock.now
+        while next < end {
+            try? await Task.sleep(until: next, clock: .continuous)
+            next += .seconds(1 / perSecond)
+            let index = Int.random(in: 0..<devices.count, using: &random)
+            let user = devices[index].user
+            let chat = chatsOfUser[index].randomElement(using: &random)!
+            do {
+                let page = try await api.latestMessages(of: chat, limit: 5, as: user)
+                guard let word = page.randomElement(using: &random)?.text.split(separator: " ").first else { continue }
+                let start = monotonicNanoseconds()
+                _ = try await api.search(String(word), limit: 20, as: user)
+                _ = latency.record((monotonicNanoseconds() - start) / 1000)
+            } catch {
+                options.log("a search failed: \(error)")
+            }
+        }
+        return latency.totalCount > 0 ? ["search": .init(microseconds: latency)] : [:]
+    }
+
     /// The server's final state of every changed message of the chats `changes` names, read
     /// from history once the run has drained: per chat, `(seq, update_seq)` by message id.
     func finalVersions(of changes: MessageChanges) async throws -> [Int64: [Int64: (seq: Int64, updateSeq: Int64)]] {

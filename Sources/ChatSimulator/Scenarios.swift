@@ -111,8 +111,8 @@ public struct Pairs: Scenario {
 
 /// `mixed`: everyday use. Every user is in one group and one private chat, sends to them in
 /// turn at a modest rate with `typing` first, and marks what arrives as read once a second per
-/// chat; meanwhile history pages are read, messages are edited and deleted, and devices drop
-/// and reconnect with `resume`. The check adds that every device ends with every changed
+/// chat; meanwhile history pages are read, messages are edited, deleted and searched, and
+/// devices drop and reconnect with `resume`. The check adds that every device ends with every changed
 /// message in the server's final state.
 public struct Mixed: Scenario {
     public static let name = "mixed"
@@ -127,6 +127,8 @@ public struct Mixed: Scenario {
     public var changesPerSecond = 2.0
     /// The share of the changes that are deletions.
     public var deleteShare = 0.25
+    /// Searches a second.
+    public var searchesPerSecond = 2.0
 
     public init() {}
 
@@ -135,7 +137,7 @@ public struct Mixed: Scenario {
             "users": "\(users)", "group_size": "\(groupSize)", "rate": format(rate), "message_size": "\(messageSize)",
             "history_reads_per_second": format(historyReadsPerSecond),
             "reconnects_per_second": format(reconnectsPerSecond), "changes_per_second": format(changesPerSecond),
-            "delete_share": format(deleteShare),
+            "delete_share": format(deleteShare), "searches_per_second": format(searchesPerSecond),
         ]
     }
 
@@ -143,8 +145,8 @@ public struct Mixed: Scenario {
         guard users >= 2, users.isMultiple(of: 2) else { throw SimulationError("mixed needs an even number of users") }
         guard groupSize >= 2 else { throw SimulationError("the group size must be at least 2") }
         try Pace.rate(rate).validate()
-        guard changesPerSecond >= 0, (0...1).contains(deleteShare) else {
-            throw SimulationError("changes must be 0 or more a second, and the delete share from 0 to 1")
+        guard changesPerSecond >= 0, (0...1).contains(deleteShare), searchesPerSecond >= 0 else {
+            throw SimulationError("changes and searches must be 0 or more a second, the delete share from 0 to 1")
         }
         return try await Simulation.with(options) { simulation in
             let accounts = try await simulation.registerUsers(users)
@@ -172,7 +174,11 @@ public struct Mixed: Scenario {
                 async let changed = simulation.changeMessages(
                     changes, devices: devices, chatsOfUser: chatsOfUser, perSecond: changesPerSecond,
                     deleteShare: deleteShare, until: end)
-                return await history.merging(reconnects) { first, _ in first }.merging(changed) { first, _ in first }
+                async let searches = simulation.searchMessages(
+                    devices: devices, chatsOfUser: chatsOfUser, perSecond: searchesPerSecond, until: end)
+                return await [history, reconnects, changed, searches].reduce(into: [:]) { all, part in
+                    all.merge(part) { first, _ in first }
+                }
             }
         }
     }

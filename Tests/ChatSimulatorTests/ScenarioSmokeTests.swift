@@ -81,11 +81,13 @@ import Testing
             scenario.reconnectsPerSecond = 3
             scenario.changesPerSecond = 10
             scenario.deleteShare = 0.3
+            scenario.searchesPerSecond = 5
             let report = try await scenario.run(try options(api))
             expectClean(report)
             #expect(report.latencies["history"] != nil)
             #expect(report.latencies["reconnect"] != nil)
             #expect(report.latencies["edit_or_delete"] != nil, "messages were changed, and every device converged")
+            #expect(report.latencies["search"] != nil)
         }
     }
 

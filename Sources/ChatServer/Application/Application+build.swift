@@ -162,8 +162,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     users.addRoutes(to: authenticated)
     auth.addRoutes(to: authenticated)
     ChatController(chats: components.chats, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
-    MessageController(editing: components.editing, search: components.search, maxBodyBytes: config.maxBodyBytes)
-        .addRoutes(to: authenticated)
+    MessageController(editing: components.editing, maxBodyBytes: config.maxBodyBytes).addRoutes(to: authenticated)
+    SearchController(search: components.search).addRoutes(to: authenticated)
     AdminController(store: components.store, hub: components.hub, cluster: components.cluster).addRoutes(
         to: authenticated)
     methods.learn(router.routes)
