@@ -1,5 +1,4 @@
 import ChatProtocol
-import Histogram
 import Synchronization
 
 /// Edits and deletions during a run (`mixed`): the chats whose messages were changed, each with
@@ -22,14 +21,8 @@ extension Simulation {
         _ changes: MessageChanges, devices: [Device], chatsOfUser: [[ChatID]], perSecond: Double, deleteShare: Double,
         until end: ContinuousClock.Instant
     ) async -> [String: Report.LatencySummary] {
-        guard perSecond > 0 else { return [:] }
-        var random = SplitMix64(seed: options.seed &+ 2)
-        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
-        var next = ContinuousClock.now
         var number = 0
-        while next < end {
-            try? await Task.sleep(until: next, clock: .continuous)
-            next += .seconds(1 / perSecond)
+        return await paced("edit_or_delete", perSecond: perSecond, seed: options.seed &+ 2, until: end) { random in
             let index = Int.random(in: 0..<devices.count, using: &random)
             let user = devices[index].user
             let chat = chatsOfUser[index].randomElement(using: &random)!
@@ -37,7 +30,7 @@ extension Simulation {
             do {
                 let page = try await api.latestMessages(of: chat, limit: 20, as: user)
                 guard let target = page.filter({ $0.senderID == user.id && !$0.deleted }).randomElement(using: &random)
-                else { continue }
+                else { return nil }
                 number += 1
                 let start = monotonicNanoseconds()
                 if deletes {
@@ -45,41 +38,37 @@ extension Simulation {
                 } else {
                     try await api.editMessage(target.id, text: "edited by chatsim \(number)", as: user)
                 }
-                _ = latency.record((monotonicNanoseconds() - start) / 1000)
                 changes.record(chat, member: user)
+                return (monotonicNanoseconds() - start) / 1000
             } catch {
                 options.log("a message change failed: \(error)")
+                return nil
             }
         }
-        return latency.totalCount > 0 ? ["edit_or_delete": .init(microseconds: latency)] : [:]
     }
 
-    /// Searches the messages of a random device's user for a word of a message they sent,
-    /// `perSecond` times a second until `end`.
+    /// Searches the chats of a random device's user for a word of one of a chat's newest
+    /// messages, `perSecond` times a second until `end`.
     func searchMessages(
         devices: [Device], chatsOfUser: [[ChatID]], perSecond: Double, until end: ContinuousClock.Instant
     ) async -> [String: Report.LatencySummary] {
-        guard perSecond > 0 else { return [:] }
-        var random = SplitMix64(seed: options.seed &+ 3)
-        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
-        var next = ContinuousClock.now
-        while next < end {
-            try? await Task.sleep(until: next, clock: .continuous)
-            next += .seconds(1 / perSecond)
+        await paced("search", perSecond: perSecond, seed: options.seed &+ 3, until: end) { random in
             let index = Int.random(in: 0..<devices.count, using: &random)
             let user = devices[index].user
             let chat = chatsOfUser[index].randomElement(using: &random)!
             do {
                 let page = try await api.latestMessages(of: chat, limit: 5, as: user)
-                guard let word = page.randomElement(using: &random)?.text.split(separator: " ").first else { continue }
+                guard let word = page.randomElement(using: &random)?.text.split(separator: " ").first else {
+                    return nil
+                }
                 let start = monotonicNanoseconds()
                 _ = try await api.search(String(word), limit: 20, as: user)
-                _ = latency.record((monotonicNanoseconds() - start) / 1000)
+                return (monotonicNanoseconds() - start) / 1000
             } catch {
                 options.log("a search failed: \(error)")
+                return nil
             }
         }
-        return latency.totalCount > 0 ? ["search": .init(microseconds: latency)] : [:]
     }
 
     /// The server's final state of every changed message of the chats `changes` names, read

@@ -114,43 +114,48 @@ extension Simulation {
         }
     }
 
+    /// Runs `step` `perSecond` times a second until `end`, its random choices seeded with
+    /// `seed`, and reports the microseconds each step returns under `name` (a step that returns
+    /// nil measured nothing).
+    func paced(
+        _ name: String, perSecond: Double, seed: UInt64, until end: ContinuousClock.Instant,
+        _ step: (inout SplitMix64) async -> UInt64?
+    ) async -> [String: Report.LatencySummary] {
+        guard perSecond > 0 else { return [:] }
+        var random = SplitMix64(seed: seed)
+        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var next = ContinuousClock.now
+        while next < end {
+            try? await Task.sleep(until: next, clock: .continuous)
+            next += .seconds(1 / perSecond)
+            if let microseconds = await step(&random) { _ = latency.record(microseconds) }
+        }
+        return latency.totalCount > 0 ? [name: .init(microseconds: latency)] : [:]
+    }
+
     /// Reads a newest history page of a random chat of a random device's user, `perSecond`
     /// times a second until `end`.
     func readHistory(
         chatsOfUser: [[ChatID]], devices: [Device], perSecond: Double, until end: ContinuousClock.Instant
     ) async -> [String: Report.LatencySummary] {
-        guard perSecond > 0 else { return [:] }
-        var random = SplitMix64(seed: options.seed)
-        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
-        var next = ContinuousClock.now
-        while next < end {
-            try? await Task.sleep(until: next, clock: .continuous)
+        await paced("history", perSecond: perSecond, seed: options.seed, until: end) { random in
             let index = Int.random(in: 0..<devices.count, using: &random)
             let chat = chatsOfUser[index].randomElement(using: &random)!
             let start = monotonicNanoseconds()
-            if (try? await api.history(of: chat, query: "limit=50", as: devices[index].user)) != nil {
-                _ = latency.record((monotonicNanoseconds() - start) / 1000)
-            } else {
+            guard (try? await api.history(of: chat, query: "limit=50", as: devices[index].user)) != nil else {
                 options.log("a history read failed")
+                return nil
             }
-            next += .seconds(1 / perSecond)
+            return (monotonicNanoseconds() - start) / 1000
         }
-        return latency.totalCount > 0 ? ["history": .init(microseconds: latency)] : [:]
     }
 
     /// Drops a random non-sending device's connection and reconnects it, `perSecond` times a
     /// second until `end`.
     func churn(
         _ devices: [Device], perSecond: Double, until end: ContinuousClock.Instant
-    ) async -> [String: Report
-        .LatencySummary]
-    {
-        guard perSecond > 0 else { return [:] }
-        var random = SplitMix64(seed: options.seed &+ 1)
-        var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
-        var next = ContinuousClock.now
-        while next < end {
-            try? await Task.sleep(until: next, clock: .continuous)
+    ) async -> [String: Report.LatencySummary] {
+        await paced("reconnect", perSecond: perSecond, seed: options.seed &+ 1, until: end) { random in
             let device = devices.randomElement(using: &random)!
             let start = monotonicNanoseconds()
             await device.drop()
@@ -158,13 +163,12 @@ extension Simulation {
                 try await device.connect(
                     to: endpoint(for: device), from: sourceAddress(for: device.index, of: devices.count))
                 try await catchUp(device)
-                _ = latency.record((monotonicNanoseconds() - start) / 1000)
+                return (monotonicNanoseconds() - start) / 1000
             } catch {
                 device.progress.failure.withLock { $0 = "reconnecting: \(error)" }
+                return nil
             }
-            next += .seconds(1 / perSecond)
         }
-        return latency.totalCount > 0 ? ["reconnect": .init(microseconds: latency)] : [:]
     }
 
     /// Reconnects a device whose connection ended unasked, in the background; `settle` waits

@@ -97,8 +97,8 @@ const searching = { query: "", next: null };
 
 /** A snippet from the server (escaped text, matches in <mark>) as nodes, without parsing HTML. */
 function snippetNodes(snippet) {
-  const entities = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"' };
-  const unescape = (text) => text.replace(/&(amp|lt|gt|quot);/g, (entity) => entities[entity]);
+  const entities = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'" };
+  const unescape = (text) => text.replace(/&(amp|lt|gt|quot|#39);/g, (entity) => entities[entity]);
   return snippet.split(/(<mark>.*?<\/mark>)/).filter(Boolean).map((part) =>
     part.startsWith("<mark>") ? el("mark", { text: unescape(part.slice(6, -7)) }) : unescape(part));
 }

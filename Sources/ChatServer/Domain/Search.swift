@@ -25,19 +25,8 @@ public struct SearchHit: Sendable, Equatable {
 
     /// The snippet as the API gives it: HTML-escaped text with the matched words in `<mark>`.
     public var markedSnippet: String {
-        var html = ""
-        for character in snippet {
-            switch character {
-            case "&": html += "&amp;"
-            case "<": html += "&lt;"
-            case ">": html += "&gt;"
-            case "\"": html += "&quot;"
-            case Self.markStart: html += "<mark>"
-            case Self.markEnd: html += "</mark>"
-            default: html.append(character)
-            }
-        }
-        return html
+        snippet.htmlEscaped.replacingOccurrences(of: String(Self.markStart), with: "<mark>")
+            .replacingOccurrences(of: String(Self.markEnd), with: "</mark>")
     }
 }
 

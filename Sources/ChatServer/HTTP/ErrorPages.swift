@@ -44,8 +44,8 @@ struct ErrorPages: Sendable {
     /// The page's HTML: a title a person understands, the API's message (as text), the status.
     func html(for error: APIError) -> String {
         let (title, message) = Self.wording(for: error)
-        return template.replacingOccurrences(of: "{{title}}", with: Self.escaped(title))
-            .replacingOccurrences(of: "{{message}}", with: Self.escaped(message))
+        return template.replacingOccurrences(of: "{{title}}", with: title.htmlEscaped)
+            .replacingOccurrences(of: "{{message}}", with: message.htmlEscaped)
             .replacingOccurrences(of: "{{status}}", with: "\(error.status.code)")
     }
 
@@ -66,20 +66,5 @@ struct ErrorPages: Sendable {
         case .internalServerError: ("Something went wrong", error.message)
         default: (error.status.reasonPhrase, error.message)
         }
-    }
-
-    private static func escaped(_ text: String) -> String {
-        var escaped = ""
-        for character in text {
-            switch character {
-            case "&": escaped += "&amp;"
-            case "<": escaped += "&lt;"
-            case ">": escaped += "&gt;"
-            case "\"": escaped += "&quot;"
-            case "'": escaped += "&#39;"
-            default: escaped.append(character)
-            }
-        }
-        return escaped
     }
 }
