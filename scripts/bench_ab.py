@@ -34,6 +34,8 @@ SCENARIOS = {
     "fanout 500 msg/s": (["fanout", *FANOUT, "--rate", "50"],
                          ["fanout", "--users", "20", "--senders", "4", "--rate", "25", "--warmup", "1",
                           "--duration", "3"]),
+    "history paging": (["history", "--messages", "1000000", "--page-size", "100", "--requests", "200"],
+                       ["history", "--messages", "20000", "--requests", "20"]),
     "connections": (["connections", "--connections", "19000", "--duration", "10"],
                     ["connections", "--connections", "1000", "--duration", "2"]),
     "reconnect": (["reconnect", "--users", "5000", "--chat-size", "50", "--rate", "2", "--warmup", "3",
@@ -41,6 +43,8 @@ SCENARIOS = {
                   ["reconnect", "--users", "300", "--chat-size", "30", "--rate", "2", "--warmup", "1",
                    "--duration", "2"]),
 }
+# Scenarios that fill their database through the store before they measure.
+FILLED = {"history"}
 LIMIT_ARGUMENTS = (["50", "10", "10", "20"], ["20", "4", "10", "3"])
 
 
@@ -80,8 +84,9 @@ def run_one(chatsim, server_binary, postgres, workdir, environment, scenario, ar
     server = Server(server_binary, database_url, workdir, name, environment)
     json_path = os.path.join(results, f"{name}.json")
     try:
+        filled = ["--database-url", database_url] if arguments[0] in FILLED else []
         command = [chatsim, arguments[0], "--url", server.url, "--seed", "1", "--json", json_path, *arguments[1:],
-                   "--server-pid", str(server.process.pid), "--server-pid", str(postgres.pid)]
+                   *filled, "--server-pid", str(server.process.pid), "--server-pid", str(postgres.pid)]
         return chatsim_report(command, json_path, name)
     finally:
         server.stop()
@@ -95,6 +100,12 @@ def figures(scenario, report):
         return {"delivered frames/s": report["rates"]["delivered_frames_per_second"],
                 "server CPU µs per delivered frame": server.get("cpu_microseconds_per_delivered_frame"),
                 "p99 send→delivery ms": p99}
+    if scenario == "history paging":
+        depths = {depth["query"].split("&")[0]: depth["latency"] for depth in report.get("history") or []}
+        deepest = [latency for query, latency in depths.items() if query.startswith("offset=") and query != "offset=0"]
+        return {"p50 ms, newest page (offset=0)": (depths.get("offset=0") or {}).get("p50"),
+                "p50 ms, deepest offset": deepest[-1]["p50"] if deepest else None,
+                "p99 ms, worst depth": max((latency["p99"] for latency in depths.values()), default=None)}
     if scenario == "connections":
         cost = report.get("connections") or {}
         per = cost.get("server_rss_bytes_per_connection")
@@ -191,7 +202,9 @@ def main(baseline_ref, limit_script, quick, server_environment):
         postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     commands = [f"chatsim {' '.join(arguments[1 if quick else 0][:1])} --url http://127.0.0.1:PORT --seed 1 "
-                f"{' '.join(arguments[1 if quick else 0][1:])} --server-pid <chat-server> --server-pid <postmaster>"
+                f"{' '.join(arguments[1 if quick else 0][1:])}"
+                f"{' --database-url postgres://…/DATABASE' if arguments[0][0] in FILLED else ''}"
+                " --server-pid <chat-server> --server-pid <postmaster>"
                 for arguments in SCENARIOS.values()]
     limit_command = "../shared/bench-limit/run " + " ".join(LIMIT_ARGUMENTS[1 if quick else 0])
     with open(os.path.join(results, "summary.json"), "w") as file:
