@@ -15,7 +15,8 @@ struct ChatSim: AsyncParsableCommand {
             Every scenario registers its own users (bcrypt makes that slow: run the server with \
             CHAT_BCRYPT_COST=4 for load tests), raise the server's CHAT_WS_SEND_RATE and \
             CHAT_WS_SEND_BURST for the sending scenarios, and exits with status 1 when a \
-            correctness check fails or a --max-p99-ms / --min-rate threshold is missed. \
+            correctness check fails, a --max-p99-ms / --min-rate threshold is missed, or the \
+            server throttled the run (THROTTLED; --allow-throttling accepts it). \
             See docs/benchmarks.md.
             """,
         version: ProjectVersion.current,
@@ -37,6 +38,8 @@ struct CommonOptions: ParsableArguments {
     var warmup = 3.0
     @Option(help: "Seconds measured.")
     var duration = 20.0
+    @Option(help: "Seconds to wait for the server to be ready (it may be starting).")
+    var waitForServer = 10.0
     @Option(help: "Seed for the random choices (jitter, churn, history reads).")
     var seed: UInt64?
     @Option(help: "New connections a second while connecting devices (0: no limit).")
@@ -60,11 +63,18 @@ struct CommonOptions: ParsableArguments {
             "Reconnect and resume whenever a connection ends unasked, and repeat sends refused with storage_unavailable.",
             discussion: "For runs during which the server or its database is made to fail (scripts/fault-runs)."))
     var rideOut = false
-    @Flag(help: "Print no progress lines.")
+    @Flag(
+        help: ArgumentHelp(
+            "Let a run pass although the server throttled it.",
+            discussion: "Without it, a run in which the server refused more than 1% of the sends as rate_limited "
+                + "or storage_unavailable is THROTTLED, not PASSED: it measured the server's limits."))
+    var allowThrottling = false
+    @Flag(help: "Print no progress lines (on a terminal, a live one is rewritten once a second).")
     var quiet = false
 
     func validate() throws {
         guard warmup >= 0, duration > 0 else { throw ValidationError("--warmup must be ≥ 0 and --duration > 0") }
+        guard waitForServer >= 0 else { throw ValidationError("--wait-for-server must be ≥ 0") }
         guard connectRate >= 0 else { throw ValidationError("--connect-rate must be ≥ 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let sourceAddresses, !(1...254).contains(sourceAddresses) {
@@ -80,13 +90,22 @@ struct CommonOptions: ParsableArguments {
         options.duration = .milliseconds(Int64(duration * 1000))
         if let seed { options.seed = seed }
         options.connectRate = connectRate
+        options.serverWait = .milliseconds(Int64(waitForServer * 1000))
         options.serverPIDs = serverPIDs
         if let threads { options.threads = threads }
         options.sourceAddresses = sourceAddresses
         options.maxP99Milliseconds = maxP99Milliseconds
         options.minRate = minRate
         options.rideOut = rideOut
-        if !quiet { options.log = { FileHandle.standardError.write(Data("chatsim: \($0)\n".utf8)) } }
+        options.allowThrottling = allowThrottling
+        if !quiet {
+            // On a terminal, the live line is rewritten in place and each log line replaces it.
+            let clearLine = isatty(STDERR_FILENO) == 1 ? "\r\u{1B}[K" : nil
+            options.log = { FileHandle.standardError.write(Data("\(clearLine ?? "")chatsim: \($0)\n".utf8)) }
+            if let clearLine {
+                options.progress = { FileHandle.standardError.write(Data("\(clearLine)chatsim: \($0)".utf8)) }
+            }
+        }
         let report = try await scenario.run(options)
         print(report.text)
         if let json { try report.json().write(to: URL(fileURLWithPath: json)) }

@@ -385,6 +385,11 @@ final class Device: @unchecked Sendable {
         (try? await eventLoop.submit { self.observed }.get()) ?? DeviceObservations()
     }
 
+    /// Its send → delivery latencies so far (``DeviceObservations/deliveryLatency``).
+    func deliveryLatencySoFar() async -> Histogram<UInt64> {
+        (try? await eventLoop.submit { self.observed.deliveryLatency }.get()) ?? DeviceObservations().deliveryLatency
+    }
+
     // MARK: Connection (event loop)
 
     private func configureUpgrade(of channel: any Channel, to endpoint: Endpoint) throws -> EventLoopFuture<Bool> {
@@ -419,6 +424,7 @@ final class Device: @unchecked Sendable {
         context = nil
         let wasReady = isReady
         isReady = false
+        progress.connected.store(false, ordering: .relaxed)
         completeReady(.failure(SimulationError("the connection closed before ready")))
         let unasked = !leaving && control.phase < .finished
         if closeCode == WebSocketErrorCode(codeNumber: Int(CloseCode.tryAgainLater.rawValue)) {
@@ -507,6 +513,7 @@ final class Device: @unchecked Sendable {
             for _ in pending.count..<max(size, pending.count) { sendNext() }
         }
         isReady = true
+        progress.connected.store(true, ordering: .relaxed)
         completeReady(.success(()))
     }
 

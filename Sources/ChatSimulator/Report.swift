@@ -1,3 +1,4 @@
+import ChatProtocol
 import Foundation
 import Histogram
 
@@ -37,7 +38,60 @@ public struct Report: Codable, Sendable {
     public var thresholds: [Threshold]
     /// Observations worth a reader's attention, such as a simulator that was itself the limit.
     public var notes: [String]
-    public var passed: Bool
+    /// Sends the server refused to throttle the run; nil when the run made no send.
+    public var throttling: Throttling?
+    /// Whether the run passed: `verdict` is `.passed`. Kept for the scripts that read the JSON.
+    public internal(set) var passed = false
+    public internal(set) var verdict = Verdict.failed
+
+    /// How a run ended.
+    public enum Verdict: String, Codable, Sendable {
+        /// Nothing lost, repeated or reordered, every device stayed connected, every threshold met.
+        case passed = "PASSED"
+        /// As `passed`, but the server refused more than 1% of the sends to throttle the run:
+        /// it measured the server's limits, not its speed (unless `--allow-throttling`).
+        case throttled = "THROTTLED"
+        case failed = "FAILED"
+    }
+
+    /// The sends a server refused to throttle the run: `rate_limited` (a connection's send rate)
+    /// and `storage_unavailable` (the database did not answer in time; not counted in a
+    /// `--ride-out` run, whose outages cause it on purpose). Refused sends are repeated, so
+    /// every refusal is one more attempt.
+    public struct Throttling: Codable, Sendable {
+        /// Refusals over the whole run, by error code.
+        public var refused: [String: Int]
+        /// Send attempts over the whole run, repeats included.
+        public var attempts: Int
+        /// Whether `--allow-throttling` accepts a throttled run.
+        public var allowed: Bool
+
+        /// Share of attempts above which the run counts as throttled.
+        static let limit = 0.01
+
+        /// Refusals over attempts.
+        public var share: Double { attempts > 0 ? Double(refused.values.reduce(0, +)) / Double(attempts) : 0 }
+        public var isThrottled: Bool { share > Self.limit }
+
+        /// What the throttling means, and the server settings to raise for a benchmark.
+        var explanation: String {
+            let codes = refused.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+            var sentence =
+                "the server throttled this run: it refused \(refused.values.reduce(0, +)) of \(attempts) send attempts "
+                + "(\(format(share * 100))%) as " + codes.map { "\($0.key) (\($0.value))" }.joined(separator: " and ")
+                + ", so the rates show its limits, not its speed."
+            if refused[ErrorCode.rateLimited.rawValue, default: 0] > 0 {
+                sentence +=
+                    " For a benchmark, start the server with a higher per-connection send rate, e.g. "
+                    + "CHAT_WS_SEND_RATE=100000 CHAT_WS_SEND_BURST=100000."
+            }
+            if refused[ErrorCode.storageUnavailable.rawValue, default: 0] > 0 {
+                sentence += " storage_unavailable means its database did not answer in time: see the server's log."
+            }
+            if !allowed { sentence += " --allow-throttling accepts such a run." }
+            return sentence
+        }
+    }
 
     /// Messages and frames over the measured window.
     public struct Rates: Codable, Sendable {
@@ -167,7 +221,7 @@ public struct Report: Codable, Sendable {
 
     /// The report for people.
     public var text: String {
-        var lines = ["chatsim \(scenario): " + (passed ? "PASSED" : "FAILED")]
+        var lines = ["chatsim \(scenario): \(verdict.rawValue)"]
         lines.append(
             "  parameters: "
                 + parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))

@@ -68,6 +68,8 @@ final class DeviceProgress: Sendable {
     let acked = Atomic<Int>(0)
     /// Sends without an answer yet.
     let outstanding = Atomic<Int>(0)
+    /// Whether the device's connection is past `ready`.
+    let connected = Atomic<Bool>(false)
     /// Chats whose `resume` has not completed yet.
     let resuming = Atomic<Int>(0)
     /// Why the device's connection ended when nobody asked it to, if it did.

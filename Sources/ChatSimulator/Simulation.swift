@@ -31,12 +31,19 @@ public struct SimulationOptions: Sendable {
     /// repeat sends refused with `storage_unavailable`, as real clients do: for runs during
     /// which the server or its database is made to fail.
     public var rideOut = false
+    /// How long to wait for the server to be ready before the run starts.
+    public var serverWait: Duration = .seconds(10)
+    /// Whether a run the server throttled (``Report/Throttling``) may still pass.
+    public var allowThrottling = false
     /// For senders paced by a rate: this many seconds into the measured window, each switches
     /// to this rate (an overload that ends, say). The report then splits the ack latencies at
     /// the switch and records the server's memory there.
     public var rateChange: (after: Duration, rate: Double)?
     /// Where progress lines go (the CLI prints them to standard error).
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Where the live progress line goes once a second while a sending run warms up and
+    /// measures (the CLI rewrites one line of a terminal); nil shows none.
+    public var progress: (@Sendable (String) -> Void)?
 
     public init(url: String) {
         self.url = url
@@ -101,17 +108,23 @@ final class Simulation: Sendable {
 
     // MARK: Setting up
 
-    /// Fails clearly when a server cannot be reached or is not ready.
+    /// Waits up to `options.serverWait` for every node to answer `/health/ready` with 200 (a
+    /// server started a moment ago is still opening its database), then fails clearly.
     func checkServer() async throws {
+        let deadline = ContinuousClock.now + options.serverWait
         for endpoint in endpoints {
-            let reply: ServerAPI.Reply
-            do {
-                reply = try await ServerAPI(baseURL: endpoint.baseURL, client: api.client).send(.GET, "/health/ready")
-            } catch {
-                throw SimulationError("cannot reach the server at \(endpoint.baseURL): \(error)")
-            }
-            guard reply.status == .ok else {
-                throw SimulationError("the server at \(endpoint.baseURL) is not ready: \(reply.status)")
+            let node = ServerAPI(baseURL: endpoint.baseURL, client: api.client)
+            while true {
+                let problem: String
+                do {
+                    let reply = try await node.send(.GET, "/health/ready")
+                    if reply.status == .ok { break }
+                    problem = "the server at \(endpoint.baseURL) is not ready: \(reply.status)"
+                } catch {
+                    problem = "cannot reach the server at \(endpoint.baseURL): \(error)"
+                }
+                guard ContinuousClock.now < deadline else { throw SimulationError(problem) }
+                try await Task.sleep(for: .milliseconds(200))
             }
         }
     }
@@ -266,7 +279,7 @@ final class Simulation: Sendable {
         var quietSince = ContinuousClock.now
         while ContinuousClock.now < deadline {
             let outstanding = devices.reduce(0) { $0 + $1.progress.outstanding.load(ordering: .relaxed) }
-            let received = devices.reduce(0) { $0 + $1.progress.received.load(ordering: .relaxed) }
+            let received = received(devices)
             if received != lastReceived {
                 lastReceived = received
                 quietSince = .now
@@ -403,6 +416,16 @@ final class Simulation: Sendable {
                 cpuMicrosecondsPerStoredMessage: rates.stored > 0 ? cpu * 1e6 / Double(rates.stored) : nil,
                 rssBytesBefore: before.rssBytes, rssBytesAfter: after.rssBytes)
         }
+        // Every refusal that was repeated is one more attempt.
+        let attempts = senders.values.reduce(0) { $0 + $1.sent } + rates.overloaded + rates.rateLimited + sendsRepeated
+        var refusals = [
+            ErrorCode.rateLimited.rawValue: rates.rateLimited
+                + check.sendErrors[ErrorCode.rateLimited.rawValue, default: 0]
+        ]
+        if !options.rideOut {
+            refusals[ErrorCode.storageUnavailable.rawValue] =
+                check.sendErrors[ErrorCode.storageUnavailable.rawValue, default: 0]
+        }
         var allFailures = failures
         allFailures.merge(connect?.failures ?? [:], uniquingKeysWith: +)
         return Report(
@@ -412,13 +435,16 @@ final class Simulation: Sendable {
             recovery: nil, faults: options.rideOut ? faults : nil, rateChange: nil, server: server,
             simulator: .init(
                 cpuSeconds: measurement.simulatorCPUSeconds, cpuCores: simulatorCores, threads: options.threads),
-            check: check, thresholds: [], notes: notes, passed: false)
+            check: check, thresholds: [], notes: notes,
+            throttling: attempts > 0
+                ? Report.Throttling(refused: refusals, attempts: attempts, allowed: options.allowThrottling) : nil)
     }
 }
 
 extension Report {
     /// Applies the command line's thresholds to the scenario's headline latency (a p99) and
-    /// rate, and decides whether the run passed.
+    /// rate, and decides the verdict: a run the server throttled does not pass unless
+    /// `options.allowThrottling`, and says why in a note.
     mutating func judge(latency: String, p99: Double?, rate: String, perSecond: Double?, options: SimulationOptions) {
         if let limit = options.maxP99Milliseconds {
             thresholds.append(
@@ -429,7 +455,16 @@ extension Report {
             thresholds.append(
                 Threshold(name: "min \(rate)", limit: limit, measured: perSecond, met: (perSecond ?? 0) >= limit))
         }
-        passed = check.passed && deviceFailures.isEmpty && thresholds.allSatisfy(\.met)
+        if let throttling, throttling.isThrottled { notes.append(throttling.explanation) }
+        let sound = check.passed && deviceFailures.isEmpty && thresholds.allSatisfy(\.met)
+        let throttled = throttling.map { $0.isThrottled && !$0.allowed } ?? false
+        conclude(!sound ? .failed : throttled ? .throttled : .passed)
+    }
+
+    /// Sets the verdict (and `passed` with it).
+    mutating func conclude(_ verdict: Verdict) {
+        self.verdict = verdict
+        passed = verdict == .passed
     }
 }
 

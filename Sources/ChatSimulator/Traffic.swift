@@ -19,6 +19,7 @@ extension Simulation {
         let connect = await connectAll(devices)
         guard connect.connected > 0 else { throw SimulationError("no device connected: \(connect.failures)") }
         control.enter(.warmup)
+        async let progressShown: Void = showProgress(devices)
         for device in devices { device.startSending() }
         options.log("warming up for \(options.warmup)")
         try await Task.sleep(for: options.warmup)
@@ -44,6 +45,7 @@ extension Simulation {
             // second may pass without an ack): keep it open until something is.
             try await untilStored(devices, moreThan: storedBefore)
         }
+        await progressShown
         await afterMeasuring?(devices)
         await settle(devices)
         await reconcile(devices)
@@ -61,7 +63,7 @@ extension Simulation {
             perSecond: report.rates?.deliveredFramesPerSecond, options: options)
         if report.rates?.stored == 0 {
             report.notes.append("no message was stored while measuring")
-            report.passed = false
+            report.conclude(.failed)
         }
         return report
     }

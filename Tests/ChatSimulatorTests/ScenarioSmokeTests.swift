@@ -2,6 +2,7 @@ import ChatServer
 import ChatTestSupport
 import Foundation
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 @testable import ChatSimulator
@@ -35,8 +36,16 @@ import Testing
             scenario.members = 5
             scenario.senders = 2
             scenario.pace = .window(4)
-            let report = try await scenario.run(try options(api))
+            var options = try options(api)
+            let progressLines = Mutex<[String]>([])
+            options.progress = { line in progressLines.withLock { $0.append(line) } }
+            let report = try await scenario.run(options)
             expectClean(report)
+            let lines = progressLines.withLock { $0 }
+            #expect(
+                lines.contains {
+                    $0.contains("\(report.devices)/\(report.devices) devices") && $0.contains("delivered")
+                }, "\(lines)")
             let rates = try #require(report.rates)
             #expect(rates.stored > 0)
             // Every stored message reaches all five members (the sender by its ack).
@@ -158,23 +167,37 @@ import Testing
             scenario.senders = 1
             scenario.pace = .window(50)
             let report = try await scenario.run(try options(api))
-            expectClean(report)
+            #expect(report.verdict == .throttled && !report.passed, "\(report.text)")
+            #expect(report.text.hasPrefix("chatsim fanout: THROTTLED"))
+            #expect(report.check == CheckReport(), "\(report.text)")
+            let throttling = try #require(report.throttling)
             #expect((report.rates?.rateLimited ?? 0) > 0, "\(report.text)")
+            #expect(throttling.refused["rate_limited"] == report.rates?.rateLimited && throttling.isThrottled)
+            #expect(
+                report.notes.contains { $0.contains("CHAT_WS_SEND_RATE") && $0.contains("--allow-throttling") },
+                "\(report.notes)")
+
+            var allowing = try options(api)
+            allowing.allowThrottling = true
+            let allowed = try await scenario.run(allowing)
+            expectClean(allowed)
+            #expect(allowed.throttling?.isThrottled == true && !allowed.notes.contains { $0.contains("--allow-") })
         }
     }
 
     @Test func badSettingsAndUnreachableServersFailClearly() async throws {
+        var unreachable = SimulationOptions(url: "http://127.0.0.1:1")
+        unreachable.serverWait = .milliseconds(500)
         var tooManySenders = Fanout()
         tooManySenders.senders = 51
         await #expect(throws: SimulationError.self) {
-            _ = try await tooManySenders.run(SimulationOptions(url: "http://127.0.0.1:1"))
+            _ = try await tooManySenders.run(unreachable)
         }
         #expect(throws: SimulationError.self) { try Endpoint(url: "ftp://127.0.0.1:8000") }
         #expect(throws: SimulationError.self) { try Endpoint(url: "http://127.0.0.1:8000/api") }
-        // Nothing listens on port 1.
-        await #expect(throws: (any Error).self) {
-            _ = try await Fanout().run(SimulationOptions(url: "http://127.0.0.1:1"))
-        }
+        // Nothing listens on port 1: chatsim waits a moment for a server that may be starting.
+        let error = await #expect(throws: SimulationError.self) { _ = try await Fanout().run(unreachable) }
+        #expect(error?.description.hasPrefix("cannot reach the server at http://127.0.0.1:1") == true)
     }
 
     @Test func thresholdsDecideTheVerdict() {
@@ -189,6 +212,17 @@ import Testing
         var met = Report.example
         met.judge(latency: "send_to_delivery", p99: 8, rate: "frames/s", perSecond: 2000, options: options)
         #expect(met.passed)
+
+        // Throttling above 1% of the attempts decides the verdict when nothing else failed.
+        for (refused, allowed, p99, verdict) in [
+            (2, false, 8.0, Report.Verdict.throttled), (1, false, 8, .passed), (2, true, 8, .passed),
+            (2, false, 12, .failed),
+        ] {
+            var throttled = Report.example
+            throttled.throttling = .init(refused: ["rate_limited": refused], attempts: 100, allowed: allowed)
+            throttled.judge(latency: "send_to_delivery", p99: p99, rate: "frames/s", perSecond: 2000, options: options)
+            #expect(throttled.verdict == verdict && throttled.passed == (verdict == .passed), "\(throttled.text)")
+        }
 
         var nothingMeasured = Report.example
         nothingMeasured.judge(latency: "send_to_delivery", p99: nil, rate: "frames/s", perSecond: nil, options: options)
