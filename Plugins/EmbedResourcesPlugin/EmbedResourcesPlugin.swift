@@ -1,12 +1,12 @@
 import Foundation
 import PackagePlugin
 
-/// Embeds the package's runtime files (SQL migrations, the OpenAPI document, the web client) into the
+/// Embeds the package's runtime files (SQL migrations, the OpenAPI and AsyncAPI documents, the web client) into the
 /// `ChatServer` module, so the built binary works from any directory and ships as one file.
 @main
 struct EmbedResourcesPlugin: BuildToolPlugin {
     /// Folders under the package root whose files are embedded.
-    static let folders = ["migrations", "openapi", "web"]
+    static let folders = ["asyncapi", "migrations", "openapi", "web"]
 
     func createBuildCommands(context: PluginContext, target: any Target) throws -> [Command] {
         let root = context.package.directoryURL

@@ -1,4 +1,5 @@
 import ChatProtocol
+import ChatServer
 import Foundation
 import HTTPTypes
 import Logging
@@ -168,6 +169,12 @@ private final class FrameInbox: Sendable {
 
     private let state = Mutex(State())
 
+    /// The protocol document every frame a test receives is checked against; strict, so that
+    /// a field the server sends and the document lacks fails the test that received it.
+    static let protocolDocument = Result {
+        try ProtocolDocument(APIDocuments.asyncAPI, rejectUndeclaredProperties: true)
+    }
+
     func receive(_ text: String) {
         let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
             if let waiter = state.waiter.take() { return waiter.continuation }
@@ -208,6 +215,11 @@ private final class FrameInbox: Sendable {
         }
         switch outcome {
         case .frame(let text):
+            let problems = try Self.protocolDocument.get().problems(of: Data(text.utf8), from: .server)
+            guard problems.isEmpty else {
+                throw ChatWebSocketClient.Failure(
+                    description: "frame \(text) does not follow asyncapi/asyncapi.json: \(problems)")
+            }
             do {
                 return try JSONDecoder().decode(ServerFrame.self, from: Data(text.utf8))
             } catch {

@@ -40,7 +40,7 @@ struct ErrorCodeTests {
     /// that come with its status.
     @Test func theOpenAPIDocumentNamesEveryCodeAndNoOther() throws {
         let document = try #require(
-            try JSONSerialization.jsonObject(with: APIDocsController.document) as? [String: Any])
+            try JSONSerialization.jsonObject(with: APIDocuments.openAPI) as? [String: Any])
         let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: Any])
         let error = try #require(schemas["Error"] as? [String: Any])
         let detail = try #require((error["properties"] as? [String: Any])?["error"] as? [String: Any])
