@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ChatServer", targets: ["ChatServer"]),
         .library(name: "ChatProtocol", targets: ["ChatProtocol"]),
         .library(name: "ChatTestSupport", targets: ["ChatTestSupport"]),
+        .library(name: "ChatConformance", targets: ["ChatConformance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -101,9 +102,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ChatConformance",
+            dependencies: [
+                "ChatProtocol",
+                "ChatServer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "WSCore", package: "swift-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ChatSim",
             dependencies: [
+                "ChatConformance",
                 "ChatProtocol",
                 "ChatSimulator",
                 "ChatServer",
@@ -114,6 +132,7 @@ let package = Package(
         .target(
             name: "ChatTestSupport",
             dependencies: [
+                "ChatConformance",
                 "ChatServer",
                 "ChatProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -143,6 +162,7 @@ let package = Package(
             dependencies: [
                 "ChatServer",
                 "ChatProtocol",
+                "ChatConformance",
                 "ChatTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -159,6 +179,7 @@ let package = Package(
             dependencies: [
                 "ChatServer",
                 "ChatProtocol",
+                "ChatConformance",
                 "ChatTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -172,6 +193,7 @@ let package = Package(
                 "ChatSimulator",
                 "ChatServer",
                 "ChatProtocol",
+                "ChatConformance",
                 "ChatTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

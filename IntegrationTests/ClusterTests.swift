@@ -1,3 +1,4 @@
+import ChatConformance
 import ChatProtocol
 import ChatServer
 import ChatTestSupport
@@ -21,6 +22,19 @@ struct ClusterTests {
         }
     }
 
+    /// One pair of nodes for every check, as `chatsim verify` runs them with two URLs.
+    @Test func twoNodesPassTheConformanceChecks() async throws {
+        try await TestApp.runNodes(2) { nodes in
+            let target = try ConformanceTarget(
+                nodes: try nodes.map { "http://127.0.0.1:\(try #require($0.client.port))" },
+                document: try ProtocolDocument.strict.get())
+            let report = await ConformanceSuite.run(against: target)
+            for result in report.results where result.outcome != .passed {
+                Issue.record("\(ConformanceReport.line(result))")
+            }
+        }
+    }
+
     @Test func concurrentSendersOnThreeNodesAllSeeOneGapFreeOrder() async throws {
         try await TestApp.runNodes(3, overrides: Self.unthrottled) { nodes in
             let api = nodes[0]
@@ -40,7 +54,7 @@ struct ClusterTests {
             try await withThrowingTaskGroup(of: [Int64].self) { group in
                 for socket in senders + watchers {
                     group.addTask {
-                        try await RealtimeContract.deliveries(total, in: chat.id, on: socket).map(\.seq)
+                        try await socket.deliveries(total, in: chat.id).map(\.seq)
                     }
                 }
                 for try await seqs in group {
@@ -61,13 +75,13 @@ struct ClusterTests {
             for round in 0..<rounds {
                 phone.send(.send(chatID: chat.id, clientID: "raced-\(round)", text: "from the phone"))
                 laptop.send(.send(chatID: chat.id, clientID: "raced-\(round)", text: "from the laptop"))
-                let fromPhone = try await Self.ack(on: phone)
-                let fromLaptop = try await Self.ack(on: laptop)
+                let fromPhone = try await phone.ack()
+                let fromLaptop = try await laptop.ack()
                 #expect(fromPhone.message == fromLaptop.message, "both devices get the same message")
                 #expect(fromPhone.message.seq == Int64(round + 1), "one seq per round")
                 #expect(fromPhone.duplicate != fromLaptop.duplicate, "exactly one of them stored it")
             }
-            let received = try await RealtimeContract.deliveries(rounds, in: chat.id, on: bobSocket)
+            let received = try await bobSocket.deliveries(rounds, in: chat.id)
             #expect(received.map(\.seq) == Array(1...Int64(rounds)))
             let history = try await nodes[1].send(.get, "/history/\(chat.id)?limit=100", as: bob)
                 .decode([MessagePayload].self, expecting: .ok)
@@ -91,20 +105,20 @@ struct ClusterTests {
             for number in 1...total {
                 aliceSocket.send(.send(chatID: chat.id, clientID: "flood-\(number)", text: "\(number)"))
             }
-            _ = try await RealtimeContract.deliveries(20, in: chat.id, on: bobSocket)
+            _ = try await bobSocket.deliveries(20, in: chat.id)
             #expect(try await api.removeUser(bob.id, from: chat.id, as: alice).status == .ok)
             let lastSeqAfterRemoval = try #require(try await api.store.chat(chat.id, member: alice.id)).lastSeq
 
             // Bob's connection on the other node: messages, then member_removed, then nothing
             // of the chat; his send is refused.
             let removed = ServerFrame.memberRemoved(chatID: chat.id, userID: bob.id)
-            let untilRemoved = try await RealtimeContract.frames(on: bobSocket, until: .memberRemoved)
+            let untilRemoved = try await bobSocket.frames(until: .memberRemoved)
             #expect(untilRemoved.last == removed)
-            let seen = Self.messages(untilRemoved).map(\.seq)
+            let seen = untilRemoved.compactMap(\.message).map(\.seq)
             #expect(seen.allSatisfy { $0 <= lastSeqAfterRemoval }, "nothing stored after the removal")
             bobSocket.send(.send(chatID: chat.id, clientID: "late", text: "hello?"))
-            let afterRemoval = try await RealtimeContract.frames(on: bobSocket, until: .error)
-            #expect(Self.messages(afterRemoval).isEmpty, "no message after member_removed")
+            let afterRemoval = try await bobSocket.frames(until: .error)
+            #expect(afterRemoval.compactMap(\.message).isEmpty, "no message after member_removed")
             #expect(
                 afterRemoval.last
                     == .error(
@@ -113,10 +127,10 @@ struct ClusterTests {
             // Carol, on the same node, gets the whole flood and hears of the removal once (the
             // removal may commit after the last message of the flood).
             var carolFrames: [ServerFrame] = []
-            while Self.messages(carolFrames).count < total || !carolFrames.contains(removed) {
+            while carolFrames.compactMap(\.message).count < total || !carolFrames.contains(removed) {
                 carolFrames.append(try await carolSocket.next())
             }
-            #expect(Self.messages(carolFrames).map(\.seq) == Array(1...Int64(total)))
+            #expect(carolFrames.compactMap(\.message).map(\.seq) == Array(1...Int64(total)))
             #expect(carolFrames.filter { $0 == removed }.count == 1)
             for socket in [aliceSocket, bobSocket, carolSocket] { await socket.close() }
         }
@@ -132,14 +146,14 @@ struct ClusterTests {
             for number in 1...total {
                 aliceSocket.send(.send(chatID: chat.id, clientID: "m\(number)", text: "\(number)"))
             }
-            var seqs = try await RealtimeContract.deliveries(50, in: chat.id, on: bobSocket).map(\.seq)
+            var seqs = try await bobSocket.deliveries(50, in: chat.id).map(\.seq)
             let terminated = try await TestPostgres.execute(
                 """
                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                 WHERE datname = current_database() AND application_name = 'node-2' AND query LIKE 'LISTEN%'
                 """, on: location)
             #expect(terminated == 1, "node-2's listening connection was found and terminated")
-            seqs += try await RealtimeContract.deliveries(total - 50, in: chat.id, on: bobSocket).map(\.seq)
+            seqs += try await bobSocket.deliveries(total - 50, in: chat.id).map(\.seq)
             #expect(seqs == Array(1...Int64(total)))
             try await nodes[1].waitUntilReady()
             await aliceSocket.close()
@@ -157,7 +171,7 @@ struct ClusterTests {
             bobSocket.send(.typing(chatID: chat.id))
             #expect(try await aliceSocket.next(.typing) == .typing(chatID: chat.id, userID: bob.id))
             aliceSocket.send(.send(chatID: chat.id, clientID: "hi", text: "hi"))
-            _ = try await RealtimeContract.deliveries(1, in: chat.id, on: bobSocket)
+            _ = try await bobSocket.deliveries(1, in: chat.id)
             bobSocket.send(.read(chatID: chat.id, seq: 1))
             #expect(try await aliceSocket.next(.read) == .read(chatID: chat.id, userID: bob.id, seq: 1))
 
@@ -209,7 +223,7 @@ struct ClusterTests {
             // and would skip its own anyway). Only the check of the chat's last seq finds it.
             _ = try await nodes[0].store.appendMessage(
                 NewMessage(chatID: chat.id, senderID: alice.id, clientID: "unannounced", text: "hello"))
-            let delivered = try await RealtimeContract.deliveries(1, in: chat.id, on: bobSocket)
+            let delivered = try await bobSocket.deliveries(1, in: chat.id)
             #expect(delivered.map(\.clientID) == ["unannounced"])
             await bobSocket.close()
         }
@@ -285,23 +299,9 @@ struct ClusterTests {
         try await ChatWebSocketClient.connect(port: try #require(node.client.port), token: user.token)
     }
 
-    static func messages(_ frames: [ServerFrame]) -> [MessagePayload] {
-        frames.compactMap {
-            guard case .message(let message) = $0 else { return nil }
-            return message
-        }
-    }
-
     static func postgres(_ node: APITestClient) throws -> PostgresLocation {
         guard case .postgres(let location) = node.database else { throw ClusterTestFailure("not on PostgreSQL") }
         return location
-    }
-
-    static func ack(on socket: ChatWebSocketClient) async throws -> (message: MessagePayload, duplicate: Bool) {
-        guard case .ack(_, let message, let duplicate) = try await socket.next(.ack) else {
-            throw ClusterTestFailure("expected an ack")
-        }
-        return (message, duplicate)
     }
 }
 

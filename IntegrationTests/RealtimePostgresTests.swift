@@ -1,3 +1,5 @@
+import ChatConformance
+import ChatProtocol
 import ChatTestSupport
 import HummingbirdTesting
 import Testing
@@ -8,6 +10,20 @@ struct RealtimePostgresTests {
     func honorsContract(_ check: RealtimeCheck) async throws {
         try await TestApp.run(on: .postgres, testing: .live) { api in
             try await check.run(RealtimeFixture(api: api, ports: [try #require(api.client.port)]))
+        }
+    }
+
+    /// One server for every check, as `chatsim verify` runs them: a database per check would
+    /// need more connections than the test cluster has while the whole suite runs.
+    @Test func passesTheConformanceChecks() async throws {
+        try await TestApp.run(on: .postgres, testing: .live) { api in
+            let target = try ConformanceTarget(
+                nodes: ["http://127.0.0.1:\(try #require(api.client.port))"],
+                document: try ProtocolDocument.strict.get())
+            let report = await ConformanceSuite.run(ConformanceSuite.checks.filter { $0.nodes == 1 }, against: target)
+            for result in report.results where result.outcome != .passed {
+                Issue.record("\(ConformanceReport.line(result))")
+            }
         }
     }
 }

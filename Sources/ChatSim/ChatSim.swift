@@ -22,7 +22,7 @@ struct ChatSim: AsyncParsableCommand {
         version: ProjectVersion.current,
         subcommands: [
             FanoutCommand.self, PairsCommand.self, HistoryCommand.self, ConnectionsCommand.self,
-            ReconnectCommand.self, MixedCommand.self, SearchCommand.self,
+            ReconnectCommand.self, MixedCommand.self, SearchCommand.self, VerifyCommand.self,
         ])
 }
 

@@ -1,3 +1,4 @@
+import ChatConformance
 import ChatServer
 import Foundation
 import Logging

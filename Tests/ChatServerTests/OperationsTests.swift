@@ -1,3 +1,4 @@
+import ChatConformance
 import ChatProtocol
 import ChatTestSupport
 import Foundation
@@ -34,7 +35,7 @@ struct OperationsTests {
             #expect(try await api.send(.get, "/ws", headers: secondSocket).status == .tooManyRequests)
             let bobSocket = try await ChatWebSocketClient.connect(port: port, token: bob.token)
             aliceSocket.send(.send(chatID: chat.id, clientID: "m1", text: "hi"))
-            _ = try await RealtimeContract.deliveries(1, in: chat.id, on: bobSocket)
+            _ = try await bobSocket.deliveries(1, in: chat.id)
             aliceSocket.send(.send(chatID: chat.id, clientID: "m1", text: "hi"))
             _ = try await aliceSocket.next(.ack)
             _ = try await aliceSocket.next(.ack)

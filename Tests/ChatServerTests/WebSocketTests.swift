@@ -1,3 +1,4 @@
+import ChatConformance
 import ChatProtocol
 import ChatServer
 import ChatTestSupport
@@ -256,7 +257,7 @@ struct WebSocketTests {
                 return
             }
             #expect(message.seq == 3 && !duplicate)
-            let delivered = try await RealtimeContract.deliveries(3, in: chat.id, on: bobSocket)
+            let delivered = try await bobSocket.deliveries(3, in: chat.id)
             #expect(delivered.map(\.clientID) == ["o1", "o2", "o3"])
             let metrics = try await api.send(.get, "/metrics").bodyText
             #expect(metrics.contains(#"chat_sends_refused_total{reason="overloaded"} 1"#))
@@ -293,7 +294,7 @@ struct WebSocketTests {
             guard case .error(let code, _, let ref, _, _) = try await bob.next(.error) else { return }
             #expect(code == "resume_too_far" && ref == "resume")
             bob.send(.resume(chatID: chat.id, afterSeq: 1))
-            let resumed = try await RealtimeContract.deliveries(1000, in: chat.id, on: bob)
+            let resumed = try await bob.deliveries(1000, in: chat.id)
             #expect(resumed.map(\.seq) == Array(2...1001))
         }
     }
@@ -303,7 +304,7 @@ struct WebSocketTests {
             try await api.storeMessages(2, in: chat.id, from: chat.creatorID)
             _ = try await api.store.advanceReadMarker(of: bob.ready.user.id, in: chat.id, to: 1)
             alice.send(.resume(chatID: chat.id, afterSeq: 0))
-            let resumed = try await RealtimeContract.deliveries(2, in: chat.id, on: alice)
+            let resumed = try await alice.deliveries(2, in: chat.id)
             #expect(resumed.map(\.isRead) == [true, false])
         }
     }
@@ -535,8 +536,8 @@ struct SlowConsumerTests {
                 for window in stride(from: 1, through: count, by: 8) {
                     let numbers = window..<min(window + 8, count + 1)
                     for number in numbers { sender.send(.send(chatID: chat.id, clientID: "m\(number)", text: text)) }
-                    received += try await RealtimeContract.deliveries(numbers.count, in: chat.id, on: reader)
-                    _ = try await RealtimeContract.deliveries(numbers.count, in: chat.id, on: sender)
+                    received += try await reader.deliveries(numbers.count, in: chat.id)
+                    _ = try await sender.deliveries(numbers.count, in: chat.id)
                 }
                 // Still without reading a byte: the server must hang up on its own.
                 let deadline = ContinuousClock.now + Patience.wait

@@ -6,7 +6,7 @@ Through the proxy only: users register and log in with the session cookie; a cro
 Origin is refused for REST and WebSocket alike; four WebSockets opened in a row with the
 cookie land on both nodes (nginx's log says which), and a message sent on one reaches all
 of them, as does a read marker; then chatsim's fanout runs through the proxy and its checker
-must find nothing lost, repeated or out of order.
+must find nothing lost, repeated or out of order, and `chatsim verify`'s checks must pass.
 
 Usage: nginx_test.py [--keep DIR]    (builds release binaries of chat-server and chatsim first)
 Needs nginx (Debian's nginx-light; scripts/nginx-test installs it) and PostgreSQL's binaries.
@@ -251,6 +251,11 @@ def main():
         served = nginx.upstreams("/ws 101", 4 + result["devices"])
         require(len(served) == 4 + result["devices"] and len(set(served[4:])) == 2,
                 "chatsim's connections were spread over both nodes")
+
+        # The conformance checks through the proxy: one URL, so the cross-node ones are skipped.
+        log(f"$ {chatsim} verify --url {nginx.url}")
+        verify = subprocess.run([chatsim, "verify", "--url", nginx.url, "--junit", os.path.join(workdir, "verify.xml")])
+        require(verify.returncode == 0, "chatsim verify passes through nginx")
     finally:
         if nginx:
             nginx.stop()

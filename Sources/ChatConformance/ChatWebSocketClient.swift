@@ -8,18 +8,24 @@ import NIOWebSocket
 import Synchronization
 import WSClient
 
-/// A real WebSocket client of the chat protocol for tests: typed frames in and out, waits
-/// with timeouts (never sleeps), and the close frame the server sent.
+/// A real WebSocket client of the chat protocol for checks and tests: typed frames in and out,
+/// waits with timeouts (never sleeps), and the close frame the server sent. Every frame it
+/// receives is checked against the protocol document (asyncapi/asyncapi.json): one that does
+/// not follow it fails the read.
 ///
-/// The connection runs in a task of its own for as long as the test holds the client; it
-/// ends when the test calls ``close()`` or the server closes.
+/// The connection runs in a task of its own for as long as its user holds the client; it
+/// ends when they call ``close()`` or the server closes.
 public final class ChatWebSocketClient: Sendable {
     /// The frame that was not what a test expected, or no frame in time.
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+
+        public init(description: String) {
+            self.description = description
+        }
     }
 
-    private let inbox = FrameInbox()
+    private let inbox: FrameInbox
     private let outgoing: AsyncStream<WebSocketOutboundWriter.OutboundFrame>.Continuation
     private let connection: Task<WebSocketCloseFrame?, any Error>
     private let readyFrame = Mutex<ReadyPayload?>(nil)
@@ -31,10 +37,11 @@ public final class ChatWebSocketClient: Sendable {
                 user: UserPayload(id: 0, name: ""), chats: [], resumeLimit: 0, generation: "")
     }
 
-    private init(url: String, headers: HTTPFields) {
+    private init(url: String, headers: HTTPFields, document: ProtocolDocument) {
         let (outgoingFrames, outgoing) = AsyncStream.makeStream(of: WebSocketOutboundWriter.OutboundFrame.self)
         self.outgoing = outgoing
-        let inbox = inbox
+        let inbox = FrameInbox(document: document)
+        self.inbox = inbox
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 22)
         configuration.additionalHeaders = headers
         self.connection = Task {
@@ -65,15 +72,27 @@ public final class ChatWebSocketClient: Sendable {
         }
     }
 
-    /// Connects to `ws://127.0.0.1:<port>/ws<query>` and waits for `ready`.
+    /// Connects to `ws://127.0.0.1:<port>/ws<query>` and waits for `ready`; frames are checked
+    /// strictly (``ProtocolDocument/strict``).
     /// - Parameters:
     ///   - token: sent as `Authorization: Bearer`, unless `headers` carry credentials instead.
     public static func connect(
         port: Int, token: String?, query: String = "", headers: HTTPFields = [:], timeout: Duration = Patience.wait
     ) async throws -> ChatWebSocketClient {
+        try await connect(
+            url: "ws://127.0.0.1:\(port)/ws\(query)", token: token, headers: headers,
+            document: try ProtocolDocument.strict.get(), timeout: timeout)
+    }
+
+    /// Connects to `url` (`ws://host:port/ws?...`) and waits for `ready`, checking every frame
+    /// against `document`.
+    public static func connect(
+        url: String, token: String?, headers: HTTPFields = [:], document: ProtocolDocument,
+        timeout: Duration = Patience.wait
+    ) async throws -> ChatWebSocketClient {
         var headers = headers
         if let token { headers[.authorization] = "Bearer \(token)" }
-        let client = ChatWebSocketClient(url: "ws://127.0.0.1:\(port)/ws\(query)", headers: headers)
+        let client = ChatWebSocketClient(url: url, headers: headers, document: document)
         guard case .ready(let ready) = try await client.next(timeout: timeout) else {
             throw Failure(description: "the first frame was not ready")
         }
@@ -168,11 +187,10 @@ private final class FrameInbox: Sendable {
     }
 
     private let state = Mutex(State())
+    private let document: ProtocolDocument
 
-    /// The protocol document every frame a test receives is checked against; strict, so that
-    /// a field the server sends and the document lacks fails the test that received it.
-    static let protocolDocument = Result {
-        try ProtocolDocument(APIDocuments.asyncAPI, rejectUndeclaredProperties: true)
+    init(document: ProtocolDocument) {
+        self.document = document
     }
 
     func receive(_ text: String) {
@@ -215,7 +233,7 @@ private final class FrameInbox: Sendable {
         }
         switch outcome {
         case .frame(let text):
-            let problems = try Self.protocolDocument.get().problems(of: Data(text.utf8), from: .server)
+            let problems = document.problems(of: Data(text.utf8), from: .server)
             guard problems.isEmpty else {
                 throw ChatWebSocketClient.Failure(
                     description: "frame \(text) does not follow asyncapi/asyncapi.json: \(problems)")

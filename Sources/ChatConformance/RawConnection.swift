@@ -1,16 +1,19 @@
+import ChatConformance
 import NIOCore
 import NIOPosix
 
-/// A plain TCP connection for tests that must write exactly the bytes they mean (hand-made
-/// handshakes, silent clients) and read everything the server sends back.
+/// A plain TCP connection for checks and tests that must write exactly the bytes they mean
+/// (hand-made handshakes, abusive frames, silent clients) and read everything the server sends
+/// back.
 public enum RawConnection {
     /// Writes `request` (if any), then reads until the server closes the connection, or until
     /// what it sent contains `answer` when one is given, or `timeout` passes.
     /// - Returns: every byte received.
     public static func exchange(
-        port: Int, request: [UInt8], until answer: String? = nil, timeout: Duration = Patience.wait
+        host: String = "127.0.0.1", port: Int, request: [UInt8], until answer: String? = nil,
+        timeout: Duration = Patience.wait
     ) async throws -> [UInt8] {
-        let channel = try await connect(port: port)
+        let channel = try await connect(host: host, port: port)
         return try await channel.executeThenClose { inbound, outbound in
             if !request.isEmpty { try await outbound.write(ByteBuffer(bytes: request)) }
             let received = try await within(timeout) {
@@ -34,7 +37,7 @@ public enum RawConnection {
     public static func exchangeInTwoSteps(
         port: Int, first: [UInt8], until answer: String, then second: [UInt8], timeout: Duration = Patience.wait
     ) async throws -> [UInt8] {
-        let channel = try await connect(port: port)
+        let channel = try await connect(host: "127.0.0.1", port: port)
         return try await channel.executeThenClose { inbound, outbound in
             let received = try await within(timeout) {
                 try await outbound.write(ByteBuffer(bytes: first))
@@ -65,7 +68,7 @@ public enum RawConnection {
     public static func silently<T: Sendable>(
         port: Int, request: [UInt8], timeout: Duration = Patience.wait, _ body: () async throws -> T
     ) async throws -> (result: T, closedByServer: Bool) {
-        let channel = try await connect(port: port)
+        let channel = try await connect(host: "127.0.0.1", port: port)
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: request))
             let result = try await body()
@@ -89,7 +92,7 @@ public enum RawConnection {
     /// frames. Parses the bytes itself, so what is checked is exactly what the server wrote.
     /// - Throws: when no close frame arrives within `timeout`.
     public static func closing(port: Int, request: [UInt8], timeout: Duration = Patience.wait) async throws -> Closing {
-        let channel = try await connect(port: port)
+        let channel = try await connect(host: "127.0.0.1", port: port)
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: request))
             let closing = try await within(timeout) {
@@ -176,9 +179,9 @@ public enum RawConnection {
         return Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
     }
 
-    private static func connect(port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    private static func connect(host: String, port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
+            .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }

@@ -1,0 +1,49 @@
+import ChatConformance
+import ChatProtocol
+import ChatTestSupport
+import Foundation
+import Testing
+
+/// The conformance checks of `chatsim verify`, run here against this server on SQLite over real
+/// HTTP and WebSocket connections (the integration tests run them on PostgreSQL and two nodes),
+/// and the report a run writes.
+@Suite("Conformance checks on SQLite")
+struct ConformanceTests {
+    static func target(_ api: APITestClient) throws -> ConformanceTarget {
+        try ConformanceTarget(
+            nodes: ["http://127.0.0.1:\(try #require(api.client.port))"], document: try ProtocolDocument.strict.get())
+    }
+
+    @Test(arguments: ConformanceSuite.checks.filter { $0.nodes == 1 })
+    func holds(_ check: ConformanceCheck) async throws {
+        try await TestApp.run(testing: .live) { api in try await check.run(try Self.target(api)) }
+    }
+
+    @Test func aRunPrintsEachCheckAndASummaryAndWritesJSONAndJUnit() async throws {
+        try await TestApp.run(testing: .live) { api in
+            let checks = [
+                ConformanceSuite.checks[0],
+                ConformanceCheck("a check that fails names why") { _ in throw CheckFailure("it <always> does") },
+                ConformanceCheck("a check across nodes", nodes: 2) { _ in },
+            ]
+            var lines: [String] = []
+            let report = await ConformanceSuite.run(checks, against: try Self.target(api)) {
+                lines.append(ConformanceReport.line($0))
+            }
+            #expect(
+                lines == [
+                    "pass  \(checks[0].description)", "FAIL  a check that fails names why: it <always> does",
+                    "skip  a check across nodes: needs 2 nodes: give their URLs separated by commas",
+                ])
+            #expect(report.summary == "1 passed, 1 failed, 1 skipped" && !report.passed)
+            let json = try JSONSerialization.jsonObject(with: report.json()) as? [String: Any]
+            #expect(
+                (json?["results"] as? [[String: Any]])?.map { $0["outcome"] as? String } == [
+                    "passed", "failed", "skipped",
+                ])
+            let junit = report.junit
+            #expect(junit.contains(#"tests="3" failures="1" skipped="1""#))
+            #expect(junit.contains(#"<failure message="it &lt;always&gt; does"/>"#))
+        }
+    }
+}
