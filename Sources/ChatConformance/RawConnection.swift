@@ -91,8 +91,10 @@ public enum RawConnection {
     /// Sends a WebSocket handshake and reads until the server's close frame, skipping other
     /// frames. Parses the bytes itself, so what is checked is exactly what the server wrote.
     /// - Throws: when no close frame arrives within `timeout`.
-    public static func closing(port: Int, request: [UInt8], timeout: Duration = Patience.wait) async throws -> Closing {
-        let channel = try await connect(host: "127.0.0.1", port: port)
+    public static func closing(
+        host: String = "127.0.0.1", port: Int, request: [UInt8], timeout: Duration = Patience.wait
+    ) async throws -> Closing {
+        let channel = try await connect(host: host, port: port)
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: request))
             let closing = try await within(timeout) {
@@ -170,10 +172,14 @@ public enum RawConnection {
     }
 
     /// A WebSocket handshake for `/ws` with extra header lines.
-    public static func handshake(port: Int, headers: [String] = []) -> [UInt8] {
+    public static func handshake(
+        host: String = "127.0.0.1", port: Int, query: String = "", headers: [String] = []
+    )
+        -> [UInt8]
+    {
         let lines =
             [
-                "GET /ws HTTP/1.1", "Host: 127.0.0.1:\(port)", "Connection: Upgrade", "Upgrade: websocket",
+                "GET /ws\(query) HTTP/1.1", "Host: \(host):\(port)", "Connection: Upgrade", "Upgrade: websocket",
                 "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
             ] + headers
         return Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)

@@ -15,22 +15,55 @@ extension ConformanceSuite {
                 ("?chat_id=abc", account.token, true, 422, "validation_failed"),
                 ("", account.token, false, 426, "upgrade_required"),
             ] {
-                var lines = ["GET /ws\(query) HTTP/1.1", "Host: \(host):\(port)", "Connection: close"]
-                if upgrade {
-                    lines = [
-                        "GET /ws\(query) HTTP/1.1", "Host: \(host):\(port)", "Connection: Upgrade",
-                        "Upgrade: websocket",
-                        "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-                    ]
-                }
-                if let token { lines.append("Authorization: Bearer \(token)") }
-                let request = Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
+                let authorization = token.map { ["Authorization: Bearer \($0)"] } ?? []
+                let plain = ["GET /ws\(query) HTTP/1.1", "Host: \(host):\(port)", "Connection: close"] + authorization
+                let request =
+                    upgrade
+                    ? RawConnection.handshake(host: host, port: port, query: query, headers: authorization)
+                    : Array((plain.joined(separator: "\r\n") + "\r\n\r\n").utf8)
                 let bytes = try await RawConnection.exchange(host: host, port: port, request: request, until: "}}")
                 let reply = try ConformanceTarget.Reply(rawResponse: bytes)
                 try require(
                     reply.status == status && reply.errorCode == code, "GET /ws\(query): \(reply.status) \(reply.text)")
                 try requireOneErrorShape(reply)
             }
+        },
+        ConformanceCheck("abusive frames close the connection: oversized 1009, invalid UTF-8 1007, unmasked 1002") {
+            target in
+            let account = try await target.register("frank")
+            guard let (host, port) = target.plainAddress(of: 0) else {
+                throw CheckSkipped("needs a plain http:// URL to write frames byte by byte")
+            }
+            // A text frame whose header announces 1 GiB: refused on its header, before any payload.
+            let oversized: [UInt8] = [0x81, 0xFF] + [0, 0, 0, 0, 0x40, 0, 0, 0] + [0x37, 0xFA, 0x21, 0x3D]
+            for (abuse, frame, code) in [
+                ("an oversized frame", oversized, 1009),
+                ("invalid UTF-8", RawConnection.frame(opcode: 0x1, payload: [0xC3, 0x28]), 1007),
+                ("an unmasked frame", RawConnection.frame(opcode: 0x1, payload: Array("{}".utf8), masked: false), 1002),
+            ] as [(String, [UInt8], UInt16)] {
+                let handshake = RawConnection.handshake(
+                    host: host, port: port, headers: ["Authorization: Bearer \(account.token)"])
+                let closing = try await RawConnection.closing(host: host, port: port, request: handshake + frame)
+                try require(closing.responseHead.hasPrefix("HTTP/1.1 101"), "\(abuse): the handshake succeeds first")
+                try require(
+                    closing.code == code, "\(abuse): closed with \(closing.code) \(closing.reason), not \(code)")
+            }
+        },
+        ConformanceCheck("typing reaches the chat's other members and is not stored") { target in
+            let (alice, bob, chat) = try await target.pair()
+            let (aliceSocket, bobSocket) = (try await target.connect(alice), try await target.connect(bob))
+            aliceSocket.send(.typing(chatID: chat.id))
+            try require(
+                try await bobSocket.next(.typing) == .typing(chatID: chat.id, userID: alice.id), "bob sees alice typing"
+            )
+            aliceSocket.send(.send(chatID: chat.id, clientID: "after-typing", text: "hi"))
+            _ = try await bobSocket.deliveries(1, in: chat.id)
+            let history = try await target.request(.GET, "/history/\(chat.id)", token: bob.token)
+                .decode([MessagePayload].self, expecting: 200)
+            try require(
+                history.map(\.clientID) == ["after-typing"], "typing stores nothing: \(history.map(\.clientID))")
+            await aliceSocket.close()
+            await bobSocket.close()
         },
         ConformanceCheck("bad frames get an error frame naming the problem, and the connection stays open") { target in
             let (alice, bob) = (try await target.register("alice"), try await target.register("bob"))
