@@ -45,7 +45,7 @@ func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
 /// Every conformance check, in the order a run prints them.
 public enum ConformanceSuite {
     public static let checks: [ConformanceCheck] =
-        accountChecks + membershipChecks + connectionChecks + historyChecks + realtimeChecks
+        accountChecks + membershipChecks + connectionChecks + historyChecks + limitChecks + realtimeChecks
 }
 
 /// What a run of the checks found, for people (one line a check, then a summary), for
