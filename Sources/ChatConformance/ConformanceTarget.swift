@@ -1,18 +1,9 @@
 import AsyncHTTPClient
 import ChatProtocol
-import ChatServer
 import Foundation
 import NIOCore
 import NIOHTTP1
 import Synchronization
-
-extension ProtocolDocument {
-    /// This project's document as shipped, strict: a field it does not declare is a problem.
-    /// This server's own tests hold it to that.
-    public static let strict = Result { try ProtocolDocument(APIDocuments.asyncAPI, rejectUndeclaredProperties: true) }
-    /// The same, accepting fields it does not declare, as the protocol asks of clients.
-    public static let lenient = Result { try ProtocolDocument(APIDocuments.asyncAPI) }
-}
 
 /// The server a conformance run checks, seen from outside, over HTTP and WebSocket only: its
 /// nodes' base URLs, and the accounts the run registers. Their names start with a random
