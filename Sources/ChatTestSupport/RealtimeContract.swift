@@ -115,11 +115,3 @@ public enum RealtimeContract {
         return (alice, bob, chat)
     }
 }
-
-extension Sequence {
-    public func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
-        var results: [T] = []
-        for element in self { results.append(try await transform(element)) }
-        return results
-    }
-}
