@@ -29,7 +29,7 @@ struct ClusterTests {
                 nodes: try nodes.map { "http://127.0.0.1:\(try #require($0.client.port))" },
                 document: try ProtocolDocument.strict.get())
             let report = await ConformanceSuite.run(against: target)
-            for result in report.results where result.outcome != .passed {
+            for result in report.results where result.outcome == .failed {
                 Issue.record("\(ConformanceReport.line(result))")
             }
         }

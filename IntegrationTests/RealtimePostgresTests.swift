@@ -21,7 +21,7 @@ struct RealtimePostgresTests {
                 nodes: ["http://127.0.0.1:\(try #require(api.client.port))"],
                 document: try ProtocolDocument.strict.get())
             let report = await ConformanceSuite.run(ConformanceSuite.checks.filter { $0.nodes == 1 }, against: target)
-            for result in report.results where result.outcome != .passed {
+            for result in report.results where result.outcome == .failed {
                 Issue.record("\(ConformanceReport.line(result))")
             }
         }

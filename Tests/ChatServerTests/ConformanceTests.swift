@@ -14,9 +14,18 @@ struct ConformanceTests {
             nodes: ["http://127.0.0.1:\(try #require(api.client.port))"], document: try ProtocolDocument.strict.get())
     }
 
+    /// A check that skips itself found nothing to judge here (the send limit is only reached
+    /// when the server reads sends faster than it refills them, which a loaded machine may not):
+    /// it passes without a verdict, as `chatsim verify` reports it skipped.
     @Test(arguments: ConformanceSuite.checks.filter { $0.nodes == 1 })
     func holds(_ check: ConformanceCheck) async throws {
-        try await TestApp.run(testing: .live) { api in try await check.run(try Self.target(api)) }
+        try await TestApp.run(testing: .live) { api in
+            do {
+                try await check.run(try Self.target(api))
+            } catch is CheckSkipped {
+                return
+            }
+        }
     }
 
     @Test func aRunPrintsEachCheckAndASummaryAndWritesJSONAndJUnit() async throws {
