@@ -210,27 +210,29 @@ private final class FrameInbox: Sendable {
         waiter?.resume(returning: .closed)
     }
 
+    /// The next frame, checked against the document. Waits at most `timeout`, and ends early
+    /// (throwing `CancellationError`) when the task is cancelled.
     func next(timeout: Duration) async throws -> ServerFrame {
         let id = state.withLock { state in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        // A timer rather than cancellation: it only ever resumes the waiter it was made for.
-        let timer = Task {
-            try await Task.sleep(for: max(timeout, .zero))
-            self.expire(id)
-        }
-        defer { timer.cancel() }
-        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
-            let ready = state.withLock { state -> Outcome? in
-                if !state.frames.isEmpty { return .frame(state.frames.removeFirst()) }
-                if state.finished { return .closed }
-                if state.expiredBeforeWaiting == id { return .timedOut }
-                state.waiter = (id, continuation)
+        // The timer only ever expires the waiter it was made for, so a frame that arrives just
+        // as it fires is returned rather than lost; cancellation ends the timer early.
+        let outcome = await withTaskGroup(of: Outcome?.self) { group in
+            group.addTask { await self.wait(id) }
+            group.addTask {
+                try? await Task.sleep(for: max(timeout, .zero))
+                self.expire(id)
                 return nil
             }
-            if let ready { continuation.resume(returning: ready) }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let outcome = result { return outcome }
+            }
+            return Outcome.timedOut
         }
+        try Task.checkCancellation()
         switch outcome {
         case .frame(let text):
             let problems = document.problems(of: Data(text.utf8), from: .server)
@@ -248,8 +250,22 @@ private final class FrameInbox: Sendable {
         }
     }
 
+    private func wait(_ id: Int) async -> Outcome {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Outcome? in
+                if !state.frames.isEmpty { return .frame(state.frames.removeFirst()) }
+                if state.finished { return .closed }
+                if state.expiredBeforeWaiting == id { return .timedOut }
+                state.waiter = (id, continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
     /// Times out waiter `id`. A zero or tiny timeout can fire before the waiter is registered
-    /// (the timer runs on another thread); that is remembered, or the waiter would wait forever.
+    /// (the timer runs in a task of its own); that is remembered, or the waiter would wait
+    /// forever.
     private func expire(_ id: Int) {
         let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
             guard state.waiter?.id == id else {

@@ -50,8 +50,9 @@ public enum ConformanceSuite {
 
 extension ConformanceSuite {
     /// Runs `checks` one after another against `target`, calling `progress` with each result.
+    /// A check still running after `timeLimit` is cancelled and fails.
     public static func run(
-        _ checks: [ConformanceCheck] = checks, against target: ConformanceTarget,
+        _ checks: [ConformanceCheck] = checks, against target: ConformanceTarget, timeLimit: Duration = Patience.check,
         progress: (ConformanceReport.Result) -> Void = { _ in }
     ) async -> ConformanceReport {
         var results: [ConformanceReport.Result] = []
@@ -63,7 +64,15 @@ extension ConformanceSuite {
                 result.reason = "needs \(check.nodes) nodes: give their URLs separated by commas"
             } else {
                 do {
-                    try await check.run(target)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await check.run(target) }
+                        group.addTask {
+                            try await Task.sleep(for: timeLimit)
+                            throw CheckFailure("did not finish within \(timeLimit)")
+                        }
+                        defer { group.cancelAll() }
+                        try await group.next()
+                    }
                 } catch let skipped as CheckSkipped {
                     result.outcome = .skipped
                     result.reason = skipped.description

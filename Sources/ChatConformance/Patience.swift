@@ -9,4 +9,7 @@
 public enum Patience {
     /// The wait for any one thing the server must do.
     public static let wait: Duration = .seconds(60)
+    /// The longest one conformance check may run, several waits included, before it fails as
+    /// hung and the run goes on with the next.
+    public static let check: Duration = .seconds(240)
 }

@@ -1,4 +1,3 @@
-import ChatConformance
 import NIOCore
 import NIOPosix
 

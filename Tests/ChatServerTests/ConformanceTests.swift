@@ -55,4 +55,21 @@ struct ConformanceTests {
             #expect(junit.contains(#"<failure message="it &lt;always&gt; does"/>"#))
         }
     }
+
+    /// A hung check fails at its time limit and the run goes on: waits for frames end when
+    /// their check is cancelled.
+    @Test func aCheckStillWaitingAtItsTimeLimitFailsAndTheRunGoesOn() async throws {
+        try await TestApp.run(testing: .live) { api in
+            let checks = [
+                ConformanceCheck("a check that waits for a frame that never comes") { target in
+                    let socket = try await target.connect(try await target.register("waiting"))
+                    _ = try await socket.next(timeout: .seconds(3600))
+                },
+                ConformanceCheck("the next check") { _ in },
+            ]
+            let report = await ConformanceSuite.run(checks, against: try Self.target(api), timeLimit: .seconds(5))
+            #expect(report.results.map(\.outcome) == [.failed, .passed])
+            #expect(report.results.first?.reason == "did not finish within 5.0 seconds")
+        }
+    }
 }
