@@ -93,6 +93,44 @@ extension MessagePayload: Codable {
     }
 }
 
+extension MessagePayload: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writeFields(to: &writer)
+        writer.raw("}")
+    }
+
+    /// The object's opening brace and fields, in the order of `encode(to:)`, without the
+    /// closing brace (a search hit adds its `snippet`).
+    func writeFields(to writer: inout JSONWriter) {
+        writer.raw(#"{"id":"#)
+        writer.integer(id.rawValue)
+        writer.raw(#","chat_id":"#)
+        writer.integer(chatID.rawValue)
+        writer.raw(#","seq":"#)
+        writer.integer(seq)
+        writer.raw(#","sender_id":"#)
+        writer.integer(senderID.rawValue)
+        if let clientID {
+            writer.raw(#","client_id":"#)
+            writer.string(clientID)
+        }
+        writer.raw(#","text":"#)
+        writer.string(text)
+        writer.raw(#","timestamp":"#)
+        writer.timestamp(timestamp)
+        writer.raw(#","is_read":"#)
+        writer.bool(isRead)
+        writer.raw(#","reply_to":"#)
+        if let replyTo { writer.integer(replyTo.rawValue) } else { writer.null() }
+        writer.raw(#","edited_at":"#)
+        if let editedAt { writer.timestamp(editedAt) } else { writer.null() }
+        writer.raw(#","deleted":"#)
+        writer.bool(deleted)
+        writer.raw(#","update_seq":"#)
+        writer.integer(updateSeq)
+    }
+}
+
 /// The one error shape of the API: `{"error": {"code": "...", "message": "..."}}`.
 public struct ErrorPayload: Codable, Sendable, Equatable {
     public struct Detail: Codable, Sendable, Equatable {
@@ -144,6 +182,15 @@ extension SearchHitPayload: Codable {
     }
 }
 
+extension SearchHitPayload: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        message.writeFields(to: &writer)
+        writer.raw(#","snippet":"#)
+        writer.string(snippet)
+        writer.raw("}")
+    }
+}
+
 /// Response of `GET /search`: results newest first, and the cursor of the next page.
 public struct SearchResultsPayload: Sendable, Equatable {
     public var messages: [SearchHitPayload]
@@ -173,6 +220,16 @@ extension SearchResultsPayload: Codable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(messages, forKey: .messages)
         try container.encode(next, forKey: .next)
+    }
+}
+
+extension SearchResultsPayload: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.raw(#"{"messages":"#)
+        writer.array(messages)
+        writer.raw(#","next":"#)
+        if let next { writer.integer(next.rawValue) } else { writer.null() }
+        writer.raw("}")
     }
 }
 

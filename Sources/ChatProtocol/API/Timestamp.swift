@@ -24,6 +24,11 @@ public struct ISOTimestamp: Codable, Sendable, Equatable {
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode(Self.style.format(wrappedValue))
+        try container.encode(Self.format(wrappedValue))
+    }
+
+    /// `date` as this API writes timestamps: UTC with milliseconds.
+    public static func format(_ date: Date) -> String {
+        style.format(date)
     }
 }

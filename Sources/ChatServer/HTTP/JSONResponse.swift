@@ -1,3 +1,4 @@
+import ChatProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -14,5 +15,16 @@ enum JSONResponse {
             status: status,
             headers: [.contentType: "application/json; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// For the large bodies (history pages, search results): written in place by
+    /// ``JSONWriter`` rather than through `JSONEncoder`, in field order rather than sorted.
+    static func make(writing value: some JSONWritable, status: HTTPResponse.Status = .ok) -> Response {
+        var writer = JSONWriter()
+        value.write(to: &writer)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
     }
 }

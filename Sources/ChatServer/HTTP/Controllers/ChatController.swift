@@ -85,7 +85,7 @@ struct ChatController {
         default: throw ChatError.invalidField("offset", "use only one of offset, before_seq and after_seq")
         }
         let items = try await chats.history(of: chatID, viewer: context.user.id, query: query)
-        return try JSONResponse.make(items.map { MessagePayload($0.message, isRead: $0.isRead) })
+        return JSONResponse.make(writing: items.map { MessagePayload($0.message, isRead: $0.isRead) })
     }
 
     /// Who added or removed whom after messages `from_seq` through `to_seq` (default: all),

@@ -20,6 +20,6 @@ struct SearchController {
         let payloads = hits.map {
             SearchHitPayload(message: MessagePayload($0.hit.message, isRead: $0.isRead), snippet: $0.hit.markedSnippet)
         }
-        return try JSONResponse.make(SearchResultsPayload(messages: payloads, next: next))
+        return JSONResponse.make(writing: SearchResultsPayload(messages: payloads, next: next))
     }
 }
