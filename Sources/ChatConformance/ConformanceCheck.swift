@@ -45,7 +45,8 @@ func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
 /// Every conformance check, in the order a run prints them.
 public enum ConformanceSuite {
     public static let checks: [ConformanceCheck] =
-        accountChecks + membershipChecks + connectionChecks + historyChecks + limitChecks + realtimeChecks
+        accountChecks + chatChecks + membershipChecks + connectionChecks + historyChecks + searchChecks + limitChecks
+        + realtimeChecks
 }
 
 extension ConformanceSuite {
