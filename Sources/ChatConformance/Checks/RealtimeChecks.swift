@@ -331,20 +331,28 @@ extension ConformanceSuite {
             .decode(MessagePayload.self, expecting: 200)
         _ = try await target.store(1, in: chat.id, on: aliceSocket, label: "later")
         bobSocket = try await target.connect(bob)
-        try require(bobSocket.ready.chats.first { $0.id == chat.id }?.lastUpdate == 2, "ready reports the last update")
+        // `ready` gives where live delivery starts; a node that has not yet heard of a change
+        // made on another node starts before it and delivers it live (docs/protocol.md).
+        let position = bobSocket.ready.chats.first { $0.id == chat.id }
+        try require(
+            (position?.lastUpdate ?? 0) <= 2 && (position?.lastSeq ?? 0) <= 4,
+            "ready is never ahead of the chat: \(String(describing: position))")
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 3, afterUpdate: 0))
-        let caughtUp = try await bobSocket.frames(until: .resumed)
-        let updated = caughtUp.compactMap { frame -> MessagePayload? in
-            if case .messageUpdated(let message) = frame { return message }
-            return nil
-        }
+        // Until `resumed`, and until the last change and the new message have come, before it
+        // or live after it.
+        var caughtUp: [ServerFrame] = []
+        var updated: [MessagePayload] = []
+        repeat {
+            let frame = try await bobSocket.next()
+            caughtUp.append(frame)
+            if case .messageUpdated(let message) = frame { updated.append(message) }
+        } while !caughtUp.contains(where: { $0.kind == .resumed }) || updated.last?.updateSeq != 2
+            || !caughtUp.contains { $0.message?.seq == 4 }
         try require(
             updated.map(\.id) == [edited.id, deleted.id] && updated.map(\.text) == ["first, edited", ""]
                 && updated.last?.deleted == true,
-            "the changes made while away, in the order made: \(caughtUp.map(\.kind))")
-        try require(
-            caughtUp.compactMap(\.message).map(\.seq) == [4] && caughtUp.last == .resumed(chatID: chat.id, lastSeq: 4),
-            "then the new message, then resumed")
+            "the changes made while away, once each, in the order made: \(caughtUp.map(\.kind))")
+        try require(caughtUp.compactMap(\.message).map(\.seq) == [4], "and the new message, once")
         bobSocket.send(.resume(chatID: chat.id, afterSeq: 4, afterUpdate: 2))
         let nothing = try await bobSocket.frames(until: .resumed)
         try require(nothing == [.resumed(chatID: chat.id, lastSeq: 4)], "nothing missed, nothing sent")

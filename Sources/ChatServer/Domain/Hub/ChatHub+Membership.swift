@@ -15,11 +15,14 @@ extension ChatHub {
     }
 
     /// Subscribes `connections` to a chat at its current position and sends each a
-    /// `member_added` frame for its own user, carrying the chat.
+    /// `member_added` frame for its own user, carrying the chat. A connection that already
+    /// follows the chat is left alone: it opened after the addition, and another node's notice
+    /// of it arrived late (its `ready` listed the chat; a second subscription would also move
+    /// its cursor).
     private func join(_ connections: [ChatConnection], to details: ChatDetails) {
         let chat = details.chat.id
         shard(chat).ordering.withLock { state in
-            for connection in connections where connection.accepts(chat) {
+            for connection in connections where connection.accepts(chat) && !connection.chats.contains(chat) {
                 guard let position = state.subscribe(connection, to: chat, at: details.chat.position, held: false)
                 else { continue }
                 let readyChat = ReadyChat(details, position: position, isOnline: isOnline)
