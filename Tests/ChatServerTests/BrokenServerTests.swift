@@ -36,7 +36,7 @@ struct BrokenServerTests {
                 // A skipped ack leaves its check waiting: the time limit ends the wait.
                 let report = await ConformanceSuite.run(checks, against: target, timeLimit: .seconds(20))
                 for result in report.results {
-                    print("\(fault): \(ConformanceReport.line(result))")
+                    print("against a server that \(fault): \(ConformanceReport.line(result))")
                     let shouldFail = expected.contains(result.check)
                     #expect(
                         result.outcome == (shouldFail ? .failed : .passed),

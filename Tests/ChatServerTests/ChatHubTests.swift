@@ -235,6 +235,10 @@ struct ChatHubTests {
             let messages = try await fixture.store(10, from: fixture.bob, prefix: "m")
             let slow = try fixture.connect(fixture.alice, capacity: 4)
             let fast = try fixture.connect(fixture.alice)
+            // Its socket is full: what it is sent waits in its outbox. (With a socket that
+            // drains, the outcome would depend on whether the event loop drains it between two
+            // publications.)
+            try await slow.outbox.recorder.setWritable(false, outbox: slow.outbox)
             for message in messages { fixture.hub.publish(.init(message, origin: nil)) }
             guard case .closed(let reason) = await slow.outbox.nextBatch() else {
                 Issue.record("the slow consumer is still open")
@@ -303,6 +307,21 @@ struct ChatHubTests {
             #expect(afterRemoval.map(\.kind) == [.memberRemoved, .presence], "nothing after the removal")
             let bobFrames = try await Self.frames(3, from: bobConnection.outbox)
             #expect(bobFrames.map(\.kind) == [.memberAdded, .memberRemoved, .message] && Self.seqs(bobFrames) == [3])
+        }
+    }
+
+    /// Another node's notice of an addition may arrive after the added user's new connection
+    /// listed the chat in `ready`: that connection hears nothing more of it.
+    @Test func aLateNoticeOfAnAdditionLeavesAConnectionThatFollowsTheChatAlone() async throws {
+        try await Self.withHub { fixture in
+            _ = try await fixture.store(2, from: fixture.bob, prefix: "m")
+            let bobConnection = try fixture.connect(fixture.bob, lastSeq: 2)
+            let chat = try #require(try await fixture.store.chat(fixture.chat, member: fixture.bob))
+            fixture.hub.memberAdded(ChatDetails(chat: chat, members: []), user: fixture.bob)
+            let third = try await fixture.store(1, from: fixture.bob, prefix: "x")
+            fixture.hub.publish(.init(third[0], origin: nil))
+            let frames = try await Self.frames(1, from: bobConnection.outbox)
+            #expect(frames.map(\.kind) == [.message] && Self.seqs(frames) == [3], "no member_added, no repeat")
         }
     }
 
