@@ -27,6 +27,9 @@ struct CommandLineTests {
             #expect(
                 status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
             #expect(
+                try await cli.run("migrate", "down", "--steps", "1").output.contains(
+                    "Reverted 0008 shared_token_secret"))
+            #expect(
                 try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0007 message_search"))
             #expect(
                 try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0006 message_updates"))

@@ -48,6 +48,8 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
     case databaseUnreachable = "database_unreachable"
     case migrationsPending = "migrations_pending"
     case clusterUnreachable = "cluster_unreachable"
+    case clusterSecretMismatch = "cluster_secret_mismatch"
+    case clusterSettingsMismatch = "cluster_settings_mismatch"
     case internalError = "internal_error"
 
     /// The HTTP statuses an error body with this code comes with; empty when only WebSocket
@@ -69,7 +71,9 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .tooManyAttempts: [429]
         case .tooManyConnections: [429, 503]
         case .internalError: [500]
-        case .overloaded, .storageUnavailable, .databaseUnreachable, .migrationsPending, .clusterUnreachable: [503]
+        case .overloaded, .storageUnavailable, .databaseUnreachable, .migrationsPending, .clusterUnreachable,
+            .clusterSecretMismatch, .clusterSettingsMismatch:
+            [503]
         case .unknownType, .unsupportedFrame, .resumeTooFar, .resyncRequired, .rateLimited, .invalidReply: []
         }
     }
@@ -140,6 +144,12 @@ public enum ErrorCode: String, CaseIterable, Codable, Sendable {
         case .databaseUnreachable: "`/health/ready`: this node cannot reach its database."
         case .migrationsPending: "`/health/ready`: the database lacks migrations this build needs."
         case .clusterUnreachable: "`/health/ready`: this node does not hear the other nodes through the database yet."
+        case .clusterSecretMismatch:
+            "`/health/ready`: this node signs sessions with another key than a live node on its database, so each "
+                + "refuses the other's tokens. Set the same `CHAT_JWT_SECRET` on every node, or none outside prod."
+        case .clusterSettingsMismatch:
+            "`/health/ready`: this node's token lifetime or password hashing differs from a live node's "
+                + "(docs/scaling.md lists the settings every node shares)."
         case .internalError: "A server bug; the details are only in the server's log."
         }
     }

@@ -61,9 +61,20 @@ public struct APITestClient: Sendable {
 
     /// Polls `GET /health/ready` until it answers 200 (within ``Patience/wait``).
     public func waitUntilReady() async throws {
+        _ = try await readiness { $0.status == .ok }
+    }
+
+    /// Polls `GET /health/ready` until its answer satisfies `condition` (within
+    /// ``Patience/wait``), and returns that answer.
+    public func readiness(until condition: (TestResponse) -> Bool) async throws -> TestResponse {
         let deadline = ContinuousClock.now + Patience.wait
-        while try await send(.get, "/health/ready").status != .ok {
-            guard ContinuousClock.now < deadline else { throw UnexpectedResponse(description: "never ready") }
+        while true {
+            let answer = try await send(.get, "/health/ready")
+            if condition(answer) { return answer }
+            guard ContinuousClock.now < deadline else {
+                throw UnexpectedResponse(
+                    description: "readiness never as expected: \(answer.status) \(answer.bodyText)")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
     }

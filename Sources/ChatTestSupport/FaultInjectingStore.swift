@@ -130,6 +130,7 @@ public final class FaultInjectingStore: ChatStore {
 
     public func counts() async throws -> StoreCounts { try await base.counts() }
     public func databaseGeneration() async throws -> String { try await base.databaseGeneration() }
+    public func generatedTokenSecret() async throws -> String { try await base.generatedTokenSecret() }
     public func renewDatabaseGeneration() async throws -> String { try await base.renewDatabaseGeneration() }
 }
 

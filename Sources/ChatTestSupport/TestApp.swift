@@ -81,31 +81,43 @@ public enum TestApp {
     /// (it hears the others). Nodes are named `node-1`, `node-2`, ..., and beat at the default
     /// interval: a shorter one lets a loaded machine miss a heartbeat, which makes a node's
     /// users go offline and come back. Tests of the heartbeat itself set a shorter one.
-    /// - Parameter test: gets a client of each node, the first node's first.
+    /// - Parameters:
+    ///   - nodeOverrides: environment variables for one node, by its index from 0, over
+    ///     `overrides`.
+    ///   - waitUntilReady: false for tests of nodes that must not become ready.
+    ///   - test: gets a client of each node, the first node's first.
     public static func runNodes<T: Sendable>(
-        _ count: Int, overrides: [String: String] = [:], logger: Logger = TestDatabase.logger,
+        _ count: Int, overrides: [String: String] = [:], nodeOverrides: [Int: [String: String]] = [:],
+        waitUntilReady: Bool = true, logger: Logger = TestDatabase.logger,
         _ test: @Sendable ([APITestClient]) async throws -> T
     ) async throws -> T {
         try await TestDatabase.postgres.withLocation { location in
-            try await startNodes(count, on: location, overrides: overrides, logger: logger, started: [], test)
+            try await startNodes(
+                count, on: location, overrides: overrides, nodeOverrides: nodeOverrides, waitUntilReady: waitUntilReady,
+                logger: logger, started: [], test)
         }
     }
 
     private static func startNodes<T: Sendable>(
-        _ remaining: Int, on location: DatabaseLocation, overrides: [String: String], logger: Logger,
-        started: [APITestClient], _ test: @Sendable ([APITestClient]) async throws -> T
+        _ remaining: Int, on location: DatabaseLocation, overrides: [String: String],
+        nodeOverrides: [Int: [String: String]], waitUntilReady: Bool, logger: Logger, started: [APITestClient],
+        _ test: @Sendable ([APITestClient]) async throws -> T
     ) async throws -> T {
         guard remaining > 0 else {
-            for node in started { try await node.waitUntilReady() }
+            if waitUntilReady {
+                for node in started { try await node.waitUntilReady() }
+            }
             return try await test(started)
         }
         let node = ["CHAT_NODE_NAME": "node-\(started.count + 1)"]
+            .merging(overrides) { _, override in override }
+            .merging(nodeOverrides[started.count] ?? [:]) { _, override in override }
         // Small pools: parallel tests with several nodes each share one PostgreSQL server.
-        let (app, store) = try await makeApp(
-            on: location, poolSize: 6, overrides: node.merging(overrides) { _, override in override }, logger: logger)
+        let (app, store) = try await makeApp(on: location, poolSize: 6, overrides: node, logger: logger)
         return try await app.test(.live) { client in
             try await startNodes(
-                remaining - 1, on: location, overrides: overrides, logger: logger,
+                remaining - 1, on: location, overrides: overrides, nodeOverrides: nodeOverrides,
+                waitUntilReady: waitUntilReady, logger: logger,
                 started: started + [APITestClient(client: client, store: store, database: location)], test)
         }
     }

@@ -38,7 +38,8 @@ struct ClusterNoticeTests {
         // A heartbeat listed before alice left (version 11) must not bring her back after the
         // event that she left (version 12).
         let left = presence.apply(user: alice, online: false, version: 12, from: "b")
-        let stale = PostgresChatStore.NodeHeartbeat(node: "b", presenceVersion: 11, onlineUsers: [alice])
+        let stale = PostgresChatStore.NodeHeartbeat(
+            node: "b", presenceVersion: 11, onlineUsers: [alice], sharedSettings: "")
         let afterStale = presence.apply(heartbeats: [stale], readSince: presence.noticeMark)
         #expect(left && afterStale.isEmpty && !presence.isOnline(alice))
     }
@@ -47,8 +48,8 @@ struct ClusterNoticeTests {
         let alice = UserID(1)
         var presence = RemotePresence()
         let beats = [
-            PostgresChatStore.NodeHeartbeat(node: "b", presenceVersion: 5, onlineUsers: [alice]),
-            PostgresChatStore.NodeHeartbeat(node: "c", presenceVersion: 7, onlineUsers: [alice]),
+            PostgresChatStore.NodeHeartbeat(node: "b", presenceVersion: 5, onlineUsers: [alice], sharedSettings: ""),
+            PostgresChatStore.NodeHeartbeat(node: "c", presenceVersion: 7, onlineUsers: [alice], sharedSettings: ""),
         ]
         let beaten = presence.apply(heartbeats: beats, readSince: presence.noticeMark)
         #expect(beaten == [alice: true])

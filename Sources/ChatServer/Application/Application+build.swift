@@ -65,13 +65,16 @@ public struct ChatComponents: Sendable {
                 connectionsPerUser: config.webSocket.connectionsPerUser, heldFrames: config.webSocket.outboxFrames),
             clock: clock, metrics: telemetry.metrics, logger: logger)
         let hub = self.hub
+        let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
+        let hasher = self.hasher
         let cluster = (store as? PostgresChatStore).map {
             ClusterLink(
-                settings: config.cluster, hub: hub, store: $0, clock: clock, metrics: telemetry.metrics, logger: logger)
+                settings: config.cluster, hub: hub, store: $0,
+                sharedSettings: { SharedSettings(tokens: tokens, hasher: hasher) }, clock: clock,
+                metrics: telemetry.metrics, logger: logger)
         }
         self.cluster = cluster
         let events: any ChatEvents = cluster ?? hub
-        let tokens = await TokenService(secret: config.jwtSecret, lifetime: config.tokenLifetime)
         self.accounts = try await AccountService(
             store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: events,
             throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
@@ -183,6 +186,12 @@ func prepareDatabase(_ components: ChatComponents, options: StartupOptions, logg
         guard pending.isEmpty else { throw StartupError.pendingMigrations(pending.map(\.migration.version)) }
     }
     try await components.generation.load(from: store)
+    if components.config.jwtSecret == nil {
+        await components.accounts.tokens.use(secret: try await store.generatedTokenSecret())
+        logger.notice(
+            "CHAT_JWT_SECRET is not set: signing sessions with the secret this database generated, which every node on it shares (prod requires the setting)"
+        )
+    }
     if options.seedDemoDataIntoEmptyDatabase, try await store.counts().users == 0 {
         try await DemoSeeder(store: store, hasher: components.hasher, rules: components.config.inputRules).seed()
         logger.notice(

@@ -21,11 +21,10 @@ public struct ChatConfig: Sendable {
     public var database: DatabaseLocation
     /// Most PostgreSQL connections this node opens (`CHAT_DATABASE_POOL_SIZE`, default 20).
     public var databasePoolSize: Int
-    /// HMAC key for session tokens (`CHAT_JWT_SECRET`).
-    public var jwtSecret: String
-    /// True when no secret was configured and a random one was made for this process
-    /// (never in prod): tokens then stop working when the process restarts.
-    public var jwtSecretIsEphemeral: Bool
+    /// HMAC key for session tokens (`CHAT_JWT_SECRET`). Nil when it is not set, which `prod`
+    /// refuses: the server then signs with the secret its database generated, which every node
+    /// on that database shares (``ChatStore/generatedTokenSecret()``).
+    public var jwtSecret: String?
     /// How long a session token is valid (`CHAT_TOKEN_LIFETIME_SECONDS`, default 86400).
     public var tokenLifetime: Duration
     /// Algorithm for new password hashes (`CHAT_PASSWORD_HASH`: bcrypt or pbkdf2-sha256).
@@ -147,14 +146,12 @@ public struct ChatConfig: Sendable {
                     "CHAT_JWT_SECRET must be at least \(Self.minimumSecretBytes) bytes (it has \(secret.utf8.count)).")
             }
             jwtSecret = secret
-            jwtSecretIsEphemeral = false
         } else if isProd {
             throw ConfigError.weakSecret(
                 "CHAT_JWT_SECRET is not set; prod needs a random secret of at least \(Self.minimumSecretBytes) bytes (`openssl rand -base64 48`)."
             )
         } else {
-            jwtSecret = (0..<48).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
-            jwtSecretIsEphemeral = true
+            jwtSecret = nil
         }
         tokenLifetime = .seconds(try settings.int("CHAT_TOKEN_LIFETIME_SECONDS", default: 86_400, in: 60...31_536_000))
 

@@ -60,15 +60,21 @@ public final class ClusterLink: ChatEvents, Service {
     /// restarted under the same name numbers above its earlier life.
     private let presenceVersion = Atomic<Int64>(Int64(Date().timeIntervalSince1970 * 1_000_000))
     private let listening = Atomic(false)
+    private let sharedSettings: @Sendable () -> SharedSettings
+    private let mismatch = Mutex<SettingsMismatch?>(nil)
     private let databasePrepared: AsyncStream<Void>.Continuation
     private let databasePreparation: AsyncStream<Void>
     private let logger: Logger
 
-    public init(
-        settings: Settings, hub: ChatHub, store: PostgresChatStore, clock: any Clock<Duration> = ContinuousClock(),
-        metrics: ChatMetrics, logger: Logger
+    /// - Parameter sharedSettings: this node's settings that must match the other nodes', read
+    ///   at every heartbeat (the token key is known once the database is prepared).
+    init(
+        settings: Settings, hub: ChatHub, store: PostgresChatStore,
+        sharedSettings: @escaping @Sendable () -> SharedSettings,
+        clock: any Clock<Duration> = ContinuousClock(), metrics: ChatMetrics, logger: Logger
     ) {
         self.settings = settings
+        self.sharedSettings = sharedSettings
         self.hub = hub
         self.store = store
         self.clock = clock
@@ -83,6 +89,9 @@ public final class ClusterLink: ChatEvents, Service {
     /// Whether the node hears the other nodes and has caught up: until then it is not ready
     /// for traffic (`GET /health/ready`).
     public var isListening: Bool { listening.load(ordering: .relaxed) }
+
+    /// The live nodes whose shared settings differ from this one's, as of the last heartbeat.
+    var settingsMismatch: SettingsMismatch? { mismatch.withLock { $0 } }
 
     /// Starts the link's work, which needs the tables of the current migrations.
     public func databaseIsPrepared() {
@@ -326,9 +335,38 @@ public final class ClusterLink: ChatEvents, Service {
         // The version is read before the users are listed: see RemotePresence.
         let version = presenceVersion.load(ordering: .sequentiallyConsistent)
         let readSince = remotePresence.withLock { $0.noticeMark }
+        let own = sharedSettings()
         let heartbeats = try await store.heartbeat(
-            node: settings.nodeName, presenceVersion: version, onlineUsers: hub.onlineUsers(), expiry: settings.expiry)
+            node: settings.nodeName, presenceVersion: version, onlineUsers: hub.onlineUsers(),
+            sharedSettings: own.text, expiry: settings.expiry)
         presenceChangedElsewhere(remotePresence.withLock { $0.apply(heartbeats: heartbeats, readSince: readSince) })
+        compareSettings(
+            own,
+            with: heartbeats.compactMap { heartbeat in
+                SharedSettings(text: heartbeat.sharedSettings).map { (heartbeat.node, $0) }
+            })
+    }
+
+    /// Records which live nodes' settings differ from this node's, logging each change: an
+    /// error while they differ, a notice when they match again.
+    private func compareSettings(_ own: SharedSettings, with others: [(node: String, settings: SharedSettings)]) {
+        let now = SettingsMismatch(own: own, others: others)
+        let before = mismatch.withLock { mismatch in
+            defer { mismatch = now }
+            return mismatch
+        }
+        guard now != before else { return }
+        if let now {
+            let consequence =
+                now.inMajority
+                ? "Most nodes share this node's settings, so it stays ready; fix the others."
+                : "It reports not ready until they match (docs/scaling.md, \"Settings every node shares\")."
+            logger.error(
+                "This node's settings differ from other nodes' on the same database: \(now.description). \(consequence)"
+            )
+        } else {
+            logger.notice("This node's settings match every other node's again")
+        }
     }
 
     /// Records users who came online or went offline on other nodes; those with no connection

@@ -1,6 +1,8 @@
 import ChatProtocol
+import Crypto
 import Foundation
 import JWTKit
+import Synchronization
 
 /// A signed session token and the facts it carries.
 public struct SessionToken: Sendable, Equatable {
@@ -19,16 +21,33 @@ public struct SessionToken: Sendable, Equatable {
 /// Checking covers the signature, the algorithm (only HS256 with this server's key: `none`,
 /// other algorithms and foreign `kid`s are refused) and expiry. Revocation lives in the
 /// store and is checked by ``AccountService``.
-public struct TokenService: Sendable {
-    private let keys: JWTKeyCollection
+public final class TokenService: Sendable {
+    private let keys = JWTKeyCollection()
+    private let keyFingerprint = Mutex<String?>(nil)
     /// How long an issued token stays valid.
     public let lifetime: Duration
 
-    public init(secret: String, lifetime: Duration) async {
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: Array(secret.utf8)), digestAlgorithm: .sha256)
-        self.keys = keys
+    /// - Parameter secret: the signing key; nil when it comes from the database, given later
+    ///   with ``use(secret:)``. Until then no token is issued or accepted.
+    public init(secret: String?, lifetime: Duration) async {
         self.lifetime = lifetime
+        if let secret { await use(secret: secret) }
+    }
+
+    /// Signs and verifies with `secret` from now on.
+    public func use(secret: String) async {
+        await keys.add(hmac: HMACKey(from: Array(secret.utf8)), digestAlgorithm: .sha256)
+        keyFingerprint.withLock { $0 = Self.fingerprint(of: secret) }
+    }
+
+    /// Tells whether two nodes sign with the same key without revealing it: 16 hex digits of
+    /// an HMAC-SHA256 of a fixed label, keyed by the secret. Nil before a key is set.
+    public var fingerprint: String? { keyFingerprint.withLock { $0 } }
+
+    static func fingerprint(of secret: String) -> String {
+        let code = HMAC<SHA256>.authenticationCode(
+            for: Data("chat-server token key fingerprint".utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return code.prefix(8).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Issues a new token for `userID`, valid for ``lifetime`` from `now`.

@@ -34,6 +34,9 @@ public protocol ChatStore: AccountStore, ChatDirectory, MessageLog, Service {
     func databaseGeneration() async throws -> String
     /// Replaces the generation with a new random one and returns it.
     func renewDatabaseGeneration() async throws -> String
+    /// The token secret the database generated (migration 0008), which signs sessions when
+    /// `CHAT_JWT_SECRET` is not set: every node on one database reads the same.
+    func generatedTokenSecret() async throws -> String
 
     // MARK: Administration
 

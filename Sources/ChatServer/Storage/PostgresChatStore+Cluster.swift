@@ -12,6 +12,8 @@ extension PostgresChatStore {
         let node: String
         let presenceVersion: Int64
         let onlineUsers: [UserID]
+        /// ``SharedSettings/text``; empty from a node too old to publish it.
+        let sharedSettings: String
     }
 
     /// LISTENs on the cluster channel on a connection of its own, runs `listening` once it
@@ -50,27 +52,31 @@ extension PostgresChatStore {
             """)
     }
 
-    /// Records this node's heartbeat with the users connected to it, valid for `expiry`, and
-    /// returns the other nodes' unexpired ones. Nodes expired for an hour are forgotten.
+    /// Records this node's heartbeat with the users connected to it and its shared settings,
+    /// valid for `expiry`, and returns the other nodes' unexpired ones. Nodes expired for an
+    /// hour are forgotten.
     func heartbeat(
-        node: String, presenceVersion: Int64, onlineUsers: [UserID], expiry: Duration
+        node: String, presenceVersion: Int64, onlineUsers: [UserID], sharedSettings: String, expiry: Duration
     ) async throws -> [NodeHeartbeat] {
         try await write(
             """
             WITH mine AS (
-                INSERT INTO cluster_nodes (node, expires_at, presence_version, online_users)
+                INSERT INTO cluster_nodes (node, expires_at, presence_version, online_users, shared_settings)
                 VALUES (
                     \(node), now() + make_interval(secs => \(Double(expiry.milliseconds) / 1000)),
-                    \(presenceVersion), \(onlineUsers.map(\.rawValue))::bigint[])
+                    \(presenceVersion), \(onlineUsers.map(\.rawValue))::bigint[], \(sharedSettings))
                 ON CONFLICT (node) DO UPDATE SET expires_at = excluded.expires_at,
-                    presence_version = excluded.presence_version, online_users = excluded.online_users
+                    presence_version = excluded.presence_version, online_users = excluded.online_users,
+                    shared_settings = excluded.shared_settings
             ), forgotten AS (
                 DELETE FROM cluster_nodes WHERE expires_at < now() - interval '1 hour'
             )
-            SELECT node, presence_version, online_users FROM cluster_nodes
+            SELECT node, presence_version, online_users, shared_settings FROM cluster_nodes
             WHERE node <> \(node) AND expires_at > now()
-            """, as: (String, Int64, [Int64]).self
-        ).map { NodeHeartbeat(node: $0.0, presenceVersion: $0.1, onlineUsers: $0.2.map(UserID.init)) }
+            """, as: (String, Int64, [Int64], String).self
+        ).map {
+            NodeHeartbeat(node: $0.0, presenceVersion: $0.1, onlineUsers: $0.2.map(UserID.init), sharedSettings: $0.3)
+        }
     }
 
     /// Deletes this node's heartbeat: it is stopping, and its users' presence ends with it.

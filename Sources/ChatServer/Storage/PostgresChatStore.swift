@@ -834,6 +834,12 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         return generation
     }
 
+    public func generatedTokenSecret() async throws -> String {
+        guard let secret = try await fetch("SELECT secret FROM generated_token_secret", as: String.self).first
+        else { throw StorageError.unexpected("the database has no generated token secret") }
+        return secret
+    }
+
     public func renewDatabaseGeneration() async throws -> String {
         let rows = try await write(
             """

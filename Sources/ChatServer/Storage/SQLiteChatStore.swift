@@ -785,6 +785,14 @@ public final class SQLiteChatStore: ChatStore, BulkMessageFill {
         return try row.string("generation")
     }
 
+    public func generatedTokenSecret() async throws -> String {
+        let rows = try await read { connection in
+            try await connection.run("SELECT secret FROM generated_token_secret")
+        }
+        guard let row = rows.first else { throw StorageError.unexpected("the database has no generated token secret") }
+        return try row.string("secret")
+    }
+
     public func renewDatabaseGeneration() async throws -> String {
         let rows = try await write { connection in
             try await connection.run(

@@ -23,10 +23,6 @@ struct ServeCommand: AsyncParsableCommand {
         if let hostname { config.host = hostname }
         if let port { config.port = port }
         let logger = makeLogger(config)
-        if config.jwtSecretIsEphemeral {
-            logger.warning(
-                "CHAT_JWT_SECRET is not set: using a random secret, so sessions end when the server restarts.")
-        }
         if case .sqlite = config.database {
             logger.info("Using the embedded SQLite database \(config.database) (single node)")
         } else {

@@ -25,7 +25,8 @@ struct OperationsController {
     }
 
     /// The database answers, every migration this build knows is applied, and with several
-    /// nodes this one hears the others; 503 with the reason otherwise.
+    /// nodes this one hears the others and shares their settings (or most of them share its
+    /// settings); 503 with the reason otherwise.
     @Sendable func ready(request: Request, context: ChatRequestContext) async throws -> Response {
         let pending: [MigrationStatus]
         do {
@@ -48,6 +49,12 @@ struct OperationsController {
                 status: .serviceUnavailable, code: .clusterUnreachable,
                 message: "This node does not hear the other nodes through the database yet.",
                 headers: [.retryAfter: "1"])
+        }
+        if let mismatch = cluster?.settingsMismatch, !mismatch.inMajority {
+            throw APIError(
+                status: .serviceUnavailable,
+                code: mismatch.keyDiffers ? .clusterSecretMismatch : .clusterSettingsMismatch,
+                message: "Settings that every node must share differ from other nodes': \(mismatch.description).")
         }
         return try JSONResponse.make(["status": "ready"])
     }
