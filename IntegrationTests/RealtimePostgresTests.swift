@@ -14,11 +14,15 @@ struct RealtimePostgresTests {
     }
 
     /// One server for every check, as `chatsim verify` runs them: a database per check would
-    /// need more connections than the test cluster has while the whole suite runs.
+    /// need more connections than the test cluster has while the whole suite runs. Started as
+    /// a cluster of one node (a pool of 6, ready before the checks start): with the default
+    /// pool of 20, two clean-clone CI runs of the whole suite hung for minutes after the last
+    /// check had passed, in the server's shutdown, while the suite held most of the cluster's
+    /// connections (the cause is not yet known; see docs/reliability.md, "Open").
     @Test func passesTheConformanceChecks() async throws {
-        try await TestApp.run(on: .postgres, testing: .live) { api in
+        try await TestApp.runNodes(1) { nodes in
             try await ConformanceSuite.expectPasses(
-                ConformanceSuite.checks.filter { $0.nodes == 1 }, ports: [try #require(api.client.port)])
+                ConformanceSuite.checks.filter { $0.nodes == 1 }, ports: [try #require(nodes[0].client.port)])
         }
     }
 }
