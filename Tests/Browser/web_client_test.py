@@ -38,6 +38,7 @@ from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -156,9 +157,24 @@ class Window:
             return WebDriverWait(
                 self.driver, seconds, poll_frequency=0.05,
                 ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
-            ).until(lambda _: condition())
+            ).until(lambda _: self._unless_detached(condition))
         except TimeoutException:
             raise AssertionError(f"{self.label}: timed out waiting until {what}") from None
+
+    @staticmethod
+    def _unless_detached(condition):
+        """Runs a wait's condition; an element the page dropped while it was read means "not yet".
+
+        Chromedriver reports an element removed between finding it and reading it (a page that
+        navigates or re-renders) as a stale element, or, since Chromium 156, as a generic
+        "Node with given id does not belong to the document" error. Any other error still fails.
+        """
+        try:
+            return condition()
+        except WebDriverException as error:
+            if "does not belong to the document" in (error.msg or ""):
+                return False
+            raise
 
     def find(self, selector):
         return self.driver.find_element(By.CSS_SELECTOR, selector)
