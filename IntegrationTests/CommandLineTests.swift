@@ -26,24 +26,15 @@ struct CommandLineTests {
             let status = try await cli.run("migrate", "status").output
             #expect(
                 status.contains("0001 initial_schema  applied") && status.contains("0002 sessions_valid_from  applied"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains(
-                    "Reverted 0008 shared_token_secret"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0007 message_search"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0006 message_updates"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains(
-                    "Reverted 0005 database_generation"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0004 membership_events"))
-            #expect(try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0003 cluster"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains(
-                    "Reverted 0002 sessions_valid_from"))
-            #expect(
-                try await cli.run("migrate", "down", "--steps", "1").output.contains("Reverted 0001 initial_schema"))
+            let newestFirst = [
+                "0009 cluster_limits", "0008 shared_token_secret", "0007 message_search", "0006 message_updates",
+                "0005 database_generation", "0004 membership_events", "0003 cluster", "0002 sessions_valid_from",
+                "0001 initial_schema",
+            ]
+            for migration in newestFirst {
+                let reverted = try await cli.run("migrate", "down", "--steps", "1").output
+                #expect(reverted.contains("Reverted \(migration)"), "\(reverted)")
+            }
             #expect(try await cli.run("migrate", "up").status == 0)
             #expect(try await cli.run("seed").output.contains("log in as Sergey, Arina, Vlad"))
             #expect(try await cli.run("seed").status == 0, "seeding twice is fine")

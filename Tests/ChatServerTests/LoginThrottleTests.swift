@@ -13,39 +13,45 @@ struct LoginThrottleTests {
         return { start + clock.elapsed }
     }
 
-    @Test func theFailureAfterTheLimitWaitsUntilTheOldestLeavesTheWindow() {
+    @Test func theFailureAfterTheLimitWaitsUntilTheOldestLeavesTheWindow() async throws {
         let clock = ManualClock()
-        let throttle = LoginThrottle(limits: .init(perAccount: 3, perAddress: 100), now: Self.instants(of: clock))
+        let throttle = LoginThrottle(
+            limits: .init(perAccount: 3, perAddress: 100), failures: LocalLoginFailures(now: Self.instants(of: clock)))
         for _ in 1...2 {
-            throttle.recordFailure(account: "alice", address: "10.0.0.1")
+            try await throttle.recordFailure(account: "alice", address: "10.0.0.1")
             clock.advance(by: .seconds(10))
         }
-        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") == nil)
-        throttle.recordFailure(account: "alice", address: "10.0.0.1")
-        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") == .seconds(40))
-        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.2") == .seconds(40), "per account")
-        #expect(throttle.retryAfter(account: "bob", address: "10.0.0.1") == nil)
+        #expect(try await throttle.retryAfter(account: "alice", address: "10.0.0.1") == nil)
+        try await throttle.recordFailure(account: "alice", address: "10.0.0.1")
+        #expect(try await throttle.retryAfter(account: "alice", address: "10.0.0.1") == .seconds(40))
+        #expect(try await throttle.retryAfter(account: "alice", address: "10.0.0.2") == .seconds(40), "per account")
+        #expect(try await throttle.retryAfter(account: "bob", address: "10.0.0.1") == nil)
         clock.advance(by: .seconds(40))
-        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") == nil, "the oldest left the window")
+        #expect(
+            try await throttle.retryAfter(account: "alice", address: "10.0.0.1") == nil, "the oldest left the window")
     }
 
-    @Test func anAddressIsLimitedAcrossAccounts() {
+    @Test func anAddressIsLimitedAcrossAccounts() async throws {
         let clock = ManualClock()
-        let throttle = LoginThrottle(limits: .init(perAccount: 100, perAddress: 3), now: Self.instants(of: clock))
-        for account in ["a", "b", "c"] { throttle.recordFailure(account: account, address: "10.0.0.1") }
-        #expect(throttle.retryAfter(account: "d", address: "10.0.0.1") == .seconds(60))
-        #expect(throttle.retryAfter(account: "d", address: "10.0.0.2") == nil)
-        #expect(throttle.retryAfter(account: "d", address: nil) == nil)
+        let throttle = LoginThrottle(
+            limits: .init(perAccount: 100, perAddress: 3), failures: LocalLoginFailures(now: Self.instants(of: clock)))
+        for account in ["a", "b", "c"] {
+            try await throttle.recordFailure(account: account, address: "10.0.0.1")
+        }
+        #expect(try await throttle.retryAfter(account: "d", address: "10.0.0.1") == .seconds(60))
+        #expect(try await throttle.retryAfter(account: "d", address: "10.0.0.2") == nil)
+        #expect(try await throttle.retryAfter(account: "d", address: nil) == nil)
     }
 
-    @Test func successClearsTheAccountButNotTheAddress() {
+    @Test func successClearsTheAccountButNotTheAddress() async throws {
         let clock = ManualClock()
-        let throttle = LoginThrottle(limits: .init(perAccount: 2, perAddress: 2), now: Self.instants(of: clock))
-        throttle.recordFailure(account: "alice", address: "10.0.0.1")
-        throttle.recordFailure(account: "alice", address: "10.0.0.1")
-        throttle.recordSuccess(account: "alice")
-        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.2") == nil)
-        #expect(throttle.retryAfter(account: "alice", address: "10.0.0.1") != nil)
+        let throttle = LoginThrottle(
+            limits: .init(perAccount: 2, perAddress: 2), failures: LocalLoginFailures(now: Self.instants(of: clock)))
+        try await throttle.recordFailure(account: "alice", address: "10.0.0.1")
+        try await throttle.recordFailure(account: "alice", address: "10.0.0.1")
+        try await throttle.recordSuccess(account: "alice")
+        #expect(try await throttle.retryAfter(account: "alice", address: "10.0.0.2") == nil)
+        #expect(try await throttle.retryAfter(account: "alice", address: "10.0.0.1") != nil)
     }
 }
 

@@ -2,6 +2,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import ServiceLifecycle
 
 /// How `serve` prepares the database before it accepts requests.
 public struct StartupOptions: Sendable {
@@ -39,6 +40,9 @@ public struct ChatComponents: Sendable {
     /// The link to the other nodes on the same PostgreSQL database; nil on SQLite, which
     /// serves one node.
     public let cluster: ClusterLink?
+    /// Each user's connections on all nodes, for the per-user cap; nil on SQLite, where the
+    /// hub's count is the server's.
+    let clusterConnections: ClusterConnections?
     /// Where events that open connections must hear of go: the cluster link, else the hub.
     public var events: any ChatEvents { cluster ?? hub }
     public let generation = DatabaseGeneration()
@@ -74,10 +78,17 @@ public struct ChatComponents: Sendable {
                 metrics: telemetry.metrics, logger: logger)
         }
         self.cluster = cluster
+        self.clusterConnections = (store as? PostgresChatStore).map {
+            ClusterConnections(
+                store: $0, node: config.cluster.nodeName, cap: config.webSocket.connectionsPerUser, clock: clock,
+                logger: logger)
+        }
         let events: any ChatEvents = cluster ?? hub
+        // Failed log-ins count for all nodes in PostgreSQL; SQLite serves one node.
+        let loginFailures: any LoginFailureLog = (store as? PostgresChatStore) ?? LocalLoginFailures()
         self.accounts = try await AccountService(
             store: store, hasher: hasher, tokens: tokens, rules: config.inputRules, events: events,
-            throttle: LoginThrottle(limits: config.loginLimits), logger: logger)
+            throttle: LoginThrottle(limits: config.loginLimits, failures: loginFailures), logger: logger)
         self.chats = ChatService(
             store: store, rules: config.inputRules, events: events, sendLimits: config.sendLimits,
             stopwatch: stopwatch)
@@ -109,7 +120,8 @@ public func buildApplication(
             WebSocketUpgradeChannel(responder: responder, upgradeRouter: upgradeRouter, configuration: webSocket)
         },
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
-        services: [store, components.hub] + (components.cluster.map { [$0] } ?? []),
+        services: [store, components.hub]
+            + ([components.cluster, components.clusterConnections] as [(any Service)?]).compactMap { $0 },
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             let host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
@@ -158,7 +170,8 @@ public func buildRouter(_ components: ChatComponents) -> Router<ChatRequestConte
     WebSocketController(
         chats: components.chats, hub: components.hub, sends: components.sends, resumes: components.resumes,
         events: components.events, stopwatch: components.stopwatch, generation: components.generation,
-        originPolicy: originPolicy, settings: config.webSocket, metrics: components.telemetry.metrics,
+        clusterConnections: components.clusterConnections, originPolicy: originPolicy, settings: config.webSocket,
+        metrics: components.telemetry.metrics,
         logger: components.logger
     ).addRoutes(to: withSession)
     let authenticated = withSession.group(context: AuthenticatedContext.self)
@@ -198,6 +211,7 @@ func prepareDatabase(_ components: ChatComponents, options: StartupOptions, logg
             "Loaded demo data: log in as \(DemoSeeder.userNames.joined(separator: ", ")) with password \(DemoSeeder.password)"
         )
     }
+    try await components.clusterConnections?.forgetEarlierLife()
     components.cluster?.databaseIsPrepared()
 }
 

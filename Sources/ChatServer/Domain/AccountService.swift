@@ -33,7 +33,8 @@ public struct AccountService: Sendable {
 
     public init(
         store: any AccountStore, hasher: PasswordHasher, tokens: TokenService, rules: InputRules,
-        events: (any ChatEvents)? = nil, throttle: LoginThrottle = LoginThrottle(limits: .init()), logger: Logger
+        events: (any ChatEvents)? = nil,
+        throttle: LoginThrottle = LoginThrottle(limits: .init(), failures: LocalLoginFailures()), logger: Logger
     ) async throws {
         self.store = store
         self.hasher = hasher
@@ -62,13 +63,13 @@ public struct AccountService: Sendable {
     ///   before the password is checked.
     public func logIn(login: String, password: String, address: String? = nil) async throws -> (User, SessionToken) {
         let loginKey = User.key(for: login.trimmingCharacters(in: .whitespacesAndNewlines))
-        try checkThrottle(account: loginKey, address: address)
+        try await checkThrottle(account: loginKey, address: address)
         do {
             let user = try await checkCredentials(loginKey: loginKey, password: password)
-            throttle.recordSuccess(account: loginKey)
+            try await throttle.recordSuccess(account: loginKey)
             return (user, try await tokens.issue(for: user.id))
         } catch ChatError.invalidCredentials {
-            throttle.recordFailure(account: loginKey, address: address)
+            try await throttle.recordFailure(account: loginKey, address: address)
             throw ChatError.invalidCredentials
         }
     }
@@ -81,12 +82,12 @@ public struct AccountService: Sendable {
     public func changePassword(of session: Session, current: String, new: String) async throws -> SessionToken {
         let user = session.user
         let loginKey = User.key(for: user.name)
-        try checkThrottle(account: loginKey, address: nil)
+        try await checkThrottle(account: loginKey, address: nil)
         let newPassword = try rules.newPassword(new, maxBytes: hasher.algorithm.maxPasswordBytes)
         do {
             _ = try await checkCredentials(loginKey: loginKey, password: current)
         } catch ChatError.invalidCredentials {
-            throttle.recordFailure(account: loginKey, address: nil)
+            try await throttle.recordFailure(account: loginKey, address: nil)
             throw ChatError.wrongPassword
         }
         // Tokens carry whole seconds: everything issued up to this second ends (a log-in
@@ -99,8 +100,8 @@ public struct AccountService: Sendable {
     }
 
     /// - Throws: ``ChatError/tooManyLoginAttempts(retryAfterSeconds:)`` past the limits.
-    private func checkThrottle(account: String, address: String?) throws {
-        guard let wait = throttle.retryAfter(account: account, address: address) else { return }
+    private func checkThrottle(account: String, address: String?) async throws {
+        guard let wait = try await throttle.retryAfter(account: account, address: address) else { return }
         throw ChatError.tooManyLoginAttempts(retryAfterSeconds: max(1, Int((wait / .seconds(1)).rounded(.up))))
     }
 

@@ -1,12 +1,13 @@
+import Crypto
 import Foundation
-import Synchronization
 
 /// Limits failed log-ins per account and per client address over a sliding window, so that
 /// passwords cannot be guessed at speed. A request over either limit is refused before its
 /// password is checked, with the time until the oldest counted failure leaves the window.
 ///
-/// Counts live in this process: with several nodes each keeps its own (docs/security.md).
-public final class LoginThrottle: Sendable {
+/// The failures are counted in a ``LoginFailureLog``: with PostgreSQL in the database, so the
+/// limits hold for all nodes together (docs/security.md).
+public struct LoginThrottle: Sendable {
     /// Failures allowed within `window`; the next one is refused.
     public struct Limits: Sendable, Equatable {
         public var perAccount: Int
@@ -20,71 +21,45 @@ public final class LoginThrottle: Sendable {
         }
     }
 
-    private struct State {
-        /// Failure times per key (`account:<login key>`, `address:<ip>`), oldest first.
-        var failures: [String: [ContinuousClock.Instant]] = [:]
-        var recordsSinceSweep = 0
-    }
-
-    /// Keys past which a sweep drops those whose failures all left the window.
-    private static let sweepEvery = 10_000
-
     public let limits: Limits
-    private let now: @Sendable () -> ContinuousClock.Instant
-    private let state = Mutex(State())
+    private let failures: any LoginFailureLog
 
-    /// - Parameter now: the clock, replaceable in tests.
-    public init(limits: Limits, now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+    public init(limits: Limits, failures: any LoginFailureLog) {
         self.limits = limits
-        self.now = now
+        self.failures = failures
     }
 
     /// Nil when a log-in to `account` from `address` may be tried; otherwise how long to wait.
-    public func retryAfter(account: String, address: String?) -> Duration? {
-        let now = now()
-        return state.withLock { state in
-            let waits = Self.keys(account: account, address: address).compactMap { key, limit in
-                Self.wait(for: key, limit: limit(limits), now: now, window: limits.window, in: &state)
-            }
-            return waits.max()
-        }
+    public func retryAfter(account: String, address: String?) async throws -> Duration? {
+        let keys = keys(account: account, address: address)
+        let recent = try await failures.recentFailures(of: keys.map(\.key), within: limits.window)
+        return keys.compactMap { key, limit in
+            recent[key].flatMap { $0.count >= limit ? $0.oldestLeavesIn : nil }
+        }.max()
     }
 
     /// Counts a failed log-in against the account and the address.
-    public func recordFailure(account: String, address: String?) {
-        let now = now()
-        state.withLock { state in
-            for (key, _) in Self.keys(account: account, address: address) {
-                state.failures[key, default: []].append(now)
-            }
-            state.recordsSinceSweep += 1
-            if state.recordsSinceSweep >= Self.sweepEvery {
-                state.recordsSinceSweep = 0
-                let cutoff = now - limits.window
-                state.failures = state.failures.filter { ($0.value.last ?? cutoff) > cutoff }
-            }
-        }
+    public func recordFailure(account: String, address: String?) async throws {
+        try await failures.recordFailure(of: keys(account: account, address: address).map(\.key), window: limits.window)
     }
 
     /// A successful log-in clears its account's failures (not its address's: an attacker
     /// could otherwise reset the address count by logging in to an account of their own).
-    public func recordSuccess(account: String) {
-        _ = state.withLock { $0.failures.removeValue(forKey: "account:\(account)") }
+    public func recordSuccess(account: String) async throws {
+        try await failures.forgetFailures(of: Self.accountKey(account))
     }
 
-    private static func keys(account: String, address: String?) -> [(String, (Limits) -> Int)] {
-        [("account:\(account)", \.perAccount)] + (address.map { [("address:\($0)", \.perAddress)] } ?? [])
+    private static func accountKey(_ account: String) -> String { key("account", account) }
+
+    private func keys(account: String, address: String?) -> [(key: String, limit: Int)] {
+        [(Self.accountKey(account), limits.perAccount)]
+            + (address.map { [(Self.key("address", $0), limits.perAddress)] } ?? [])
     }
 
-    /// Drops `key`'s failures that left the window; when `limit` remain, the time until the
-    /// oldest leaves it.
-    private static func wait(
-        for key: String, limit: Int, now: ContinuousClock.Instant, window: Duration, in state: inout State
-    ) -> Duration? {
-        guard var times = state.failures[key] else { return nil }
-        times.removeAll { $0 <= now - window }
-        state.failures[key] = times.isEmpty ? nil : times
-        guard times.count >= limit, let oldest = times.first else { return nil }
-        return oldest + window - now
+    /// The key failures are counted under: the kind, and a SHA-256 digest of the value as it
+    /// was typed. A digest has a fixed size and any bytes (a NUL, a megabyte of name) are
+    /// fine, and the log holds no names or addresses.
+    private static func key(_ kind: String, _ value: String) -> String {
+        kind + ":" + SHA256.hash(data: Data(value.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -79,9 +79,14 @@ extension PostgresChatStore {
         }
     }
 
-    /// Deletes this node's heartbeat: it is stopping, and its users' presence ends with it.
+    /// Deletes this node's heartbeat and its connections' rows: it is stopping, and its users'
+    /// presence and connections end with it.
     func forgetNode(_ node: String) async throws {
-        try await execute("DELETE FROM cluster_nodes WHERE node = \(node)")
+        try await execute(
+            """
+            WITH closed AS (DELETE FROM websocket_connections WHERE node = \(node))
+            DELETE FROM cluster_nodes WHERE node = \(node)
+            """)
     }
 
     /// The last `seq` and `update_seq` of each of `chats` that still exists.

@@ -12,6 +12,9 @@ import NIOWebSocket
 struct ChatSession: Sendable {
     let session: Session
     let narrowedTo: ChatID?
+    /// The connection's place under the per-user cap on all nodes (nil on SQLite), given back
+    /// when it ends.
+    let claim: ConnectionClaim?
     let chats: ChatService
     let hub: ChatHub
     /// Where this connection's sends go: stored, published, acknowledged.
@@ -34,6 +37,9 @@ struct ChatSession: Sendable {
 
     func open(channel: any Channel, transport: NIOLoopBound<WebSocketConnectionHandler>) async {
         let user = session.user
+        // A connection that fails to open gives its place under the cap back at once.
+        var opened = false
+        defer { if !opened { claim?.release() } }
         let outbox: Outbox
         do {
             outbox = try await ChannelFrameSink.outbox(
@@ -96,6 +102,7 @@ struct ChatSession: Sendable {
             },
             resumeLimit: LiveResume.limit, generation: generation)
         outbox.offer(FrameEncoding.encode(.ready(ready)))
+        opened = true
         hub.release(connection)
         if joined.cameOnline { events.presenceChanged(of: user.id, online: true, chats: connection.chats) }
 

@@ -74,6 +74,7 @@ final class ClientFrameReader: WebSocketMessageHandler {
         if hub.disconnect(connection) {
             session.events.presenceChanged(of: user, online: false, chats: followed)
         }
+        session.claim?.release()
     }
 
     // MARK: - Frames

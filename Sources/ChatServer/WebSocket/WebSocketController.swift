@@ -17,6 +17,8 @@ struct WebSocketController {
     let events: any ChatEvents
     let stopwatch: Stopwatch
     let generation: DatabaseGeneration
+    /// Where the per-user cap is counted over all nodes; nil on SQLite, where the hub counts.
+    let clusterConnections: ClusterConnections?
     let originPolicy: OriginPolicy
     let settings: WebSocketSettings
     let metrics: ChatMetrics
@@ -42,24 +44,36 @@ struct WebSocketController {
         if let narrowedTo {
             _ = try await chats.details(of: narrowedTo, viewer: session.user.id)
         }
+        // This node's count first, which costs nothing; then all nodes', which claims a place.
         guard hub.connections(of: session.user.id).count < settings.connectionsPerUser else {
-            metrics.connectionRefused(.userLimit)
-            throw APIError(
-                status: .tooManyRequests, code: .tooManyConnections,
-                message: "At most \(settings.connectionsPerUser) connections per user; close one first.")
+            throw tooManyConnections()
+        }
+        var claim: ConnectionClaim?
+        if let clusterConnections {
+            claim = try await clusterConnections.claim(for: session.user.id)
+            guard claim != nil else { throw tooManyConnections() }
         }
         guard let slot = context.upgrade else {
             // A handshake that is not a connection's first request cannot be upgraded: send the
             // client to open a new connection for it.
+            claim?.release()
             return Response(
                 status: .temporaryRedirect, headers: [.location: request.uri.description, .connection: "close"])
         }
         let chatSession = ChatSession(
-            session: session, narrowedTo: narrowedTo, chats: chats, hub: hub, sends: sends, resumes: resumes,
-            events: events, stopwatch: stopwatch, generation: generation.current, settings: settings, metrics: metrics,
-            logger: logger)
+            session: session, narrowedTo: narrowedTo, claim: claim, chats: chats, hub: hub, sends: sends,
+            resumes: resumes, events: events, stopwatch: stopwatch, generation: generation.current, settings: settings,
+            metrics: metrics, logger: logger)
         slot.accept(chatSession)
         return Response(status: .ok)
+    }
+
+    /// Counts and returns the refusal of a handshake past the per-user connection cap.
+    private func tooManyConnections() -> APIError {
+        metrics.connectionRefused(.userLimit)
+        return APIError(
+            status: .tooManyRequests, code: .tooManyConnections,
+            message: "At most \(settings.connectionsPerUser) connections per user; close one first.")
     }
 
     private static func isHandshake(_ request: Request) -> Bool {

@@ -1,0 +1,3 @@
+-- Nothing to do: a SQLite database serves one chat-server process, which counts failed
+-- log-ins and each user's connections in memory (docs/security.md, "Limits"). PostgreSQL
+-- keeps them in tables, for all nodes together.
