@@ -5,6 +5,7 @@ import ChatTestSupport
 import Foundation
 import Logging
 import NIOWebSocket
+import Synchronization
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -130,6 +131,80 @@ struct CommandLineTests {
         }
     }
 
+    /// docs/operations.md, "Backups": a backup taken while sends go on is a consistent copy
+    /// (gap-free `seq`s) that, restored, holds every message acknowledged before it began.
+    @Test func aBackupTakenWhileSendsGoOnHoldsEveryMessageAcknowledgedBeforeIt() async throws {
+        try await TestDatabase.sqlite.withLocation { location in
+            guard case .sqlite(let path) = location else { return }
+            let cli = try ChatServerCLI(
+                database: location, overrides: ["CHAT_WS_SEND_RATE": "100000", "CHAT_WS_SEND_BURST": "100000"])
+            let port = try await FreePort.find()
+            let server = try cli.start("serve", "--port", String(port))
+            defer { if server.isRunning { server.terminate() } }
+            try await cli.waitForLog("is ready at", process: server)
+            let http = ServerHTTP(port: port)
+            let alice = try await http.user("alice")
+            let chat = try await http.createChat(as: alice)
+            let socket = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let progress = BackupProgress()
+            let backup = path + ".backup"
+
+            let (beforeBackup, output) = try await withThrowingTaskGroup(
+                of: Void.self, returning: ([Int64: String], String).self
+            ) { group in
+                // Sends flow, a few at a time, until the backup has finished; the last one is
+                // "final", whose ack ends the reading.
+                group.addTask {
+                    var number = 0
+                    while !progress.backupDone.load(ordering: .relaxed) {
+                        for _ in 0..<10 {
+                            number += 1
+                            socket.send(.send(chatID: chat, clientID: "m\(number)", text: "message \(number)"))
+                        }
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                    socket.send(.send(chatID: chat, clientID: "final", text: "final"))
+                }
+                group.addTask {
+                    while true {
+                        guard case .ack(let clientID, let message, _) = try await socket.next() else { continue }
+                        progress.acked.withLock { $0[message.seq] = message.text }
+                        if clientID == "final" { return }
+                    }
+                }
+                while progress.acked.withLock({ $0.count }) < 200 { try await Task.sleep(for: .milliseconds(10)) }
+                let beforeBackup = progress.acked.withLock { $0 }
+                let written = try await cli.run("database", "backup", backup)
+                progress.backupDone.store(true, ordering: .relaxed)
+                try await group.waitForAll()
+                return (beforeBackup, written.output)
+            }
+            #expect(output.contains("Wrote a backup"), "\(output)")
+            let ackedInTheEnd = progress.acked.withLock { $0 }
+            #expect(ackedInTheEnd.count > beforeBackup.count, "sends went on while the backup ran")
+            await socket.close()
+            server.terminate()
+            #expect(try await server.exitStatus() == 0)
+
+            let restored = try await cli.run("database", "restore", backup)
+            #expect(restored.status == 0 && restored.output.contains("its new generation is"), "\(restored.output)")
+            let stored = try await withRunningStore(
+                try await makeStore(for: location, poolSize: 2, logger: Logger(label: "test"))
+            ) { store in
+                var messages: [Message] = []
+                while true {
+                    let page = try await store.messages(in: chat, .offset(Int64(messages.count), limit: 1000))
+                    guard !page.isEmpty else { return messages }
+                    messages += page
+                }
+            }
+            #expect(stored.map(\.seq) == Array(1...Int64(stored.count)), "the backup is consistent: gap-free seqs")
+            let storedTexts = Dictionary(uniqueKeysWithValues: stored.map { ($0.seq, $0.text) })
+            let missing = beforeBackup.filter { storedTexts[$0.key] != $0.value }
+            #expect(missing.isEmpty, "acknowledged before the backup began, not restored: \(missing.keys.sorted())")
+        }
+    }
+
     @Test(arguments: TestDatabase.allCases)
     func stoppingUnderLoadLosesNoAcknowledgedMessage(_ database: TestDatabase) async throws {
         try await database.withLocation { location in
@@ -207,6 +282,13 @@ struct CommandLineTests {
             #expect(result.status != 0 && result.output.contains("CHAT_JWT_SECRET is not set"))
         }
     }
+}
+
+/// What a send load during a backup has seen: the acknowledged texts by `seq`, and whether
+/// the backup has finished.
+private final class BackupProgress: Sendable {
+    let acked = Mutex<[Int64: String]>([:])
+    let backupDone = Atomic(false)
 }
 
 /// REST calls to a server started from the executable.
