@@ -933,7 +933,8 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     /// is down; a request should fail fast instead (and be retried). And a query sent just as
     /// the database drops the connection can wait forever, deaf to cancellation (PostgresNIO
     /// 1.33, seen under load during `pg_ctl restart`): the caller stops waiting for it rather
-    /// than hold up every later send into its chat. An abandoned transaction that commits
+    /// than hold up every later send into its chat, and its connection is closed, which ends
+    /// the query and gives the pool its place back. An abandoned transaction that commits
     /// after all does no harm: the sender's retry with the same client id gets the stored
     /// message, and the hub fills the gap. Migrations pass `limited: false`: they may take long
     /// or wait for another node's.
@@ -952,7 +953,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                     do {
                         let value = try await self.client.withConnection { connection in
                             lease.granted()
-                            race.leased()
+                            race.leased(connection)
                             return try await body(connection)
                         }
                         race.finish(with: .success(value))
@@ -967,8 +968,13 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                         guard limited else { return }
                         race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + limits.work - .now) {
                             self.logger.error(
-                                "PostgreSQL did not answer in time", metadata: ["limit": "\(limits.work)"])
-                            self.giveUp(race)
+                                "PostgreSQL did not answer in time; closing its connection",
+                                metadata: ["limit": "\(limits.work)"])
+                            // The query may never complete (see above): closing its connection
+                            // fails it, so the pool replaces the connection instead of keeping
+                            // it leased to a task that waits forever.
+                            let connection = race.connection
+                            if self.giveUp(race) { connection?.close().whenFailure { _ in } }
                         }
                     } else {
                         self.logger.warning(
@@ -982,8 +988,12 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         }
     }
 
-    private func giveUp<T>(_ race: LeaseRace<T>) {
-        if race.finish(with: .failure(ChatError.storageUnavailable)) { metrics.databaseError() }
+    /// Ends `race` with ``ChatError/storageUnavailable``; returns whether this ended it.
+    @discardableResult
+    private func giveUp<T>(_ race: LeaseRace<T>) -> Bool {
+        guard race.finish(with: .failure(ChatError.storageUnavailable)) else { return false }
+        metrics.databaseError()
+        return true
     }
 
     func mapError(_ error: any Error) -> any Error {
@@ -1034,6 +1044,7 @@ private final class LeaseRace<T: Sendable>: Sendable {
         var continuation: CheckedContinuation<T, any Error>?
         var finished = false
         var leasedAt: ContinuousClock.Instant?
+        var connection: PostgresConnection?
         var limit: Scheduled<Void>?
         var abandon: (@Sendable () -> Void)?
     }
@@ -1041,6 +1052,8 @@ private final class LeaseRace<T: Sendable>: Sendable {
     private let state = Mutex(State())
 
     var leasedAt: ContinuousClock.Instant? { state.withLock { $0.leasedAt } }
+    /// The connection leased for the work, while the race runs.
+    var connection: PostgresConnection? { state.withLock { $0.connection } }
 
     /// Hands the race its caller; false (and the caller resumed) when it was cancelled already.
     func start(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
@@ -1052,8 +1065,11 @@ private final class LeaseRace<T: Sendable>: Sendable {
         return !finished
     }
 
-    func leased() {
-        state.withLock { $0.leasedAt = .now }
+    func leased(_ connection: PostgresConnection) {
+        state.withLock { state in
+            state.leasedAt = .now
+            state.connection = connection
+        }
     }
 
     func onAbandon(_ action: @escaping @Sendable () -> Void) {
