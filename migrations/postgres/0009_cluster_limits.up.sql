@@ -5,8 +5,9 @@
 -- forgets some failed log-ins and lets users open connections again, which they do anyway
 -- once the nodes reconnect.
 --
--- Failed log-ins, one row per failure and key (account:<login key>, address:<ip>), judged by
--- the database's clock so nodes whose clocks differ agree. Rows older than the window are
+-- Failed log-ins, one row per failure and key ("account:" or "address:" and a SHA-256 digest
+-- of the account as typed or of the address), judged by the database's clock so nodes whose
+-- clocks differ agree. Rows older than the window are
 -- swept as new failures are recorded.
 CREATE UNLOGGED TABLE login_failures (
     key       TEXT NOT NULL,

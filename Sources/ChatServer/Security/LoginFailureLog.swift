@@ -1,5 +1,5 @@
-/// Where ``LoginThrottle`` counts failed log-ins, by key (`account:<login key>`,
-/// `address:<ip>`): in this process when one node serves (``LocalLoginFailures``, with SQLite),
+/// Where ``LoginThrottle`` counts failed log-ins, by key (`account:` or `address:` and a
+/// digest of the account or the address): in this process when one node serves (``LocalLoginFailures``, with SQLite),
 /// in PostgreSQL when several may (``PostgresChatStore``), so that a client behind a balancer
 /// that spreads its requests gets no more guesses than it would from one node.
 public protocol LoginFailureLog: Sendable {
