@@ -1,11 +1,10 @@
 import ChatProtocol
+import ChatServer
 import ChatTestSupport
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import Testing
-
-@testable import ChatServer
 
 @Suite("Database outages", .timeLimit(.minutes(5)))
 struct DatabaseOutageTests {
@@ -42,21 +41,5 @@ struct DatabaseOutageTests {
             location: try await Self.unreachable(), maxConnections: 1, logger: Logger(label: "test"))
         let error = await #expect(throws: StorageError.self) { try await store.checkConnection() }
         #expect(error?.description.contains("cannot reach the database: PostgreSQL at 127.0.0.1") == true)
-    }
-
-    /// A query past its time limit loses its connection, not only its caller: the next query
-    /// gets a new connection at once instead of waiting for the lost query to end.
-    @Test func aQueryPastItsTimeLimitLosesItsConnectionAndTheNextQueryGetsAnother() async throws {
-        try await TestDatabase.postgres.withLocation { location in
-            guard case .postgres(let postgres) = location else { return }
-            let store = try PostgresChatStore(
-                location: postgres, maxConnections: 1,
-                waitLimits: .init(connection: .seconds(5), work: .milliseconds(500)), logger: Logger(label: "test"))
-            try await withRunningStore(store) { _ in
-                await #expect(throws: ChatError.storageUnavailable) { try await store.execute("SELECT pg_sleep(60)") }
-                let answered = try await store.fetch("SELECT 1", as: Int32.self)
-                #expect(answered.count == 1, "the pool's one connection was replaced")
-            }
-        }
     }
 }
