@@ -2,8 +2,8 @@
 --
 -- Both tables hold short-lived facts: UNLOGGED skips the write-ahead log, so they cost no
 -- fsync and no replication, and PostgreSQL empties them after a crash. Losing them then
--- forgets some failed log-ins and lets users open connections again, which they do anyway
--- once the nodes reconnect.
+-- forgets the last minute's failed log-ins, and the connections open at the time stop
+-- counting until they close.
 --
 -- Failed log-ins, one row per failure and key ("account:" or "address:" and a SHA-256 digest
 -- of the account as typed or of the address), judged by the database's clock so nodes whose
