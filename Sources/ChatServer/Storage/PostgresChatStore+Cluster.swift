@@ -30,11 +30,18 @@ extension PostgresChatStore {
             throw mapError(error)
         }
         do {
-            try await connection.listen(on: Self.clusterChannel) { notifications in
-                try await listening()
-                for try await notification in notifications {
-                    await receive(notification.payload)
+            // Cancellation closes the connection: that ends the notifications and any query
+            // on it (UNLISTEN included), which the driver might otherwise wait on for good
+            // and hold up the node's shutdown (docs/reliability.md, "Open").
+            try await withTaskCancellationHandler {
+                try await connection.listen(on: Self.clusterChannel) { notifications in
+                    try await listening()
+                    for try await notification in notifications {
+                        await receive(notification.payload)
+                    }
                 }
+            } onCancel: {
+                connection.close().whenFailure { _ in }
             }
         } catch {
             try? await connection.close()
