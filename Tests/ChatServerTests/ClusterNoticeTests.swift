@@ -20,6 +20,11 @@ struct ClusterNoticeTests {
         #expect(sender == "eu.node_2" && ClusterNotice(body: rest) == .event(event))
     }
 
+    @Test func aProbeReadsAsCommitsInNoChats() throws {
+        let (node, body) = try #require(ClusterNotice.split(ClusterNotice.probe(from: "node-1")))
+        #expect(node == "node-1" && ClusterNotice(body: body) == .committed([]))
+    }
+
     @Test(arguments: ["commits 7", "commits 7:x", "commits", "all", "{\"nonsense\":{}}", ""])
     func malformedBodiesAreRefused(_ body: String) {
         #expect(ClusterNotice(body: Substring(body)) == nil)

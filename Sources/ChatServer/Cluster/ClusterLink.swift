@@ -13,9 +13,11 @@ import Synchronization
 /// (``ChatHub/committed(in:upTo:)``). Edits and deletions are announced, and each node reads the
 /// updated messages the same way (``ChatHub/messagesUpdated(in:upTo:)``).
 ///
-/// The listening connection reopens whenever it drops. Each time, before anything newer is
-/// delivered, the node catches up: it checks every chat it follows against its last `seq`
-/// and rebuilds memberships from the database. Every heartbeat checks the followed chats again
+/// The listening connection reopens whenever it drops, or goes silent: a connection whose
+/// packets vanish stays open and hears nothing, so the node notifies itself a probe every
+/// heartbeat interval, and one that hears nothing for three intervals is closed. Each time,
+/// before anything newer is delivered, the node catches up: it checks every chat it follows
+/// against its last `seq` and rebuilds memberships from the database. Every heartbeat checks the followed chats again
 /// (a lost notification costs at most one interval) and records who is connected here: a node
 /// whose heartbeats stop is gone after ``Settings/expiry``, and its users' presence with it.
 public final class ClusterLink: ChatEvents, Service {
@@ -60,6 +62,8 @@ public final class ClusterLink: ChatEvents, Service {
     /// restarted under the same name numbers above its earlier life.
     private let presenceVersion = Atomic<Int64>(Int64(Date().timeIntervalSince1970 * 1_000_000))
     private let listening = Atomic(false)
+    /// Counts the notifications heard on the LISTEN connection, this node's probes among them.
+    private let notificationsHeard = Atomic(0)
     private let sharedSettings: @Sendable () -> SharedSettings
     private let mismatch = Mutex<SettingsMismatch?>(nil)
     private let databasePrepared: AsyncStream<Void>.Continuation
@@ -174,7 +178,11 @@ public final class ClusterLink: ChatEvents, Service {
     // MARK: Sending
 
     private func announce(_ event: ClusterEvent) {
-        let payload = ClusterNotice.payload(of: event, from: settings.nodeName)
+        send(ClusterNotice.payload(of: event, from: settings.nodeName))
+    }
+
+    /// Queues `payload` for ``sendAnnouncements()``.
+    private func send(_ payload: String) {
         let dropped = waiting.withLock { waiting in
             waiting.append(payload)
             let excess = max(0, waiting.count - Self.maxWaitingAnnouncements)
@@ -213,31 +221,58 @@ public final class ClusterLink: ChatEvents, Service {
     /// Listens until shutdown, reconnecting with backoff after every failure.
     private func listen() async {
         let firstRetryDelay = Duration.milliseconds(100)
-        var retryDelay = firstRetryDelay
+        var retryDelay = Duration.zero
         while !Task.isCancelled {
             do {
                 // Other nodes notify only while a heartbeat of another is alive (migration
                 // 0003): recorded first, then listening, then catching up misses nothing.
                 try await recordHeartbeat()
-                try await store.listenToCluster(
-                    listening: {
-                        try await self.catchUp()
-                        retryDelay = firstRetryDelay
-                        self.listening.store(true, ordering: .relaxed)
-                        self.metrics.listening(true)
-                        self.logger.info(
-                            "Listening to the other nodes", metadata: ["chat.node": "\(self.settings.nodeName)"])
-                    },
-                    receive: { await self.received($0) })
-            } catch {
-                listening.store(false, ordering: .relaxed)
-                metrics.listening(false)
-                guard !Task.isCancelled else { return }
+                try await withThrowingTaskGroup { group in
+                    group.addTask {
+                        try await self.store.listenToCluster(
+                            listening: {
+                                try await self.catchUp()
+                                self.listening.store(true, ordering: .relaxed)
+                                self.metrics.listening(true)
+                                self.logger.info(
+                                    "Listening to the other nodes",
+                                    metadata: ["chat.node": "\(self.settings.nodeName)"])
+                            },
+                            receive: { await self.received($0) })
+                    }
+                    // Throws when the connection goes silent: leaving the group cancels the
+                    // listener, which closes its connection.
+                    group.addTask { try await self.watchForSilence() }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            } catch  where !Task.isCancelled {
                 logger.warning(
                     "Lost the connection that hears the other nodes; reconnecting", metadata: ["error": "\(error)"])
-            }
+            } catch {}
+            let wasListening = listening.exchange(false, ordering: .relaxed)
+            metrics.listening(false)
+            guard !Task.isCancelled else { return }
+            // Back off while connecting fails; start over after a connection that listened.
+            retryDelay = wasListening ? firstRetryDelay : min(max(retryDelay * 2, firstRetryDelay), .seconds(5))
             try? await clock.sleep(for: retryDelay)
-            retryDelay = min(retryDelay * 2, .seconds(5))
+        }
+    }
+
+    /// Sends this node a probe every heartbeat interval while it listens, and throws
+    /// ``ListenerWentSilent`` when three intervals in a row heard nothing. Real time, whatever
+    /// the link's clock: it watches a network connection.
+    private func watchForSilence() async throws {
+        let probe = ClusterNotice.probe(from: settings.nodeName)
+        var silentIntervals = 0
+        while true {
+            let heardBefore = notificationsHeard.load(ordering: .relaxed)
+            if isListening { send(probe) }
+            try await ContinuousClock().sleep(for: settings.heartbeatInterval)
+            guard isListening else { continue }
+            let heardNothing = notificationsHeard.load(ordering: .relaxed) == heardBefore
+            silentIntervals = heardNothing ? silentIntervals + 1 : 0
+            if silentIntervals == 3 { throw ListenerWentSilent(silence: settings.heartbeatInterval * 3) }
         }
     }
 
@@ -259,6 +294,7 @@ public final class ClusterLink: ChatEvents, Service {
     }
 
     private func received(_ payload: String) async {
+        notificationsHeard.add(1, ordering: .relaxed)
         let parts = ClusterNotice.split(payload)
         guard parts?.node != Substring(settings.nodeName) else {
             // One of this node's own announcements, heard back: how long notifications take.
@@ -390,4 +426,11 @@ public final class ClusterLink: ChatEvents, Service {
             } catch {}
         }
     }
+}
+
+/// The LISTEN connection heard nothing, not even this node's own probes, for `silence`.
+struct ListenerWentSilent: Error, CustomStringConvertible {
+    let silence: Duration
+
+    var description: String { "the LISTEN connection heard nothing for \(silence)" }
 }

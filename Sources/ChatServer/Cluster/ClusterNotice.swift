@@ -9,7 +9,8 @@ import Foundation
 /// - `all chats`: messages committed in more chats than a payload lists: check every chat;
 /// - an event a node announced, as JSON.
 ///
-/// A node skips its own notifications by their first line, without reading the rest.
+/// A node skips its own notifications by their first line, without reading the rest, but for
+/// noting that it heard them: its ``probe(from:)`` proves that its LISTEN connection still hears.
 enum ClusterNotice: Equatable {
     /// A chat and its last `seq` after a commit.
     struct Commit: Equatable {
@@ -25,6 +26,12 @@ enum ClusterNotice: Equatable {
     static func payload(of event: ClusterEvent, from node: String) -> String {
         // Encoding these plain values cannot fail.
         node + "\n" + String(decoding: (try? JSONEncoder().encode(event)) ?? Data(), as: UTF8.self)
+    }
+
+    /// The payload a node sends to hear it back: a commit notice of no chats, which every
+    /// node, of any version, reads as nothing to do.
+    static func probe(from node: String) -> String {
+        node + "\ncommits "
     }
 
     /// The sending node and the rest of a payload, or nil when it has no first line.
