@@ -78,25 +78,30 @@ def chatsim_report(command, json_path, name):
 
 
 class Postgres:
-    """A throwaway cluster on a free port, removed with its work directory."""
+    """A throwaway cluster on a free port, removed with its work directory; on the loopback
+    address, or on a test host of scripts/testnet.py that lets in the hosts of its network."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, host=None):
         self.bin = self.find_binaries()
+        self.host = host.address if host else "127.0.0.1"
         self.port = free_port()
         self.data = os.path.join(workdir, "pgdata")
         self.sockets = os.path.join(workdir, "pgsock")
         self.log_path = os.path.join(workdir, "postgres.log")
         os.makedirs(self.sockets)
-        self.as_postgres = []
+        self.as_postgres = host.command_prefix if host else []
         if os.geteuid() == 0:
             # initdb and postgres refuse to run as root.
             user = pwd.getpwnam("postgres")
             os.chown(workdir, user.pw_uid, user.pw_gid)
             os.chown(self.sockets, user.pw_uid, user.pw_gid)
-            self.as_postgres = ["runuser", "-u", "postgres", "--"]
+            self.as_postgres += ["runuser", "-u", "postgres", "--"]
         run(self.as_postgres + [f"{self.bin}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
                                 "--no-sync", "--locale=C.UTF-8", "-E", "UTF8"], stdout=subprocess.DEVNULL)
-        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c max_connections=200")
+        if host:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as hba:
+                hba.write(f"host all all {host.address.rsplit('.', 1)[0]}.0/24 trust\n")
+        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses={self.host} -c max_connections=200")
         run(self.as_postgres + [f"{self.bin}/pg_ctl", "start", "-D", self.data, "-l", self.log_path, "-w",
                                 "-o", options], stdout=subprocess.DEVNULL)
         self.version = subprocess.run([f"{self.bin}/postgres", "--version"], capture_output=True,
@@ -117,16 +122,19 @@ class Postgres:
         with open(os.path.join(self.data, "postmaster.pid")) as file:
             return int(file.readline())
 
-    def url(self, database):
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
+    def url(self, database, host=None, port=None):
+        """The URL of `database`, or of the same through a proxy at `host` and `port`."""
+        return f"postgres://postgres@{host or self.host}:{port or self.port}/{database}?sslmode=disable"
 
     def create_database(self, name):
-        run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name])
+        run([f"{self.bin}/createdb", "-h", self.host, "-p", str(self.port), "-U", "postgres", name])
         return self.url(name)
 
     def psql(self, database, sql):
-        run([f"{self.bin}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
-             "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], stdout=subprocess.DEVNULL)
+        """Runs `sql` in `database` and returns what it printed, unaligned and without headers."""
+        return subprocess.run([f"{self.bin}/psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d",
+                               database, "-v", "ON_ERROR_STOP=1", "-q", "-At", "-c", sql], check=True,
+                              capture_output=True, text=True).stdout
 
     def pg_ctl(self, *arguments):
         run(self.as_postgres + [f"{self.bin}/pg_ctl", *arguments, "-D", self.data], stdout=subprocess.DEVNULL)
@@ -142,19 +150,25 @@ class Postgres:
 
 
 class Server:
-    """A chat-server on a free port; `kill` and `start` keep the port."""
+    """A chat-server on a free port (on the loopback address, or on a test host of
+    scripts/testnet.py); `kill` and `start` keep the port."""
 
-    def __init__(self, binary, database_url, workdir, name, environment):
+    def __init__(self, binary, database_url, workdir, name, environment, host=None):
         self.binary = binary
         self.workdir = workdir
+        self.host = host
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.environment = dict(os.environ, **environment, CHAT_PORT=str(self.port), DATABASE_URL=database_url)
-        self.log = open(os.path.join(workdir, f"server-{name}.log"), "a")
+        address = host.address if host else "127.0.0.1"
+        self.url = f"http://{address}:{self.port}"
+        self.environment = {**os.environ, **environment, "CHAT_HOST": address, "CHAT_PORT": str(self.port),
+                            "DATABASE_URL": database_url}
+        self.log_path = os.path.join(workdir, f"server-{name}.log")
+        self.log = open(self.log_path, "a")
         self.start()
 
     def start(self):
-        self.process = subprocess.Popen([self.binary, "serve"], env=self.environment, cwd=self.workdir,
+        prefix = self.host.command_prefix if self.host else []
+        self.process = subprocess.Popen(prefix + [self.binary, "serve"], env=self.environment, cwd=self.workdir,
                                         stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=raise_file_limit)
         wait_until_ready(self.url + "/health/ready", self.process)
 
