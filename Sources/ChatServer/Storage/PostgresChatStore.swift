@@ -928,17 +928,19 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     }
 
     /// Leases a pooled connection for `body`, giving up with ``ChatError/storageUnavailable``
-    /// when none can be had within ``WaitLimits/connection``, or when `body` has not finished
-    /// within ``WaitLimits/work`` of the lease. The pool itself would wait forever while the database
-    /// is down; a request should fail fast instead (and be retried). And a query sent just as
-    /// the database drops the connection can wait forever, deaf to cancellation (PostgresNIO
-    /// 1.33, seen under load during `pg_ctl restart`): the caller stops waiting for it rather
-    /// than hold up every later send into its chat, and its connection is closed, which ends
-    /// the query and gives the pool its place back. An abandoned transaction that commits
-    /// after all does no harm: the sender's retry with the same client id gets the stored
-    /// message, and the hub fills the gap. Migrations pass `limited: false`: they may take long
-    /// or wait for another node's.
-    private func withConnection<T: Sendable>(
+    /// when none can be had within ``WaitLimits/connection``, when the leased connection
+    /// closes before `body` has finished, or when `body` has not finished within
+    /// ``WaitLimits/work`` of the lease. The pool itself would wait forever while the database
+    /// is down; a request should fail fast instead (and be retried). And a query sent on a
+    /// connection the database has closed waits forever, deaf to cancellation (PostgresNIO
+    /// 1.33.2; docs/reliability.md has the smallest program that shows it): the lease checks
+    /// its connection every ``closedConnectionCheck`` and stops waiting once it is closed,
+    /// rather than hold up every later send into its chat. At the work limit the connection is
+    /// closed, which ends a query the database never answers and gives the pool its place
+    /// back. An abandoned transaction that commits after all does no harm: the sender's retry
+    /// with the same client id gets the stored message, and the hub fills the gap. Migrations
+    /// pass `limited: false`: they may take long or wait for another node's.
+    func withConnection<T: Sendable>(
         limited: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     )
         async throws -> T
@@ -954,6 +956,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                         let value = try await self.client.withConnection { connection in
                             lease.granted()
                             race.leased(connection)
+                            self.giveUpWhenClosed(race)
                             return try await body(connection)
                         }
                         race.finish(with: .success(value))
@@ -963,10 +966,12 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                 }
                 race.onAbandon { work.cancel() }
                 let limits = waitLimits
-                race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: limits.connection) {
+                race.schedule(.limit, on: NIOSingletons.posixEventLoopGroup.any(), in: limits.connection) {
                     if let leasedAt = race.leasedAt {
                         guard limited else { return }
-                        race.schedule(on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + limits.work - .now) {
+                        race.schedule(
+                            .limit, on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + limits.work - .now
+                        ) {
                             self.logger.error(
                                 "PostgreSQL did not answer in time; closing its connection",
                                 metadata: ["limit": "\(limits.work)"])
@@ -985,6 +990,20 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             }
         } onCancel: {
             race.finish(with: .failure(CancellationError()))
+        }
+    }
+
+    /// How often a lease checks that its connection is still open.
+    static let closedConnectionCheck = Duration.milliseconds(200)
+
+    /// Ends `race` with ``ChatError/storageUnavailable`` once its connection is closed (checked
+    /// every ``closedConnectionCheck`` until the race is over): no query on it can end now.
+    private func giveUpWhenClosed<T>(_ race: LeaseRace<T>) {
+        race.schedule(.closedCheck, on: NIOSingletons.posixEventLoopGroup.any(), in: Self.closedConnectionCheck) {
+            guard race.connection?.isClosed == true else { return self.giveUpWhenClosed(race) }
+            if self.giveUp(race) {
+                self.logger.error("PostgreSQL closed the connection of a call under way; giving up on it")
+            }
         }
     }
 
@@ -1037,15 +1056,24 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     }
 }
 
-/// One lease's work racing its time limits: whichever ends first resumes the caller, once.
-/// The work is cancelled when it loses, and the pending limit when the work wins.
+/// One lease's work racing its time limits and its connection's close: whichever ends first
+/// resumes the caller, once. The work is cancelled when it loses, and the pending timers when
+/// the work wins.
 private final class LeaseRace<T: Sendable>: Sendable {
+    /// What a scheduled action is for; each has one pending at a time.
+    enum Timer {
+        /// The connection limit, then the work limit.
+        case limit
+        /// The next check that the leased connection is open.
+        case closedCheck
+    }
+
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var finished = false
         var leasedAt: ContinuousClock.Instant?
         var connection: PostgresConnection?
-        var limit: Scheduled<Void>?
+        var timers: (limit: Scheduled<Void>?, closedCheck: Scheduled<Void>?) = (nil, nil)
         var abandon: (@Sendable () -> Void)?
     }
 
@@ -1081,12 +1109,19 @@ private final class LeaseRace<T: Sendable>: Sendable {
     }
 
     /// Runs `action` after `delay` unless the race is over by then.
-    func schedule(on eventLoop: any EventLoop, in delay: Duration, _ action: @escaping @Sendable () -> Void) {
+    func schedule(
+        _ timer: Timer, on eventLoop: any EventLoop, in delay: Duration, _ action: @escaping @Sendable () -> Void
+    ) {
         let scheduled = eventLoop.scheduleTask(in: .nanoseconds(Int64(max(delay, .zero) / .nanoseconds(1)))) {
             action()
         }
         let finished = state.withLock { state in
-            if !state.finished { state.limit = scheduled }
+            if !state.finished {
+                switch timer {
+                case .limit: state.timers.limit = scheduled
+                case .closedCheck: state.timers.closedCheck = scheduled
+                }
+            }
             return state.finished
         }
         if finished { scheduled.cancel() }
@@ -1101,7 +1136,8 @@ private final class LeaseRace<T: Sendable>: Sendable {
             return state
         }
         guard let ended else { return false }
-        ended.limit?.cancel()
+        ended.timers.limit?.cancel()
+        ended.timers.closedCheck?.cancel()
         if case .failure = result { ended.abandon?() }
         ended.continuation?.resume(with: result)
         return true
