@@ -2,6 +2,7 @@
 cluster, and chat-server processes on free ports (scripts/bench, scripts/fault-runs,
 scripts/check-observability, Tests/Clients/run_tutorials.py)."""
 
+import datetime
 import glob
 import json
 import os
@@ -101,7 +102,8 @@ class Postgres:
         if host:
             with open(os.path.join(self.data, "pg_hba.conf"), "a") as hba:
                 hba.write(f"host all all {host.address.rsplit('.', 1)[0]}.0/24 trust\n")
-        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses={self.host} -c max_connections=200")
+        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses={self.host} -c max_connections=200 "
+                   "-c log_timezone=UTC")
         run(self.as_postgres + [f"{self.bin}/pg_ctl", "start", "-D", self.data, "-l", self.log_path, "-w",
                                 "-o", options], stdout=subprocess.DEVNULL)
         self.version = subprocess.run([f"{self.bin}/postgres", "--version"], capture_output=True,
@@ -143,6 +145,15 @@ class Postgres:
         """`pg_ctl restart -m <mode>`: `fast` rolls back and disconnects cleanly, `immediate`
         kills every backend at once and recovers from the WAL at the next start."""
         self.pg_ctl("restart", "-m", mode, "-l", self.log_path, "-w")
+
+    def ready_since(self):
+        """When PostgreSQL last became ready for connections, as seconds since the epoch, from
+        its log (the clock `now()` and `clock_timestamp()` read)."""
+        with open(self.log_path) as server_log:
+            lines = [line for line in server_log if "database system is ready to accept connections" in line]
+        stamp = " ".join(lines[-1].split()[:2])  # 2026-12-05 23:23:10.910
+        return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
 
     def stop(self):
         subprocess.run(self.as_postgres + [f"{self.bin}/pg_ctl", "stop", "-D", self.data, "-m", "fast"],
