@@ -43,25 +43,27 @@ struct DatabaseOutageTests {
     /// is closed, not at the work limit. That limit is an hour here, so without the check the
     /// test runs into its time limit.
     @Test(.timeLimit(.minutes(1))) func aCallWhoseConnectionTheDatabaseClosedGivesUp() async throws {
-        let location = try await TestPostgres.shared.makeDatabase()
-        let store = try PostgresChatStore(
-            location: location, maxConnections: 2, waitLimits: .init(connection: .seconds(30), work: .seconds(3600)),
-            logger: TestDatabase.logger)
-        try await withRunningStore(store) { _ in
-            await #expect(throws: ChatError.storageUnavailable) {
-                try await store.withConnection { connection in
-                    let pid: PostgresRowSequence = try await connection.query(
-                        "SELECT pg_backend_pid()", logger: TestDatabase.logger)
-                    var backend: Int32 = 0
-                    for try await row in pid.decode(Int32.self) { backend = row }
-                    try await TestPostgres.execute("SELECT pg_terminate_backend(\(backend))", on: location)
-                    while !connection.isClosed { try await Task.sleep(for: .milliseconds(10)) }
-                    let never: PostgresRowSequence = try await connection.query("SELECT 1", logger: TestDatabase.logger)
-                    _ = try await never.collect()
+        try await TestDatabase.postgres.withLocation { database in
+            guard case .postgres(let location) = database else { return }
+            let store = try PostgresChatStore(
+                location: location, maxConnections: 2,
+                waitLimits: .init(connection: .seconds(30), work: .seconds(3600)), logger: TestDatabase.logger)
+            try await withRunningStore(store) { _ in
+                await #expect(throws: ChatError.storageUnavailable) {
+                    try await store.withConnection { connection in
+                        let pid: PostgresRowSequence = try await connection.query(
+                            "SELECT pg_backend_pid()", logger: TestDatabase.logger)
+                        var backend: Int32 = 0
+                        for try await row in pid.decode(Int32.self) { backend = row }
+                        try await TestPostgres.execute("SELECT pg_terminate_backend(\(backend))", on: location)
+                        while !connection.isClosed { try await Task.sleep(for: .milliseconds(10)) }
+                        let never: PostgresRowSequence = try await connection.query(
+                            "SELECT 1", logger: TestDatabase.logger)
+                        _ = try await never.collect()
+                    }
                 }
             }
         }
-        try await TestPostgres.shared.dropDatabase(location)
     }
 
     @Test func theConnectionCheckSaysWhatIsWrong() async throws {

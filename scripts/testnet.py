@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from harness import log, run
+from harness import run
 
 PREFIX = "chatnet"
 
@@ -56,8 +56,7 @@ def remove_leftovers():
 class TestHost:
     """One namespace: its address, how to run a command on it, and its packet filter."""
 
-    def __init__(self, name, namespace, address):
-        self.name = name
+    def __init__(self, namespace, address):
         self.namespace = namespace
         self.address = address
 
@@ -121,7 +120,7 @@ class TestNetwork:
         for command in (["addr", "add", f"{address}/24", "dev", inside], ["link", "set", inside, "up"],
                         ["link", "set", "lo", "up"]):
             run(["ip", "-n", namespace, *command])
-        host = TestHost(name, namespace, address)
+        host = TestHost(namespace, address)
         host.nft("add table inet faults")
         host.nft("add chain inet faults output { type filter hook output priority 0 ; }")
         host.nft("add chain inet faults input { type filter hook input priority 0 ; }")

@@ -17,9 +17,10 @@ import Synchronization
 /// packets vanish stays open and hears nothing, so the node notifies itself a probe every
 /// heartbeat interval, and one that hears nothing for three intervals is closed. Each time,
 /// before anything newer is delivered, the node catches up: it checks every chat it follows
-/// against its last `seq` and rebuilds memberships from the database. Every heartbeat checks the followed chats again
-/// (a lost notification costs at most one interval) and records who is connected here: a node
-/// whose heartbeats stop is gone after ``Settings/expiry``, and its users' presence with it.
+/// against its last `seq` and rebuilds memberships from the database. Every heartbeat checks
+/// the followed chats again (a lost notification costs at most one interval) and records who
+/// is connected here: a node whose heartbeats stop is gone after ``Settings/expiry``, and its
+/// users' presence with it.
 public final class ClusterLink: ChatEvents, Service {
     /// The link's tunables.
     public struct Settings: Sendable {
@@ -221,7 +222,7 @@ public final class ClusterLink: ChatEvents, Service {
     /// Listens until shutdown, reconnecting with backoff after every failure.
     private func listen() async {
         let firstRetryDelay = Duration.milliseconds(100)
-        var retryDelay = Duration.zero
+        var retryDelay = firstRetryDelay
         while !Task.isCancelled {
             do {
                 // Other nodes notify only while a heartbeat of another is alive (migration
@@ -254,8 +255,9 @@ public final class ClusterLink: ChatEvents, Service {
             metrics.listening(false)
             guard !Task.isCancelled else { return }
             // Back off while connecting fails; start over after a connection that listened.
-            retryDelay = wasListening ? firstRetryDelay : min(max(retryDelay * 2, firstRetryDelay), .seconds(5))
+            if wasListening { retryDelay = firstRetryDelay }
             try? await clock.sleep(for: retryDelay)
+            retryDelay = min(retryDelay * 2, .seconds(5))
         }
     }
 
