@@ -15,10 +15,8 @@ struct RealtimePostgresTests {
 
     /// One server for every check, as `chatsim verify` runs them: a database per check would
     /// need more connections than the test cluster has while the whole suite runs. Started as
-    /// a cluster of one node (a pool of 6, ready before the checks start): with the default
-    /// pool of 20, two clean-clone CI runs of the whole suite hung for minutes after the last
-    /// check had passed, in the server's shutdown, while the suite held most of the cluster's
-    /// connections (the cause is not yet known; see docs/reliability.md, "Open").
+    /// a cluster of one node (a pool of 6, ready before the checks start), as the two-node
+    /// tests are, so the whole suite holds fewer of the test cluster's connections.
     @Test func passesTheConformanceChecks() async throws {
         try await TestApp.runNodes(1) { nodes in
             try await ConformanceSuite.expectPasses(

@@ -184,6 +184,14 @@ public enum RawConnection {
         return Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
     }
 
+    /// Opens a connection and writes `request` (if any) for a test that decides when to read:
+    /// it may outlive the server. Read it with `executeThenClose`, which also closes it.
+    public static func open(port: Int, request: [UInt8] = []) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        let channel = try await connect(host: "127.0.0.1", port: port)
+        if !request.isEmpty { try await channel.channel.writeAndFlush(ByteBuffer(bytes: request)) }
+        return channel
+    }
+
     private static func connect(host: String, port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: host, port: port) { channel in

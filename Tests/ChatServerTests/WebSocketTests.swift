@@ -374,6 +374,30 @@ struct WebSocketWireTests {
         }
     }
 
+    /// A server that stops closes at once the connections whose first request head has not
+    /// arrived: a client's spare pooled connection, opened and left silent, held a test
+    /// server's shutdown for the hour of the tests' head deadline (a CI run failed on it).
+    @Test func stoppingClosesConnectionsThatHaveNotSentARequest() async throws {
+        let connections = try await TestApp.run(testing: .live) { api in
+            let port = try #require(api.client.port)
+            let silent = try await RawConnection.open(port: port)
+            let partial = try await RawConnection.open(
+                port: port, request: Array("GET /health/live HTTP/1.1\r\nHost: 127".utf8))
+            // Answered on a later connection: the server has taken the two before it.
+            let answer = try await RawConnection.exchange(port: port, request: Self.liveCheck)
+            #expect(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            return [silent, partial]
+        }
+        // The server has stopped, which it would not have before their deadline, an hour away,
+        // had it waited for them: it closed both, without a word.
+        for connection in connections {
+            let received = try await connection.executeThenClose { inbound, _ in
+                try await inbound.reduce(0) { $0 + $1.readableBytes }
+            }
+            #expect(received == 0)
+        }
+    }
+
     /// A keep-alive connection's later request heads have the same deadline as its first,
     /// from their first byte; a WebSocket, no longer speaking HTTP, has none.
     @Test func laterRequestHeadsHaveADeadlineTooButWebSocketsDoNot() async throws {

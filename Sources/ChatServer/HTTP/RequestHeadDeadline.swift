@@ -10,6 +10,14 @@ import NIOCore
 /// Bytes pass through untouched. The handler sees only bytes, so it takes a flush of the
 /// server's answer as the end of a request: what arrives after it starts the next head. A
 /// WebSocket upgrade removes it (``removed(from:)``): frames are no heads.
+///
+/// It also takes the server's notice to stop (`ChannelShouldQuiesceEvent`, sent to every
+/// connection once) until the first request has made the connection HTTP or WebSocket, because
+/// the handlers that act on the notice are not in the pipeline before. A connection with no
+/// complete head yet is closed at once: nothing was asked, and otherwise it would hold the
+/// server's shutdown until its deadline (a client's spare pooled connection does this). One
+/// whose first request is being negotiated records the notice (``stopRequested``), and
+/// ``WebSocketUpgradeChannel`` repeats it to the handlers it puts in place.
 final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -27,6 +35,10 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     private let metrics: ChatMetrics
     private var state = State.awaitingHead(receivedAnything: false)
     private var deadline: Scheduled<Void>?
+    /// Whether a complete head has arrived since the connection opened.
+    private var anyHeadArrived = false
+    /// Whether the server asked the connection to finish once its first head had arrived.
+    private(set) var stopRequested = false
     /// The last bytes seen, enough to find a head's end split across reads.
     private var tail: [UInt8] = []
 
@@ -39,8 +51,12 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Removes the handler from a connection that stopped speaking HTTP/1.1.
-    static func removed(from pipeline: ChannelPipeline.SynchronousOperations) throws {
-        pipeline.removeHandler(context: try pipeline.context(handlerType: RequestHeadDeadline.self), promise: nil)
+    /// - Returns: whether the server asked the connection to finish (``stopRequested``).
+    static func removed(from pipeline: ChannelPipeline.SynchronousOperations) throws -> Bool {
+        let context = try pipeline.context(handlerType: RequestHeadDeadline.self)
+        let stopRequested = (context.handler as? RequestHeadDeadline)?.stopRequested ?? false
+        pipeline.removeHandler(context: context, promise: nil)
+        return stopRequested
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -63,6 +79,7 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
             tail += unwrapInboundIn(data).readableBytesView
             if tail.indices.contains(where: { tail[$0...].starts(with: Self.endOfHead) }) {
                 state = .inRequest
+                anyHeadArrived = true
                 deadline?.cancel()
                 deadline = nil
                 tail = []
@@ -71,6 +88,14 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            guard anyHeadArrived else { return context.close(promise: nil) }
+            stopRequested = true
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func flush(context: ChannelHandlerContext) {

@@ -31,8 +31,8 @@ extension PostgresChatStore {
         }
         do {
             // Cancellation closes the connection: that ends the notifications and any query
-            // on it (UNLISTEN included), which the driver might otherwise wait on for good
-            // and hold up the node's shutdown (docs/reliability.md, "Open").
+            // on it (UNLISTEN included), which PostgresNIO 1.33.2 could otherwise wait on for
+            // good (docs/reliability.md, "Found by the fault runs, and fixed").
             try await withTaskCancellationHandler {
                 try await connection.listen(on: Self.clusterChannel) { notifications in
                     try await listening()

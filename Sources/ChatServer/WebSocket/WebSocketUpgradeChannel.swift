@@ -79,13 +79,14 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         guard let session = handshake.accepted.session else {
                             throw ChannelError.inappropriateOperationForState
                         }
-                        try RequestHeadDeadline.removed(from: channel.pipeline.syncOperations)
+                        let stopping = try RequestHeadDeadline.removed(from: channel.pipeline.syncOperations)
                         let handler = WebSocketConnectionHandler(
                             settings: .init(
                                 maxMessageBytes: configuration.maxFrameSize,
                                 pingInterval: TimeAmount(configuration.pingInterval),
                                 closeTimeout: TimeAmount(configuration.closeTimeout)))
                         try channel.pipeline.syncOperations.addHandler(handler)
+                        if stopping { repeatStopNotice(on: channel) }
                         return .webSocket(channel, NIOLoopBound(handler, eventLoop: channel.eventLoop), session)
                     }
                 })
@@ -99,6 +100,9 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))
+                        if try channel.pipeline.syncOperations.handler(type: RequestHeadDeadline.self).stopRequested {
+                            repeatStopNotice(on: channel)
+                        }
                         return handshake.refusal.map { .refused(http, $0) } ?? .http(http)
                     }
                 })
@@ -138,6 +142,17 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             logger.trace("Connection closed during the upgrade")
         } catch {
             logger.debug("Connection ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Tells the handlers just put in place on `channel` that the server stops: the notice came
+    /// while the connection's first request was being negotiated, before they were there
+    /// (``RequestHeadDeadline``). It goes on the event loop's next turn, after the request,
+    /// which waits in the upgrade handler until now, has reached them: an HTTP connection
+    /// then closes after its answer, a WebSocket one with 1001.
+    private func repeatStopNotice(on channel: any Channel) {
+        channel.eventLoop.execute {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
     }
 
