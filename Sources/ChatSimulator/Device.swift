@@ -205,9 +205,7 @@ final class Device: @unchecked Sendable {
             self.context?.close(promise: nil)
         }
         defer { deadline.cancel() }
-        var bootstrap = ClientBootstrap(group: eventLoop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(timeout)
+        var bootstrap = Self.bootstrap(on: eventLoop, stalls: role.stallsWhileMeasuring).connectTimeout(timeout)
         if let source { bootstrap = bootstrap.bind(to: source) }
         do {
             let upgraded: EventLoopFuture<Bool> = try await bootstrap.connect(to: endpoint.address) { channel in
@@ -289,14 +287,28 @@ final class Device: @unchecked Sendable {
         try? await closed?.get()
     }
 
-    /// Stops reading from the connection, as a client that hangs or is swamped would. A small
-    /// receive buffer keeps the kernel from soaking up megabytes of frames meanwhile (loopback
-    /// buffers grow to 32 MiB here), so that the server's own limits are what is tested.
+    /// The bootstrap of a device's connections. One that will stall gets a small receive
+    /// buffer, so that the kernel does not soak up megabytes of frames while it stalls
+    /// (loopback buffers grow to 32 MiB here) and the server's own limits are what is tested.
+    /// The buffer is set before connecting: shrunk on an open connection, it would be smaller
+    /// than the window already offered, the kernel would drop what arrives beyond it, and the
+    /// server's retransmissions would back off for longer than the device waits once it reads
+    /// again.
+    static func bootstrap(on eventLoop: any EventLoop, stalls: Bool) -> ClientBootstrap {
+        let bootstrap = ClientBootstrap(group: eventLoop).channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        return stalls ? bootstrap.channelOption(.socketOption(.so_rcvbuf), value: 65_536) : bootstrap
+    }
+
+    /// Stops reading from `channel`: what arrives waits in the kernel's receive buffer.
+    static func stopReading(_ channel: any Channel) {
+        _ = channel.setOption(.autoRead, value: false)
+    }
+
+    /// Stops reading from the connection, as a client that hangs or is swamped would.
     func stallReading() {
         eventLoop.execute {
             guard let channel = self.context?.channel else { return }
-            _ = channel.setOption(.socketOption(.so_rcvbuf), value: 65_536)
-            _ = channel.setOption(.autoRead, value: false)
+            Self.stopReading(channel)
         }
     }
 
