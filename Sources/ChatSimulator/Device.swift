@@ -287,17 +287,24 @@ final class Device: @unchecked Sendable {
         try? await closed?.get()
     }
 
-    /// The bootstrap of a device's connections. One that will stall gets a small receive
-    /// buffer, so that the kernel does not soak up megabytes of frames while it stalls
-    /// (loopback buffers grow to 32 MiB here) and the server's own limits are what is tested.
-    /// The buffer is set before connecting: shrunk on an open connection, it would be smaller
-    /// than the window already offered, the kernel would drop what arrives beyond it, and the
-    /// server's retransmissions would back off for longer than the device waits once it reads
-    /// again.
+    /// The bootstrap of a device's connections. One that will stall gets a receive buffer of
+    /// its own size (``stalledReceiveBuffer``), so that the kernel does not soak up megabytes of
+    /// frames while it stalls (loopback buffers grow to 32 MiB here) and the server's own
+    /// limits are what is tested. The buffer is set before connecting: shrunk on an open
+    /// connection, it would be smaller than the window already offered, and the kernel would
+    /// drop what arrives beyond it.
     static func bootstrap(on eventLoop: any EventLoop, stalls: Bool) -> ClientBootstrap {
         let bootstrap = ClientBootstrap(group: eventLoop).channelOption(.tcpOption(.tcp_nodelay), value: 1)
-        return stalls ? bootstrap.channelOption(.socketOption(.so_rcvbuf), value: 65_536) : bootstrap
+        return stalls ? bootstrap.channelOption(.socketOption(.so_rcvbuf), value: stalledReceiveBuffer) : bootstrap
     }
+
+    /// The receive buffer a stalling device asks for (the kernel doubles it): room for several
+    /// of loopback's 64 KiB segments. Once the device reads again, Linux offers a window rounded
+    /// down to whole segments of the size it has seen arrive; in a buffer of one or two
+    /// segments that window can be smaller than the sender's segment, and a sender then sends
+    /// nothing until its zero-window probe timer fires, which has backed off to 10 s and more
+    /// while the device stalled.
+    static let stalledReceiveBuffer: SocketOptionValue = 256 << 10
 
     /// Stops reading from `channel`: what arrives waits in the kernel's receive buffer.
     static func stopReading(_ channel: any Channel) {
