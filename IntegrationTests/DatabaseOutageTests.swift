@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import ChatServer
@@ -51,10 +52,7 @@ struct DatabaseOutageTests {
             try await withRunningStore(store) { _ in
                 await #expect(throws: ChatError.storageUnavailable) {
                     try await store.withConnection { connection in
-                        let pid: PostgresRowSequence = try await connection.query(
-                            "SELECT pg_backend_pid()", logger: TestDatabase.logger)
-                        var backend: Int32 = 0
-                        for try await row in pid.decode(Int32.self) { backend = row }
+                        let backend = try await Self.backend(of: connection)
                         try await TestPostgres.execute("SELECT pg_terminate_backend(\(backend))", on: location)
                         while !connection.isClosed { try await Task.sleep(for: .milliseconds(10)) }
                         let never: PostgresRowSequence = try await connection.query(
@@ -64,6 +62,41 @@ struct DatabaseOutageTests {
                 }
             }
         }
+    }
+
+    /// A query the database does not answer within the work limit gives up with
+    /// `storage_unavailable` and ends its connection, not only the caller's wait: with a pool
+    /// of one, the next call gets a new connection (another backend). The test waits for the
+    /// close before the next call: PostgresNIO 1.33.2's pool makes no new connection for a
+    /// request that was already waiting when a connection closed (docs/reliability.md).
+    @Test(.timeLimit(.minutes(1))) func aCallPastTheWorkLimitEndsItsConnection() async throws {
+        try await TestDatabase.postgres.withLocation { database in
+            guard case .postgres(let location) = database else { return }
+            let store = try PostgresChatStore(
+                location: location, maxConnections: 1,
+                waitLimits: .init(connection: .seconds(30), work: .seconds(1)), logger: TestDatabase.logger)
+            try await withRunningStore(store) { _ in
+                let hung = Mutex<(connection: PostgresConnection, backend: Int32)?>(nil)
+                await #expect(throws: ChatError.storageUnavailable) {
+                    try await store.withConnection { connection in
+                        let backend = try await Self.backend(of: connection)
+                        hung.withLock { $0 = (connection, backend) }
+                        _ = try await connection.query("SELECT pg_sleep(60)", logger: TestDatabase.logger).collect()
+                    }
+                }
+                let (connection, backend) = try #require(hung.withLock { $0 })
+                try await connection.closeFuture.get()
+                let next = try await store.withConnection { connection in try await Self.backend(of: connection) }
+                #expect(next != backend)
+            }
+        }
+    }
+
+    /// The process id of the PostgreSQL backend serving `connection`.
+    static func backend(of connection: PostgresConnection) async throws -> Int32 {
+        let rows = try await connection.query("SELECT pg_backend_pid()", logger: TestDatabase.logger)
+        for try await pid in rows.decode(Int32.self) { return pid }
+        throw StorageError.unexpected("no backend pid")
     }
 
     @Test func theConnectionCheckSaysWhatIsWrong() async throws {

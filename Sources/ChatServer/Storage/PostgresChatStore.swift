@@ -946,6 +946,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         async throws -> T
     {
         let race = LeaseRace<T>()
+        let limits = waitLimits
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 guard race.start(continuation) else { return }
@@ -956,6 +957,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                         let value = try await self.client.withConnection { connection in
                             lease.granted()
                             race.leased(connection)
+                            if limited { self.giveUpPastWorkLimit(race, limit: limits.work) }
                             self.giveUpWhenClosed(race)
                             return try await body(connection)
                         }
@@ -965,31 +967,27 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                     }
                 }
                 race.onAbandon { work.cancel() }
-                let limits = waitLimits
                 race.schedule(.limit, on: NIOSingletons.posixEventLoopGroup.any(), in: limits.connection) {
-                    if let leasedAt = race.leasedAt {
-                        guard limited else { return }
-                        race.schedule(
-                            .limit, on: NIOSingletons.posixEventLoopGroup.any(), in: leasedAt + limits.work - .now
-                        ) {
-                            self.logger.error(
-                                "PostgreSQL did not answer in time; closing its connection",
-                                metadata: ["limit": "\(limits.work)"])
-                            // The query may never complete (see above): closing its connection
-                            // fails it, so the pool replaces the connection instead of keeping
-                            // it leased to a task that waits forever.
-                            let connection = race.connection
-                            if self.giveUp(race) { connection?.close().whenFailure { _ in } }
-                        }
-                    } else {
-                        self.logger.warning(
-                            "No database connection in time", metadata: ["limit": "\(limits.connection)"])
-                        self.giveUp(race)
-                    }
+                    guard race.connection == nil, self.giveUp(race) else { return }
+                    self.logger.warning("No database connection in time", metadata: ["limit": "\(limits.connection)"])
                 }
             }
         } onCancel: {
             race.finish(with: .failure(CancellationError()))
+        }
+    }
+
+    /// Ends `race` with ``ChatError/storageUnavailable`` when its work has not finished within
+    /// `limit`, and closes its connection: the query may never complete (see `withConnection`),
+    /// and closing the connection fails it, so the pool replaces the connection instead of
+    /// keeping it leased to a task that waits forever.
+    private func giveUpPastWorkLimit<T>(_ race: LeaseRace<T>, limit: Duration) {
+        race.schedule(.limit, on: NIOSingletons.posixEventLoopGroup.any(), in: limit) {
+            let connection = race.connection
+            guard self.giveUp(race) else { return }
+            self.logger.error(
+                "PostgreSQL did not answer in time; closing its connection", metadata: ["limit": "\(limit)"])
+            connection?.close().whenFailure { _ in }
         }
     }
 
@@ -1071,7 +1069,6 @@ private final class LeaseRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var finished = false
-        var leasedAt: ContinuousClock.Instant?
         var connection: PostgresConnection?
         var timers: (limit: Scheduled<Void>?, closedCheck: Scheduled<Void>?) = (nil, nil)
         var abandon: (@Sendable () -> Void)?
@@ -1079,7 +1076,6 @@ private final class LeaseRace<T: Sendable>: Sendable {
 
     private let state = Mutex(State())
 
-    var leasedAt: ContinuousClock.Instant? { state.withLock { $0.leasedAt } }
     /// The connection leased for the work, while the race runs.
     var connection: PostgresConnection? { state.withLock { $0.connection } }
 
@@ -1094,10 +1090,7 @@ private final class LeaseRace<T: Sendable>: Sendable {
     }
 
     func leased(_ connection: PostgresConnection) {
-        state.withLock { state in
-            state.leasedAt = .now
-            state.connection = connection
-        }
+        state.withLock { $0.connection = connection }
     }
 
     func onAbandon(_ action: @escaping @Sendable () -> Void) {
@@ -1108,22 +1101,26 @@ private final class LeaseRace<T: Sendable>: Sendable {
         if finished { action() }
     }
 
-    /// Runs `action` after `delay` unless the race is over by then.
+    /// Runs `action` after `delay` unless the race is over by then, in place of the pending
+    /// action of the same `timer`.
     func schedule(
         _ timer: Timer, on eventLoop: any EventLoop, in delay: Duration, _ action: @escaping @Sendable () -> Void
     ) {
         let scheduled = eventLoop.scheduleTask(in: .nanoseconds(Int64(max(delay, .zero) / .nanoseconds(1)))) {
             action()
         }
-        let finished = state.withLock { state in
-            if !state.finished {
-                switch timer {
-                case .limit: state.timers.limit = scheduled
-                case .closedCheck: state.timers.closedCheck = scheduled
-                }
+        let (finished, replaced) = state.withLock { state -> (Bool, Scheduled<Void>?) in
+            guard !state.finished else { return (true, nil) }
+            switch timer {
+            case .limit:
+                defer { state.timers.limit = scheduled }
+                return (false, state.timers.limit)
+            case .closedCheck:
+                defer { state.timers.closedCheck = scheduled }
+                return (false, state.timers.closedCheck)
             }
-            return state.finished
         }
+        replaced?.cancel()
         if finished { scheduled.cancel() }
     }
 
