@@ -10,14 +10,14 @@ import Testing
 /// checked here on the device's socket:
 /// - Its receive buffer was shrunk on an open connection, below the window already offered:
 ///   the kernel dropped what arrived beyond it, and the server's retransmissions backed off.
-/// - Its buffer held about one loopback segment. Once the device reads again, Linux offers a
-///   window rounded down to whole segments of the size it has seen arrive, which can be
-///   smaller than the sender's segment; the sender then waits for its zero-window probe timer,
-///   backed off to 10 s and more while the device stalled.
-/// Which sizes the kernel has seen cannot be forced from here, so the test checks the two
-/// conditions, in the fault run's scenario: a plain TCP sender fills the connection, the device
-/// stalls until the sender's probes have backed off, the sender closes, and the device reads
-/// to the end.
+/// - Its buffer held about two loopback segments. Once the device reads again, Linux offers
+///   about half of the free space as its window, which can be less than one of the sender's
+///   segments; the sender then waits for its zero-window probe timer, backed off to 10 s and
+///   more while the device stalled.
+/// How much of the free space the kernel offers cannot be forced from here, so the test checks
+/// the two conditions, in the fault run's scenario: a plain TCP sender fills the connection,
+/// the device stalls until the sender's probes have backed off, the sender closes, and the
+/// device reads to the end.
 @Suite(.timeLimit(.minutes(2))) struct StalledReadingTests {
     /// Read before the stall, so that the receive window grows as it does under load.
     static let before = 32 << 20
