@@ -61,8 +61,9 @@ public enum RawConnection {
     }
 
     /// Writes `request`, runs `body` without reading anything (so the socket fills up, as with
-    /// a client that stopped reading), then reads until the server closes the connection.
-    /// - Returns: what `body` returned, and whether the server closed the connection within
+    /// a client that stopped reading), then reads until the server closes or resets the
+    /// connection.
+    /// - Returns: what `body` returned, and whether the server ended the connection within
     ///   `timeout` after `body` finished.
     public static func silently<T: Sendable>(
         port: Int, request: [UInt8], timeout: Duration = Patience.wait, _ body: () async throws -> T
@@ -72,7 +73,9 @@ public enum RawConnection {
             try await outbound.write(ByteBuffer(bytes: request))
             let result = try await body()
             let closed = try await within(timeout) {
-                for try await _ in inbound {}
+                do {
+                    for try await _ in inbound {}
+                } catch let error as IOError where error.errnoCode == ECONNRESET {}
                 return true
             }
             return (result, closed ?? false)

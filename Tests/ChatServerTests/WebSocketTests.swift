@@ -5,6 +5,7 @@ import ChatTestSupport
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import NIOCore
 import NIOWebSocket
 import Testing
 
@@ -578,6 +579,58 @@ struct SlowConsumerTests {
             #expect(closedByServer, "and closed the socket")
             await sender.close()
             await reader.close()
+        }
+    }
+
+    /// A client that stops reading and stays silent past the close timeout is reset rather than
+    /// closed behind the frames it never read: those would stay in the server's kernel, and
+    /// the client would hear of the close only once TCP's retransmissions, backed off while it
+    /// stalled, got through (docs/reliability.md, the slow consumer that was not closed).
+    @Test func aClientStalledPastTheCloseTimeoutIsReset() async throws {
+        let overrides = [
+            "CHAT_WS_OUTBOX_FRAMES": "16", "CHAT_MAX_MESSAGE_LENGTH": "60000", "CHAT_WS_MAX_FRAME_BYTES": "100000",
+            "CHAT_WS_SEND_RATE": "10000", "CHAT_WS_SEND_BURST": "10000",
+        ]
+        try await TestApp.run(testing: .live, overrides: overrides) { api in
+            let port = try #require(api.client.port)
+            let (alice, bob, chat) = try await RealtimeContract.pair(api)
+            _ = try await api.store.setAdmin(true, nameKey: "alice")
+            let sender = try await ChatWebSocketClient.connect(port: port, token: alice.token)
+            let stalled = try await RawConnection.open(
+                port: port,
+                request: RawConnection.handshake(port: port, headers: ["Authorization: Bearer \(bob.token)"]))
+            let (dropped, wasReset) = try await stalled.executeThenClose { inbound, _ in
+                let socket = try #require(stalled.channel as? any SocketOptionProvider)
+                let text = String(repeating: "x", count: 50_000)
+                var sent = 0
+                var liveConnections: Int64 = 2
+                while liveConnections > 1, sent < 1_000 {
+                    for number in sent + 1...sent + 8 {
+                        sender.send(.send(chatID: chat.id, clientID: "m\(number)", text: text))
+                    }
+                    _ = try await sender.deliveries(8, in: chat.id)
+                    sent += 8
+                    liveConnections = try await api.send(.get, "/chat/sync/persistent", as: alice)
+                        .decode(SyncReportPayload.self, expecting: .ok).liveConnections
+                }
+                // Still not reading: the server's close timeout passes, and its reset arrives
+                // (when the stalled socket has nothing in flight; otherwise at the first read).
+                let deadline = ContinuousClock.now + Patience.wait
+                while ContinuousClock.now < deadline,
+                    (try? await socket.getTCPInfo().get().tcpi_state) == UInt8(TCP_ESTABLISHED)
+                {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                do {
+                    for try await _ in inbound {}
+                    return (liveConnections == 1, false)
+                } catch let error as IOError where error.errnoCode == ECONNRESET {
+                    return (liveConnections == 1, true)
+                }
+            }
+            #expect(dropped, "the server dropped the connection that stopped reading")
+            #expect(wasReset, "the server reset the connection instead of closing it behind unread frames")
+            await sender.close()
         }
     }
 }

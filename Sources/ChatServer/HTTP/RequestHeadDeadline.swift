@@ -9,7 +9,7 @@ import NIOCore
 /// later heads have theirs from their first byte (until then the idle timeout watches it).
 /// Bytes pass through untouched. The handler sees only bytes, so it takes a flush of the
 /// server's answer as the end of a request: what arrives after it starts the next head. A
-/// WebSocket upgrade removes it (``removed(from:)``): frames are no heads.
+/// WebSocket upgrade removes it: frames are no heads.
 ///
 /// It also takes the server's notice to stop (`ChannelShouldQuiesceEvent`, sent to every
 /// connection once) until the first request has made the connection HTTP or WebSocket, because
@@ -48,15 +48,6 @@ final class RequestHeadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     init(timeout: TimeAmount, metrics: ChatMetrics) {
         self.timeout = timeout
         self.metrics = metrics
-    }
-
-    /// Removes the handler from a connection that stopped speaking HTTP/1.1.
-    /// - Returns: whether the server asked the connection to finish (``stopRequested``).
-    static func removed(from pipeline: ChannelPipeline.SynchronousOperations) throws -> Bool {
-        let context = try pipeline.context(handlerType: RequestHeadDeadline.self)
-        let stopRequested = (context.handler as? RequestHeadDeadline)?.stopRequested ?? false
-        pipeline.removeHandler(context: context, promise: nil)
-        return stopRequested
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -1,4 +1,5 @@
 import ChatProtocol
+import Foundation
 import NIOCore
 import NIOWebSocket
 
@@ -117,9 +118,22 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         let loopBound = context.loopBound
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
             .whenFailure { _ in loopBound.value.close(promise: nil) }
-        closeTimer = context.eventLoop.scheduleTask(in: settings.closeTimeout) { loopBound.value.close(promise: nil) }
+        closeTimer = context.eventLoop.scheduleTask(in: settings.closeTimeout) { Self.hangUp(loopBound.value.channel) }
         // Read on, to see the client's close frame; data frames are ignored from now on.
         resumeReading()
+    }
+
+    /// Ends a connection whose client did not answer the close frame in time. One with frames
+    /// still waiting to be written (a client that stopped reading) is reset: a plain close
+    /// would leave them in the kernel (up to the socket's send buffer, megabytes), and the
+    /// client would hear of the close only once TCP's retransmissions, backed off while it
+    /// stalled, got through. The reset frees them at once and reaches the client as soon as it
+    /// reads again (docs/reliability.md, the slow consumer that was not closed).
+    private static func hangUp(_ channel: any Channel) {
+        guard !channel.isWritable, let socket = channel as? any SocketOptionProvider else {
+            return channel.close(promise: nil)
+        }
+        socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     // MARK: - Channel events

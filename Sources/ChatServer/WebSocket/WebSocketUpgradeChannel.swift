@@ -79,14 +79,16 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         guard let session = handshake.accepted.session else {
                             throw ChannelError.inappropriateOperationForState
                         }
-                        let stopping = try RequestHeadDeadline.removed(from: channel.pipeline.syncOperations)
+                        // Frames are no request heads.
+                        let deadline = try channel.pipeline.syncOperations.handler(type: RequestHeadDeadline.self)
+                        channel.pipeline.syncOperations.removeHandler(deadline, promise: nil)
                         let handler = WebSocketConnectionHandler(
                             settings: .init(
                                 maxMessageBytes: configuration.maxFrameSize,
                                 pingInterval: TimeAmount(configuration.pingInterval),
                                 closeTimeout: TimeAmount(configuration.closeTimeout)))
                         try channel.pipeline.syncOperations.addHandler(handler)
-                        if stopping { repeatStopNotice(on: channel) }
+                        if deadline.stopRequested { repeatStopNotice(on: channel) }
                         return .webSocket(channel, NIOLoopBound(handler, eventLoop: channel.eventLoop), session)
                     }
                 })
