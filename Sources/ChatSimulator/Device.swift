@@ -132,6 +132,8 @@ final class Device: @unchecked Sendable {
 
     private var observed = DeviceObservations()
     private var context: ChannelHandlerContext?
+    /// The connection `stallReading` stopped reading, until `readAgain`.
+    private var stalled: (any Channel)?
     private var readyPromise: EventLoopPromise<Void>?
     /// Whether the current connection got past `ready`.
     private var isReady = false
@@ -316,16 +318,22 @@ final class Device: @unchecked Sendable {
     func stallReading() {
         eventLoop.execute {
             guard let channel = self.context?.channel else { return }
+            self.stalled = channel
             Self.stopReading(channel)
         }
     }
 
     /// Reads again after `stallReading`: whatever the server sent meanwhile arrives, and
     /// returns when the connection has ended. The server should have closed it at its outbox
-    /// limit: one still open 10 s later is closed here and counted as a failure.
+    /// limit: one still open 10 s later is closed here and counted as a failure. One that
+    /// ended while stalled (a reset reaches a stalled socket) was replaced by a new connection
+    /// already, and there is nothing to wait for.
     func readAgain() async {
         let channel: (any Channel)? = try? await eventLoop.submit {
-            guard let context = self.context else { return nil }
+            defer { self.stalled = nil }
+            guard let context = self.context, let stalled = self.stalled, context.channel === stalled else {
+                return nil
+            }
             _ = context.channel.setOption(.autoRead, value: true)
             context.read()
             return context.channel
