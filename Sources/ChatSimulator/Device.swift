@@ -301,12 +301,12 @@ final class Device: @unchecked Sendable {
     }
 
     /// The receive buffer a stalling device asks for (the kernel doubles it): room for several
-    /// of loopback's 64 KiB segments. Once the device reads again, Linux offers about half of
-    /// the buffer's free space as its window (the share it expects to carry data varies with
-    /// the segments that arrived). With a buffer of about two segments that can be less than
-    /// one of the server's, and a sender puts no part of a segment into a window too small for
-    /// the whole of it: it waits for its zero-window probe timer, which has backed off to 10 s
-    /// and more while the device stalled.
+    /// of loopback's 64 KiB segments, as a real client's buffer would have. Once the device
+    /// reads again, Linux offers about half of the buffer's free space as its window; with a
+    /// buffer of about two segments that can be less than one of the server's, and a sender
+    /// puts no part of a segment into a window too small for the whole of it, so it waits for
+    /// its zero-window probe timer, backed off while the device stalled (the likely reason for
+    /// one sampled failure: docs/reliability.md).
     static let stalledReceiveBuffer: SocketOptionValue = 256 << 10
 
     /// Stops reading from `channel`: what arrives waits in the kernel's receive buffer.
