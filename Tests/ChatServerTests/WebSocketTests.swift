@@ -538,12 +538,14 @@ struct WebSocketWireTests {
 
 @Suite("Slow consumers", .timeLimit(.minutes(5)))
 struct SlowConsumerTests {
+    /// A small outbox, and messages large enough to fill a socket in a few hundred.
+    static let overrides = [
+        "CHAT_WS_OUTBOX_FRAMES": "16", "CHAT_MAX_MESSAGE_LENGTH": "60000", "CHAT_WS_MAX_FRAME_BYTES": "100000",
+        "CHAT_WS_SEND_RATE": "10000", "CHAT_WS_SEND_BURST": "10000",
+    ]
+
     @Test func aClientThatStopsReadingIsClosedWhileOthersGetEverything() async throws {
-        let overrides = [
-            "CHAT_WS_OUTBOX_FRAMES": "16", "CHAT_MAX_MESSAGE_LENGTH": "60000", "CHAT_WS_MAX_FRAME_BYTES": "100000",
-            "CHAT_WS_SEND_RATE": "10000", "CHAT_WS_SEND_BURST": "10000",
-        ]
-        try await TestApp.run(testing: .live, overrides: overrides) { api in
+        try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
             let port = try #require(api.client.port)
             let (alice, bob, chat) = try await RealtimeContract.pair(api)
             let sender = try await ChatWebSocketClient.connect(port: port, token: alice.token)
@@ -587,11 +589,7 @@ struct SlowConsumerTests {
     /// the client would hear of the close only once TCP's retransmissions, backed off while it
     /// stalled, got through (docs/reliability.md, the slow consumer that was not closed).
     @Test func aClientStalledPastTheCloseTimeoutIsReset() async throws {
-        let overrides = [
-            "CHAT_WS_OUTBOX_FRAMES": "16", "CHAT_MAX_MESSAGE_LENGTH": "60000", "CHAT_WS_MAX_FRAME_BYTES": "100000",
-            "CHAT_WS_SEND_RATE": "10000", "CHAT_WS_SEND_BURST": "10000",
-        ]
-        try await TestApp.run(testing: .live, overrides: overrides) { api in
+        try await TestApp.run(testing: .live, overrides: Self.overrides) { api in
             let port = try #require(api.client.port)
             let (alice, bob, chat) = try await RealtimeContract.pair(api)
             _ = try await api.store.setAdmin(true, nameKey: "alice")
