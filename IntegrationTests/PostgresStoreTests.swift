@@ -46,4 +46,17 @@ struct PostgresStoreTests {
             }
         }
     }
+
+    @Test func startUpChecksTheListenURLToo() async throws {
+        try await TestDatabase.postgres.withLocation { location in
+            guard case .postgres(let postgres) = location else { return }
+            var unreachable = postgres
+            unreachable.port = try await FreePort.find()
+            let store = try PostgresChatStore(
+                location: postgres, listenLocation: unreachable, maxConnections: 1, waitLimits: Patience.postgres,
+                logger: Logger(label: "test"))
+            let error = await #expect(throws: StorageError.self) { try await store.checkConnection() }
+            #expect(error?.description.contains(":\(unreachable.port)") == true, "the error names the LISTEN server")
+        }
+    }
 }

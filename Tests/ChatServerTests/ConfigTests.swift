@@ -31,6 +31,7 @@ struct ConfigTests {
                 "CHAT_REQUEST_HEAD_TIMEOUT_SECONDS": "5", "CHAT_IDLE_TIMEOUT_SECONDS": "90",
                 "CHAT_NODE_NAME": "eu-west.node_2", "CHAT_HEARTBEAT_INTERVAL_MS": "500",
                 "CHAT_WS_OUTBOX_FRAMES": "64", "CHAT_WS_OUTBOX_BYTES": "1048576",
+                "DATABASE_LISTEN_URL": "postgres://chat:p%40ss@db.internal:5432/chat?sslmode=require",
             ], directory: "/nonexistent")
         #expect(config.environment == .dev && config.host == "10.0.0.5" && config.port == 9000)
         #expect(
@@ -39,6 +40,11 @@ struct ConfigTests {
                     PostgresLocation(
                         host: "db.internal", port: 6543, username: "chat", password: "p@ss", database: "chat",
                         tls: .require)))
+        #expect(
+            config.listenDatabase
+                == PostgresLocation(
+                    host: "db.internal", port: 5432, username: "chat", password: "p@ss", database: "chat", tls: .require
+                ))
         #expect(config.databasePoolSize == 7 && config.jwtSecret == "a-dev-secret-that-is-32-bytes-or-more")
         #expect(config.tokenLifetime == .seconds(600))
         #expect(config.passwordHashAlgorithm == .pbkdf2SHA256 && config.bcryptCost == 11)
@@ -52,6 +58,23 @@ struct ConfigTests {
         #expect(config.cluster.nodeName == "eu-west.node_2" && config.cluster.heartbeatInterval == .milliseconds(500))
         #expect(config.cluster.expiry == .milliseconds(1500))
         #expect(config.webSocket.outboxLimits == Outbox.Limits(frames: 64, bytes: 1 << 20))
+    }
+
+    @Test func aListenURLNeedsPostgreSQLOnBothSettings() async throws {
+        let defaulted = try await ChatConfig.load(
+            environment: ["DATABASE_URL": "postgres://chat@localhost/chat"], directory: "/nonexistent")
+        #expect(defaulted.listenDatabase == nil, "the node LISTENs through DATABASE_URL")
+        for environment in [
+            ["DATABASE_LISTEN_URL": "postgres://chat:secret@localhost/chat"],
+            ["DATABASE_URL": "postgres://chat@localhost/chat", "DATABASE_LISTEN_URL": "sqlite:chat.sqlite"],
+            ["DATABASE_URL": "postgres://chat@localhost/chat", "DATABASE_LISTEN_URL": "postgres://"],
+        ] {
+            let error = await #expect(throws: ConfigError.self) {
+                try await ChatConfig.load(environment: environment, directory: "/nonexistent")
+            }
+            #expect(error?.description.contains("DATABASE_LISTEN_URL") == true)
+            #expect(error?.description.contains("secret") == false, "the password stays out of the message")
+        }
     }
 
     @Test func theSendWaitBoundDefaultsToHalfOnSQLitesOneWriter() async throws {

@@ -19,6 +19,10 @@ public struct ChatConfig: Sendable {
     public var port: Int
     /// `DATABASE_URL`, default `sqlite:chat.sqlite`.
     public var database: DatabaseLocation
+    /// Where this node LISTENs for the other nodes' notifications (`DATABASE_LISTEN_URL`,
+    /// PostgreSQL only): the database of `DATABASE_URL` reached without a transaction-pooling
+    /// pooler between, since LISTEN holds a session. Nil uses `DATABASE_URL` (docs/operations.md).
+    public var listenDatabase: PostgresLocation?
     /// Most PostgreSQL connections this node opens (`CHAT_DATABASE_POOL_SIZE`, default 20).
     public var databasePoolSize: Int
     /// HMAC key for session tokens (`CHAT_JWT_SECRET`). Nil when it is not set, which `prod`
@@ -131,7 +135,17 @@ public struct ChatConfig: Sendable {
         let isProd = environment == .prod
         host = settings.string("CHAT_HOST") ?? (environment == .local || environment == .test ? "127.0.0.1" : "0.0.0.0")
         port = try settings.int("CHAT_PORT", default: 8000, in: 1...65535)
-        database = try DatabaseLocation(url: settings.string("DATABASE_URL") ?? "sqlite:chat.sqlite")
+        let database = try DatabaseLocation(url: settings.string("DATABASE_URL") ?? "sqlite:chat.sqlite")
+        self.database = database
+        listenDatabase = try settings.string("DATABASE_LISTEN_URL").map { url in
+            let listen = try DatabaseLocation(url: url, variable: "DATABASE_LISTEN_URL")
+            guard case .postgres(let location) = listen, case .postgres = database else {
+                throw ConfigError.invalid(
+                    "DATABASE_LISTEN_URL", listen.description,
+                    "must be a postgres:// URL, with a PostgreSQL DATABASE_URL")
+            }
+            return location
+        }
         databasePoolSize = try settings.int("CHAT_DATABASE_POOL_SIZE", default: 20, in: 1...1000)
 
         if let secret = settings.string("CHAT_JWT_SECRET", isSecret: true) {

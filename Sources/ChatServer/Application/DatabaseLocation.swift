@@ -7,13 +7,14 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
     /// A PostgreSQL server (`postgres://user:password@host:port/database?sslmode=...`).
     case postgres(PostgresLocation)
 
-    /// Parses `sqlite:PATH` or `postgres://` / `postgresql://` URLs.
-    public init(url: String) throws {
+    /// Parses `sqlite:PATH` or `postgres://` / `postgresql://` URLs; `variable` names the
+    /// setting in errors.
+    public init(url: String, variable: String = "DATABASE_URL") throws {
         if url.hasPrefix("sqlite:") {
             var path = String(url.dropFirst("sqlite:".count))
             // Accept the URL-looking forms sqlite:///abs/path and sqlite://rel/path too.
             if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
-            guard !path.isEmpty else { throw ConfigError.invalid("DATABASE_URL", url, "sqlite: needs a file path") }
+            guard !path.isEmpty else { throw ConfigError.invalid(variable, url, "sqlite: needs a file path") }
             self = .sqlite(path: path)
             return
         }
@@ -21,14 +22,14 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
             let host = components.host, !host.isEmpty
         else {
             throw ConfigError.invalid(
-                "DATABASE_URL", Self.redacted(url),
+                variable, Self.redacted(url),
                 "expected sqlite:PATH or postgres://user:password@host:port/database")
         }
         let database = String(components.path.drop { $0 == "/" })
         let sslMode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
         guard let tls = PostgresLocation.TLSMode(rawValue: sslMode) else {
             throw ConfigError.invalid(
-                "DATABASE_URL", Self.redacted(url), "sslmode must be disable, prefer, require or verify-full")
+                variable, Self.redacted(url), "sslmode must be disable, prefer, require or verify-full")
         }
         self = .postgres(
             PostgresLocation(

@@ -25,7 +25,7 @@ extension PostgresChatStore {
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(
-                configuration: connectionConfiguration, id: 0, logger: logger)
+                configuration: separateListenConfiguration ?? connectionConfiguration, id: 0, logger: logger)
         } catch {
             throw mapError(error)
         }

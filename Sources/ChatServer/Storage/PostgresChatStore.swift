@@ -11,7 +11,10 @@ import Synchronization
 /// server nodes can share one database.
 public final class PostgresChatStore: ChatStore, BulkMessageFill {
     let client: PostgresClient
+    /// A connection of its own to the database, for checks that must not wait on the pool.
     let connectionConfiguration: PostgresConnection.Configuration
+    /// The cluster's LISTEN connection when it goes elsewhere (`DATABASE_LISTEN_URL`).
+    let separateListenConfiguration: PostgresConnection.Configuration?
     let logger: Logger
     let waitLimits: WaitLimits
     private let metrics: ChatMetrics
@@ -35,41 +38,65 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         public static let standard = WaitLimits(connection: .seconds(5), work: .seconds(15))
     }
 
-    /// - Parameter nodeName: the connections' `application_name`: the node a message
-    ///   notification names as its writer (see ``ClusterLink``), and what `pg_stat_activity` shows.
+    /// - Parameters:
+    ///   - nodeName: the connections' `application_name`: the node a message notification
+    ///     names as its writer (see ``ClusterLink``), and what `pg_stat_activity` shows.
+    ///   - listenLocation: where the cluster's LISTEN connection goes, when not to `location`:
+    ///     LISTEN needs a session of its own, which a transaction-pooling pooler does not keep.
     public init(
-        location: PostgresLocation, maxConnections: Int, nodeName: String = "chat-server",
-        waitLimits: WaitLimits = .standard, metrics: ChatMetrics = .disabled, logger: Logger
+        location: PostgresLocation, listenLocation: PostgresLocation? = nil, maxConnections: Int,
+        nodeName: String = "chat-server", waitLimits: WaitLimits = .standard, metrics: ChatMetrics = .disabled,
+        logger: Logger
     ) throws {
-        let poolTLS: PostgresClient.Configuration.TLS
-        let connectionTLS: PostgresConnection.Configuration.TLS
-        switch location.tls {
-        case .disable:
-            (poolTLS, connectionTLS) = (.disable, .disable)
-        case .prefer, .require:
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.certificateVerification = .none
-            let context = try NIOSSLContext(configuration: tls)
-            (poolTLS, connectionTLS) =
-                location.tls == .prefer ? (.prefer(tls), .prefer(context)) : (.require(tls), .require(context))
-        case .verifyFull:
-            let tls = TLSConfiguration.makeClientConfiguration()
-            (poolTLS, connectionTLS) = (.require(tls), .require(try NIOSSLContext(configuration: tls)))
-        }
+        let startup = [("application_name", nodeName)]
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
-            database: location.database, tls: poolTLS)
+            database: location.database, tls: try Self.poolTLS(location.tls))
         configuration.options.maximumConnections = maxConnections
-        configuration.options.additionalStartupParameters = [("application_name", nodeName)]
+        configuration.options.additionalStartupParameters = startup
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        var connectionConfiguration = PostgresConnection.Configuration(
-            host: location.host, port: location.port, username: location.username, password: location.password,
-            database: location.database, tls: connectionTLS)
-        connectionConfiguration.options.additionalStartupParameters = [("application_name", nodeName)]
-        self.connectionConfiguration = connectionConfiguration
+        self.connectionConfiguration = try Self.connectionConfiguration(location, startup: startup)
+        self.separateListenConfiguration = try listenLocation.map {
+            try Self.connectionConfiguration($0, startup: startup)
+        }
         self.waitLimits = waitLimits
         self.metrics = metrics
         self.logger = logger
+    }
+
+    /// The pool's TLS for `mode`, as libpq's `sslmode` means it.
+    private static func poolTLS(_ mode: PostgresLocation.TLSMode) throws -> PostgresClient.Configuration.TLS {
+        switch mode {
+        case .disable: .disable
+        case .prefer: .prefer(unverifiedTLS)
+        case .require: .require(unverifiedTLS)
+        case .verifyFull: .require(.makeClientConfiguration())
+        }
+    }
+
+    /// The settings of a connection of its own to `location`.
+    private static func connectionConfiguration(
+        _ location: PostgresLocation, startup: [(String, String)]
+    ) throws -> PostgresConnection.Configuration {
+        let tls: PostgresConnection.Configuration.TLS =
+            switch location.tls {
+            case .disable: .disable
+            case .prefer: .prefer(try NIOSSLContext(configuration: unverifiedTLS))
+            case .require: .require(try NIOSSLContext(configuration: unverifiedTLS))
+            case .verifyFull: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+        var configuration = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.username, password: location.password,
+            database: location.database, tls: tls)
+        configuration.options.additionalStartupParameters = startup
+        return configuration
+    }
+
+    /// TLS without certificate verification, for `prefer` and `require`.
+    private static var unverifiedTLS: TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        return tls
     }
 
     /// Runs the connection pool until graceful shutdown.
@@ -77,13 +104,19 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         await client.run()
     }
 
-    /// Uses a connection of its own: the pool would retry a failing connection forever
+    /// Connects once to the database, and to the LISTEN URL when that is another: on
+    /// connections of their own, since the pool would retry a failing connection forever
     /// without telling the caller why.
     public func checkConnection() async throws {
-        let server = "PostgreSQL at \(connectionConfiguration.host ?? "?"):\(connectionConfiguration.port ?? 0)"
+        for configuration in [connectionConfiguration] + [separateListenConfiguration].compactMap({ $0 }) {
+            try await check(configuration)
+        }
+    }
+
+    private func check(_ configuration: PostgresConnection.Configuration) async throws {
+        let server = "PostgreSQL at \(configuration.host ?? "?"):\(configuration.port ?? 0)"
         do {
-            let connection = try await PostgresConnection.connect(
-                configuration: connectionConfiguration, id: 0, logger: logger)
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             do {
                 try await connection.query("SELECT 1", logger: logger)
                 try await connection.close()

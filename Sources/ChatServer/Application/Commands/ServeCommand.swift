@@ -27,11 +27,15 @@ struct ServeCommand: AsyncParsableCommand {
             logger.info("Using the embedded SQLite database \(config.database) (single node)")
         } else {
             logger.info("Using PostgreSQL at \(config.database) as node \(config.cluster.nodeName)")
+            if let listen = config.listenDatabase {
+                logger.info("Listening to the other nodes through \(DatabaseLocation.postgres(listen))")
+            }
         }
         if case .sqlite(let path) = config.database { try SQLiteServeLock.acquire(databasePath: path) }
         let telemetry = Telemetry()
         let store = try await makeStore(
-            for: config.database, poolSize: config.databasePoolSize, nodeName: config.cluster.nodeName,
+            for: config.database, listenLocation: config.listenDatabase, poolSize: config.databasePoolSize,
+            nodeName: config.cluster.nodeName,
             metrics: telemetry.metrics, logger: logger)
         let options = StartupOptions(
             migrate: !noMigrate, seedDemoDataIntoEmptyDatabase: config.environment == .local)
