@@ -434,5 +434,8 @@ public final class ClusterLink: ChatEvents, Service {
 struct ListenerWentSilent: Error, CustomStringConvertible {
     let silence: Duration
 
-    var description: String { "the LISTEN connection heard nothing for \(silence)" }
+    var description: String {
+        "the LISTEN connection heard nothing for \(silence) (a network that loses packets, or a transaction-pooling "
+            + "pooler between: see DATABASE_LISTEN_URL)"
+    }
 }
