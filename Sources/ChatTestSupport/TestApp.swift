@@ -130,8 +130,10 @@ public enum TestApp {
         let telemetry = Telemetry()
         let store = wrapStore(
             try await makeStore(
-                for: location, poolSize: poolSize, nodeName: config.cluster.nodeName, waitLimits: Patience.postgres,
-                metrics: telemetry.metrics, logger: logger))
+                for: location, listenLocation: config.listenDatabase,
+                replicas: (config.replicaDatabases, config.replicaMaxLag), poolSize: poolSize,
+                nodeName: config.cluster.nodeName, waitLimits: Patience.postgres, metrics: telemetry.metrics,
+                logger: logger))
         let app = try await buildApplication(
             config: config, store: store, telemetry: telemetry, options: StartupOptions(migrate: true), clock: clock,
             logger: logger)

@@ -72,6 +72,25 @@ public actor TestPostgres {
         }
     }
 
+    /// The first column of the first row `sql` returns, as text (nil when none or NULL). Only
+    /// for SQL the tests wrote themselves.
+    public static func scalar(_ sql: String, on location: PostgresLocation) async throws -> String? {
+        let connection = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: location.host, port: location.port, username: location.username, password: location.password,
+                database: location.database, tls: .disable),
+            id: 1, logger: Logger(label: "test-postgres"))
+        do {
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test-postgres"))
+                .collect()
+            try await connection.close()
+            return try rows.first?.decode(String?.self) ?? nil
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
     private static func run(
         _ sql: String, on location: PostgresLocation, connectTimeout: TimeAmount
     ) async throws -> Int {
@@ -109,6 +128,12 @@ enum ThrowawayCluster {
     static let directoryPrefix = "chat-test-pg-"
 
     static func start() async throws -> PostgresLocation {
+        try await startPrimary().location
+    }
+
+    /// A new cluster in a directory of its own: where it is, and its directory and owner, for
+    /// a standby of it (``ReplicatedPostgres``).
+    static func startPrimary() async throws -> (location: PostgresLocation, directory: URL, owner: ClusterOwner?) {
         let binaries = try PostgresBinaries.locate()
         removeAbandonedClusters()
         let pid = ProcessInfo.processInfo.processIdentifier
@@ -119,7 +144,7 @@ enum ThrowawayCluster {
         let owner = try ClusterOwner.forThisProcess()
         try owner?.own(directory.path)
         ClusterCleanup.register {
-            stop(dataDirectory: dataDirectory)
+            for name in dataDirectoryNames { stop(dataDirectory: directory.appendingPathComponent(name)) }
             try? FileManager.default.removeItem(at: directory)
         }
 
@@ -130,15 +155,32 @@ enum ThrowawayCluster {
         guard initdb.status == 0 else {
             throw TestPostgresError("initdb failed for the throwaway PostgreSQL:\n\(initdb.output)")
         }
-        let log = directory.appendingPathComponent("postgres.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        try owner?.own(log.path)
+        let location = try await serve(dataDirectory, in: directory, owner: owner, binaries: binaries).location
+        return (location, directory, owner)
+    }
+
+    /// The data directories a cluster's directory may hold: the primary's and a standby's.
+    static let dataDirectoryNames = ["data", "standby"]
+
+    /// Starts `postgres` on `dataDirectory` and waits until it accepts connections; on `port`,
+    /// or on a free one. Its log goes to `<data directory name>.log` in `directory`.
+    static func serve(
+        _ dataDirectory: URL, in directory: URL, owner: ClusterOwner?, binaries: PostgresBinaries,
+        port fixedPort: Int? = nil
+    ) async throws -> (location: PostgresLocation, server: ChildProcess) {
+        let log = directory.appendingPathComponent("\(dataDirectory.lastPathComponent).log")
+        if !FileManager.default.fileExists(atPath: log.path) {
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            try owner?.own(log.path)
+        }
         let logHandle = try FileHandle(forWritingTo: log)
+        try logHandle.seekToEnd()
         defer { try? logHandle.close() }
         // The free port can be taken by someone else before postgres binds it: then postgres
         // exits at once, and another port is tried.
         for _ in 1...3 {
-            let port = try await FreePort.find()
+            let port: Int
+            if let fixedPort { port = fixedPort } else { port = try await FreePort.find() }
             // postgres runs as a foreground child (pg_ctl start under Process can hang on its pipes).
             let (command, arguments) = owner.command(
                 binaries.postgres,
@@ -156,7 +198,7 @@ enum ThrowawayCluster {
             let deadline = ContinuousClock.now + .seconds(60)
             while server.isRunning {
                 if (try? await TestPostgres.execute("SELECT 1", on: location, connectTimeout: .seconds(2))) != nil {
-                    return location
+                    return (location, server)
                 }
                 guard ContinuousClock.now < deadline else {
                     server.terminate()
@@ -181,7 +223,7 @@ enum ThrowawayCluster {
             let owner = name.dropFirst(directoryPrefix.count).split(separator: "-").first.flatMap { Int32($0) }
             guard let owner, kill(owner, 0) != 0, errno == ESRCH else { continue }
             let directory = temporary.appendingPathComponent(name)
-            stop(dataDirectory: directory.appendingPathComponent("data"))
+            for data in dataDirectoryNames { stop(dataDirectory: directory.appendingPathComponent(data)) }
             try? FileManager.default.removeItem(at: directory)
         }
     }
@@ -240,6 +282,12 @@ extension ClusterOwner? {
 struct PostgresBinaries {
     let initdb: String
     let postgres: String
+    /// Beside `initdb` (where a link to it points: some machines link only the server's
+    /// binaries onto `PATH`).
+    var basebackup: String {
+        URL(fileURLWithPath: initdb).resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("pg_basebackup").path
+    }
 
     static func locate() throws -> PostgresBinaries {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""

@@ -32,6 +32,8 @@ struct ConfigTests {
                 "CHAT_NODE_NAME": "eu-west.node_2", "CHAT_HEARTBEAT_INTERVAL_MS": "500",
                 "CHAT_WS_OUTBOX_FRAMES": "64", "CHAT_WS_OUTBOX_BYTES": "1048576",
                 "DATABASE_LISTEN_URL": "postgres://chat:p%40ss@db.internal:5432/chat?sslmode=require",
+                "DATABASE_REPLICA_URLS": "postgres://chat@replica-1:5432/chat, postgres://chat@replica-2/chat",
+                "CHAT_REPLICA_MAX_LAG_MS": "250",
             ], directory: "/nonexistent")
         #expect(config.environment == .dev && config.host == "10.0.0.5" && config.port == 9000)
         #expect(
@@ -45,6 +47,8 @@ struct ConfigTests {
                 == PostgresLocation(
                     host: "db.internal", port: 5432, username: "chat", password: "p@ss", database: "chat", tls: .require
                 ))
+        #expect(config.replicaDatabases.map { "\($0.host):\($0.port)" } == ["replica-1:5432", "replica-2:5432"])
+        #expect(config.replicaMaxLag == .milliseconds(250))
         #expect(config.databasePoolSize == 7 && config.jwtSecret == "a-dev-secret-that-is-32-bytes-or-more")
         #expect(config.tokenLifetime == .seconds(600))
         #expect(config.passwordHashAlgorithm == .pbkdf2SHA256 && config.bcryptCost == 11)
@@ -60,19 +64,22 @@ struct ConfigTests {
         #expect(config.webSocket.outboxLimits == Outbox.Limits(frames: 64, bytes: 1 << 20))
     }
 
-    @Test func aListenURLNeedsPostgreSQLOnBothSettings() async throws {
+    @Test func aListenOrReplicaURLNeedsPostgreSQLOnBothSettings() async throws {
         let defaulted = try await ChatConfig.load(
             environment: ["DATABASE_URL": "postgres://chat@localhost/chat"], directory: "/nonexistent")
         #expect(defaulted.listenDatabase == nil, "the node LISTENs through DATABASE_URL")
+        #expect(defaulted.replicaDatabases.isEmpty && defaulted.replicaMaxLag == .seconds(1))
         for environment in [
             ["DATABASE_LISTEN_URL": "postgres://chat:secret@localhost/chat"],
             ["DATABASE_URL": "postgres://chat@localhost/chat", "DATABASE_LISTEN_URL": "sqlite:chat.sqlite"],
             ["DATABASE_URL": "postgres://chat@localhost/chat", "DATABASE_LISTEN_URL": "postgres://"],
+            ["DATABASE_REPLICA_URLS": "postgres://chat:secret@replica/chat"],
+            ["DATABASE_URL": "postgres://chat@localhost/chat", "DATABASE_REPLICA_URLS": "postgres://r/c,sqlite:x"],
         ] {
             let error = await #expect(throws: ConfigError.self) {
                 try await ChatConfig.load(environment: environment, directory: "/nonexistent")
             }
-            #expect(error?.description.contains("DATABASE_LISTEN_URL") == true)
+            #expect(error?.description.contains(environment.keys.first { $0 != "DATABASE_URL" } ?? "") == true)
             #expect(error?.description.contains("secret") == false, "the password stays out of the message")
         }
     }
@@ -117,7 +124,7 @@ struct ConfigTests {
             ("CHAT_ALLOWED_ORIGINS", "chat.example.com"), ("CHAT_JWT_SECRET", "shorter-than-32-bytes"),
             ("CHAT_LOG_LEVEL", "loud"), ("CHAT_MAX_BODY_BYTES", "12"), ("CHAT_NODE_NAME", "node 1"),
             ("CHAT_NODE_NAME", String(repeating: "n", count: 64)), ("CHAT_HEARTBEAT_INTERVAL_MS", "50"),
-            ("CHAT_WS_OUTBOX_BYTES", "1000"),
+            ("CHAT_WS_OUTBOX_BYTES", "1000"), ("CHAT_REPLICA_MAX_LAG_MS", "5"),
         ])
     func malformedValuesAreErrors(_ variable: String, _ value: String) async throws {
         let error = await #expect(throws: ConfigError.self) {

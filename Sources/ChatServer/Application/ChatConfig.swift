@@ -23,6 +23,11 @@ public struct ChatConfig: Sendable {
     /// PostgreSQL only): the database of `DATABASE_URL` reached without a transaction-pooling
     /// pooler between, since LISTEN holds a session. Nil uses `DATABASE_URL` (docs/operations.md).
     public var listenDatabase: PostgresLocation?
+    /// Streaming replicas of the database that reads may go to (`DATABASE_REPLICA_URLS`,
+    /// comma-separated, PostgreSQL only; none by default), and the most a replica in rotation
+    /// may lag behind the primary (`CHAT_REPLICA_MAX_LAG_MS`, default 1000). docs/operations.md.
+    public var replicaDatabases: [PostgresLocation]
+    public var replicaMaxLag: Duration
     /// Most PostgreSQL connections this node opens (`CHAT_DATABASE_POOL_SIZE`, default 20).
     public var databasePoolSize: Int
     /// HMAC key for session tokens (`CHAT_JWT_SECRET`). Nil when it is not set, which `prod`
@@ -146,6 +151,18 @@ public struct ChatConfig: Sendable {
             }
             return location
         }
+        replicaDatabases = try (settings.string("DATABASE_REPLICA_URLS") ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .map { url in
+                let replica = try DatabaseLocation(url: url, variable: "DATABASE_REPLICA_URLS")
+                guard case .postgres(let location) = replica, case .postgres = database else {
+                    throw ConfigError.invalid(
+                        "DATABASE_REPLICA_URLS", replica.description,
+                        "each must be a postgres:// URL, with a PostgreSQL DATABASE_URL")
+                }
+                return location
+            }
+        replicaMaxLag = .milliseconds(try settings.int("CHAT_REPLICA_MAX_LAG_MS", default: 1000, in: 10...3_600_000))
         databasePoolSize = try settings.int("CHAT_DATABASE_POOL_SIZE", default: 20, in: 1...1000)
 
         if let secret = settings.string("CHAT_JWT_SECRET", isSecret: true) {

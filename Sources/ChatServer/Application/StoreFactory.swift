@@ -3,11 +3,12 @@ import ServiceLifecycle
 
 /// Opens the store that `location` names.
 /// - Parameters:
-///   - listenLocation: see ``PostgresChatStore/init(location:listenLocation:maxConnections:nodeName:waitLimits:metrics:logger:)``.
+///   - listenLocation, replicas: see ``PostgresChatStore/init(location:listenLocation:replicas:maxConnections:nodeName:waitLimits:metrics:logger:)``.
 ///   - nodeName: how this node names itself to PostgreSQL (see ``ClusterLink``).
 ///   - waitLimits: how long a request waits on PostgreSQL before it fails.
 public func makeStore(
-    for location: DatabaseLocation, listenLocation: PostgresLocation? = nil, poolSize: Int,
+    for location: DatabaseLocation, listenLocation: PostgresLocation? = nil,
+    replicas: (locations: [PostgresLocation], maxLag: Duration) = ([], .seconds(1)), poolSize: Int,
     nodeName: String = "chat-server",
     waitLimits: PostgresChatStore.WaitLimits = .standard, metrics: ChatMetrics = .disabled, logger: Logger
 ) async throws -> any ChatStore {
@@ -16,7 +17,8 @@ public func makeStore(
         try await SQLiteChatStore.open(path: path, metrics: metrics, logger: logger)
     case .postgres(let postgres):
         try PostgresChatStore(
-            location: postgres, listenLocation: listenLocation, maxConnections: poolSize, nodeName: nodeName,
+            location: postgres, listenLocation: listenLocation, replicas: replicas, maxConnections: poolSize,
+            nodeName: nodeName,
             waitLimits: waitLimits, metrics: metrics,
             logger: logger)
     }

@@ -18,7 +18,8 @@ public struct ChatMetrics: Sendable {
     fileprivate let databaseConnectionsInUse: Meter
     fileprivate let databaseConnectionsWaiting: Meter
     private let connectionsRefused: [ConnectionRefusal: Counter]
-    private let factory: any MetricsFactory
+    /// For metrics their owners make (the cluster link's, the read replicas').
+    let factory: any MetricsFactory
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -78,6 +79,10 @@ public struct ChatMetrics: Sendable {
         "chat_cluster_listening": "1 while this node's LISTEN connection hears the other nodes (PostgreSQL only).",
         "chat_cluster_notify_lag_seconds":
             "Time from sending an announcement to the other nodes to hearing it back on LISTEN (PostgreSQL only).",
+        "chat_database_reads_total":
+            "Reads a replica could serve, by where they were served (primary, or a replica's host:port).",
+        "chat_database_replica_in_rotation": "1 while a read replica serves reads, by replica.",
+        "chat_database_replica_lag_seconds": "How far a read replica's replay is behind the primary, by replica.",
         "process_resident_memory_bytes": "Resident memory of the server process.",
         "process_open_fds": "Open file descriptors of the server process (sockets included).",
         "process_max_fds": "The limit on open file descriptors of the server process.",

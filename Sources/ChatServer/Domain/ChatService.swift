@@ -143,14 +143,12 @@ public struct ChatService: Sendable {
             throw ChatError.invalidField("limit", "must be from 1 to \(Self.maxHistoryLimit)")
         }
         guard position >= 0 else { throw ChatError.invalidField(field, "must not be negative") }
-        // The page and the members (who prove membership and carry the read markers) are
-        // read at once: one round trip of latency instead of three. Nothing of the page
-        // leaves this function unless the viewer is a member.
-        async let page = store.messages(in: chatID, query)
-        let members = try await store.members(of: chatID)
+        // The members prove membership and carry the read markers: nothing of the page leaves
+        // this function unless the viewer is a member.
+        let (page, members) = try await store.historyPage(in: chatID, query)
         guard members.contains(where: { $0.userID == viewer }) else { throw ChatError.chatNotFound }
         let markers = ReadMarkers(members)
-        return try await page.map { HistoryItem(message: $0, isRead: markers.isRead($0)) }
+        return page.map { HistoryItem(message: $0, isRead: markers.isRead($0)) }
     }
 
     /// Validates and stores a message from a member.

@@ -11,6 +11,8 @@ import Synchronization
 /// server nodes can share one database.
 public final class PostgresChatStore: ChatStore, BulkMessageFill {
     let client: PostgresClient
+    /// The streaming replicas reads may go to (`DATABASE_REPLICA_URLS`); nil without any.
+    let replicas: ReplicaSet?
     /// A connection of its own to the database, for checks that must not wait on the pool.
     let connectionConfiguration: PostgresConnection.Configuration
     /// The cluster's LISTEN connection when it goes elsewhere (`DATABASE_LISTEN_URL`).
@@ -43,8 +45,11 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     ///     names as its writer (see ``ClusterLink``), and what `pg_stat_activity` shows.
     ///   - listenLocation: where the cluster's LISTEN connection goes, when not to `location`:
     ///     LISTEN needs a session of its own, which a transaction-pooling pooler does not keep.
+    ///   - replicas: streaming replicas of `location` to read from, each with a pool of
+    ///     `maxConnections`, and the most lag a replica in rotation may have.
     public init(
-        location: PostgresLocation, listenLocation: PostgresLocation? = nil, maxConnections: Int,
+        location: PostgresLocation, listenLocation: PostgresLocation? = nil,
+        replicas: (locations: [PostgresLocation], maxLag: Duration) = ([], .seconds(1)), maxConnections: Int,
         nodeName: String = "chat-server", waitLimits: WaitLimits = .standard, metrics: ChatMetrics = .disabled,
         logger: Logger
     ) throws {
@@ -55,6 +60,21 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         configuration.options.maximumConnections = maxConnections
         configuration.options.additionalStartupParameters = startup
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.replicas =
+            replicas.locations.isEmpty
+            ? nil
+            : ReplicaSet(
+                replicas: try replicas.locations.map { replica in
+                    var configuration = PostgresClient.Configuration(
+                        host: replica.host, port: replica.port, username: replica.username,
+                        password: replica.password, database: replica.database, tls: try Self.poolTLS(replica.tls))
+                    configuration.options.maximumConnections = maxConnections
+                    configuration.options.additionalStartupParameters = startup
+                    return ReplicaSet.Replica(
+                        name: "\(replica.host):\(replica.port)",
+                        client: PostgresClient(configuration: configuration, backgroundLogger: logger),
+                        factory: metrics.factory)
+                }, settings: .init(maxLag: replicas.maxLag), factory: metrics.factory)
         self.connectionConfiguration = try Self.connectionConfiguration(location, startup: startup)
         self.separateListenConfiguration = try listenLocation.map {
             try Self.connectionConfiguration($0, startup: startup)
@@ -99,9 +119,16 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         return tls
     }
 
-    /// Runs the connection pool until graceful shutdown.
+    /// Runs the connection pools, and the replicas' checks, until graceful shutdown.
     public func run() async throws {
-        await client.run()
+        await withDiscardingTaskGroup { group in
+            for replica in replicas?.replicas ?? [] {
+                group.addTask { await replica.client.run() }
+            }
+            group.addTask { await self.checkReplicas() }
+            await client.run()
+            group.cancelAll()
+        }
     }
 
     /// Connects once to the database, and to the LISTEN URL when that is another: on
@@ -335,14 +362,22 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     }
 
     public func members(of chat: ChatID) async throws -> [ChatMember] {
-        try await fetch(
-            """
-            SELECT m.user_id, u.name, m.read_seq
-            FROM group_members m JOIN users u ON u.id = m.user_id
-            WHERE m.chat_id = \(chat.rawValue)
-            ORDER BY m.joined_at, m.user_id
-            """, as: (Int64, String, Int64).self
-        ).map { ChatMember(userID: UserID($0.0), name: $0.1, readSeq: $0.2) }
+        try await fetch(Self.membersQuery(chat), as: MemberRow.self).map(Self.member)
+    }
+
+    private typealias MemberRow = (Int64, String, Int64)
+
+    private static func membersQuery(_ chat: ChatID) -> PostgresQuery {
+        """
+        SELECT m.user_id, u.name, m.read_seq
+        FROM group_members m JOIN users u ON u.id = m.user_id
+        WHERE m.chat_id = \(chat.rawValue)
+        ORDER BY m.joined_at, m.user_id
+        """
+    }
+
+    private static func member(_ row: MemberRow) -> ChatMember {
+        ChatMember(userID: UserID(row.0), name: row.1, readSeq: row.2)
     }
 
     public func addMember(_ user: UserID, to chat: ChatID, by actor: UserID?) async throws {
@@ -451,8 +486,9 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             WHERE e.chat_id = \(chat.rawValue) AND e.after_seq BETWEEN \(afterSeqs.lowerBound) AND \(afterSeqs.upperBound)
             ORDER BY e.id
             LIMIT \(limit)
-            """, as: (Int64, String, Int64, String, Int64?, String?, Int64, Date).self
-        ).map { row in
+            """, as: (Int64, String, Int64, String, Int64?, String?, Int64, Date).self, ofChat: chat
+        ) { primary in ChatPositions(lastSeq: 0, lastUpdate: 0, lastMembershipEvent: primary.lastMembershipEvent) }
+        .map { row in
             guard let kind = MembershipEvent.Kind(rawValue: row.1) else {
                 throw StorageError.unexpected("unknown membership event kind \(row.1)")
             }
@@ -649,31 +685,61 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     }
 
     public func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message] {
-        let sql: PostgresQuery
+        let (sql, lastOfPage) = Self.page(of: chat, query)
+        return try await fetch(sql, as: MessageRow.self, ofChat: chat) { primary in
+            ChatPositions(lastSeq: min(primary.lastSeq, lastOfPage), lastUpdate: primary.lastUpdate)
+        }.map(Self.message)
+    }
+
+    /// On one connection, so that a replica serves both or neither: a replica must have the
+    /// page, every edit, and the members and read markers as the primary has them.
+    public func historyPage(
+        in chat: ChatID, _ query: HistoryQuery
+    ) async throws -> (messages: [Message], members: [ChatMember]) {
+        let (sql, lastOfPage) = Self.page(of: chat, query)
+        let (messages, members) = try await readChat(chat) { primary in
+            ChatPositions(
+                lastSeq: min(primary.lastSeq, lastOfPage), lastUpdate: primary.lastUpdate,
+                lastMembershipEvent: primary.lastMembershipEvent, readMarkers: primary.readMarkers)
+        } read: { connection in
+            let messages = try await connection.query(sql, logger: self.logger).decode(MessageRow.self).collectAll()
+            let members = try await connection.query(Self.membersQuery(chat), logger: self.logger)
+                .decode(MemberRow.self).collectAll()
+            return (messages, members)
+        }
+        return (try messages.map(Self.message), members.map(Self.member))
+    }
+
+    /// A history page's statement, and the last `seq` it can return.
+    private static func page(of chat: ChatID, _ query: HistoryQuery) -> (PostgresQuery, lastSeq: Int64) {
         switch query {
         case .offset(let seq, let limit), .after(let seq, let limit):
-            sql = """
-                SELECT \(unescaped: Self.messageColumns) FROM messages
+            (
+                """
+                SELECT \(unescaped: messageColumns) FROM messages
                 WHERE chat_id = \(chat.rawValue) AND seq > \(seq)
                 ORDER BY seq LIMIT \(limit)
-                """
+                """, seq.clampedAdding(limit)
+            )
         case .before(let seq, let limit):
-            sql = """
+            (
+                """
                 SELECT * FROM (
-                    SELECT \(unescaped: Self.messageColumns) FROM messages
+                    SELECT \(unescaped: messageColumns) FROM messages
                     WHERE chat_id = \(chat.rawValue) AND seq < \(seq)
                     ORDER BY seq DESC LIMIT \(limit)
                 ) AS page ORDER BY seq
-                """
+                """, seq - 1
+            )
         }
-        return try await fetch(sql, as: MessageRow.self).map(Self.message)
     }
 
     /// One statement, so one snapshot: the members are read with the messages.
     public func messagesAndMembers(
         in chat: ChatID, after afterSeq: Int64, limit: Int
     ) async throws -> (messages: [Message], members: Set<UserID>) {
-        // The members come as a row of their own, its message columns null.
+        // The members come as a row of their own, its message columns null. A replica must have
+        // the chat's membership as the primary has it.
         let rows = try await fetch(
             """
             SELECT ARRAY(SELECT user_id FROM group_members WHERE chat_id = \(chat.rawValue)), NULL, NULL, NULL,
@@ -682,7 +748,13 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             (SELECT NULL, \(unescaped: Self.messageColumns) FROM messages
              WHERE chat_id = \(chat.rawValue) AND seq > \(afterSeq) ORDER BY seq LIMIT \(limit))
             """,
-            as: ([Int64]?, Int64?, Int64?, Int64?, Int64?, String?, String?, Date?, Int64?, Date?, Bool?, Int64?).self)
+            as: ([Int64]?, Int64?, Int64?, Int64?, Int64?, String?, String?, Date?, Int64?, Date?, Bool?, Int64?).self,
+            ofChat: chat
+        ) { primary in
+            ChatPositions(
+                lastSeq: min(primary.lastSeq, afterSeq.clampedAdding(limit)), lastUpdate: primary.lastUpdate,
+                lastMembershipEvent: primary.lastMembershipEvent)
+        }
         var members: Set<UserID> = []
         var messages: [Message] = []
         for row in rows {
@@ -750,8 +822,9 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             SELECT \(unescaped: Self.messageColumns) FROM messages
             WHERE chat_id = \(chat.rawValue) AND update_seq > \(afterUpdate)
             ORDER BY update_seq LIMIT \(limit)
-            """, as: MessageRow.self
-        ).map(Self.message)
+            """, as: MessageRow.self, ofChat: chat
+        ) { primary in ChatPositions(lastSeq: primary.lastSeq, lastUpdate: primary.lastUpdate) }
+        .map(Self.message)
     }
 
     public func searchMessages(
@@ -974,12 +1047,14 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     /// with the same client id gets the stored message, and the hub fills the gap. Migrations
     /// pass `limited: false`: they may take long or wait for another node's.
     func withConnection<T: Sendable>(
-        limited: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        on pool: PostgresClient? = nil, limits: WaitLimits? = nil, limited: Bool = true,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     )
         async throws -> T
     {
         let race = LeaseRace<T>()
-        let limits = waitLimits
+        let pool = pool ?? client
+        let limits = limits ?? waitLimits
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 guard race.start(continuation) else { return }
@@ -987,7 +1062,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                     let lease = self.metrics.databaseConnectionRequested()
                     defer { lease.end() }
                     do {
-                        let value = try await self.client.withConnection { connection in
+                        let value = try await pool.withConnection { connection in
                             lease.granted()
                             race.leased(connection)
                             if limited { self.giveUpPastWorkLimit(race, limit: limits.work) }
@@ -1068,9 +1143,10 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         }
     }
 
-    /// What the log needs to know about a driver error, without the bound values (message
-    /// texts, password hashes) that PSQLError's own description would print.
-    private static func describe(_ error: PSQLError) -> String {
+    /// What the log needs to know about an error, without the bound values (message texts,
+    /// password hashes) that PSQLError's own description would print.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? PSQLError else { return "\(error)" }
         var parts = ["PSQLError \(error.code)"]
         if let state = error.serverInfo?[.sqlState] { parts.append("sqlstate \(state)") }
         if let message = error.serverInfo?[.message] { parts.append(message) }
@@ -1176,7 +1252,7 @@ private final class LeaseRace<T: Sendable>: Sendable {
 
 extension AsyncSequence where Self: Sendable {
     /// Every element, in order. Reading to the end returns the connection to the pool clean.
-    fileprivate func collectAll() async throws -> [Element] {
+    func collectAll() async throws -> [Element] {
         try await reduce(into: []) { $0.append($1) }
     }
 }

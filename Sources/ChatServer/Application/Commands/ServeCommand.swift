@@ -30,11 +30,15 @@ struct ServeCommand: AsyncParsableCommand {
             if let listen = config.listenDatabase {
                 logger.info("Listening to the other nodes through \(DatabaseLocation.postgres(listen))")
             }
+            for replica in config.replicaDatabases {
+                logger.info("Reading from the replica \(DatabaseLocation.postgres(replica)) when it has caught up")
+            }
         }
         if case .sqlite(let path) = config.database { try SQLiteServeLock.acquire(databasePath: path) }
         let telemetry = Telemetry()
         let store = try await makeStore(
-            for: config.database, listenLocation: config.listenDatabase, poolSize: config.databasePoolSize,
+            for: config.database, listenLocation: config.listenDatabase,
+            replicas: (config.replicaDatabases, config.replicaMaxLag), poolSize: config.databasePoolSize,
             nodeName: config.cluster.nodeName,
             metrics: telemetry.metrics, logger: logger)
         let options = StartupOptions(

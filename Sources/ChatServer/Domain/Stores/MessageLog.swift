@@ -32,6 +32,11 @@ public protocol MessageLog: Sendable {
     ) async throws -> [SearchHit]
     /// A page of a chat's messages in `seq` order.
     func messages(in chat: ChatID, _ query: HistoryQuery) async throws -> [Message]
+    /// A page of a chat's messages in `seq` order, with the chat's members: who may read it,
+    /// and their read markers. What `GET /history` reads.
+    func historyPage(
+        in chat: ChatID, _ query: HistoryQuery
+    ) async throws -> (messages: [Message], members: [ChatMember])
     /// The messages after `afterSeq` (at most `limit`, in `seq` order) and the chat's members
     /// as of no earlier than the newest of them: a member removed before one of these messages
     /// was stored is not among the members. What the hub reads to fill a gap.
@@ -52,6 +57,15 @@ extension MessageLog {
 }
 
 extension MessageLog where Self: ChatDirectory {
+    /// The page and the members read at once: one round trip of latency instead of two.
+    public func historyPage(
+        in chat: ChatID, _ query: HistoryQuery
+    ) async throws -> (messages: [Message], members: [ChatMember]) {
+        async let page = messages(in: chat, query)
+        let members = try await members(of: chat)
+        return (try await page, members)
+    }
+
     /// Two reads, the members after the messages.
     public func messagesAndMembers(
         in chat: ChatID, after afterSeq: Int64, limit: Int

@@ -1,0 +1,183 @@
+import ChatConformance
+import ChatProtocol
+import ChatTestSupport
+import Foundation
+import HummingbirdTesting
+import Testing
+
+@testable import ChatServer
+
+/// Reads from a real streaming standby (`pg_basebackup -R`), each test with a primary and
+/// standby of its own: they pause, stop and restart it.
+@Suite("Read replicas", .timeLimit(.minutes(5)))
+struct ReadReplicaTests {
+    /// Runs `test` on a server whose store reads from the pair's standby, once the standby is
+    /// in rotation.
+    static func withReplicatedServer(
+        maxLag: Duration = .seconds(600), _ test: @Sendable (ReplicatedPostgres, APITestClient) async throws -> Void
+    ) async throws {
+        let pair = try await ReplicatedPostgres.start()
+        defer { pair.stop() }
+        try await TestApp.run(
+            at: .postgres(pair.primary), testing: .live,
+            overrides: [
+                "DATABASE_URL": url(of: pair.primary), "DATABASE_REPLICA_URLS": url(of: pair.replica),
+                "CHAT_REPLICA_MAX_LAG_MS": "\(Int(maxLag / .milliseconds(1)))",
+            ]
+        ) { api in
+            _ = try await api.metrics { $0.contains(rotation(of: pair, is: 1)) }
+            try await test(pair, api)
+        }
+    }
+
+    static func url(of location: PostgresLocation) -> String {
+        "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database ?? "")?sslmode=disable"
+    }
+
+    /// The metric line that says whether the pair's standby is in rotation.
+    static func rotation(of pair: ReplicatedPostgres, is value: Int) -> String {
+        "chat_database_replica_in_rotation{replica=\"\(pair.replica.host):\(pair.replica.port)\"} \(value)"
+    }
+
+    /// Reads counted for `target` ("primary", or the standby), from `/metrics`.
+    static func reads(by target: String, in metrics: String) -> Int {
+        let prefix = "chat_database_reads_total{target=\"\(target)\"} "
+        return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }
+            .flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+    }
+
+    /// Reads the history page at `query` and returns it with where it was read (the target whose
+    /// count went up).
+    static func history(
+        _ chat: ChatID, _ query: String, as user: TestUser, api: APITestClient, pair: ReplicatedPostgres
+    ) async throws -> (page: [MessagePayload], servedBy: String) {
+        let standby = "\(pair.replica.host):\(pair.replica.port)"
+        let before = try await api.send(.get, "/metrics").bodyText
+        let page = try await api.send(.get, "/history/\(chat)?\(query)", as: user).decode(
+            [MessagePayload].self, expecting: .ok)
+        let after = try await api.send(.get, "/metrics").bodyText
+        let servedBy =
+            reads(by: standby, in: after) > reads(by: standby, in: before)
+            ? "replica" : reads(by: "primary", in: after) > reads(by: "primary", in: before) ? "primary" : "none"
+        return (page, servedBy)
+    }
+
+    @Test func historyIsReadFromACaughtUpReplica() async throws {
+        try await Self.withReplicatedServer { pair, api in
+            let alice = try await api.user("alice")
+            let chat = try await api.createChat("Replicated", as: alice)
+            try await api.storeMessages(5, in: chat.id, from: alice.id)
+            try await pair.waitForReplay()
+            let (page, servedBy) = try await Self.history(chat.id, "limit=100", as: alice, api: api, pair: pair)
+            #expect(page.map(\.seq) == [1, 2, 3, 4, 5])
+            #expect(servedBy == "replica")
+        }
+    }
+
+    /// With the standby's replay paused, a read that needs anything the standby lacks goes to
+    /// the primary; one the standby can serve as the primary would still goes to the standby.
+    @Test func aReplicaBehindTheChatIsNotReadFrom() async throws {
+        try await Self.withReplicatedServer { pair, api in
+            let (alice, bob, carol) = (
+                try await api.user("alice"), try await api.user("bob"), try await api.user("carol")
+            )
+            let chat = try await api.createChat("Paused", as: alice)
+            _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+            let stored = try await api.storeMessages(6, in: chat.id, from: alice.id)
+            try await pair.waitForReplay()
+            try await pair.pauseReplay()
+
+            let other = try await api.createChat("Elsewhere", as: alice)
+            try await api.storeMessages(1, in: other.id, from: alice.id, prefix: "elsewhere")
+            var read = try await Self.history(chat.id, "before_seq=4&limit=3", as: bob, api: api, pair: pair)
+            #expect(read.page.map(\.seq) == [1, 2, 3])
+            #expect(read.servedBy == "replica", "writes to other chats do not keep the standby from serving this one")
+
+            try await api.storeMessages(1, in: chat.id, from: alice.id, prefix: "while-paused")
+            read = try await Self.history(chat.id, "limit=100", as: bob, api: api, pair: pair)
+            #expect(read.page.map(\.seq) == [1, 2, 3, 4, 5, 6, 7], "the message sent while paused is there")
+            #expect(read.servedBy == "primary")
+
+            _ = try await api.editMessage(stored[1].id, text: "edited while paused", as: alice)
+            read = try await Self.history(chat.id, "before_seq=4&limit=3", as: bob, api: api, pair: pair)
+            #expect(read.page.map(\.text) == ["message 1", "edited while paused", "message 3"])
+            #expect(read.servedBy == "primary", "an edit the standby lacks sends the read to the primary")
+
+            _ = try await api.addUser(carol.id, to: chat.id, as: alice)
+            read = try await Self.history(chat.id, "before_seq=4&limit=3", as: carol, api: api, pair: pair)
+            #expect(read.page.count == 3, "a member added while paused reads the history")
+            let events = try await api.send(.get, "/chats/\(chat.id)/membership-events", as: carol).decode(
+                [MembershipEventPayload].self, expecting: .ok)
+            #expect(events.last?.userID == carol.id, "the membership events include the add the standby lacks")
+            _ = try await api.removeUser(bob.id, from: chat.id, as: alice)
+            #expect(
+                try await api.send(.get, "/history/\(chat.id)", as: bob).status == .notFound,
+                "a member removed while paused reads nothing")
+
+            try await pair.resumeReplay()
+            try await pair.waitForReplay()
+            read = try await Self.history(chat.id, "limit=100", as: carol, api: api, pair: pair)
+            #expect(read.page.count == 7 && read.servedBy == "replica", "caught up, the standby serves again")
+        }
+    }
+
+    @Test func aReplicaLaggingPastTheLimitLeavesRotationAndComesBack() async throws {
+        try await Self.withReplicatedServer(maxLag: .milliseconds(300)) { pair, api in
+            let alice = try await api.user("alice")
+            let chat = try await api.createChat("Lagging", as: alice)
+            try await pair.pauseReplay()
+            try await api.storeMessages(1, in: chat.id, from: alice.id)
+            _ = try await api.metrics { $0.contains(Self.rotation(of: pair, is: 0)) }
+            let read = try await Self.history(chat.id, "before_seq=1&limit=1", as: alice, api: api, pair: pair)
+            #expect(read.servedBy == "primary", "out of rotation, the standby serves nothing")
+            try await pair.resumeReplay()
+            _ = try await api.metrics { $0.contains(Self.rotation(of: pair, is: 1)) }
+        }
+    }
+
+    /// The standby stops at once while readers and a writer go on: every read is answered, with
+    /// every message stored before it began, and the standby is back in rotation once it runs.
+    @Test func aReplicaKilledUnderLoadLosesNothing() async throws {
+        try await Self.withReplicatedServer { pair, api in
+            let alice = try await api.user("alice")
+            let chat = try await api.createChat("Killed", as: alice)
+            try await api.storeMessages(20, in: chat.id, from: alice.id)
+            try await pair.waitForReplay()
+            try await withThrowingTaskGroup { group in
+                for reader in 0..<4 {
+                    group.addTask {
+                        for _ in 0..<40 {
+                            let stored = try await api.store.chat(chat.id, member: alice.id)?.lastSeq ?? 0
+                            let page = try await api.send(.get, "/history/\(chat.id)?limit=1000", as: alice).decode(
+                                [MessagePayload].self, expecting: .ok)
+                            #expect(page.map(\.seq) == Array(1...Int64(page.count)), "reader \(reader): no gaps")
+                            #expect(page.count >= stored, "reader \(reader): nothing stored before the read is missing")
+                        }
+                    }
+                }
+                group.addTask {
+                    try await api.storeMessages(20, in: chat.id, from: alice.id, prefix: "during")
+                    try await pair.stopReplica()
+                    try await api.storeMessages(20, in: chat.id, from: alice.id, prefix: "after")
+                }
+                try await group.waitForAll()
+            }
+            _ = try await api.metrics { $0.contains(Self.rotation(of: pair, is: 0)) }
+            try await pair.startReplica()
+            _ = try await api.metrics { $0.contains(Self.rotation(of: pair, is: 1)) }
+            try await pair.waitForReplay()
+            let read = try await Self.history(chat.id, "limit=1000", as: alice, api: api, pair: pair)
+            #expect(read.page.count == 60 && read.servedBy == "replica")
+        }
+    }
+
+    /// `chatsim verify`'s single-node checks against a server reading from a standby. Which
+    /// reads the standby serves depends on how soon it replays what a check just wrote; the
+    /// checks must pass either way.
+    @Test func passesTheConformanceChecksWithAReplica() async throws {
+        try await Self.withReplicatedServer { _, api in
+            try await ConformanceSuite.expectPasses(
+                ConformanceSuite.checks.filter { $0.nodes == 1 }, ports: [try #require(api.client.port)])
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import ChatProtocol
+import PostgresNIO
+
+/// Reads from streaming replicas (docs/operations.md, "Read replicas").
+///
+/// A read of one chat goes to a replica in rotation only when the replica has replayed that
+/// chat as far as the primary had when the read began: its messages (`last_seq`, up to what
+/// the read can return), its edits (`last_update`) and its membership (the newest membership
+/// event). So a client never reads older data from a replica than it has seen, and a member
+/// just added or removed is not judged by stale membership. Otherwise, and whenever the replica
+/// fails, the primary serves the read: a replica costs latency at worst, never data.
+extension PostgresChatStore {
+    /// How far one chat has come: what a replica must have replayed to serve a read of it.
+    struct ChatPositions: Sendable, Equatable {
+        var lastSeq: Int64
+        var lastUpdate: Int64
+        var lastMembershipEvent: Int64 = 0
+        /// The sum of the members' read markers: markers only move forward, so a replica with
+        /// the primary's membership and sum has every marker the primary has.
+        var readMarkers: Int64 = 0
+
+        /// Whether these positions are as far as `needed`.
+        func cover(_ needed: ChatPositions) -> Bool {
+            lastSeq >= needed.lastSeq && lastUpdate >= needed.lastUpdate
+                && lastMembershipEvent >= needed.lastMembershipEvent && readMarkers >= needed.readMarkers
+        }
+    }
+
+    /// Runs `read` on a replica that has replayed `chat` as far as `needed` asks of the
+    /// primary's positions, else on the primary.
+    /// - Parameter needed: from the primary's positions of the chat, the ones the read needs
+    ///   (a page of old messages needs no newer `seq` than its last).
+    func readChat<T: Sendable>(
+        _ chat: ChatID, needing needed: @escaping @Sendable (ChatPositions) -> ChatPositions = { $0 },
+        read: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        guard let replicas, let replica = replicas.pick() else { return try await readOnPrimary(read) }
+        guard let primary = try await fetch(Self.positionsQuery(chat), as: (Int64, Int64, Int64, Int64).self).first
+        else {
+            // No such chat: the primary says so.
+            return try await readOnPrimary(read)
+        }
+        let required = needed(
+            ChatPositions(
+                lastSeq: primary.0, lastUpdate: primary.1, lastMembershipEvent: primary.2, readMarkers: primary.3))
+        do {
+            let served: T? = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits) {
+                connection in
+                // A replica only moves forward: a read after this check sees at least as much.
+                let rows = try await connection.query(Self.positionsQuery(chat), logger: self.logger)
+                    .decode((Int64, Int64, Int64, Int64).self).collectAll()
+                guard let row = rows.first,
+                    ChatPositions(lastSeq: row.0, lastUpdate: row.1, lastMembershipEvent: row.2, readMarkers: row.3)
+                        .cover(required)
+                else { return nil }
+                return try await read(connection)
+            }
+            if let served {
+                replica.servedARead()
+                return served
+            }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
+        }
+        return try await readOnPrimary(read)
+    }
+
+    /// Runs a query that reads `chat`, and decodes every row: ``readChat(_:needing:_:)``.
+    func fetch<each Column: PostgresDecodable & Sendable>(
+        _ query: PostgresQuery, as types: (repeat each Column).Type, ofChat chat: ChatID,
+        needing needed: @escaping @Sendable (ChatPositions) -> ChatPositions
+    ) async throws -> [(repeat each Column)] {
+        try await readChat(chat, needing: needed) { connection in
+            try await connection.query(query, logger: self.logger).decode(types).collectAll()
+        }
+    }
+
+    private func readOnPrimary<T: Sendable>(
+        _ read: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        replicas?.primaryServedARead()
+        do {
+            return try await withConnection(read)
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// The chat's ``ChatPositions``: one row, from the chat's own rows and indexes.
+    private static func positionsQuery(_ chat: ChatID) -> PostgresQuery {
+        """
+        SELECT last_seq, last_update,
+               COALESCE((SELECT max(id) FROM membership_events WHERE chat_id = \(chat.rawValue)), 0),
+               COALESCE((SELECT sum(read_seq) FROM group_members WHERE chat_id = \(chat.rawValue)), 0)::int8
+        FROM chats WHERE id = \(chat.rawValue)
+        """
+    }
+
+    private func takeOutOfRotation(_ replica: ReplicaSet.Replica, because reason: String) {
+        if let change = replica.checked(lag: nil, outOfRotationBecause: reason) {
+            logger.warning("Read replica \(change)", metadata: ["replica": "\(replica.name)"])
+        }
+    }
+
+    /// Checks every replica each ``ReplicaSet/Settings/checkInterval`` until cancelled: one
+    /// that answers, is still a standby and lags the primary by at most
+    /// ``ReplicaSet/Settings/maxLag`` is in rotation; any other is out until it is all three.
+    func checkReplicas() async {
+        guard let replicas else { return }
+        while !Task.isCancelled {
+            do {
+                let position = try await fetch("SELECT (pg_current_wal_lsn() - '0/0')::int8", as: Int64.self)
+                replicas.primaryWasAt(position.first ?? 0, at: .now)
+            } catch {
+                // The primary is away: the replicas keep their state until it answers again.
+            }
+            await withTaskGroup { group in
+                for replica in replicas.replicas {
+                    group.addTask { await self.check(replica, of: replicas) }
+                }
+            }
+            try? await Task.sleep(for: replicas.settings.checkInterval)
+        }
+    }
+
+    private func check(_ replica: ReplicaSet.Replica, of replicas: ReplicaSet) async {
+        var lag: Duration?
+        var reason: String?
+        do {
+            let row = try await withConnection(on: replica.client, limits: replicas.settings.checkLimits) {
+                connection in
+                try await connection.query(
+                    "SELECT pg_is_in_recovery(), COALESCE((pg_last_wal_replay_lsn() - '0/0')::int8, 0)",
+                    logger: self.logger
+                ).decode((Bool, Int64).self).collectAll().first
+            }
+            if let row, row.0 {
+                let measured = replicas.lag(ofReplayed: row.1, now: .now)
+                lag = measured
+                if measured > replicas.settings.maxLag { reason = "it lags the primary by \(measured)" }
+            } else {
+                reason = "it is not a standby (promoted?)"
+            }
+        } catch is CancellationError {
+            return
+        } catch {
+            reason = "its check failed: \(Self.describe(error))"
+        }
+        if let change = replica.checked(lag: lag, outOfRotationBecause: reason) {
+            if reason == nil {
+                logger.notice("Read replica \(change)", metadata: ["replica": "\(replica.name)"])
+            } else {
+                logger.warning("Read replica \(change)", metadata: ["replica": "\(replica.name)"])
+            }
+        }
+    }
+}
+
+extension Int64 {
+    /// `self + count`, or `Int64.max` past it: positions come from clients.
+    func clampedAdding(_ count: Int) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(Int64(count))
+        return overflow ? .max : sum
+    }
+}
