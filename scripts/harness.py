@@ -160,6 +160,46 @@ class Postgres:
                        capture_output=True)
 
 
+class Standby:
+    """A streaming standby of `primary` (a Postgres above, on the loopback address), made with
+    `pg_basebackup -R` into the same work directory and started on its own port."""
+
+    def __init__(self, primary, workdir):
+        self.primary = primary
+        self.bin = primary.bin
+        self.host = primary.host
+        self.port = free_port()
+        self.data = os.path.join(workdir, "standby")
+        self.log_path = os.path.join(workdir, "standby.log")
+        run(primary.as_postgres + [f"{self.bin}/pg_basebackup", "-D", self.data, "-h", primary.host, "-p",
+                                   str(primary.port), "-U", "postgres", "-X", "stream", "-R", "--checkpoint=fast",
+                                   "--no-sync"], stdout=subprocess.DEVNULL)
+        self.start()
+
+    def start(self):
+        options = (f"-p {self.port} -k {self.primary.sockets} -c listen_addresses={self.host} "
+                   "-c max_connections=200 -c log_timezone=UTC")
+        run(self.primary.as_postgres + [f"{self.bin}/pg_ctl", "start", "-D", self.data, "-l", self.log_path, "-w",
+                                        "-o", options], stdout=subprocess.DEVNULL)
+
+    @property
+    def pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as file:
+            return int(file.readline())
+
+    def url(self, database):
+        return f"postgres://postgres@{self.host}:{self.port}/{database}?sslmode=disable"
+
+    def kill(self):
+        """`pg_ctl stop -m immediate`: every backend ends at once, as in a crash."""
+        run(self.primary.as_postgres + [f"{self.bin}/pg_ctl", "stop", "-D", self.data, "-m", "immediate"],
+            stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        subprocess.run(self.primary.as_postgres + [f"{self.bin}/pg_ctl", "stop", "-D", self.data, "-m", "fast"],
+                       capture_output=True)
+
+
 class Server:
     """A chat-server on a free port (on the loopback address, or on a test host of
     scripts/testnet.py); `kill` and `start` keep the port."""

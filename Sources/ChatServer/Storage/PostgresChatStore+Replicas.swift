@@ -5,19 +5,29 @@ import PostgresNIO
 ///
 /// A read of one chat goes to a replica in rotation only when the replica has replayed that
 /// chat as far as the primary had when the read began: its messages (`last_seq`, up to what
-/// the read can return), its edits (`last_update`) and its membership (the newest membership
-/// event). So a client never reads older data from a replica than it has seen, and a member
-/// just added or removed is not judged by stale membership. Otherwise, and whenever the replica
+/// the read can return), its edits (`last_update`) and, when the read returns members, its
+/// membership and read markers. So a client never reads older data from a replica than it has
+/// seen, and a member just added or removed is not judged by stale membership. Otherwise, and whenever the replica
 /// fails, the primary serves the read: a replica costs latency at worst, never data.
 extension PostgresChatStore {
     /// How far one chat has come: what a replica must have replayed to serve a read of it.
     struct ChatPositions: Sendable, Equatable {
         var lastSeq: Int64
         var lastUpdate: Int64
-        var lastMembershipEvent: Int64 = 0
+        var lastMembershipEvent: Int64
         /// The sum of the members' read markers: markers only move forward, so a replica with
         /// the primary's membership and sum has every marker the primary has.
-        var readMarkers: Int64 = 0
+        var readMarkers: Int64
+
+        /// From a ``positionsQuery(_:)`` row.
+        init(_ row: (Int64, Int64, Int64, Int64)) {
+            (lastSeq, lastUpdate, lastMembershipEvent, readMarkers) = row
+        }
+
+        init(lastSeq: Int64, lastUpdate: Int64, lastMembershipEvent: Int64 = 0, readMarkers: Int64 = 0) {
+            (self.lastSeq, self.lastUpdate, self.lastMembershipEvent, self.readMarkers) =
+                (lastSeq, lastUpdate, lastMembershipEvent, readMarkers)
+        }
 
         /// Whether these positions are as far as `needed`.
         func cover(_ needed: ChatPositions) -> Bool {
@@ -27,7 +37,9 @@ extension PostgresChatStore {
     }
 
     /// Runs `read` on a replica that has replayed `chat` as far as `needed` asks of the
-    /// primary's positions, else on the primary.
+    /// primary's positions, else on the primary. The primary's positions are read while the
+    /// replica reads its own and then runs `read`, so a caught-up replica costs one round trip
+    /// of latency, not two; a replica found behind has read for nothing.
     /// - Parameter needed: from the primary's positions of the chat, the ones the read needs
     ///   (a page of old messages needs no newer `seq` than its last).
     func readChat<T: Sendable>(
@@ -35,39 +47,35 @@ extension PostgresChatStore {
         read: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         guard let replicas, let replica = replicas.pick() else { return try await readOnPrimary(read) }
-        guard let primary = try await fetch(Self.positionsQuery(chat), as: (Int64, Int64, Int64, Int64).self).first
-        else {
-            // No such chat: the primary says so.
-            return try await readOnPrimary(read)
-        }
-        let required = needed(
-            ChatPositions(
-                lastSeq: primary.0, lastUpdate: primary.1, lastMembershipEvent: primary.2, readMarkers: primary.3))
+        // Read once the read began: at least as far as anything the client had seen by then.
+        async let primaryRows = fetch(Self.positionsQuery(chat), as: (Int64, Int64, Int64, Int64).self)
+        var fromReplica: (positions: ChatPositions, value: T)?
         do {
-            let served: T? = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits) {
+            fromReplica = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits) {
                 connection in
-                // A replica only moves forward: a read after this check sees at least as much.
+                // A replica only moves forward: `read` after this sees at least as much.
                 let rows = try await connection.query(Self.positionsQuery(chat), logger: self.logger)
                     .decode((Int64, Int64, Int64, Int64).self).collectAll()
-                guard let row = rows.first,
-                    ChatPositions(lastSeq: row.0, lastUpdate: row.1, lastMembershipEvent: row.2, readMarkers: row.3)
-                        .cover(required)
-                else { return nil }
-                return try await read(connection)
-            }
-            if let served {
-                replica.servedARead()
-                return served
+                guard let row = rows.first else { return nil }
+                return (ChatPositions(row), try await read(connection))
             }
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
         }
-        return try await readOnPrimary(read)
+        // No such chat on the primary: it says so.
+        guard let primary = try await primaryRows.first.map(ChatPositions.init) else {
+            return try await readOnPrimary(read)
+        }
+        guard let fromReplica, fromReplica.positions.cover(needed(primary)) else {
+            return try await readOnPrimary(read)
+        }
+        replica.servedARead()
+        return fromReplica.value
     }
 
-    /// Runs a query that reads `chat`, and decodes every row: ``readChat(_:needing:_:)``.
+    /// Runs a query that reads `chat`, and decodes every row: ``readChat(_:needing:read:)``.
     func fetch<each Column: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as types: (repeat each Column).Type, ofChat chat: ChatID,
         needing needed: @escaping @Sendable (ChatPositions) -> ChatPositions
