@@ -59,9 +59,11 @@ extension PostgresChatStore {
                 guard let row = rows.first else { return nil }
                 return (ChatPositions(row), try await read(connection))
             }
-        } catch is CancellationError {
+        } catch  where Task.isCancelled {
             throw CancellationError()
         } catch {
+            // Whatever the replica threw, a CancellationError of the driver's included, the
+            // caller still wants its read.
             takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
         }
         // No such chat on the primary: it says so.
@@ -151,7 +153,7 @@ extension PostgresChatStore {
             } else {
                 reason = "it is not a standby (promoted?)"
             }
-        } catch is CancellationError {
+        } catch  where Task.isCancelled {
             return
         } catch {
             reason = "its check failed: \(Self.describe(error))"
