@@ -56,25 +56,12 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         let startup = [("application_name", nodeName)]
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
-            database: location.database, tls: try Self.poolTLS(location.tls))
+            database: location.database, tls: Self.poolTLS(location.tls))
         configuration.options.maximumConnections = maxConnections
         configuration.options.additionalStartupParameters = startup
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.replicas =
-            replicas.locations.isEmpty
-            ? nil
-            : ReplicaSet(
-                replicas: try replicas.locations.map { replica in
-                    var configuration = PostgresClient.Configuration(
-                        host: replica.host, port: replica.port, username: replica.username,
-                        password: replica.password, database: replica.database, tls: try Self.poolTLS(replica.tls))
-                    configuration.options.maximumConnections = maxConnections
-                    configuration.options.additionalStartupParameters = startup
-                    return ReplicaSet.Replica(
-                        name: "\(replica.host):\(replica.port)",
-                        client: PostgresClient(configuration: configuration, backgroundLogger: logger),
-                        factory: metrics.factory)
-                }, settings: .init(maxLag: replicas.maxLag), factory: metrics.factory)
+        self.replicas = Self.replicaSet(
+            replicas, maxConnections: maxConnections, startup: startup, metrics: metrics, logger: logger)
         self.connectionConfiguration = try Self.connectionConfiguration(location, startup: startup)
         self.separateListenConfiguration = try listenLocation.map {
             try Self.connectionConfiguration($0, startup: startup)
@@ -84,8 +71,28 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         self.logger = logger
     }
 
+    /// A pool for each replica, as the primary's; nil without replicas.
+    private static func replicaSet(
+        _ replicas: (locations: [PostgresLocation], maxLag: Duration), maxConnections: Int,
+        startup: [(String, String)], metrics: ChatMetrics, logger: Logger
+    ) -> ReplicaSet? {
+        guard !replicas.locations.isEmpty else { return nil }
+        let pools = replicas.locations.map { replica in
+            var configuration = PostgresClient.Configuration(
+                host: replica.host, port: replica.port, username: replica.username, password: replica.password,
+                database: replica.database, tls: poolTLS(replica.tls))
+            configuration.options.maximumConnections = maxConnections
+            configuration.options.additionalStartupParameters = startup
+            return ReplicaSet.Replica(
+                name: "\(replica.host):\(replica.port)",
+                client: PostgresClient(configuration: configuration, backgroundLogger: logger), factory: metrics.factory
+            )
+        }
+        return ReplicaSet(replicas: pools, settings: .init(maxLag: replicas.maxLag), factory: metrics.factory)
+    }
+
     /// The pool's TLS for `mode`, as libpq's `sslmode` means it.
-    private static func poolTLS(_ mode: PostgresLocation.TLSMode) throws -> PostgresClient.Configuration.TLS {
+    private static func poolTLS(_ mode: PostgresLocation.TLSMode) -> PostgresClient.Configuration.TLS {
         switch mode {
         case .disable: .disable
         case .prefer: .prefer(unverifiedTLS)
@@ -707,7 +714,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
                 .decode(MemberRow.self).collectAll()
             return (messages, members)
         }
-        return (try messages.map(Self.message), members.map(Self.member))
+        return (messages.map(Self.message), members.map(Self.member))
     }
 
     /// A history page's statement, and the last `seq` it can return.
