@@ -16,17 +16,17 @@ struct ReadReplicaTests {
     static func withReplicatedServer(
         maxLag: Duration = .seconds(600), _ test: @Sendable (ReplicatedPostgres, APITestClient) async throws -> Void
     ) async throws {
-        let pair = try await ReplicatedPostgres.start()
-        defer { pair.stop() }
-        try await TestApp.run(
-            at: .postgres(pair.primary), testing: .live,
-            overrides: [
-                "DATABASE_URL": url(of: pair.primary), "DATABASE_REPLICA_URLS": url(of: pair.replica),
-                "CHAT_REPLICA_MAX_LAG_MS": "\(Int(maxLag / .milliseconds(1)))",
-            ]
-        ) { api in
-            _ = try await api.metrics { $0.contains(rotation(of: pair, is: 1)) }
-            try await test(pair, api)
+        try await ReplicatedPostgres.with { pair in
+            try await TestApp.run(
+                at: .postgres(pair.primary), testing: .live,
+                overrides: [
+                    "DATABASE_URL": url(of: pair.primary), "DATABASE_REPLICA_URLS": url(of: pair.replica),
+                    "CHAT_REPLICA_MAX_LAG_MS": "\(Int(maxLag / .milliseconds(1)))",
+                ]
+            ) { api in
+                _ = try await api.metrics { $0.contains(rotation(of: pair, is: 1)) }
+                try await test(pair, api)
+            }
         }
     }
 

@@ -79,7 +79,7 @@ public final class ReplicatedPostgres: Sendable {
 
     /// Stops the standby at once (PostgreSQL's immediate shutdown), as a crash would.
     public func stopReplica() async throws {
-        ThrowawayCluster.stop(dataDirectory: directory.appendingPathComponent("standby"))
+        await ThrowawayCluster.stopWaiting(dataDirectory: directory.appendingPathComponent("standby"))
         let server = standby.withLock { $0 }
         _ = try await server?.exitStatus()
     }
@@ -94,10 +94,22 @@ public final class ReplicatedPostgres: Sendable {
     }
 
     /// Stops both and deletes their files.
-    public func stop() {
+    public func stop() async {
         for name in ThrowawayCluster.dataDirectoryNames {
-            ThrowawayCluster.stop(dataDirectory: directory.appendingPathComponent(name))
+            await ThrowawayCluster.stopWaiting(dataDirectory: directory.appendingPathComponent(name))
         }
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Runs `body` with a new pair, and stops the pair afterwards.
+    public static func with(_ body: (ReplicatedPostgres) async throws -> Void) async throws {
+        let pair = try await start()
+        do {
+            try await body(pair)
+        } catch {
+            await pair.stop()
+            throw error
+        }
+        await pair.stop()
     }
 }

@@ -232,16 +232,33 @@ enum ThrowawayCluster {
     /// backends and exits) and waits up to 10 s for it to go, then kills it. Signals rather than
     /// `pg_ctl`: this runs at exit and while starting, where no child process should be waited for.
     static func stop(dataDirectory: URL) {
-        let pidFile = dataDirectory.appendingPathComponent("postmaster.pid")
-        guard let text = try? String(contentsOf: pidFile, encoding: .utf8),
-            let postmaster = text.split(separator: "\n").first.flatMap({ pid_t($0) }), postmaster > 0,
-            kill(postmaster, SIGQUIT) == 0
-        else { return }
+        guard let postmaster = quit(dataDirectory) else { return }
         for _ in 0..<1000 {
             guard kill(postmaster, 0) == 0 else { return }
             usleep(10_000)
         }
         kill(postmaster, SIGKILL)
+    }
+
+    /// ``stop(dataDirectory:)`` for a test: it waits without holding one of the cooperative
+    /// pool's few threads, which every other test running at the time needs.
+    static func stopWaiting(dataDirectory: URL) async {
+        guard let postmaster = quit(dataDirectory) else { return }
+        for _ in 0..<1000 {
+            guard kill(postmaster, 0) == 0 else { return }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        kill(postmaster, SIGKILL)
+    }
+
+    /// Sends the cluster's postmaster SIGQUIT; returns its pid, or nil when none runs.
+    private static func quit(_ dataDirectory: URL) -> pid_t? {
+        let pidFile = dataDirectory.appendingPathComponent("postmaster.pid")
+        guard let text = try? String(contentsOf: pidFile, encoding: .utf8),
+            let postmaster = text.split(separator: "\n").first.flatMap({ pid_t($0) }), postmaster > 0,
+            kill(postmaster, SIGQUIT) == 0
+        else { return nil }
+        return postmaster
     }
 }
 
