@@ -8,8 +8,9 @@ import Testing
 @testable import ChatServer
 
 /// Reads from a real streaming standby (`pg_basebackup -R`), each test with a primary and
-/// standby of its own: they pause, stop and restart it.
-@Suite("Read replicas", .timeLimit(.minutes(5)))
+/// standby of its own: they pause, stop and restart it. One at a time: five pairs starting at
+/// once, beside the rest of the suite and busy loops, starved other tests' connects past 5 s.
+@Suite("Read replicas", .serialized, .timeLimit(.minutes(5)))
 struct ReadReplicaTests {
     /// Runs `test` on a server whose store reads from the pair's standby, once the standby is
     /// in rotation.

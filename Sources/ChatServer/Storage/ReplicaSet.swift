@@ -1,5 +1,4 @@
 import CoreMetrics
-import Logging
 import PostgresNIO
 import Synchronization
 
@@ -12,15 +11,10 @@ final class ReplicaSet: Sendable {
         /// `host:port`, as the logs and metrics name it.
         let name: String
         let client: PostgresClient
-        private let state = Mutex(State())
+        private let inRotationNow = Atomic(false)
         private let inRotationGauge: Gauge
         private let lagGauge: Gauge
         private let reads: Counter
-
-        private struct State {
-            var inRotation = false
-            var reason = "not checked yet"
-        }
 
         init(name: String, client: PostgresClient, factory: any MetricsFactory) {
             self.name = name
@@ -33,7 +27,7 @@ final class ReplicaSet: Sendable {
             inRotationGauge.record(0)
         }
 
-        var inRotation: Bool { state.withLock { $0.inRotation } }
+        var inRotation: Bool { inRotationNow.load(ordering: .relaxed) }
 
         func servedARead() {
             reads.increment()
@@ -44,13 +38,11 @@ final class ReplicaSet: Sendable {
         func checked(lag: Duration?, outOfRotationBecause reason: String?) -> String? {
             if let lag { lagGauge.record(Double(lag.milliseconds) / 1000) }
             inRotationGauge.record(reason == nil ? 1 : 0)
-            return state.withLock { state in
-                defer { (state.inRotation, state.reason) = (reason == nil, reason ?? "") }
-                switch (state.inRotation, reason) {
-                case (false, nil): return "back in rotation"
-                case (true, let reason?): return "out of rotation: \(reason)"
-                default: return nil
-                }
+            let wasInRotation = inRotationNow.exchange(reason == nil, ordering: .relaxed)
+            switch (wasInRotation, reason) {
+            case (false, nil): return "back in rotation"
+            case (true, let reason?): return "out of rotation: \(reason)"
+            default: return nil
             }
         }
     }
