@@ -108,6 +108,19 @@ public struct ChatConfig: Sendable {
         return max(16, Int(clamping: limit.rlim_cur) - 100)
     }
 
+    /// A second PostgreSQL URL of the same deployment (`DATABASE_LISTEN_URL`, one of
+    /// `DATABASE_REPLICA_URLS`): only a postgres:// URL, and only with a PostgreSQL `database`.
+    private static func postgres(
+        _ url: String, variable: String, beside database: DatabaseLocation
+    ) throws -> PostgresLocation {
+        let location = try DatabaseLocation(url: url, variable: variable)
+        guard case .postgres(let postgres) = location, case .postgres = database else {
+            throw ConfigError.invalid(
+                variable, location.description, "must be a postgres:// URL, with a PostgreSQL DATABASE_URL")
+        }
+        return postgres
+    }
+
     /// The smallest secret accepted, in bytes: HS256's output size.
     public static let minimumSecretBytes = 32
     /// Secrets shipped in the repository's examples (docker-compose.yml, docs): never valid in prod.
@@ -142,26 +155,12 @@ public struct ChatConfig: Sendable {
         port = try settings.int("CHAT_PORT", default: 8000, in: 1...65535)
         let database = try DatabaseLocation(url: settings.string("DATABASE_URL") ?? "sqlite:chat.sqlite")
         self.database = database
-        listenDatabase = try settings.string("DATABASE_LISTEN_URL").map { url in
-            let listen = try DatabaseLocation(url: url, variable: "DATABASE_LISTEN_URL")
-            guard case .postgres(let location) = listen, case .postgres = database else {
-                throw ConfigError.invalid(
-                    "DATABASE_LISTEN_URL", listen.description,
-                    "must be a postgres:// URL, with a PostgreSQL DATABASE_URL")
-            }
-            return location
+        listenDatabase = try settings.string("DATABASE_LISTEN_URL").map {
+            try Self.postgres($0, variable: "DATABASE_LISTEN_URL", beside: database)
         }
         replicaDatabases = try (settings.string("DATABASE_REPLICA_URLS") ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            .map { url in
-                let replica = try DatabaseLocation(url: url, variable: "DATABASE_REPLICA_URLS")
-                guard case .postgres(let location) = replica, case .postgres = database else {
-                    throw ConfigError.invalid(
-                        "DATABASE_REPLICA_URLS", replica.description,
-                        "each must be a postgres:// URL, with a PostgreSQL DATABASE_URL")
-                }
-                return location
-            }
+            .map { try Self.postgres($0, variable: "DATABASE_REPLICA_URLS", beside: database) }
         replicaMaxLag = .milliseconds(try settings.int("CHAT_REPLICA_MAX_LAG_MS", default: 1000, in: 10...3_600_000))
         databasePoolSize = try settings.int("CHAT_DATABASE_POOL_SIZE", default: 20, in: 1...1000)
 
