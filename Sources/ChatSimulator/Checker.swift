@@ -88,6 +88,13 @@ struct ChatStream: Sendable {
     /// Whether a `resume` is under way.
     var isResuming: Bool { pendingResume != nil }
 
+    /// Whether the `resume` under way will bring `seq` in its place. The `ack` of a send made
+    /// before the resume may arrive first (docs/protocol.md, "Pipelining"): it is no delivery
+    /// in the stream's order.
+    func resumeBrings(_ seq: Int64) -> Bool {
+        pendingResume.map { seq > $0 } ?? false
+    }
+
     /// The `after_seq` of the `resume` under way.
     var resumePosition: Int64? { pendingResume }
 

@@ -609,7 +609,9 @@ final class Device: @unchecked Sendable {
         if first && !observed.streams[chat]!.holds(seq) {
             progress.acked.add(1, ordering: .relaxed)
             if control.phase == .measuring { observed.ackedWhileMeasuring += 1 }
-            record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
+            if !observed.streams[chat]!.resumeBrings(seq) {
+                record(chat: chat, seq: seq, messageID: messageID, clientID: clientID, latency: \.ackLatency)
+            }
             if let attempted, !role.stallsWhileMeasuring, control.isMeasured(sentAt: clientID.sentAt) {
                 let now = monotonicNanoseconds()
                 switch control.sinceRateChange(sentAt: clientID.sentAt) {

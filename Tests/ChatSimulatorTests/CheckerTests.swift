@@ -149,6 +149,25 @@ import Testing
         #expect(check([device], acked: 7) == CheckReport())
     }
 
+    @Test func anAckThatComesBeforeTheResumeIsLeftToTheResume() {
+        var device = stream([1, 2])
+        device.reconnected(liveAfter: 5)
+        device.resuming(after: 2)
+        // The ack of 4, a send made before the resume, overtakes the resume's messages.
+        #expect(device.resumeBrings(4) && !device.resumeBrings(2))
+        var counted = device
+        for seq: Int64 in [3, 4, 5] {
+            device.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        #expect(check([device]) == CheckReport())
+        #expect(!device.resumeBrings(4), "the resume is done")
+        // Counted as it came, the ack would be a delivery out of order.
+        for seq: Int64 in [4, 3, 4, 5] {
+            counted.record(seq: seq, messageID: 100 + seq, clientID: clientID(seq), run: Self.run)
+        }
+        #expect(check([counted]).reordered == 1)
+    }
+
     @Test func aReconnectWithoutResumeLosesWhatWasMissed() {
         var device = stream([1, 2])
         device.reconnected(liveAfter: 5)
