@@ -47,20 +47,50 @@ struct ReadReplicaTests {
             .flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
     }
 
-    /// Reads the history page at `query` and returns it with where it was read (the target whose
-    /// count went up).
-    static func history(
-        _ chat: ChatID, _ query: String, as user: TestUser, api: APITestClient, pair: ReplicatedPostgres
-    ) async throws -> (page: [MessagePayload], servedBy: String) {
+    /// Runs `request` and returns its answer with where it was read: the target whose count
+    /// of reads went up.
+    static func served<T>(
+        by pair: ReplicatedPostgres, api: APITestClient, _ request: () async throws -> T
+    ) async throws -> (answer: T, servedBy: String) {
         let standby = "\(pair.replica.host):\(pair.replica.port)"
         let before = try await api.send(.get, "/metrics").bodyText
-        let page = try await api.send(.get, "/history/\(chat)?\(query)", as: user).decode(
-            [MessagePayload].self, expecting: .ok)
+        let answer = try await request()
         let after = try await api.send(.get, "/metrics").bodyText
         let servedBy =
             reads(by: standby, in: after) > reads(by: standby, in: before)
             ? "replica" : reads(by: "primary", in: after) > reads(by: "primary", in: before) ? "primary" : "none"
+        return (answer, servedBy)
+    }
+
+    /// Reads the history page at `query` and returns it with where it was read.
+    static func history(
+        _ chat: ChatID, _ query: String, as user: TestUser, api: APITestClient, pair: ReplicatedPostgres
+    ) async throws -> (page: [MessagePayload], servedBy: String) {
+        let (page, servedBy) = try await served(by: pair, api: api) {
+            try await api.send(.get, "/history/\(chat)?\(query)", as: user).decode(
+                [MessagePayload].self, expecting: .ok)
+        }
         return (page, servedBy)
+    }
+
+    /// Reads the user's chat list and returns it with where it was read.
+    static func chatList(
+        as user: TestUser, api: APITestClient, pair: ReplicatedPostgres
+    ) async throws -> (chats: [ChatSummaryPayload], servedBy: String) {
+        let (chats, servedBy) = try await served(by: pair, api: api) {
+            try await api.send(.get, "/chats", as: user).decode([ChatSummaryPayload].self, expecting: .ok)
+        }
+        return (chats, servedBy)
+    }
+
+    /// Searches the user's chats for `word` and returns the texts found with where they were read.
+    static func search(
+        _ word: String, as user: TestUser, api: APITestClient, pair: ReplicatedPostgres
+    ) async throws -> (texts: [String], servedBy: String) {
+        let (found, servedBy) = try await served(by: pair, api: api) {
+            try await api.send(.get, "/search?q=\(word)", as: user).decode(SearchResultsPayload.self, expecting: .ok)
+        }
+        return (found.messages.map(\.message.text), servedBy)
     }
 
     @Test func historyIsReadFromACaughtUpReplica() async throws {
@@ -119,6 +149,53 @@ struct ReadReplicaTests {
             try await pair.waitForReplay()
             read = try await Self.history(chat.id, "limit=100", as: carol, api: api, pair: pair)
             #expect(read.page.count == 7 && read.servedBy == "replica", "caught up, the standby serves again")
+        }
+    }
+
+    /// A chat list or a search reads every chat of the user: the standby serves it only with
+    /// all of them, and the user's memberships, as the primary has them.
+    @Test func chatListsAndSearchesNeedEveryChatOfTheUser() async throws {
+        try await Self.withReplicatedServer { pair, api in
+            let (alice, bob, carol) = (
+                try await api.user("alice"), try await api.user("bob"), try await api.user("carol")
+            )
+            let chat = try await api.createChat("Lists", as: alice)
+            _ = try await api.addUser(bob.id, to: chat.id, as: alice)
+            _ = try await api.store.appendMessage(
+                NewMessage(chatID: chat.id, senderID: alice.id, clientID: "a1", text: "apples before the pause"))
+            try await pair.waitForReplay()
+            try await pair.pauseReplay()
+
+            let elsewhere = try await api.createChat("Elsewhere", as: carol)
+            _ = try await api.store.appendMessage(
+                NewMessage(chatID: elsewhere.id, senderID: carol.id, clientID: "c1", text: "apples elsewhere"))
+            var list = try await Self.chatList(as: bob, api: api, pair: pair)
+            #expect(list.chats.map(\.lastMessage?.text) == ["apples before the pause"])
+            #expect(list.servedBy == "replica", "writes to chats bob is not in do not keep the standby from serving")
+            var found = try await Self.search("apples", as: bob, api: api, pair: pair)
+            #expect(found.texts == ["apples before the pause"] && found.servedBy == "replica")
+
+            _ = try await api.store.appendMessage(
+                NewMessage(chatID: chat.id, senderID: alice.id, clientID: "a2", text: "apples while paused"))
+            list = try await Self.chatList(as: bob, api: api, pair: pair)
+            #expect(list.chats.map(\.lastMessage?.text) == ["apples while paused"] && list.servedBy == "primary")
+            found = try await Self.search("apples", as: bob, api: api, pair: pair)
+            #expect(found.texts == ["apples while paused", "apples before the pause"] && found.servedBy == "primary")
+
+            let joined = try await api.createChat("Joined while paused", as: carol)
+            _ = try await api.addUser(bob.id, to: joined.id, as: carol)
+            list = try await Self.chatList(as: bob, api: api, pair: pair)
+            #expect(Set(list.chats.map(\.id)) == [chat.id, joined.id] && list.servedBy == "primary")
+            _ = try await api.removeUser(bob.id, from: chat.id, as: alice)
+            list = try await Self.chatList(as: bob, api: api, pair: pair)
+            #expect(list.chats.map(\.id) == [joined.id] && list.servedBy == "primary", "a removal the standby lacks")
+            found = try await Self.search("apples", as: bob, api: api, pair: pair)
+            #expect(found.texts.isEmpty && found.servedBy == "primary")
+
+            try await pair.resumeReplay()
+            try await pair.waitForReplay()
+            list = try await Self.chatList(as: bob, api: api, pair: pair)
+            #expect(list.chats.map(\.id) == [joined.id] && list.servedBy == "replica", "caught up, the standby serves")
         }
     }
 

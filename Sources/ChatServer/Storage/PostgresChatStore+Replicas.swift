@@ -37,27 +37,61 @@ extension PostgresChatStore {
     }
 
     /// Runs `read` on a replica that has replayed `chat` as far as `needed` asks of the
-    /// primary's positions, else on the primary. The primary's positions are read while the
-    /// replica reads its own and then runs `read`, so a caught-up replica costs one round trip
-    /// of latency, not two; a replica found behind has read for nothing.
+    /// primary's positions, else on the primary (``readCaughtUp(positions:covers:read:)``).
     /// - Parameter needed: from the primary's positions of the chat, the ones the read needs
     ///   (a page of old messages needs no newer `seq` than its last).
     func readChat<T: Sendable>(
         _ chat: ChatID, needing needed: @escaping @Sendable (ChatPositions) -> ChatPositions = { $0 },
         read: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
+        try await readCaughtUp(
+            positions: { connection in
+                try await connection.query(Self.positionsQuery(chat), logger: self.logger)
+                    .decode((Int64, Int64, Int64, Int64).self).collectAll().first.map(ChatPositions.init)
+            },
+            // No such chat on the primary: it says so.
+            covers: { replica, primary in primary.map { replica?.cover(needed($0)) ?? false } ?? false },
+            read: read)
+    }
+
+    /// Runs `read` on a replica that has replayed every chat of `user` as far as the primary
+    /// had them when the read began, and the user's memberships as they were: the same chats,
+    /// each covered (``ChatPositions/cover(_:)``). Else on the primary.
+    func readChats<T: Sendable>(
+        of user: UserID, read: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await readCaughtUp(
+            positions: { connection in
+                let rows = try await connection.query(Self.positionsQuery(chatsOf: user), logger: self.logger)
+                    .decode((Int64, Int64, Int64, Int64, Int64).self).collectAll()
+                return Dictionary(
+                    uniqueKeysWithValues: rows.map { (ChatID($0.0), ChatPositions(($0.1, $0.2, $0.3, $0.4))) })
+            },
+            covers: { replica, primary in
+                replica.count == primary.count
+                    && primary.allSatisfy { chat, positions in replica[chat]?.cover(positions) ?? false }
+            },
+            read: read)
+    }
+
+    /// Runs `read` on a replica in rotation whose `positions` `cover` the primary's, else on
+    /// the primary. The primary's positions are read while the replica reads its own and then
+    /// runs `read`, so a caught-up replica costs one round trip of latency, not two; a replica
+    /// found behind has read for nothing. Read once the read began, the primary's positions
+    /// are at least as far as anything the client had seen by then, and a replica only moves
+    /// forward: `read` after its positions sees at least as much as they say.
+    private func readCaughtUp<Positions: Sendable, T: Sendable>(
+        positions: @escaping @Sendable (PostgresConnection) async throws -> Positions,
+        covers: @escaping @Sendable (_ replica: Positions, _ primary: Positions) -> Bool,
+        read: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         guard let replicas, let replica = replicas.pick() else { return try await readOnPrimary(read) }
-        // Read once the read began: at least as far as anything the client had seen by then.
-        async let primaryRows = fetch(Self.positionsQuery(chat), as: (Int64, Int64, Int64, Int64).self)
-        var fromReplica: (positions: ChatPositions, value: T)?
+        async let primaryPositions = withConnection(positions)
+        var fromReplica: (positions: Positions, value: T)?
         do {
             fromReplica = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits) {
                 connection in
-                // A replica only moves forward: `read` after this sees at least as much.
-                let rows = try await connection.query(Self.positionsQuery(chat), logger: self.logger)
-                    .decode((Int64, Int64, Int64, Int64).self).collectAll()
-                guard let row = rows.first else { return nil }
-                return (ChatPositions(row), try await read(connection))
+                (try await positions(connection), try await read(connection))
             }
         } catch  where Task.isCancelled {
             throw CancellationError()
@@ -66,13 +100,13 @@ extension PostgresChatStore {
             // caller still wants its read.
             takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
         }
-        // No such chat on the primary: it says so.
-        guard let primary = try await primaryRows.first.map(ChatPositions.init) else {
-            return try await readOnPrimary(read)
+        let primary: Positions
+        do {
+            primary = try await primaryPositions
+        } catch {
+            throw mapError(error)
         }
-        guard let fromReplica, fromReplica.positions.cover(needed(primary)) else {
-            return try await readOnPrimary(read)
-        }
+        guard let fromReplica, covers(fromReplica.positions, primary) else { return try await readOnPrimary(read) }
         replica.servedARead()
         return fromReplica.value
     }
@@ -87,6 +121,31 @@ extension PostgresChatStore {
         }
     }
 
+    /// Runs a query that reads the chats of `user`, and decodes every row:
+    /// ``readChats(of:read:)``.
+    func fetch<each Column: PostgresDecodable & Sendable>(
+        ofChatsOf user: UserID, _ query: PostgresQuery, as types: (repeat each Column).Type
+    ) async throws -> [(repeat each Column)] {
+        try await readChats(of: user) { connection in
+            try await connection.query(query, logger: self.logger).decode(types).collectAll()
+        }
+    }
+
+    /// Runs a query that reads the messages of `scope`, and decodes every row: a replica must
+    /// have them, with their edits and deletions, as the primary had them.
+    func fetch<each Column: PostgresDecodable & Sendable>(
+        ofChatsIn scope: SearchScope, _ query: PostgresQuery, as types: (repeat each Column).Type
+    ) async throws -> [(repeat each Column)] {
+        switch scope {
+        case .chatsOf(let user):
+            try await fetch(ofChatsOf: user, query, as: types)
+        case .chat(let chat):
+            try await fetch(query, as: types, ofChat: chat) {
+                ChatPositions(lastSeq: $0.lastSeq, lastUpdate: $0.lastUpdate)
+            }
+        }
+    }
+
     private func readOnPrimary<T: Sendable>(
         _ read: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
@@ -96,6 +155,17 @@ extension PostgresChatStore {
         } catch {
             throw mapError(error)
         }
+    }
+
+    /// The ``ChatPositions`` of every chat `user` is a member of, a row each with its id.
+    private static func positionsQuery(chatsOf user: UserID) -> PostgresQuery {
+        """
+        SELECT c.id, c.last_seq, c.last_update,
+               COALESCE((SELECT max(e.id) FROM membership_events e WHERE e.chat_id = c.id), 0),
+               COALESCE((SELECT sum(o.read_seq) FROM group_members o WHERE o.chat_id = c.id), 0)::int8
+        FROM group_members me JOIN chats c ON c.id = me.chat_id
+        WHERE me.user_id = \(user.rawValue)
+        """
     }
 
     /// The chat's ``ChatPositions``: one row, from the chat's own rows and indexes.

@@ -508,6 +508,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
 
     public func chatSummaries(for user: UserID) async throws -> [ChatSummary] {
         let rows = try await fetch(
+            ofChatsOf: user,
             """
             SELECT c.id, c.name, c.chat_type, g.creator_id, c.created_at, c.last_seq, c.last_update, me.read_seq,
                    m.id, m.sender_id, m.client_id, m.text, m.created_at,
@@ -856,6 +857,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
         // planner could otherwise meet with the primary key's index over every message.
         let older = before.map { "AND id < \($0.rawValue)" } ?? ""
         let rows = try await fetch(
+            ofChatsIn: scope,
             """
             WITH found AS MATERIALIZED (
                 SELECT id, chat_id FROM messages
