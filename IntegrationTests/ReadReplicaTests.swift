@@ -47,6 +47,13 @@ struct ReadReplicaTests {
             .flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
     }
 
+    /// The reads sent to a replica that asked the primary for the chats' positions, from `/metrics`.
+    static func positionChecks(in metrics: String) -> Int {
+        let prefix = "chat_database_replica_position_checks_total "
+        return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }
+            .flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+    }
+
     /// Runs `request` and returns its answer with where it was read: the target whose count
     /// of reads went up.
     static func served<T>(
@@ -102,6 +109,38 @@ struct ReadReplicaTests {
             let (page, servedBy) = try await Self.history(chat.id, "limit=100", as: alice, api: api, pair: pair)
             #expect(page.map(\.seq) == [1, 2, 3, 4, 5])
             #expect(servedBy == "replica")
+        }
+    }
+
+    /// A standby that has replayed where the primary was at the request's session check has
+    /// everything the client had seen: the read asks the primary for nothing more. Once the
+    /// primary has moved past it, the read needs the chat's positions from the primary again.
+    @Test func aStandbyThatHasReplayedTheRequestNeedsNoPositionsFromThePrimary() async throws {
+        try await Self.withReplicatedServer { pair, api in
+            let alice = try await api.user("alice")
+            let chat = try await api.createChat("Quiet", as: alice)
+            try await api.storeMessages(3, in: chat.id, from: alice.id)
+            try await pair.waitForReplay()
+            // The node's check (every 250 ms) learns of the replay; until then reads check positions.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var checksWithoutOne = false
+            while !checksWithoutOne && ContinuousClock.now < deadline {
+                let before = Self.positionChecks(in: try await api.send(.get, "/metrics").bodyText)
+                let read = try await Self.history(chat.id, "limit=100", as: alice, api: api, pair: pair)
+                let after = Self.positionChecks(in: try await api.send(.get, "/metrics").bodyText)
+                #expect(read.page.map(\.seq) == [1, 2, 3] && read.servedBy == "replica")
+                checksWithoutOne = after == before
+            }
+            #expect(checksWithoutOne, "a read with nothing new on the primary was served without its positions")
+
+            try await pair.pauseReplay()
+            let other = try await api.createChat("Elsewhere", as: alice)
+            try await api.storeMessages(1, in: other.id, from: alice.id, prefix: "elsewhere")
+            let before = Self.positionChecks(in: try await api.send(.get, "/metrics").bodyText)
+            let read = try await Self.history(chat.id, "limit=100", as: alice, api: api, pair: pair)
+            let after = Self.positionChecks(in: try await api.send(.get, "/metrics").bodyText)
+            #expect(read.page.map(\.seq) == [1, 2, 3] && read.servedBy == "replica", "the chat is replayed")
+            #expect(after == before + 1, "the primary moved past the standby: the chat's positions were checked")
         }
     }
 

@@ -82,6 +82,8 @@ public struct ChatMetrics: Sendable {
         "chat_database_reads_total":
             "Reads a replica could serve, by where they were served (primary, or a replica's host:port).",
         "chat_database_replica_in_rotation": "1 while a read replica serves reads, by replica.",
+        "chat_database_replica_position_checks_total":
+            "Reads sent to a replica that first read the chats' positions on the primary (read-your-writes).",
         "chat_database_replica_lag_seconds": "How far a read replica's replay is behind the primary, by replica.",
         "process_resident_memory_bytes": "Resident memory of the server process.",
         "process_open_fds": "Open file descriptors of the server process (sockets included).",

@@ -16,15 +16,18 @@ struct AuthMiddleware: RouterMiddleware {
     ) async throws
         -> Response
     {
-        var context = context
-        if let (token, source) = Self.credentials(in: request) {
-            if source == .cookie, !Self.safeMethods.contains(request.method) {
-                try originPolicy.checkSameSite(request)
-            }
+        guard let (token, source) = Self.credentials(in: request) else { return try await next(request, context) }
+        if source == .cookie, !Self.safeMethods.contains(request.method) {
+            try originPolicy.checkSameSite(request)
+        }
+        // The session check is the request's first read: the scope lets the reads after it
+        // know how far a replica must have replayed for them.
+        return try await ReadScope.$current.withValue(ReadScope()) {
+            var context = context
             context.session = try await accounts.authenticate(token: token)
             context.credentialSource = source
+            return try await next(request, context)
         }
-        return try await next(request, context)
     }
 
     private static let safeMethods: Set<HTTPRequest.Method> = [.get, .head, .options]

@@ -86,6 +86,20 @@ extension PostgresChatStore {
         read: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         guard let replicas, let replica = replicas.pick() else { return try await readOnPrimary(read) }
+        if let requestPosition = ReadScope.current?.primaryPosition, replica.hasReplayed(requestPosition) {
+            // It has every transaction committed before the request began: nothing to compare.
+            do {
+                let value = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits, read)
+                replica.servedARead()
+                return value
+            } catch  where Task.isCancelled {
+                throw CancellationError()
+            } catch {
+                takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
+                return try await readOnPrimary(read)
+            }
+        }
+        replicas.checkedPositionsOnThePrimary()
         async let primaryPositions = withConnection(positions)
         var fromReplica: (positions: Positions, value: T)?
         do {
@@ -217,6 +231,7 @@ extension PostgresChatStore {
                 ).decode((Bool, Int64).self).collectAll().first
             }
             if let row, row.0 {
+                replica.replayed(row.1)
                 let measured = replicas.lag(ofReplayed: row.1, now: .now)
                 lag = measured
                 if measured > replicas.settings.maxLag { reason = "it lags the primary by \(measured)" }

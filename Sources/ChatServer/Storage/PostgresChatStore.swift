@@ -280,14 +280,22 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             """)
     }
 
+    /// With replicas, also notes the primary's WAL position in the request's ``ReadScope``: the
+    /// check is the request's first statement, so everything the client had seen is before it.
     public func sessionUser(_ user: UserID, tokenID: String, issuedAt: Date) async throws -> User? {
-        try await fetch(
-            """
-            SELECT id, name, email, is_admin, created_at FROM users
-            WHERE id = \(user.rawValue) AND (sessions_valid_from IS NULL OR sessions_valid_from <= \(issuedAt))
-              AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = \(tokenID))
-            """, as: UserRow.self
-        ).first.map(Self.user)
+        let scope = replicas == nil ? nil : ReadScope.current
+        let position = scope == nil ? "0::int8" : "(pg_current_wal_insert_lsn() - '0/0')::int8"
+        guard
+            let row = try await fetch(
+                """
+                SELECT id, name, email, is_admin, created_at, \(unescaped: position) FROM users
+                WHERE id = \(user.rawValue) AND (sessions_valid_from IS NULL OR sessions_valid_from <= \(issuedAt))
+                  AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = \(tokenID))
+                """, as: (Int64, String, String, Bool, Date, Int64).self
+            ).first
+        else { return nil }
+        scope?.notePrimaryPosition(row.5)
+        return Self.user((row.0, row.1, row.2, row.3, row.4))
     }
 
     public func revokeToken(_ tokenID: String, of user: UserID, expiresAt: Date) async throws {

@@ -12,6 +12,8 @@ final class ReplicaSet: Sendable {
         let name: String
         let client: PostgresClient
         private let inRotationNow = Atomic(false)
+        /// The WAL position its last check found replayed.
+        private let replayedAtLeast = Atomic<Int64>(0)
         private let inRotationGauge: Gauge
         private let lagGauge: Gauge
         private let reads: Counter
@@ -28,6 +30,18 @@ final class ReplicaSet: Sendable {
         }
 
         var inRotation: Bool { inRotationNow.load(ordering: .relaxed) }
+
+        /// Notes that its check found the WAL replayed up to `position`. The last check's, not
+        /// the furthest ever: a replica rebuilt from an older backup starts behind.
+        func replayed(_ position: Int64) {
+            replayedAtLeast.store(position, ordering: .relaxed)
+        }
+
+        /// Whether it is known to have replayed the WAL up to `position`, so that a snapshot
+        /// taken on it from now on has every transaction committed before it.
+        func hasReplayed(_ position: Int64) -> Bool {
+            replayedAtLeast.load(ordering: .relaxed) >= position
+        }
 
         func servedARead() {
             reads.increment()
@@ -63,6 +77,8 @@ final class ReplicaSet: Sendable {
     let settings: Settings
     /// Reads a replica could have served that the primary served.
     private let primaryReads: Counter
+    /// Reads on a replica that needed the chats' positions from the primary.
+    private let positionChecks: Counter
     private let nextReplica = Atomic(0)
     private let primaryPositions = Mutex(ReplayLag())
 
@@ -71,10 +87,15 @@ final class ReplicaSet: Sendable {
         self.settings = settings
         primaryReads = Counter(
             label: "chat_database_reads_total", dimensions: [("target", "primary")], factory: factory)
+        positionChecks = Counter(label: "chat_database_replica_position_checks_total", factory: factory)
     }
 
     func primaryServedARead() {
         primaryReads.increment()
+    }
+
+    func checkedPositionsOnThePrimary() {
+        positionChecks.increment()
     }
 
     /// The next replica in rotation, round robin; nil when none is.
