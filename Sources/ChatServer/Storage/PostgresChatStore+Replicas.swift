@@ -46,8 +46,9 @@ extension PostgresChatStore {
     ) async throws -> T {
         try await readCaughtUp(
             positions: { connection in
-                try await connection.query(Self.positionsQuery(chat), logger: self.logger)
-                    .decode((Int64, Int64, Int64, Int64).self).collectAll().first.map(ChatPositions.init)
+                let row = try await connection.query(Self.positionsQuery(chat), logger: self.logger)
+                    .decode((Int64, Int64, Int64, Int64, Int64).self).collectAll().first
+                return (row?.0, row.map { ChatPositions(($0.1, $0.2, $0.3, $0.4)) })
             },
             // No such chat on the primary: it says so.
             covers: { replica, primary in primary.map { replica?.cover(needed($0)) ?? false } ?? false },
@@ -63,9 +64,12 @@ extension PostgresChatStore {
         try await readCaughtUp(
             positions: { connection in
                 let rows = try await connection.query(Self.positionsQuery(chatsOf: user), logger: self.logger)
-                    .decode((Int64, Int64, Int64, Int64, Int64).self).collectAll()
-                return Dictionary(
-                    uniqueKeysWithValues: rows.map { (ChatID($0.0), ChatPositions(($0.1, $0.2, $0.3, $0.4))) })
+                    .decode((Int64, Int64, Int64, Int64, Int64, Int64).self).collectAll()
+                return (
+                    rows.first?.0,
+                    Dictionary(
+                        uniqueKeysWithValues: rows.map { (ChatID($0.1), ChatPositions(($0.2, $0.3, $0.4, $0.5))) })
+                )
             },
             covers: { replica, primary in
                 replica.count == primary.count
@@ -74,38 +78,47 @@ extension PostgresChatStore {
             read: read)
     }
 
-    /// Runs `read` on a replica in rotation whose `positions` `cover` the primary's, else on
-    /// the primary. The primary's positions are read while the replica reads its own and then
-    /// runs `read`, so a caught-up replica costs one round trip of latency, not two; a replica
-    /// found behind has read for nothing. Read once the read began, the primary's positions
-    /// are at least as far as anything the client had seen by then, and a replica only moves
-    /// forward: `read` after its positions sees at least as much as they say.
+    /// What a replica read brought: the value, and unless the replica had replayed the
+    /// request's position, the positions to judge it by.
+    private struct ReplicaRead<Positions: Sendable, T: Sendable>: Sendable {
+        var value: T
+        var check: (replica: Positions, primary: Result<Positions, any Error>)?
+    }
+
+    /// Runs `read` on a replica in rotation that has everything the client had seen when the
+    /// read began, else on the primary.
+    ///
+    /// A replica has it when it has replayed the primary's WAL position that the request's
+    /// session check noted (``ReadScope``): known from its last check, or found by the read's
+    /// first statement. Otherwise (it is behind the request, or the read is a WebSocket's) its
+    /// `positions` must `cover` the primary's, which are read while the replica runs `read`.
+    /// Read after the read began, the primary's positions are at least as far as anything the
+    /// client had seen by then; a replica only moves forward, so `read`, after its positions,
+    /// sees at least as much as they say.
+    /// - Parameter positions: a statement that returns the WAL position a replica has replayed
+    ///   (nil on the primary, or when it returned no row) and the positions of what is read.
     private func readCaughtUp<Positions: Sendable, T: Sendable>(
-        positions: @escaping @Sendable (PostgresConnection) async throws -> Positions,
+        positions: @escaping @Sendable (PostgresConnection) async throws -> (replayed: Int64?, Positions),
         covers: @escaping @Sendable (_ replica: Positions, _ primary: Positions) -> Bool,
         read: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         guard let replicas, let replica = replicas.pick() else { return try await readOnPrimary(read) }
-        if let requestPosition = ReadScope.current?.primaryPosition, replica.hasReplayed(requestPosition) {
-            // It has every transaction committed before the request began: nothing to compare.
-            do {
-                let value = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits, read)
-                replica.servedARead()
-                return value
-            } catch  where Task.isCancelled {
-                throw CancellationError()
-            } catch {
-                takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
-                return try await readOnPrimary(read)
-            }
-        }
-        replicas.checkedPositionsOnThePrimary()
-        async let primaryPositions = withConnection(positions)
-        var fromReplica: (positions: Positions, value: T)?
+        let requestPosition = ReadScope.current?.primaryPosition
+        let fromReplica: ReplicaRead<Positions, T>
         do {
             fromReplica = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits) {
                 connection in
-                (try await positions(connection), try await read(connection))
+                if let requestPosition, replica.hasReplayed(requestPosition) {
+                    return ReplicaRead(value: try await read(connection))
+                }
+                let (replayed, replicaPositions) = try await positions(connection)
+                if let replayed, let requestPosition, replayed >= requestPosition {
+                    replica.replayed(replayed)
+                    return ReplicaRead(value: try await read(connection))
+                }
+                async let primaryPositions = self.primaryPositions(positions)
+                let value = try await read(connection)
+                return ReplicaRead(value: value, check: (replicaPositions, await primaryPositions))
             }
         } catch  where Task.isCancelled {
             throw CancellationError()
@@ -113,16 +126,24 @@ extension PostgresChatStore {
             // Whatever the replica threw, a CancellationError of the driver's included, the
             // caller still wants its read.
             takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
+            return try await readOnPrimary(read)
         }
-        let primary: Positions
-        do {
-            primary = try await primaryPositions
-        } catch {
-            throw mapError(error)
+        if let check = fromReplica.check {
+            replicas.checkedPositionsOnThePrimary()
+            guard covers(check.replica, try check.primary.get()) else { return try await readOnPrimary(read) }
         }
-        guard let fromReplica, covers(fromReplica.positions, primary) else { return try await readOnPrimary(read) }
         replica.servedARead()
         return fromReplica.value
+    }
+
+    private func primaryPositions<Positions: Sendable>(
+        _ positions: @escaping @Sendable (PostgresConnection) async throws -> (replayed: Int64?, Positions)
+    ) async -> Result<Positions, any Error> {
+        do {
+            return .success(try await withConnection { try await positions($0).1 })
+        } catch {
+            return .failure(mapError(error))
+        }
     }
 
     /// Runs a query that reads `chat`, and decodes every row: ``readChat(_:needing:read:)``.
@@ -171,10 +192,11 @@ extension PostgresChatStore {
         }
     }
 
-    /// The ``ChatPositions`` of every chat `user` is a member of, a row each with its id.
+    /// The ``ChatPositions`` of every chat `user` is a member of, a row each with its id,
+    /// after ``replayedColumn``.
     private static func positionsQuery(chatsOf user: UserID) -> PostgresQuery {
         """
-        SELECT c.id, c.last_seq, c.last_update,
+        SELECT \(unescaped: replayedColumn), c.id, c.last_seq, c.last_update,
                COALESCE((SELECT max(e.id) FROM membership_events e WHERE e.chat_id = c.id), 0),
                COALESCE((SELECT sum(o.read_seq) FROM group_members o WHERE o.chat_id = c.id), 0)::int8
         FROM group_members me JOIN chats c ON c.id = me.chat_id
@@ -182,10 +204,14 @@ extension PostgresChatStore {
         """
     }
 
-    /// The chat's ``ChatPositions``: one row, from the chat's own rows and indexes.
+    /// How far a replica has replayed the WAL as the statement runs; 0 on the primary.
+    private static let replayedColumn = "COALESCE((pg_last_wal_replay_lsn() - '0/0')::int8, 0)"
+
+    /// The chat's ``ChatPositions`` after ``replayedColumn``: one row, from the chat's own rows
+    /// and indexes.
     private static func positionsQuery(_ chat: ChatID) -> PostgresQuery {
         """
-        SELECT last_seq, last_update,
+        SELECT \(unescaped: replayedColumn), last_seq, last_update,
                COALESCE((SELECT max(id) FROM membership_events WHERE chat_id = \(chat.rawValue)), 0),
                COALESCE((SELECT sum(read_seq) FROM group_members WHERE chat_id = \(chat.rawValue)), 0)::int8
         FROM chats WHERE id = \(chat.rawValue)
