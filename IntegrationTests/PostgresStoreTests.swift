@@ -1,15 +1,32 @@
 import ChatConformance
 import ChatProtocol
-import ChatServer
 import ChatTestSupport
 import Logging
 import Testing
+
+@testable import ChatServer
 
 @Suite("PostgreSQL store")
 struct PostgresStoreTests {
     @Test("honors the store contract", arguments: StoreContract.checks)
     func honorsContract(_ check: StoreContractCheck) async throws {
         try await TestDatabase.postgres.withStore { store in try await check.run(store) }
+    }
+
+    /// A request that writes cannot take its session check's position as the bound of what
+    /// it reads next: it may read what it wrote (docs/operations.md, "Read replicas").
+    @Test func aWriteEndsTheRequestsReplicaShortcut() async throws {
+        try await TestDatabase.postgres.withStore { store in
+            let scope = ReadScope()
+            scope.notePrimaryPosition(42)
+            #expect(scope.primaryPosition == 42)
+            try await ReadScope.$current.withValue(scope) {
+                _ = try await store.createUser(NewUser(name: "writer", email: "w@example.com", passwordHash: "h"))
+            }
+            #expect(scope.primaryPosition == nil)
+            scope.notePrimaryPosition(43)
+            #expect(scope.primaryPosition == nil, "a later session check does not bring it back")
+        }
     }
 
     @Test func nodesStartingTogetherApplyEachMigrationOnce() async throws {

@@ -660,6 +660,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             """
         typealias Row = (Bool, Int64, Int64, Int64, Int64, Int64, String?, String, Date, Int64?, Date?, Bool, Int64)
         let rows: [Row]
+        ReadScope.current?.writes()
         do {
             rows = try await withConnection { connection in
                 let rows = try await connection.query(query, logger: self.logger).decode(Row.self).collectAll()
@@ -992,6 +993,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     func write<each Column: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as types: (repeat each Column).Type
     ) async throws -> [(repeat each Column)] {
+        ReadScope.current?.writes()
         do {
             return try await withConnection { connection in
                 let rows = try await connection.query(query, logger: self.logger).decode(types).collectAll()
@@ -1006,6 +1008,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     /// Runs a statement that writes and whose rows, if any, are not needed, until it has
     /// committed.
     func execute(_ query: PostgresQuery) async throws {
+        ReadScope.current?.writes()
         do {
             try await withConnection { connection -> Void in
                 _ = try await connection.query(query, logger: self.logger).collect()
@@ -1033,6 +1036,7 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
     )
         async throws -> T
     {
+        ReadScope.current?.writes()
         do {
             return try await withConnection(limited: limited) { connection in
                 try await connection.query("BEGIN", logger: self.logger)
