@@ -3,12 +3,14 @@ import PostgresNIO
 
 /// Reads from streaming replicas (docs/operations.md, "Read replicas").
 ///
-/// A read of one chat goes to a replica in rotation only when the replica has replayed that
-/// chat as far as the primary had when the read began: its messages (`last_seq`, up to what
-/// the read can return), its edits (`last_update`) and, when the read returns members, its
-/// membership and read markers. So a client never reads older data from a replica than it has
-/// seen, and a member just added or removed is not judged by stale membership. Otherwise, and whenever the replica
-/// fails, the primary serves the read: a replica costs latency at worst, never data.
+/// A read goes to a replica in rotation only when the replica has everything the client had
+/// seen when the read began: it has replayed where the primary's WAL was at the request's
+/// session check (``ReadScope``), or it has the chats read as far as the primary had them
+/// then: their messages (`last_seq`, up to what the read can return), their edits
+/// (`last_update`) and, when the read returns members, their membership and read markers. So a
+/// client never reads older data from a replica than it has seen, and a member just added or
+/// removed is not judged by stale membership. Otherwise, and whenever the replica fails, the
+/// primary serves the read: a replica costs latency at worst, never data.
 extension PostgresChatStore {
     /// How far one chat has come: what a replica must have replayed to serve a read of it.
     struct ChatPositions: Sendable, Equatable {

@@ -12,7 +12,7 @@ final class ReplicaSet: Sendable {
         let name: String
         let client: PostgresClient
         private let inRotationNow = Atomic(false)
-        /// The WAL position its last check found replayed.
+        /// The WAL position its last check (or read) found replayed.
         private let replayedAtLeast = Atomic<Int64>(0)
         private let inRotationGauge: Gauge
         private let lagGauge: Gauge
@@ -31,8 +31,8 @@ final class ReplicaSet: Sendable {
 
         var inRotation: Bool { inRotationNow.load(ordering: .relaxed) }
 
-        /// Notes that its check found the WAL replayed up to `position`. The last check's, not
-        /// the furthest ever: a replica rebuilt from an older backup starts behind.
+        /// Notes that a check or a read found the WAL replayed up to `position`. The last
+        /// one's, not the furthest ever: a replica rebuilt from an older backup starts behind.
         func replayed(_ position: Int64) {
             replayedAtLeast.store(position, ordering: .relaxed)
         }
