@@ -25,17 +25,19 @@ struct BrokenServerTests {
     @Test(arguments: MisbehavingProxy.Fault.allCases)
     func namesEachBrokenCheck(_ fault: MisbehavingProxy.Fault) async throws {
         let expected = try #require(Self.broken[fault])
-        let checks = ConformanceSuite.checks.filter {
-            $0.description == Self.control || expected.contains($0.description)
-        }
-        try #require(checks.count == expected.count + 1, "every named check exists")
+        let control = ConformanceSuite.checks.filter { $0.description == Self.control }
+        let checks = ConformanceSuite.checks.filter { expected.contains($0.description) }
+        try #require(control.count == 1 && checks.count == expected.count, "every named check exists")
         try await TestApp.run(testing: .live) { api in
             try await MisbehavingProxy.run(fault, before: try #require(api.client.port)) { port in
                 let target = try ConformanceTarget(
                     nodes: ["http://127.0.0.1:\(port)"], document: try ProtocolDocument.strict.get())
-                // A skipped ack leaves its check waiting: the time limit ends the wait.
-                let report = await ConformanceSuite.run(checks, against: target, timeLimit: .seconds(20))
-                for result in report.results {
+                // The control has the suite's own patience: beside busy loops and the rest of
+                // the tests, 20 s was once not enough for it. A skipped ack leaves its check
+                // waiting: for the broken ones the time limit ends the wait.
+                let report = await ConformanceSuite.run(control, against: target)
+                let broken = await ConformanceSuite.run(checks, against: target, timeLimit: .seconds(20))
+                for result in report.results + broken.results {
                     print("against a server that \(fault): \(ConformanceReport.line(result))")
                     let shouldFail = expected.contains(result.check)
                     #expect(
