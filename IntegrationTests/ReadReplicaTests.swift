@@ -238,6 +238,39 @@ struct ReadReplicaTests {
         }
     }
 
+    /// A user search has no positions to compare: a standby serves it only when it is known to
+    /// have replayed where the primary was at the request's session check.
+    @Test func userSearchGoesToAStandbyKnownToHaveReplayedTheRequest() async throws {
+        try await Self.withReplicatedServer { pair, api in
+            let alice = try await api.user("alice")
+            try await pair.waitForReplay()
+            let search = { @Sendable in
+                try await Self.served(by: pair, api: api) {
+                    try await api.send(.get, "/users?q=ali", as: alice).decode([UserPayload].self, expecting: .ok)
+                        .map(\.name)
+                }
+            }
+            // The node's check (every 250 ms) learns of the replay.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var found = try await search()
+            while found.servedBy != "replica" && ContinuousClock.now < deadline { found = try await search() }
+            #expect(found.answer == ["alice"] && found.servedBy == "replica")
+
+            try await pair.pauseReplay()
+            _ = try await api.user("alina")
+            found = try await search()
+            #expect(found.answer == ["alice", "alina"] && found.servedBy == "primary", "a user the standby lacks")
+
+            try await pair.resumeReplay()
+            try await pair.waitForReplay()
+            found = try await search()
+            while found.servedBy != "replica" && ContinuousClock.now < deadline + .seconds(10) {
+                found = try await search()
+            }
+            #expect(found.answer == ["alice", "alina"] && found.servedBy == "replica")
+        }
+    }
+
     @Test func aReplicaLaggingPastTheLimitLeavesRotationAndComesBack() async throws {
         try await Self.withReplicatedServer(maxLag: .milliseconds(300)) { pair, api in
             let alice = try await api.user("alice")

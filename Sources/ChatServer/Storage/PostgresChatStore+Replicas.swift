@@ -80,6 +80,28 @@ extension PostgresChatStore {
             read: read)
     }
 
+    /// Runs `read`, which has no positions to compare, on a replica whose last check found the
+    /// request's position (``ReadScope``) replayed, else on the primary.
+    func readIfReplayed<T: Sendable>(
+        _ read: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws
+        -> T
+    {
+        guard let replicas, let replica = replicas.pick(), let requestPosition = ReadScope.current?.primaryPosition,
+            replica.hasReplayed(requestPosition)
+        else { return try await readOnPrimary(read) }
+        do {
+            let value = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits, read)
+            replica.servedARead()
+            return value
+        } catch  where Task.isCancelled {
+            throw CancellationError()
+        } catch {
+            takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
+            return try await readOnPrimary(read)
+        }
+    }
+
     /// What a replica read brought: the value, and unless the replica had replayed the
     /// request's position, the positions to judge it by.
     private struct ReplicaRead<Positions: Sendable, T: Sendable>: Sendable {

@@ -308,17 +308,20 @@ public final class PostgresChatStore: ChatStore, BulkMessageFill {
             """)
     }
 
+    /// From a replica only when it is known to have replayed the request's position: users
+    /// have no positions of their own to compare (``readIfReplayed(_:)``).
     public func users(nameKeyPrefix: String, limit: Int) async throws -> [User] {
         // name_key uses the "C" collation, so a prefix is exactly a range of the unique index.
         let upperBound = nameKeyPrefix + "\u{10FFFF}"
-        return try await fetch(
-            """
+        let query: PostgresQuery = """
             SELECT id, name, email, is_admin, created_at FROM users
             WHERE name_key >= \(nameKeyPrefix) AND name_key < \(upperBound)
             ORDER BY name_key
             LIMIT \(limit)
-            """, as: UserRow.self
-        ).map(Self.user)
+            """
+        return try await readIfReplayed { connection in
+            try await connection.query(query, logger: self.logger).decode(UserRow.self).collectAll()
+        }.map(Self.user)
     }
 
     public func user(_ id: UserID) async throws -> User? {
