@@ -88,18 +88,10 @@ extension PostgresChatStore {
         -> T
     {
         guard let replicas, let replica = replicas.pick(), let requestPosition = ReadScope.current?.primaryPosition,
-            replica.hasReplayed(requestPosition)
+            replica.hasReplayed(requestPosition), let value = try await onReplica(replica, of: replicas, read)
         else { return try await readOnPrimary(read) }
-        do {
-            let value = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits, read)
-            replica.servedARead()
-            return value
-        } catch  where Task.isCancelled {
-            throw CancellationError()
-        } catch {
-            takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
-            return try await readOnPrimary(read)
-        }
+        replica.servedARead()
+        return value
     }
 
     /// What a replica read brought: the value, and unless the replica had replayed the
@@ -128,36 +120,43 @@ extension PostgresChatStore {
     ) async throws -> T {
         guard let replicas, let replica = replicas.pick() else { return try await readOnPrimary(read) }
         let requestPosition = ReadScope.current?.primaryPosition
-        let fromReplica: ReplicaRead<Positions, T>
-        do {
-            fromReplica = try await withConnection(on: replica.client, limits: replicas.settings.waitLimits) {
-                connection in
-                if let requestPosition, replica.hasReplayed(requestPosition) {
-                    return ReplicaRead(value: try await read(connection))
-                }
-                let (replayed, replicaPositions) = try await positions(connection)
-                if let replayed, let requestPosition, replayed >= requestPosition {
-                    replica.replayed(replayed)
-                    return ReplicaRead(value: try await read(connection))
-                }
-                async let primaryPositions = self.primaryPositions(positions)
-                let value = try await read(connection)
-                return ReplicaRead(value: value, check: (replicaPositions, await primaryPositions))
+        let fromReplica = try await onReplica(replica, of: replicas) { connection -> ReplicaRead<Positions, T> in
+            if let requestPosition, replica.hasReplayed(requestPosition) {
+                return ReplicaRead(value: try await read(connection))
             }
-        } catch  where Task.isCancelled {
-            throw CancellationError()
-        } catch {
-            // Whatever the replica threw, a CancellationError of the driver's included, the
-            // caller still wants its read.
-            takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
-            return try await readOnPrimary(read)
+            let (replayed, replicaPositions) = try await positions(connection)
+            if let replayed, let requestPosition, replayed >= requestPosition {
+                replica.replayed(replayed)
+                return ReplicaRead(value: try await read(connection))
+            }
+            async let primaryPositions = self.primaryPositions(positions)
+            let value = try await read(connection)
+            return ReplicaRead(value: value, check: (replicaPositions, await primaryPositions))
         }
+        guard let fromReplica else { return try await readOnPrimary(read) }
         if let check = fromReplica.check {
             replicas.checkedPositionsOnThePrimary()
             guard covers(check.replica, try check.primary.get()) else { return try await readOnPrimary(read) }
         }
         replica.servedARead()
         return fromReplica.value
+    }
+
+    /// Runs `body` on `replica`; nil when it failed, which takes the replica out of rotation.
+    /// Whatever the replica threw, a CancellationError of the driver's included, the caller
+    /// still wants its read: only the caller's own cancellation is rethrown.
+    private func onReplica<T: Sendable>(
+        _ replica: ReplicaSet.Replica, of replicas: ReplicaSet,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T? {
+        do {
+            return try await withConnection(on: replica.client, limits: replicas.settings.waitLimits, body)
+        } catch  where Task.isCancelled {
+            throw CancellationError()
+        } catch {
+            takeOutOfRotation(replica, because: "a read failed: \(Self.describe(error))")
+            return nil
+        }
     }
 
     private func primaryPositions<Positions: Sendable>(
